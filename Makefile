@@ -1,0 +1,26 @@
+# The two commands a newcomer needs are the first two targets.
+.PHONY: dev test lint bench test-hosts clean
+
+dev:            ## run the demo mesh locally (installs what it needs first)
+	@scripts/bootstrap dev
+	@.venv/bin/weft dev
+
+test:           ## run the whole test suite (installs what it needs first)
+	@scripts/bootstrap test
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint:
+	@scripts/bootstrap dev
+	.venv/bin/ruff check .
+
+bench:          ## run every benchmark in bench/ (slow; prints figures)
+	@scripts/bootstrap bench
+	.venv/bin/python bench/registry.py
+
+test-hosts:     ## slow tests against real systemd hosts (debootstrap); see docs/testing.md
+	@scripts/bootstrap hosts
+	.venv/bin/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .ruff_cache

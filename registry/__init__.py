@@ -1,0 +1,1 @@
+"""The Weft registry: an etcd-backed, Consul-compatible service catalog and its HTTP API."""

@@ -1,0 +1,122 @@
+"""Subprocesses a test starts: own process group, logs kept, always stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._wait import wait_until
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just proved free (for daemons that cannot report a port-0 bind)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A child process in its own process group; `stop()` is safe to call more than once."""
+
+    def __init__(self, args: Sequence[str], log_path: Path, popen: subprocess.Popen[bytes]) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        self.popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (a crash, as far as the child can tell)."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        # Reap anything the child left behind in its group.
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self.popen.returncode
+
+    def wait_ready_file(self, path: Path, timeout: float = 20.0) -> dict:
+        def ready() -> dict | None:
+            if not self.alive():
+                raise AssertionError(
+                    f"{self.args[0]} exited with {self.popen.returncode} before it was ready:\n"
+                    + self.log()[-4000:]
+                )
+            if path.exists() and path.stat().st_size:
+                return json.loads(path.read_text())
+            return None
+
+        return wait_until(ready, timeout=timeout, what=f"{self.args} to write {path}")
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+) -> Proc:
+    full_env = dict(os.environ)
+    full_env["PYTHONUNBUFFERED"] = "1"
+    if env:
+        full_env.update(env)
+    log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        popen = subprocess.Popen(
+            list(args),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    finally:
+        log_file.close()
+    return Proc(args, log_path, popen)
+
+
+def weft_command() -> list[str]:
+    return [str(VENV_BIN / "python"), "-m", "weft"]
+
+
+def time_left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

@@ -1,0 +1,219 @@
+"""Typed configuration for every Weft daemon: file, then environment, then flags (later wins).
+
+A component declares its settings as a frozen dataclass whose fields carry `setting(...)`
+metadata. `load_settings` reads a TOML file, `WEFT_<COMPONENT>_<FIELD>` environment variables
+and command-line flags, converts every value to the field's type and runs the dataclass's
+`validate()`; any problem raises `SettingsError` naming the field and where the value came from.
+The CLI turns that into exit status 64 (EX_USAGE) before any port is bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+EX_USAGE = 64
+
+T = TypeVar("T")
+
+
+class SettingsError(Exception):
+    """A configuration value is missing, malformed or out of range."""
+
+    def __init__(self, field: str, message: str, origin: str = "") -> None:
+        where = f" (from {origin})" if origin else ""
+        super().__init__(f"{field}{where}: {message}")
+        self.field = field
+        self.origin = origin
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    parse: Callable[[str], Any] | None = None,
+    flag: bool = True,
+    secret: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field that is also a setting with `help` text (shown by `--help`)."""
+    metadata = {"help": help, "parse": parse, "flag": flag, "secret": secret}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from a Go-style duration ('1m30s', '500ms', '10s') or a bare number of seconds."""
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a duration")
+    if isinstance(text, int | float):
+        return float(text)
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{text!r} is not a duration (examples: '10s', '1m30s', '500ms')")
+    return total
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def _convert(value: Any, annotation: Any, parse: Callable[[str], Any] | None) -> Any:
+    if parse is not None:
+        return parse(value)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if (value is None or value == "") and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], None)
+    if annotation is bool:
+        return parse_bool(value)
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    if annotation is float:
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a string")
+        return value
+    if annotation is Path:
+        return Path(value)
+    if origin in (tuple, list):
+        items = value.split(",") if isinstance(value, str) else list(value)
+        items = [i.strip() if isinstance(i, str) else i for i in items]
+        items = [i for i in items if i != ""]
+        converted = [_convert(i, args[0], None) for i in items]
+        return tuple(converted) if origin is tuple else converted
+    return value
+
+
+def _fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, env_prefix: str) -> None:
+    """Add one `--flag` per setting of `cls`, with its help, default and environment name."""
+    hints = typing.get_type_hints(cls)
+    for f in _fields(cls):
+        if not f.metadata.get("flag", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.metadata.get("secret") or default in (None, "", ()):
+            shown = ""
+        else:
+            text_default = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            shown = f" [default: {text_default}]"
+        env_name = env_prefix + f.name.upper()
+        text = f"{f.metadata['help']}{shown} (env {env_name})"
+        if hints[f.name] is bool:
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar="VALUE", help=text)
+
+
+def load_settings(
+    cls: type[T],
+    *,
+    env_prefix: str,
+    file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    file_section: str | None = None,
+) -> T:
+    """Build `cls` from a TOML file, then the environment, then flags; validate it."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in _fields(cls)}
+    values: dict[str, Any] = {}
+
+    if file is not None:
+        try:
+            data = tomllib.loads(Path(file).read_text())
+        except FileNotFoundError:
+            raise SettingsError("config", f"file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError("config", f"{file} is not valid TOML: {exc}") from None
+        if file_section:
+            data = data.get(file_section, {})
+        for key, raw in data.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise SettingsError(
+                    key, f"unknown setting in {file}; known: {', '.join(sorted(known))}"
+                )
+            values[name] = (raw, f"{file}")
+
+    for name in known:
+        env_name = env_prefix + name.upper()
+        if env_name in environ:
+            values[name] = (environ[env_name], env_name)
+
+    for name, raw in (flags or {}).items():
+        if name in known and raw is not None:
+            values[name] = (raw, "--" + name.replace("_", "-"))
+
+    converted: dict[str, Any] = {}
+    for name, (raw, origin) in values.items():
+        try:
+            converted[name] = _convert(raw, hints[name], known[name].metadata.get("parse"))
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(name, str(exc), origin) from None
+    try:
+        settings = cls(**converted)
+    except TypeError as exc:
+        missing = [
+            f.name
+            for f in _fields(cls)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in converted
+        ]
+        if missing:
+            raise SettingsError(missing[0], "is required") from None
+        raise SettingsError("settings", str(exc)) from None
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except SettingsError as exc:
+            name = exc.field
+            origin = values.get(name, (None, "default"))[1]
+            raise SettingsError(name, str(exc).split(": ", 1)[-1], origin) from None
+    return settings

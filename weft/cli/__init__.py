@@ -1,0 +1,3 @@
+"""The `weft` command line."""
+
+from ._main import main as main
