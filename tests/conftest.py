@@ -43,3 +43,29 @@ def logs_dir(tmp_path: Path) -> Path:
     path = tmp_path / "logs"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def start_server(etcd: EtcdCluster, prefix: str, tmp_path: Path):
+    """Factory: start `weft server` processes on this test's prefix; all stopped at the end."""
+    from .harness import WeftServer
+
+    started: list[WeftServer] = []
+
+    def start(*args: str, bootstrap: bool = True, prefix_: str | None = None) -> WeftServer:
+        server = WeftServer(etcd.endpoints, prefix_ or prefix, tmp_path, args=args,
+                            bootstrap=bootstrap)
+        started.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def server(start_server):
+    """One `weft server` with a bootstrap operator token (`server.token`)."""
+    return start_server()

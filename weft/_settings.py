@@ -25,7 +25,7 @@ EX_USAGE = 64
 T = TypeVar("T")
 
 
-class SettingsError(Exception):
+class SettingsError(ValueError):
     """A configuration value is missing, malformed or out of range."""
 
     def __init__(self, field: str, message: str, origin: str = "") -> None:
@@ -212,8 +212,12 @@ def load_settings(
     if validate is not None:
         try:
             validate()
-        except SettingsError as exc:
-            name = exc.field
+        except ValueError as exc:
+            # Components raise their own ValueError subclass carrying `field`.
+            name = getattr(exc, "field", "settings")
             origin = values.get(name, (None, "default"))[1]
-            raise SettingsError(name, str(exc).split(": ", 1)[-1], origin) from None
+            message = str(exc)
+            if message.startswith(f"{name}: "):
+                message = message[len(name) + 2 :]
+            raise SettingsError(name, message, origin) from None
     return settings

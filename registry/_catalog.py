@@ -1,0 +1,330 @@
+"""Every write to the catalog: one etcd transaction each, never half-applied.
+
+Reads come from the Mirror; writes go through the WriteBatcher (group commit) and return
+once this server's Mirror includes them, so a client reads its own writes on the same server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ._acl import Token, hash_secret, new_token
+from ._batcher import WriteBatcher
+from ._errors import Conflict, InvalidInput, NotFound, RegistryError, Unavailable
+from ._keys import Keys
+from ._mirror import Mirror
+from ._model import Check, Instance, Status, encode_check, encode_instance, replace
+from ._sync import MirrorSync
+from .etcd import (
+    Compare,
+    Delete,
+    EtcdClient,
+    EtcdError,
+    EtcdLeaseNotFound,
+    EtcdUnavailable,
+    Put,
+    TxnResult,
+)
+
+log = logging.getLogger("weft.registry.catalog")
+
+MAX_KV_VALUE = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """An instance with its checks, as one unit of a register or batch call."""
+
+    instance: Instance
+    checks: tuple[Check, ...] = ()
+    lease: int = 0
+
+
+class Catalog:
+    def __init__(
+        self,
+        etcd: EtcdClient,
+        keys: Keys,
+        mirror: Mirror,
+        sync: MirrorSync,
+        batcher: WriteBatcher,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.etcd = etcd
+        self.keys = keys
+        self.mirror = mirror
+        self.sync = sync
+        self.batcher = batcher
+        self.clock = clock
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _commit(
+        self, ops: list[Put | Delete], compares: list[Compare] | None = None
+    ) -> TxnResult:
+        try:
+            result = await self.batcher.submit(ops, compares)
+        except EtcdLeaseNotFound as exc:
+            raise NotFound(
+                "the lease does not exist (it expired or was revoked); grant a new lease and "
+                "register again",
+                field="lease",
+            ) from exc
+        except EtcdUnavailable as exc:
+            raise Unavailable(f"etcd is unavailable: {exc}") from exc
+        except EtcdError as exc:
+            raise RegistryError(f"etcd refused the write: {exc}") from exc
+        if result.succeeded and not await self.sync.caught_up(result.revision):
+            log.warning("write at revision %d not seen by the watch within 5s", result.revision)
+        return result
+
+    # -- instances ---------------------------------------------------------------------------
+
+    def _registration_ops(self, reg: Registration, *, replace_checks: bool) -> list[Put | Delete]:
+        inst = reg.instance
+        now = self.clock()
+        ops: list[Put | Delete] = []
+        # An instance ID is unique per node: re-registering it under another service moves it.
+        moved = self.mirror.find_instance(inst.node, inst.id)
+        if moved is not None and moved.service != inst.service:
+            ops.append(Delete(self.keys.instance(moved.service, moved.node, moved.id)))
+            ops.append(
+                Delete(self.keys.instance_checks(moved.service, moved.node, moved.id), prefix=True)
+            )
+        ops.append(
+            Put(
+                self.keys.instance(inst.service, inst.node, inst.id),
+                encode_instance(inst),
+                reg.lease,
+            )
+        )
+        existing = self.mirror.checks_of(inst.service, inst.node, inst.id)
+        for check in reg.checks:
+            old = existing.get(check.id)
+            if old is not None and old.type == check.type:
+                # Re-registration (anti-entropy, restarts) keeps the state a check earned.
+                check = replace(
+                    check,
+                    status=old.status,
+                    output=old.output,
+                    status_since=old.status_since,
+                    expires_at=old.expires_at,
+                )
+            else:
+                expires = (
+                    now + check.ttl if check.ttl and check.status is not Status.CRITICAL else 0
+                )
+                check = replace(check, status_since=now, expires_at=expires)
+            ops.append(
+                Put(
+                    self.keys.check(inst.service, inst.node, inst.id, check.id),
+                    encode_check(check),
+                    reg.lease,
+                )
+            )
+        if replace_checks:
+            wanted = {c.id for c in reg.checks}
+            for check_id in existing:
+                if check_id not in wanted:
+                    ops.append(Delete(self.keys.check(inst.service, inst.node, inst.id, check_id)))
+        return ops
+
+    async def register(self, reg: Registration, *, replace_checks: bool = True) -> None:
+        await self._commit(self._registration_ops(reg, replace_checks=replace_checks))
+
+    def _deregistration_ops(self, inst: Instance) -> list[Put | Delete]:
+        return [
+            Delete(self.keys.instance(inst.service, inst.node, inst.id)),
+            Delete(self.keys.instance_checks(inst.service, inst.node, inst.id), prefix=True),
+        ]
+
+    async def deregister(self, inst: Instance) -> None:
+        await self._commit(self._deregistration_ops(inst))
+
+    async def apply_batch(
+        self, upserts: Sequence[Registration], deletes: Sequence[Instance]
+    ) -> int:
+        """Register and deregister many instances in as few transactions as etcd allows.
+
+        Returns the number of etcd transactions used (what the adapter's diffing saves).
+        """
+        groups: list[list[Put | Delete]] = []
+        for reg in upserts:
+            groups.append(self._registration_ops(reg, replace_checks=True))
+        for inst in deletes:
+            groups.append(self._deregistration_ops(inst))
+        before = self.batcher.transactions
+        chunk: list[Put | Delete] = []
+        for ops in groups:
+            if len(chunk) + len(ops) > 120:
+                await self._commit(chunk)
+                chunk = []
+            chunk.extend(ops)
+        if chunk:
+            await self._commit(chunk)
+        return self.batcher.transactions - before
+
+    # -- checks ------------------------------------------------------------------------------
+
+    async def update_check(
+        self,
+        node: str,
+        check_id: str,
+        status: Status,
+        output: str | None = None,
+        *,
+        expected: Check | None = None,
+    ) -> Check:
+        """Set a check's status (and refresh its TTL), compare-and-swap against concurrent
+        updates; `expected` makes it fail with Conflict if someone changed it first."""
+        for _ in range(5):
+            check = expected or self.mirror.find_check(node, check_id)
+            if check is None:
+                raise NotFound(f"no check {check_id!r} on node {node!r}", field="check_id")
+            now = self.clock()
+            updated = replace(
+                check,
+                status=status,
+                output=check.output if output is None else output,
+                status_since=check.status_since if check.status is status else now,
+                expires_at=now + check.ttl if check.ttl else 0.0,
+            )
+            key = self.keys.check(check.service, check.node, check.instance, check.id)
+            result = await self._commit(
+                [Put(key, encode_check(updated), check.lease)],
+                [Compare("mod", key, "=", check.modify_index)],
+            )
+            if result.succeeded:
+                return updated
+            if expected is not None:
+                raise Conflict(f"check {check_id!r} changed meanwhile")
+            await self.sync.caught_up(self.mirror.revision + 1, timeout=0.5)
+        raise Conflict(f"check {check_id!r} kept changing; try again")
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def set_maintenance(self, node: str, enable: bool, reason: str) -> None:
+        key = self.keys.maint(node)
+        if enable:
+            record = {"reason": reason, "since": self.clock()}
+            await self._commit([Put(key, json.dumps(record).encode())])
+        else:
+            await self._commit([Delete(key)])
+
+    # -- KV ----------------------------------------------------------------------------------
+
+    async def kv_put(
+        self, key: str, value: bytes, *, flags: int = 0, cas: int | None = None
+    ) -> bool:
+        if len(value) > MAX_KV_VALUE:
+            raise InvalidInput(
+                f"value of {len(value)} bytes is over the KV limit of {MAX_KV_VALUE} bytes",
+                field="value",
+            )
+        full = self.keys.kv(key)
+        ops: list[Put | Delete] = [Put(full, value)]
+        flags_key = self.keys.prefix + "kvflags/" + key
+        ops.append(Put(flags_key, str(flags).encode()) if flags else Delete(flags_key))
+        compares = []
+        if cas is not None:
+            compares.append(
+                Compare("version", full, "=", 0) if cas == 0 else Compare("mod", full, "=", cas)
+            )
+        return (await self._commit(ops, compares)).succeeded
+
+    async def kv_delete(self, key: str, *, recurse: bool = False, cas: int | None = None) -> bool:
+        full = self.keys.kv(key)
+        flags_key = self.keys.prefix + "kvflags/" + key
+        ops: list[Put | Delete] = [Delete(full, prefix=recurse), Delete(flags_key, prefix=recurse)]
+        compares = [Compare("mod", full, "=", cas)] if cas is not None and not recurse else []
+        return (await self._commit(ops, compares)).succeeded
+
+    def kv_flags(self, key: str) -> int:
+        kv = self.mirror.raw.get(self.keys.prefix + "kvflags/" + key)
+        return int(kv.value) if kv else 0
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int, owner: Token | None) -> int:
+        if not 5 <= ttl <= 3600:
+            raise InvalidInput(f"lease ttl must be 5-3600 seconds, got {ttl}", field="ttl")
+        try:
+            lease = await self.etcd.lease_grant(ttl)
+        except EtcdError as exc:
+            raise Unavailable(f"etcd could not grant a lease: {exc}") from exc
+        record = {
+            "ttl": ttl,
+            "owner": owner.accessor if owner else "",
+            "node": owner.node if owner else "",
+        }
+        await self._commit([Put(self.keys.lease(lease), json.dumps(record).encode(), lease)])
+        return lease
+
+    def lease_owner(self, lease: int) -> dict[str, object] | None:
+        kv = self.mirror.raw.get(self.keys.lease(lease))
+        return json.loads(kv.value) if kv else None
+
+    async def keepalive(self, lease: int) -> int:
+        try:
+            return await self.etcd.lease_keepalive(lease)
+        except EtcdLeaseNotFound as exc:
+            raise NotFound(f"lease {lease:x} has expired or was revoked", field="lease") from exc
+        except EtcdError as exc:
+            raise Unavailable(f"etcd could not refresh lease {lease:x}: {exc}") from exc
+
+    async def revoke(self, lease: int) -> None:
+        try:
+            await self.etcd.lease_revoke(lease)
+        except EtcdLeaseNotFound as exc:
+            raise NotFound(f"lease {lease:x} does not exist", field="lease") from exc
+        except EtcdError as exc:
+            raise Unavailable(f"etcd could not revoke lease {lease:x}: {exc}") from exc
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    async def create_token(
+        self, role: str, *, node: str = "", source: str = "", description: str = ""
+    ) -> tuple[str, Token]:
+        secret, token = new_token(
+            role, node=node, source=source, description=description, now=self.clock()
+        )
+        await self._commit([Put(self.keys.token(token.secret_hash), token.to_json())])
+        return secret, token
+
+    async def create_bootstrap_token(self) -> tuple[str, Token] | None:
+        """The first operator token, only if no operator token exists (atomic across servers)."""
+        secret, token = new_token("operator", description="bootstrap", now=self.clock())
+        marker = self.keys.prefix + "bootstrapped"
+        result = await self._commit(
+            [
+                Put(self.keys.token(token.secret_hash), token.to_json()),
+                Put(marker, token.accessor.encode()),
+            ],
+            [Compare("version", marker, "=", 0)],
+        )
+        return (secret, token) if result.succeeded else None
+
+    def tokens(self) -> list[Token]:
+        out = []
+        for kv in self.mirror.raw_prefix(self.keys.token()):
+            try:
+                out.append(Token.from_json(kv.value))
+            except (ValueError, TypeError, KeyError):
+                log.warning("unreadable token record %s", kv.key)
+        return sorted(out, key=lambda t: t.created_at)
+
+    def lookup_token(self, secret: str) -> Token | None:
+        kv = self.mirror.raw.get(self.keys.token(hash_secret(secret)))
+        return Token.from_json(kv.value) if kv else None
+
+    async def revoke_token(self, accessor: str) -> Token:
+        for token in self.tokens():
+            if token.accessor == accessor:
+                await self._commit([Delete(self.keys.token(token.secret_hash))])
+                return token
+        raise NotFound(f"no token with accessor {accessor!r}", field="accessor")

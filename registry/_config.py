@@ -1,0 +1,88 @@
+"""`weft server` configuration (a typed dataclass the CLI fills from file, env and flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ._decode import parse_duration
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; `field` names it (the CLI exits 64 with this message)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def opt(default: Any, help: str, **extra: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def split_host_port(value: str, field: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(field, f"{value!r} is not host:port (e.g. 127.0.0.1:8500)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = opt("127.0.0.1:8500", "address to serve the HTTP API on (port 0: any free)")
+    advertise: str = opt("", "address other hosts reach this server at (default: listen)")
+    etcd_endpoints: tuple[str, ...] = opt(
+        ("http://127.0.0.1:2379",), "etcd client URLs, comma-separated"
+    )
+    etcd_prefix: str = opt("/weft/", "etcd key prefix holding all of Weft's data")
+    etcd_ca_file: str = opt("", "CA bundle to verify etcd's TLS certificate")
+    etcd_cert_file: str = opt("", "client certificate for etcd")
+    etcd_key_file: str = opt("", "client key for etcd")
+    etcd_username: str = opt("", "etcd user (etcd auth)")
+    etcd_password: str = opt("", "etcd password (prefer the environment variable)", secret=True)
+    datacenter: str = opt("dc1", "datacenter name reported to Consul clients")
+    node_name: str = opt("weft", "node for services registered without an agent token")
+    anonymous_reads: bool = opt(False, "allow catalog, health and KV reads without a token")
+    tls_cert_file: str = opt("", "serve HTTPS with this certificate chain")
+    tls_key_file: str = opt("", "private key for --tls-cert-file")
+    max_body_bytes: int = opt(1 << 20, "largest request body accepted")
+    min_check_interval: float = opt(
+        1.0, "shortest HTTP/TCP check interval (seconds)", parse=parse_duration
+    )
+    min_deregister_critical_after: float = opt(
+        60.0, "shortest DeregisterCriticalServiceAfter honoured (seconds)", parse=parse_duration
+    )
+    reap_interval: float = opt(
+        1.0, "how often TTLs and critical services are checked", parse=parse_duration
+    )
+    bootstrap: bool = opt(False, "create the first operator token and print it once")
+    bootstrap_token_file: str = opt("", "write the bootstrap token to this file (mode 0600)")
+    ready_file: str = opt("", "write {address, pid} as JSON here once serving")
+    grace: float = opt(10.0, "seconds in-flight requests get on shutdown", parse=parse_duration)
+    log_format: str = opt("text", "log line format: text or json")
+    log_level: str = opt("info", "debug, info, warning or error")
+
+    def validate(self) -> None:
+        split_host_port(self.listen, "listen")
+        if self.advertise:
+            split_host_port(self.advertise, "advertise")
+        if not self.etcd_endpoints:
+            raise ConfigError("etcd_endpoints", "at least one etcd URL is required")
+        for url in self.etcd_endpoints:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError("etcd_endpoints", f"{url!r} is not an http(s):// URL")
+        if not (self.etcd_prefix.startswith("/") and self.etcd_prefix.endswith("/")):
+            raise ConfigError("etcd_prefix", f"{self.etcd_prefix!r} must start and end with '/'")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("tls_key_file", "give both --tls-cert-file and --tls-key-file")
+        if bool(self.etcd_cert_file) != bool(self.etcd_key_file):
+            raise ConfigError("etcd_key_file", "give both --etcd-cert-file and --etcd-key-file")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes", "must be at least 1024")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("log_format", "must be text or json")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log_level", "must be debug, info, warning or error")
+        if self.reap_interval <= 0:
+            raise ConfigError("reap_interval", "must be positive")

@@ -1,0 +1,228 @@
+"""The catalog in Consul's JSON shapes (what py-consul, the Go client and Prometheus read)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from ._mirror import Mirror
+from ._model import Check, Instance, Status
+
+MAINT_CHECK_ID = "_node_maintenance"
+
+
+def node_id(node: str) -> str:
+    """A stable UUID per node name (Consul nodes have UUIDs; Weft nodes have names)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node}.node.weft"))
+
+
+def node_address(mirror: Mirror, node: str) -> str:
+    for inst in mirror.instances_on(node):
+        if inst.node_address:
+            return inst.node_address
+    return ""
+
+
+def consul_status(status: Status) -> str:
+    return "critical" if status is Status.MAINTENANCE else str(status)
+
+
+def maintenance_check(mirror: Mirror, node: str) -> dict[str, Any] | None:
+    record = mirror.maint.get(node)
+    if record is None:
+        return None
+    reason = record.get("reason") or "Maintenance mode is enabled for this node"
+    return {
+        "Node": node,
+        "CheckID": MAINT_CHECK_ID,
+        "Name": "Node Maintenance Mode",
+        "Status": "critical",
+        "Notes": reason,
+        "Output": "",
+        "ServiceID": "",
+        "ServiceName": "",
+        "ServiceTags": [],
+        "Type": "maintenance",
+        "Namespace": "default",
+        "CreateIndex": 0,
+        "ModifyIndex": 0,
+    }
+
+
+def check_json(check: Check, inst: Instance | None) -> dict[str, Any]:
+    return {
+        "Node": check.node,
+        "CheckID": check.id,
+        "Name": check.name,
+        "Status": consul_status(check.status),
+        "Notes": check.notes,
+        "Output": check.output,
+        "ServiceID": check.instance,
+        "ServiceName": check.service,
+        "ServiceTags": list(inst.tags) if inst else [],
+        "Type": check.type,
+        "Namespace": inst.namespace if inst else "default",
+        "Definition": {},
+        "CreateIndex": check.create_index,
+        "ModifyIndex": check.modify_index,
+    }
+
+
+def service_json(inst: Instance) -> dict[str, Any]:
+    return {
+        "ID": inst.id,
+        "Service": inst.service,
+        "Tags": list(inst.tags),
+        "Address": inst.address,
+        "TaggedAddresses": dict(inst.tagged_addresses),
+        "Meta": dict(inst.meta),
+        "Port": inst.port,
+        "Weights": {"Passing": inst.weights.passing, "Warning": inst.weights.warning},
+        "EnableTagOverride": inst.enable_tag_override,
+        "Kind": inst.kind,
+        "Namespace": inst.namespace,
+        "CreateIndex": inst.create_index,
+        "ModifyIndex": inst.modify_index,
+    }
+
+
+def node_json(mirror: Mirror, node: str, datacenter: str) -> dict[str, Any]:
+    address = node_address(mirror, node)
+    return {
+        "ID": node_id(node),
+        "Node": node,
+        "Address": address,
+        "Datacenter": datacenter,
+        "TaggedAddresses": {"lan": address, "wan": address},
+        "Meta": {},
+    }
+
+
+def _matches_tags(inst: Instance, wanted: list[str]) -> bool:
+    return all(tag in inst.tags for tag in wanted)
+
+
+def instance_checks(mirror: Mirror, inst: Instance) -> list[dict[str, Any]]:
+    checks = [
+        check_json(c, inst) for c in mirror.checks_of(inst.service, inst.node, inst.id).values()
+    ]
+    maint = maintenance_check(mirror, inst.node)
+    if maint is not None:
+        checks.insert(0, maint)
+    return checks
+
+
+def health_service(
+    mirror: Mirror, name: str, *, passing: bool, tags: list[str], datacenter: str
+) -> list[dict[str, Any]]:
+    out = []
+    for inst in _sorted(mirror.instances.get(name, {}).values()):
+        if tags and not _matches_tags(inst, tags):
+            continue
+        checks = instance_checks(mirror, inst)
+        if passing and any(c["Status"] != "passing" for c in checks):
+            continue
+        node = node_json(mirror, inst.node, datacenter)
+        out.append({"Node": node, "Service": service_json(inst), "Checks": checks})
+    return out
+
+
+def catalog_service(
+    mirror: Mirror, name: str, *, tags: list[str], datacenter: str
+) -> list[dict[str, Any]]:
+    out = []
+    for inst in _sorted(mirror.instances.get(name, {}).values()):
+        if tags and not _matches_tags(inst, tags):
+            continue
+        node_addr = inst.node_address or node_address(mirror, inst.node)
+        out.append(
+            {
+                "ID": node_id(inst.node),
+                "Node": inst.node,
+                "Address": node_addr,
+                "Datacenter": datacenter,
+                "TaggedAddresses": {"lan": node_addr, "wan": node_addr},
+                "NodeMeta": {},
+                "CreateIndex": inst.create_index,
+                "ModifyIndex": inst.modify_index,
+                "ServiceAddress": inst.address,
+                "ServiceEnableTagOverride": inst.enable_tag_override,
+                "ServiceID": inst.id,
+                "ServiceName": inst.service,
+                "ServicePort": inst.port,
+                "ServiceMeta": dict(inst.meta),
+                "ServiceTaggedAddresses": dict(inst.tagged_addresses),
+                "ServiceTags": list(inst.tags),
+                "ServiceKind": inst.kind,
+                "ServiceProxy": {},
+                "ServiceConnect": {},
+                "ServiceWeights": {
+                    "Passing": inst.weights.passing,
+                    "Warning": inst.weights.warning,
+                },
+                "Namespace": inst.namespace,
+            }
+        )
+    return out
+
+
+def catalog_services(mirror: Mirror) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name in sorted(mirror.instances):
+        seen: dict[str, None] = {}
+        for inst in mirror.instances[name].values():
+            for tag in inst.tags:
+                seen[tag] = None
+        out[name] = sorted(seen)
+    return out
+
+
+def catalog_nodes(mirror: Mirror, datacenter: str) -> list[dict[str, Any]]:
+    out = []
+    for node in sorted(mirror.by_node):
+        entry = node_json(mirror, node, datacenter)
+        insts = mirror.instances_on(node)
+        entry["CreateIndex"] = min((i.create_index for i in insts), default=0)
+        entry["ModifyIndex"] = max((i.modify_index for i in insts), default=0)
+        out.append(entry)
+    return out
+
+
+def health_state(mirror: Mirror, state: str) -> list[dict[str, Any]]:
+    out = []
+    for node, record in sorted(mirror.maint.items()):
+        if record is not None and state in ("any", "critical"):
+            check = maintenance_check(mirror, node)
+            if check:
+                out.append(check)
+    for check in sorted(mirror.all_checks(), key=lambda c: (c.service, c.node, c.instance, c.id)):
+        if state == "any" or consul_status(check.status) == state:
+            out.append(
+                check_json(check, mirror.instance(check.service, check.node, check.instance))
+            )
+    return out
+
+
+def agent_services(mirror: Mirror, node: str, datacenter: str) -> dict[str, Any]:
+    out = {}
+    for inst in _sorted(mirror.instances_on(node)):
+        entry = service_json(inst)
+        entry["Datacenter"] = datacenter
+        out[inst.id] = entry
+    return out
+
+
+def agent_checks(mirror: Mirror, node: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    maint = maintenance_check(mirror, node)
+    if maint:
+        out[MAINT_CHECK_ID] = maint
+    for inst in _sorted(mirror.instances_on(node)):
+        for check in mirror.checks_of(inst.service, inst.node, inst.id).values():
+            out[check.id] = check_json(check, inst)
+    return out
+
+
+def _sorted(instances: Iterable[Instance]) -> list[Instance]:
+    return sorted(instances, key=lambda i: (i.node, i.id))

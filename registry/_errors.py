@@ -1,0 +1,47 @@
+"""Errors of the `registry` package.
+
+    RegistryError
+    ├── InvalidInput        a request body or parameter breaks a rule (HTTP 400); names the field
+    ├── PayloadTooLarge     a request body is over the limit (HTTP 413)
+    ├── NotFound            the named service, instance, check, key or lease does not exist (404)
+    ├── Forbidden           the token may not do this (HTTP 403)
+    ├── Conflict            a compare-and-swap lost (HTTP 409)
+    └── Unavailable         etcd cannot be reached or the server is shutting down (HTTP 503)
+
+etcd errors (`registry.etcd.EtcdError`) are turned into these where they enter the catalog.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(RegistryError):
+    status = 400
+
+
+class PayloadTooLarge(RegistryError):
+    status = 413
+
+
+class NotFound(RegistryError):
+    status = 404
+
+
+class Forbidden(RegistryError):
+    status = 403
+
+
+class Conflict(RegistryError):
+    status = 409
+
+
+class Unavailable(RegistryError):
+    status = 503

@@ -1,0 +1,286 @@
+"""An in-memory copy of everything under the registry's etcd prefix, indexed for reads.
+
+Each server keeps one, fed by one etcd watch (see `_sync.py`). Pure: etcd events in, the set
+of changed *topics* out; no I/O and no clock. A topic is a unit of data a blocking query can
+wait on ("the instances and checks of service web", "the service list", "KV key a/b"), and each
+topic's index is the etcd revision of the last change to it, which is what `X-Consul-Index`
+reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._keys import Keys
+from ._model import Check, Instance, decode_check, decode_instance
+from .etcd import Event, KeyValue
+
+log = logging.getLogger("weft.registry.mirror")
+
+Topic = tuple[str, ...]
+CATALOG: Topic = ("catalog",)  # the set of services, instances and nodes
+HEALTH: Topic = ("health",)  # any check state
+TOKENS: Topic = ("tokens",)
+MAINT: Topic = ("maint",)
+CONFIG: Topic = ("config",)
+CA: Topic = ("ca",)
+LEADER: Topic = ("leader",)
+
+
+def service_topic(name: str) -> Topic:
+    return ("svc", name)
+
+
+def kv_topic(key: str) -> Topic:
+    return ("kv", key)
+
+
+def config_topic(kind: str) -> Topic:
+    return ("config", kind)
+
+
+_TOMBSTONES_KEPT = 10_000
+
+
+@dataclass
+class Changes:
+    topics: set[Topic] = field(default_factory=set)
+    kv_keys: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.topics or self.kv_keys)
+
+
+InstanceKey = tuple[str, str]  # (node, instance id)
+
+
+class Mirror:
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.revision = 0
+        self.start_revision = 0
+        self.instances: dict[str, dict[InstanceKey, Instance]] = {}
+        self.checks: dict[str, dict[InstanceKey, dict[str, Check]]] = {}
+        self.by_node: dict[str, set[tuple[str, str]]] = {}  # node -> {(service, instance id)}
+        self.check_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (node, check) -> (svc, id)
+        self.kv: dict[str, KeyValue] = {}
+        self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
+        self.maint: dict[str, dict[str, str]] = {}
+        self._index: dict[Topic, int] = {}
+        self._kv_tombstones: dict[str, int] = {}
+        self._tombstone_floor = 0
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def load(self, kvs: Iterable[KeyValue], revision: int) -> None:
+        """Start over from a full read of the prefix at `revision`."""
+        self.__init__(self.keys)  # type: ignore[misc]
+        self.start_revision = revision
+        for kv in kvs:
+            self._apply_one(Event("PUT", kv), Changes())
+        self.revision = revision
+
+    def apply(self, events: Iterable[Event], revision: int) -> Changes:
+        changes = Changes()
+        for event in events:
+            self._apply_one(event, changes)
+            if event.kv.mod_revision > self.revision:
+                self.revision = event.kv.mod_revision
+        self.revision = max(self.revision, revision)
+        return changes
+
+    def resync(self, kvs: Iterable[KeyValue], revision: int) -> Changes:
+        """Replace the contents with a fresh read (after compaction), as a set of changes."""
+        fresh = {kv.key: kv for kv in kvs}
+        events: list[Event] = []
+        for key, old in self._all_kvs().items():
+            if key not in fresh:
+                gone = KeyValue(key, b"", 0, revision, 0, 0)
+                events.append(Event("DELETE", gone, old))
+        for key, kv in fresh.items():
+            old = self._all_kvs().get(key)
+            if old is None or old.mod_revision != kv.mod_revision:
+                events.append(Event("PUT", kv))
+        return self.apply(events, revision)
+
+    def _all_kvs(self) -> dict[str, KeyValue]:
+        out = dict(self.raw)
+        for key, kv in self.kv.items():
+            out[self.keys.kv(key)] = kv
+        for service, insts in self.instances.items():
+            for (node, iid), inst in insts.items():
+                out[self.keys.instance(service, node, iid)] = KeyValue(
+                    self.keys.instance(service, node, iid),
+                    b"",
+                    inst.create_index,
+                    inst.modify_index,
+                    0,
+                    inst.lease,
+                )
+        for service, per_inst in self.checks.items():
+            for (node, iid), checks in per_inst.items():
+                for cid, check in checks.items():
+                    key = self.keys.check(service, node, iid, cid)
+                    out[key] = KeyValue(
+                        key, b"", check.create_index, check.modify_index, 0, check.lease
+                    )
+        return out
+
+    def _bump(self, changes: Changes, revision: int, *topics: Topic) -> None:
+        for topic in topics:
+            changes.topics.add(topic)
+            if revision > self._index.get(topic, 0):
+                self._index[topic] = revision
+
+    def _apply_one(self, event: Event, changes: Changes) -> None:
+        kv = event.kv
+        split = self.keys.split(kv.key)
+        if split is None:
+            return
+        kind, parts = split
+        rev = kv.mod_revision
+        deleted = event.type == "DELETE"
+        try:
+            if kind == "services":
+                self._apply_instance(parts, kv, deleted)
+                self._bump(changes, rev, service_topic(parts[0]), CATALOG)
+            elif kind == "health":
+                self._apply_check(parts, kv, deleted)
+                self._bump(changes, rev, service_topic(parts[0]), HEALTH)
+            elif kind == "kv":
+                self._apply_kv(parts[0], kv, deleted)
+                changes.kv_keys.add(parts[0])
+                self._bump(changes, rev, kv_topic(parts[0]))
+            else:
+                if deleted:
+                    self.raw.pop(kv.key, None)
+                else:
+                    self.raw[kv.key] = kv
+                if kind == "maint":
+                    self._apply_maint(parts[0], kv, deleted, changes)
+                elif kind == "tokens":
+                    self._bump(changes, rev, TOKENS)
+                elif kind == "config":
+                    self._bump(changes, rev, CONFIG, config_topic(parts[0]))
+                elif kind == "ca":
+                    self._bump(changes, rev, CA)
+                elif kind == "leader":
+                    self._bump(changes, rev, LEADER)
+        except (ValueError, TypeError, KeyError) as exc:
+            # A record this version cannot read (written by hand, or by a newer Weft) is
+            # skipped rather than taking the whole server down.
+            log.warning("skipping unreadable record %s: %s", kv.key, exc)
+
+    def _apply_instance(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
+        service, node, iid = parts
+        insts = self.instances.setdefault(service, {})
+        if deleted:
+            insts.pop((node, iid), None)
+            if not insts:
+                del self.instances[service]
+            owned = self.by_node.get(node)
+            if owned is not None:
+                owned.discard((service, iid))
+                if not owned:
+                    del self.by_node[node]
+            return
+        inst = decode_instance(
+            kv.value, lease=kv.lease, create=kv.create_revision, modify=kv.mod_revision
+        )
+        insts[(node, iid)] = inst
+        self.by_node.setdefault(node, set()).add((service, iid))
+
+    def _apply_check(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
+        service, node, iid, cid = parts
+        per_inst = self.checks.setdefault(service, {})
+        if deleted:
+            checks = per_inst.get((node, iid))
+            if checks is not None:
+                checks.pop(cid, None)
+                if not checks:
+                    del per_inst[(node, iid)]
+            if not per_inst:
+                del self.checks[service]
+            if self.check_owner.get((node, cid)) == (service, iid):
+                del self.check_owner[(node, cid)]
+            return
+        check = decode_check(
+            kv.value, lease=kv.lease, create=kv.create_revision, modify=kv.mod_revision
+        )
+        per_inst.setdefault((node, iid), {})[cid] = check
+        self.check_owner[(node, cid)] = (service, iid)
+
+    def _apply_kv(self, key: str, kv: KeyValue, deleted: bool) -> None:
+        if deleted:
+            self.kv.pop(key, None)
+            self._kv_tombstones[key] = kv.mod_revision
+            if len(self._kv_tombstones) > _TOMBSTONES_KEPT:
+                oldest = min(self._kv_tombstones, key=self._kv_tombstones.__getitem__)
+                self._tombstone_floor = max(self._tombstone_floor, self._kv_tombstones.pop(oldest))
+        else:
+            self.kv[key] = kv
+            self._kv_tombstones.pop(key, None)
+
+    def _apply_maint(self, node: str, kv: KeyValue, deleted: bool, changes: Changes) -> None:
+        if deleted:
+            self.maint.pop(node, None)
+        else:
+            self.maint[node] = json.loads(kv.value)
+        services = {service for service, _ in self.by_node.get(node, ())}
+        self._bump(changes, kv.mod_revision, MAINT, HEALTH, *(service_topic(s) for s in services))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def index(self, *topics: Topic) -> int:
+        """The X-Consul-Index of a view covering `topics` (always >= 1)."""
+        best = 0
+        for topic in topics:
+            best = max(best, self._index.get(topic, self.start_revision))
+        return max(best, 1)
+
+    def kv_prefix_index(self, prefix: str) -> int:
+        best = self._tombstone_floor
+        for key, kv in self.kv.items():
+            if key.startswith(prefix) and kv.mod_revision > best:
+                best = kv.mod_revision
+        for key, rev in self._kv_tombstones.items():
+            if key.startswith(prefix) and rev > best:
+                best = rev
+        return max(best or self.start_revision, 1)
+
+    def instance(self, service: str, node: str, iid: str) -> Instance | None:
+        return self.instances.get(service, {}).get((node, iid))
+
+    def checks_of(self, service: str, node: str, iid: str) -> dict[str, Check]:
+        return self.checks.get(service, {}).get((node, iid), {})
+
+    def instances_on(self, node: str) -> list[Instance]:
+        out = []
+        for service, iid in self.by_node.get(node, ()):
+            inst = self.instance(service, node, iid)
+            if inst is not None:
+                out.append(inst)
+        return out
+
+    def find_instance(self, node: str, iid: str) -> Instance | None:
+        for service, owned_id in self.by_node.get(node, ()):
+            if owned_id == iid:
+                return self.instance(service, node, iid)
+        return None
+
+    def find_check(self, node: str, check_id: str) -> Check | None:
+        owner = self.check_owner.get((node, check_id))
+        if owner is None:
+            return None
+        return self.checks_of(owner[0], node, owner[1]).get(check_id)
+
+    def all_checks(self) -> Iterable[Check]:
+        for per_inst in self.checks.values():
+            for checks in per_inst.values():
+                yield from checks.values()
+
+    def raw_prefix(self, prefix: str) -> list[KeyValue]:
+        return [kv for key, kv in self.raw.items() if key.startswith(prefix)]

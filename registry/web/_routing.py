@@ -1,0 +1,149 @@
+"""Requests, responses and a method + path router."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+Handler = Callable[["Request"], Awaitable["Response"]]
+
+
+class HTTPError(Exception):
+    """Raised by a handler (or the router) to answer with `status` and a message."""
+
+    def __init__(
+        self, status: int, message: str, *, field: str | None = None, allow: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.allow = allow
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    peer: str
+    params: dict[str, str] = field(default_factory=dict)
+    route: Route | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def flag(self, name: str) -> bool:
+        """`?passing`, `?passing=` and `?passing=true` are set; `?passing=false` is not."""
+        values = self.query.get(name)
+        if values is None:
+            return False
+        return values[-1].lower() not in ("false", "0", "no")
+
+    def json(self) -> Any:
+        if not self.body:
+            raise HTTPError(400, "request body is empty; expected a JSON document")
+        try:
+            return json.loads(self.body)
+        except UnicodeDecodeError:
+            raise HTTPError(400, "request body is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise HTTPError(
+                400,
+                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                f"column {exc.colno}",
+            ) from None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def json(
+        cls, data: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+    ) -> Response:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return cls(status=status, body=body, headers=headers or [])
+
+    @classmethod
+    def text(cls, text: str, status: int = 200) -> Response:
+        return cls(status=status, body=text.encode(), content_type="text/plain; charset=utf-8")
+
+
+@dataclass(slots=True)
+class Route:
+    method: str
+    pattern: str
+    regex: re.Pattern[str]
+    handler: Handler
+    name: str
+    tags: frozenset[str]
+
+
+_PARAM = re.compile(r"\{(\w+)(?::(path))?\}")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    out, pos = [], 0
+    for match in _PARAM.finditer(pattern):
+        out.append(re.escape(pattern[pos : match.start()]))
+        out.append(
+            f"(?P<{match.group(1)}>.*)" if match.group(2) else f"(?P<{match.group(1)}>[^/]+)"
+        )
+        pos = match.end()
+    out.append(re.escape(pattern[pos:]))
+    return re.compile("^" + "".join(out) + "$")
+
+
+class Router:
+    """Routes by method and path; `{name}` matches one segment, `{name:path}` the rest."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+        self._exact: dict[tuple[str, str], Route] = {}
+
+    def add(
+        self,
+        method: str,
+        pattern: str,
+        handler: Handler,
+        *,
+        name: str = "",
+        tags: tuple[str, ...] = (),
+    ) -> None:
+        route = Route(method, pattern, _compile(pattern), handler, name or pattern, frozenset(tags))
+        self.routes.append(route)
+        if "{" not in pattern:
+            self._exact[(method, pattern)] = route
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        route = self._exact.get((method, path))
+        if route is not None:
+            return route, {}
+        allowed: list[str] = []
+        for route in self.routes:
+            m = route.regex.match(path)
+            if m is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, {k: unquote(v) for k, v in m.groupdict().items()}
+            allowed.append(route.method)
+        if allowed:
+            raise HTTPError(
+                405,
+                f"{method} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}",
+                allow=", ".join(sorted(set(allowed))),
+            )
+        raise HTTPError(404, f"no such endpoint: {path}")
