@@ -116,8 +116,6 @@ class Context:
             raise InvalidInput(
                 f"index: {raw_index!r} is not a non-negative integer", field="index"
             ) from None
-        if index == 0 or current > index:
-            return current
         raw_wait = request.arg("wait")
         wait = DEFAULT_WAIT
         if raw_wait:
@@ -125,6 +123,8 @@ class Context:
                 wait = min(parse_duration(raw_wait), MAX_WAIT)
             except ValueError as exc:
                 raise InvalidInput(f"wait: {exc}", field="wait") from None
+        if index == 0 or current > index:
+            return current
         # Jitter spreads the wake-ups of clients that all started together (as Consul does).
         deadline = trio.current_time() + wait + random.uniform(0, wait / 16)
         while True:

@@ -7,7 +7,8 @@
                                           else warning once failures >= FailuresBeforeWarning
     TTL runs out                          critical at once, output "TTL expired"
 
-Thresholds of 0 or 1 mean "at the first result", as in Consul. Until a threshold is reached
+Thresholds of 0 or 1 mean "at the first result", as in Consul; an unset
+FailuresBeforeWarning takes FailuresBeforeCritical's value. Until a threshold is reached
 the status stays what it was.
 """
 
@@ -34,7 +35,9 @@ def next_status(check: Check, result: Status, streak: Streak) -> tuple[Status, S
     streak = Streak(successes=0, failures=streak.failures + 1)
     if result is Status.CRITICAL and streak.failures >= check.failures_before_critical:
         return Status.CRITICAL, streak
-    if streak.failures >= check.failures_before_warning:
+    # Unset, FailuresBeforeWarning takes FailuresBeforeCritical's value (as in Consul).
+    before_warning = check.failures_before_warning or check.failures_before_critical
+    if streak.failures >= before_warning:
         return Status.WARNING, streak
     return check.status, streak
 

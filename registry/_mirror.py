@@ -176,11 +176,11 @@ class Mirror:
 
     def _apply_instance(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
         service, node, iid = parts
-        insts = self.instances.setdefault(service, {})
         if deleted:
+            insts = self.instances.get(service, {})
             insts.pop((node, iid), None)
             if not insts:
-                del self.instances[service]
+                self.instances.pop(service, None)
             owned = self.by_node.get(node)
             if owned is not None:
                 owned.discard((service, iid))
@@ -190,27 +190,27 @@ class Mirror:
         inst = decode_instance(
             kv.value, lease=kv.lease, create=kv.create_revision, modify=kv.mod_revision
         )
-        insts[(node, iid)] = inst
+        self.instances.setdefault(service, {})[(node, iid)] = inst
         self.by_node.setdefault(node, set()).add((service, iid))
 
     def _apply_check(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
         service, node, iid, cid = parts
-        per_inst = self.checks.setdefault(service, {})
         if deleted:
+            per_inst = self.checks.get(service, {})
             checks = per_inst.get((node, iid))
             if checks is not None:
                 checks.pop(cid, None)
                 if not checks:
                     del per_inst[(node, iid)]
             if not per_inst:
-                del self.checks[service]
+                self.checks.pop(service, None)
             if self.check_owner.get((node, cid)) == (service, iid):
                 del self.check_owner[(node, cid)]
             return
         check = decode_check(
             kv.value, lease=kv.lease, create=kv.create_revision, modify=kv.mod_revision
         )
-        per_inst.setdefault((node, iid), {})[cid] = check
+        self.checks.setdefault(service, {}).setdefault((node, iid), {})[cid] = check
         self.check_owner[(node, cid)] = (service, iid)
 
     def _apply_kv(self, key: str, kv: KeyValue, deleted: bool) -> None:

@@ -53,8 +53,9 @@ def start_server(etcd: EtcdCluster, prefix: str, tmp_path: Path):
     started: list[WeftServer] = []
 
     def start(*args: str, bootstrap: bool = True, prefix_: str | None = None) -> WeftServer:
-        server = WeftServer(etcd.endpoints, prefix_ or prefix, tmp_path, args=args,
-                            bootstrap=bootstrap)
+        server = WeftServer(
+            etcd.endpoints, prefix_ or prefix, tmp_path, args=args, bootstrap=bootstrap
+        )
         started.append(server)
         return server.start()
 

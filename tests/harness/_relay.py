@@ -13,6 +13,7 @@ class Relay:
         self.port = 0
         self._scopes: set[trio.CancelScope] = set()
         self.connections = 0
+        self.paused = False
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -21,6 +22,9 @@ class Relay:
         await trio.serve_listeners(self._handle, listeners)
 
     async def _handle(self, client: trio.SocketStream) -> None:
+        if self.paused:  # as if the far side were down: accept, then hang up
+            await client.aclose()
+            return
         self.connections += 1
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
@@ -33,6 +37,14 @@ class Relay:
                 pass
             finally:
                 self._scopes.discard(scope)
+
+    def pause(self) -> int:
+        """Cut every connection and refuse new ones until `resume()`."""
+        self.paused = True
+        return self.cut()
+
+    def resume(self) -> None:
+        self.paused = False
 
     def cut(self) -> int:
         """Drop every open connection; returns how many were cut."""

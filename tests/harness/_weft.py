@@ -43,13 +43,20 @@ class WeftServer:
 
     def command(self) -> list[str]:
         args = [
-            *weft_command(), "server",
-            "--listen", self.listen,
-            "--etcd-endpoints", ",".join(self.etcd_endpoints),
-            "--etcd-prefix", self.prefix,
-            "--ready-file", str(self.dir / "ready.json"),
-            "--min-deregister-critical-after", "1s",
-            "--grace", "2s",
+            *weft_command(),
+            "server",
+            "--listen",
+            self.listen,
+            "--etcd-endpoints",
+            ",".join(self.etcd_endpoints),
+            "--etcd-prefix",
+            self.prefix,
+            "--ready-file",
+            str(self.dir / "ready.json"),
+            "--min-deregister-critical-after",
+            "1s",
+            "--grace",
+            "2s",
             *self.extra,
         ]
         if self.bootstrap:

@@ -18,10 +18,16 @@ async def main(url: str, token: str, service: str, count: int, ttl: int, ready: 
     async with RegistryClient(url, token=token) as client:
         lease = await client.grant_lease(ttl)
         for i in range(count):
-            await client.register({
-                "service": service, "id": f"{service}-{i}", "node": "lease-node",
-                "address": "127.0.0.1", "port": 10000 + i, "lease": lease,
-            })
+            await client.register(
+                {
+                    "service": service,
+                    "id": f"{service}-{i}",
+                    "node": "lease-node",
+                    "address": "127.0.0.1",
+                    "port": 10000 + i,
+                    "lease": lease,
+                }
+            )
         Path(ready).write_text(lease)
         while True:
             await trio.sleep(ttl / 3)

@@ -20,7 +20,10 @@ def consul_client(server: WeftServer, token: str | None = None) -> consul.Consul
 def test_register_ttl_pass_and_read_passing(server: WeftServer) -> None:
     c = consul_client(server)
     c.agent.service.register(
-        "billing", service_id="billing-1", port=9000, tags=["v2"],
+        "billing",
+        service_id="billing-1",
+        port=9000,
+        tags=["v2"],
         check=consul.Check.ttl("30s"),
     )
     _, entries = c.health.service("billing", passing=True)
