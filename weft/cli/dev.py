@@ -1,0 +1,34 @@
+"""`weft dev`: run the demo locally (etcd, a server, example services) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="run a local demo on loopback until Ctrl-C",
+        description="Start etcd and weft server on loopback, register example services and "
+        "print how to query them. Ctrl-C stops everything.",
+    )
+    parser.add_argument(
+        "--dir",
+        default=".weft-dev",
+        type=Path,
+        help="working directory for data and logs (wiped at start) [default: .weft-dev]",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8500,
+        help="preferred server port (another is used if taken) [default: 8500]",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from weft._devmesh import run as run_dev
+
+    return run_dev(args.dir.resolve(), server_port=args.port)
