@@ -26,7 +26,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from registry.etcd import EtcdClient, Put  # noqa: E402
+from registry.etcd import EtcdClient  # noqa: E402
 from tests.harness import EtcdCluster, WeftServer  # noqa: E402
 
 
@@ -169,7 +169,8 @@ async def fanout(
         seen: list[float] = []
         started = trio.current_time()
 
-        async def wait_one(conn: Conn) -> None:
+        async def wait_one(conn: Conn, seen: list[float] = seen, started: float = started
+                           ) -> None:
             await conn.response()
             seen.append(trio.current_time() - started)
 
