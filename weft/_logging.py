@@ -26,7 +26,12 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             fields["error"] = self.formatException(record.exc_info)
         if self.json:
-            doc = {"ts": ts, "level": record.levelname.lower(), "logger": record.name, "msg": message}
+            doc = {
+                "ts": ts,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": message,
+            }
             doc.update(fields)
             return json.dumps(doc, default=str)
         extra = " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
