@@ -175,6 +175,13 @@ def explain_tls_failure(exc: BaseException) -> PeerRejected:
             return PeerRejected(f"{text} ({detail})", rule)
         if isinstance(cause, ssl.SSLError):
             reason = str(getattr(cause, "reason", "") or "")
+            if isinstance(cause, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
+                return PeerRejected(
+                    "the peer closed the connection during the TLS handshake without saying "
+                    "why: it most likely rejected our certificate (expired, or signed by a CA "
+                    "it does not trust); its log names the reason",
+                    PeerRule.REJECTED_BY_PEER,
+                )
             if reason in _ALERTS:
                 return PeerRejected(
                     f"the peer rejected our certificate: {_ALERTS[reason]} ({reason.lower()})",

@@ -69,6 +69,7 @@ async def _run_side(
         await trio.aclose_forcefully(stream)
         return Side(error=exc)
     except (trio.BrokenResourceError, ssl.SSLError) as exc:
+        await trio.aclose_forcefully(stream)
         return Side(error=explain_tls_failure(exc))
     try:
         if initiator:
@@ -80,6 +81,7 @@ async def _run_side(
                 await stream.send_all(b"pong")
         await stream.aclose()
     except (trio.BrokenResourceError, ssl.SSLError) as exc:
+        await trio.aclose_forcefully(stream)
         return Side(peer=peer, error=explain_tls_failure(exc))
     if not reply:
         return Side(

@@ -120,7 +120,7 @@ async def test_requests_outside_the_policy_are_refused_before_signing(
     with pytest.raises(InvalidLifetime):
         await authority.sign(csr, WEB, Operator(), lifetime=timedelta(days=90))
     other = SpiffeId("elsewhere.example", "default", "web")
-    with pytest.raises(InvalidIdentity, match="only for 'weft.local'"):
+    with pytest.raises(InvalidIdentity, match=r"only for 'weft\.local'"):
         await authority.sign(make_key_and_csr(other).csr_pem, other, Operator())
     with pytest.raises(IdentityMismatch):
         await authority.sign(csr, DB, Operator())
@@ -164,7 +164,7 @@ async def test_a_stale_server_signing_after_a_rotation_cannot_outlast_the_old_ro
     await authority.sign(csr, WEB, Operator())
     await stale.refresh()
     rotated = await authority.rotate()
-    old = [r for r in authority.bundle().roots if not r.active][0]
+    old = next(r for r in authority.bundle().roots if not r.active)
     # `stale` has not seen the rotation: it still signs under the old root...
     late = await stale.sign(csr, WEB, Operator())
     assert late.root_id == rotated.previous_root_id

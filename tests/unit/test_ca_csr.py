@@ -68,7 +68,8 @@ def test_rsa_csrs_of_2048_bits_and_more_are_accepted() -> None:
         (b"", "not PEM"),
         (b"hello world", "not PEM"),
         (
-            b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64!!\n-----END CERTIFICATE REQUEST-----\n",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64!!\n"
+            b"-----END CERTIFICATE REQUEST-----\n",
             "could not be parsed",
         ),
         (
@@ -113,7 +114,7 @@ def test_unsupported_keys_are_refused_naming_the_key_and_what_is_accepted(
 
 def test_a_csr_for_another_identity_is_refused() -> None:
     other = SpiffeId("weft.local", "default", "db")
-    with pytest.raises(IdentityMismatch, match="asks for spiffe://weft.local/ns/default/svc/db"):
+    with pytest.raises(IdentityMismatch, match=r"asks for spiffe://weft\.local/ns/default/svc/db"):
         check_csr(make_key_and_csr(other).csr_pem, WEB)
 
 

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
-from ca import describe_certificate, fingerprint_sha256, format_duration, format_expiry, generate_material
+from ca import (
+    describe_certificate,
+    fingerprint_sha256,
+    format_duration,
+    format_expiry,
+    generate_material,
+)
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

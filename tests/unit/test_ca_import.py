@@ -44,12 +44,27 @@ class PKI:
 
     def __init__(self, name: str = "Corp", curve: ec.EllipticCurve | None = None) -> None:
         self.root_key = ec.generate_private_key(curve or ec.SECP384R1())
-        self.root = self.cert(name + " Root", self.root_key.public_key(), name + " Root",
-                              self.root_key, ca=True, path_length=None)
+        self.root = self.cert(
+            name + " Root",
+            self.root_key.public_key(),
+            name + " Root",
+            self.root_key,
+            ca=True,
+            path_length=None,
+        )
 
     @staticmethod
-    def cert(subject, public_key, issuer, issuer_key, *, ca, path_length=0,
-             start=NOW - timedelta(days=1), end=NOW + timedelta(days=365)) -> x509.Certificate:
+    def cert(
+        subject,
+        public_key,
+        issuer,
+        issuer_key,
+        *,
+        ca,
+        path_length=0,
+        start=NOW - timedelta(days=1),
+        end=NOW + timedelta(days=365),
+    ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -58,14 +73,22 @@ class PKI:
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), True)
+            .add_extension(
+                x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), True
+            )
         )
         return builder.sign(issuer_key, hashes.SHA384())
 
     def intermediate(self, **kw) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
-        return self.cert("Corp Mesh CA", key.public_key(), self.root.subject.rfc4514_string()[3:],
-                         self.root_key, ca=True, **kw), key
+        return self.cert(
+            "Corp Mesh CA",
+            key.public_key(),
+            self.root.subject.rfc4514_string()[3:],
+            self.root_key,
+            ca=True,
+            **kw,
+        ), key
 
 
 def test_a_matching_chain_imports_and_signs_leaves_that_chain_to_the_imported_root() -> None:
@@ -80,7 +103,9 @@ async def test_an_imported_ca_serves_as_the_mesh_ca() -> None:
     inter, key = pki.intermediate()
     clock = FakeClock(NOW)
     ca = CertificateAuthority(MemoryCAStore(), KeyEncryptionKey.generate(), clock=clock)
-    result = await ca.import_ca("weft.local", ImportedCA(_pem(pki.root), _pem(inter), _key_pem(key)))
+    result = await ca.import_ca(
+        "weft.local", ImportedCA(_pem(pki.root), _pem(inter), _key_pem(key))
+    )
     assert result.root_key_pem is None and ca.status().origin == "imported"
     assert result.bundle.active.certificate_pem.encode() == _pem(pki.root)
     issued = await ca.sign(make_key_and_csr(WEB).csr_pem, WEB, Operator())
@@ -100,7 +125,9 @@ async def test_an_imported_ca_can_move_to_a_new_intermediate_of_the_same_root() 
     rotated = await ca.rotate(replacement=ImportedCA(_pem(pki.root), _pem(inter2), _key_pem(key2)))
     assert rotated.previous_root_drop_after is None and len(rotated.bundle.roots) == 1
     issued = await ca.sign(make_key_and_csr(WEB).csr_pem, WEB, Operator())
-    x509.load_pem_x509_certificate(issued.certificate_pem.encode()).verify_directly_issued_by(inter2)
+    x509.load_pem_x509_certificate(issued.certificate_pem.encode()).verify_directly_issued_by(
+        inter2
+    )
 
 
 def test_a_chain_of_two_intermediates_imports() -> None:
@@ -112,7 +139,9 @@ def test_a_chain_of_two_intermediates_imports() -> None:
     assert material.chain == (lower, upper)
 
 
-def _refused(root: bytes, chain: bytes, key: bytes, complaint: str, error=InvalidCAMaterial) -> None:
+def _refused(
+    root: bytes, chain: bytes, key: bytes, complaint: str, error=InvalidCAMaterial
+) -> None:
     with pytest.raises(error, match=complaint):
         import_material(root, chain, key, NOW)
 
@@ -151,8 +180,9 @@ def test_an_expired_intermediate_is_refused_with_its_dates() -> None:
 
 def test_a_root_whose_path_length_forbids_the_chain_is_refused() -> None:
     pki = PKI()
-    pki.root = PKI.cert("Corp Root", pki.root_key.public_key(), "Corp Root", pki.root_key,
-                        ca=True, path_length=0)
+    pki.root = PKI.cert(
+        "Corp Root", pki.root_key.public_key(), "Corp Root", pki.root_key, ca=True, path_length=0
+    )
     upper, upper_key = pki.intermediate(path_length=1)
     lower_key = ec.generate_private_key(ec.SECP256R1())
     lower = PKI.cert("Corp Team CA", lower_key.public_key(), "Corp Mesh CA", upper_key, ca=True)

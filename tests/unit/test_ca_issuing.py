@@ -108,14 +108,17 @@ def test_a_leaf_never_outlives_the_intermediate() -> None:
 
 def test_the_signer_issues_only_in_its_trust_domain(signer: Signer) -> None:
     other = SpiffeId("other.example", "default", "web")
-    with pytest.raises(InvalidIdentity, match="only for 'weft.local'"):
+    with pytest.raises(InvalidIdentity, match=r"only for 'weft\.local'"):
         signer.sign_csr(make_key_and_csr(other).csr_pem, other, NOW, timedelta(hours=1))
 
 
 def test_a_server_certificate_names_dns_and_ip_addresses(signer: Signer) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     issued = signer.issue_server_certificate(
-        key.public_key(), ["weft.example.com", "localhost"], ["127.0.0.1", "::1"], NOW,
+        key.public_key(),
+        ["weft.example.com", "localhost"],
+        ["127.0.0.1", "::1"],
+        NOW,
         timedelta(days=7),
     )
     assert issued.identity is None

@@ -51,8 +51,9 @@ def test_a_host_that_slept_through_the_window_goes_straight_to_expired() -> None
 
 
 def test_failed_renewals_back_off_but_never_past_the_expiry() -> None:
-    life = CertificateLifecycle(lambda: 0.999, retry_first=timedelta(seconds=1),
-                                retry_max=timedelta(minutes=5))
+    life = CertificateLifecycle(
+        lambda: 0.999, retry_first=timedelta(seconds=1), retry_max=timedelta(minutes=5)
+    )
     life.installed(T0, T0 + DAY)
     now = T0 + DAY * 0.9
     waits = []

@@ -32,8 +32,7 @@ def test_the_limiter_answers_with_a_clear_message_and_retry_after() -> None:
         limiter.acquire("node:a")
     assert caught.value.retry_after == pytest.approx(0.02)
     assert str(caught.value) == (
-        "certificate signing is limited to 50 per second (bursts of 2) for node:a; "
-        "retry in 0.02 s"
+        "certificate signing is limited to 50 per second (bursts of 2) for node:a; retry in 0.02 s"
     )
     limiter.acquire("node:b")  # other keys have their own bucket
     clock.advance(seconds=0.02)

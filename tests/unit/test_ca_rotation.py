@@ -38,9 +38,13 @@ def test_rotation_makes_the_new_root_active_and_the_old_one_retiring() -> None:
     old, state = _start()
     state = extend_issued_until(state, T0 + timedelta(hours=25))
     new = generate_material(TD, T0 + timedelta(hours=1))
-    rotated = rotate(state, new, _root_issuer(old), KEK, T0 + timedelta(hours=1), keep_root_key=True)
+    rotated = rotate(
+        state, new, _root_issuer(old), KEK, T0 + timedelta(hours=1), keep_root_key=True
+    )
     assert phase(state) is Phase.STEADY and phase(rotated) is Phase.OVERLAP
-    assert rotated.active.id == new.root_id and rotated.active.issued_until == T0 + timedelta(hours=1)
+    assert rotated.active.id == new.root_id and rotated.active.issued_until == T0 + timedelta(
+        hours=1
+    )
     retired = rotated.retiring[0]
     assert retired.id == old.root_id and retired.status is RootStatus.RETIRING
     assert retired.signing_key is None and retired.root_key is None  # nothing left to steal
@@ -64,7 +68,9 @@ def test_the_new_root_is_cross_signed_by_the_old_one_and_presented_after_the_int
 def test_tick_drops_a_retiring_root_only_once_its_last_leaf_has_expired() -> None:
     old, state = _start()
     state = extend_issued_until(state, T0 + timedelta(hours=24))
-    rotated = rotate(state, generate_material(TD, T0), _root_issuer(old), KEK, T0, keep_root_key=True)
+    rotated = rotate(
+        state, generate_material(TD, T0), _root_issuer(old), KEK, T0, keep_root_key=True
+    )
     assert tick(rotated, T0 + timedelta(hours=23, minutes=59)) is rotated
     after = tick(rotated, T0 + timedelta(hours=24))
     assert [r.id for r in after.roots] == [rotated.active.id]
@@ -93,6 +99,7 @@ def test_a_new_intermediate_under_the_same_root_changes_no_root() -> None:
     external = generate_material("corp.example", T0)  # stands in for a company PKI
     root_pem = certificate_pem(external.root)
     issuer = _root_issuer(external)
+
     def intermediate() -> tuple[str, bytes]:
         key = KeyType.EC_P256.generate()
         cert = make_intermediate(key.public_key(), issuer, "corp.example", T0)
