@@ -294,6 +294,7 @@ class CertificateAuthority:
         False returns it in `Rotated.root_key_pem`, once.
         Not retried on conflict: if the CA changed meanwhile, StateConflict says so.
         """
+        await self.refresh()
         loaded = self._require()
         state, now = loaded.state, self._clock()
         keep = (not state.root_key_offline) if keep_root_key is None else keep_root_key
@@ -308,8 +309,7 @@ class CertificateAuthority:
                 _active_root_cert(state), self._active_root_key(state, root_key_pem)
             )
         new_state = _rotation.rotate(state, material, old_root, self._kek, now, keep_root_key=keep)
-        version = await self._store.save(new_state.to_bytes(), loaded.version)
-        new = self._install(new_state, version)
+        new = await self._save_once(loaded, new_state, "rotated")
         previous = new_state.roots[1] if old_root is not None else None
         return Rotated(
             bundle=new.bundle,
@@ -321,13 +321,14 @@ class CertificateAuthority:
     async def tick(self) -> bool:
         """Drop retiring roots whose leaves have all expired; True if the bundle changed.
         Call it from a timer (at `status().next_change`) on any server: CAS makes it safe."""
-        before = self._require().state
+        before = self._require().state.roots
         after = await self._update(_rotation.tick)
-        return after is not before
+        return [r.id for r in after.roots] != [r.id for r in before]
 
     async def export_root_key(self) -> bytes:
         """Take the active root's key offline: return it (the one copy) and remove it from
         the stored state. Rotation then needs it supplied."""
+        await self.refresh()
         loaded = self._require()
         state = loaded.state
         if state.root_key_offline:
@@ -336,12 +337,12 @@ class CertificateAuthority:
             )
         key = self._active_root_key(state, None)
         new_state = state.with_active(replace(state.active, root_key=None))
-        version = await self._store.save(new_state.to_bytes(), loaded.version)
-        self._install(new_state, version)
+        await self._save_once(loaded, new_state, "exported")
         return _pem(key)
 
     async def rewrap(self, new_kek: KeyEncryptionKey) -> None:
         """Re-seal the stored keys under `new_kek` (rotating the key-encryption key)."""
+        await self.refresh()
         loaded = self._require()
         state = loaded.state
         active, td = state.active, state.trust_domain
@@ -354,9 +355,7 @@ class CertificateAuthority:
             root = self._kek.unseal(active.root_key, root_key_context(td, active.id))
             record = replace(record, root_key=new_kek.seal(root, root_key_context(td, active.id)))
         new_state = state.with_active(record)
-        version = await self._store.save(new_state.to_bytes(), loaded.version)
-        self._kek = new_kek
-        self._install(new_state, version)
+        await self._save_once(loaded, new_state, "re-sealed", new_kek=new_kek)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -386,6 +385,28 @@ class CertificateAuthority:
         )
         self._loaded = _Loaded(version, state, signer, bundle)
         return self._loaded
+
+    async def _save_once(
+        self,
+        loaded: _Loaded,
+        new_state: CAState,
+        done: str,
+        *,
+        new_kek: KeyEncryptionKey | None = None,
+    ) -> _Loaded:
+        """Save an operator's change by CAS, without retrying: if another server wrote the state
+        since it was read, the change was decided on stale facts, so say so and store nothing."""
+        try:
+            version = await self._store.save(new_state.to_bytes(), loaded.version)
+        except StateConflict as exc:
+            await self.refresh()
+            raise StateConflict(
+                f"the CA state changed while this request ran, so nothing was {done}; "
+                "check `weft ca status` and try again"
+            ) from exc
+        if new_kek is not None:
+            self._kek = new_kek
+        return self._install(new_state, version)
 
     async def _update(self, change: Callable[[CAState, datetime], CAState]) -> CAState:
         """Apply `change` and save it by CAS, reloading and re-applying on conflict."""

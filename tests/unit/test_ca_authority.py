@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from ca import (
     ServiceRef,
     SigningDenied,
     SpiffeId,
+    StateConflict,
     WrongKeyEncryptionKey,
     load_private_key,
     make_key_and_csr,
@@ -273,3 +275,49 @@ async def test_status_reports_what_an_operator_needs(authority: CertificateAutho
     assert status.origin == "generated" and not status.root_key_offline
     assert status.intermediate_not_after > status.bundle.active.not_before
     assert status.next_change is None
+
+
+class RacingStore(MemoryCAStore):
+    """A store where another server's write lands just before the next save."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race: Callable[[], Awaitable[object]] | None = None
+
+    async def save(self, data: bytes, expected_version: int | None) -> int:
+        if self.race is not None:
+            race, self.race = self.race, None
+            await race()
+        return await super().save(data, expected_version)
+
+
+async def test_a_rotation_that_loses_a_race_rotates_nothing_and_says_so(
+    kek: KeyEncryptionKey, clock: FakeClock
+) -> None:
+    store = RacingStore()
+    mine = CertificateAuthority(store, kek, clock=clock)
+    await mine.initialise(TD)
+    theirs = CertificateAuthority(store, kek, clock=clock)
+    await theirs.load()
+    store.race = theirs.rotate
+    with pytest.raises(StateConflict, match="nothing was rotated"):
+        await mine.rotate()
+    assert len(mine.bundle().roots) == 2  # their rotation, seen after the conflict; not a third
+    assert mine.bundle() == theirs.bundle()
+
+
+async def test_a_tick_that_loses_a_race_retries_and_reports_no_change_when_none_was_due(
+    kek: KeyEncryptionKey, clock: FakeClock
+) -> None:
+    store = RacingStore()
+    mine = CertificateAuthority(store, kek, clock=clock)
+    await mine.initialise(TD)
+    await mine.rotate()
+    theirs = CertificateAuthority(store, kek, clock=clock)
+    await theirs.load()
+    csr = make_key_and_csr(WEB).csr_pem
+    clock.advance(days=2)
+    store.race = lambda: theirs.sign(csr, WEB, Operator())  # a high-water-mark write
+    assert await mine.tick()  # conflict, reload, re-apply: the old root goes
+    assert len(mine.bundle().roots) == 1
+    assert not await mine.tick()
