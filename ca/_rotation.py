@@ -34,7 +34,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from ._errors import CAError
+from ._errors import CAError, RootKeyRequired
 from ._issuing import Issuer, cross_sign
 from ._kek import KeyEncryptionKey
 from ._material import CAMaterial, load_certificates
@@ -112,7 +112,7 @@ def rotate(
             record = replace(record, root_key=current.root_key)
         return _after(state, Event.SWAP_INTERMEDIATE, state.with_active(record))
     if old_root is None:
-        raise CAError("rotating to a new root needs the active root's key to cross-sign it")
+        raise RootKeyRequired("rotating to a new root needs the active root's key to cross-sign it")
     crossed = cross_sign(material.root, old_root, now)
     record = material.seal(
         state.trust_domain, kek, now, keep_root_key=keep_root_key, extra_chain=(crossed,)

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from ca import CAState, KeyEncryptionKey, Phase, generate_material, import_material
+from ca import (
+    CAState,
+    KeyEncryptionKey,
+    Phase,
+    RootKeyRequired,
+    generate_material,
+    import_material,
+)
 from ca._issuing import Issuer, make_intermediate
 from ca._keys import KeyType, private_key_pem
 from ca._material import CAMaterial, certificate_pem
@@ -117,7 +124,7 @@ def test_a_new_intermediate_under_the_same_root_changes_no_root() -> None:
 
 def test_rotating_to_a_new_root_without_the_old_roots_key_is_refused() -> None:
     _, state = _start()
-    with pytest.raises(Exception, match="active root's key"):
+    with pytest.raises(RootKeyRequired, match="active root's key"):
         rotate(state, generate_material(TD, T0), None, KEK, T0, keep_root_key=True)
 
 
