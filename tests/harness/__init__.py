@@ -1,6 +1,10 @@
 """Shared test harness: real etcd, real processes, polling waits. No mocks of etcd here."""
 
+from ._clock import FakeClock as FakeClock
 from ._etcd import EtcdCluster as EtcdCluster
+from ._mesh_tls import Exchange as Exchange
+from ._mesh_tls import Workload as Workload
+from ._mesh_tls import mtls_exchange as mtls_exchange
 from ._procs import Proc as Proc
 from ._procs import free_port as free_port
 from ._procs import spawn as spawn
