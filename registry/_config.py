@@ -56,6 +56,20 @@ class ServerConfig:
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
     )
+    ca_kek_file: str = opt(
+        "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
+    )
+    ca_kek: str = opt(
+        "", "the CA's key-encryption key itself (prefer the environment variable)", secret=True
+    )
+    ca_leaf_ttl: float = opt(
+        86400.0, "default lifetime of mesh certificates (1h-30d)", parse=parse_duration
+    )
+    ca_allow_short_leaves: bool = opt(
+        False, "allow certificate lifetimes down to 30s (tests and demos)"
+    )
+    ca_sign_rate: float = opt(100.0, "certificate signings per second allowed per token")
+    ca_sign_burst: float = opt(200.0, "burst of signings allowed per token")
     bootstrap: bool = opt(False, "create the first operator token and print it once")
     bootstrap_token_file: str = opt("", "write the bootstrap token to this file (mode 0600)")
     ready_file: str = opt("", "write {address, pid} as JSON here once serving")
@@ -84,5 +98,9 @@ class ServerConfig:
             raise ConfigError("log_format", "must be text or json")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level", "must be debug, info, warning or error")
+        if self.ca_kek_file and self.ca_kek:
+            raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
+        if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
+            raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

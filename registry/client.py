@@ -203,6 +203,36 @@ class RegistryClient:
     async def token_self(self) -> dict[str, Any]:
         return (await self.request("GET", "/v1/tokens/self")).json()
 
+    # -- CA ----------------------------------------------------------------------------------
+
+    async def ca_roots(
+        self, *, index: int | None = None, wait: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        return await self.get_json("/v1/ca/roots", index=index, wait=wait)
+
+    async def ca_status(self) -> dict[str, Any]:
+        return (await self.request("GET", "/v1/ca/status")).json()
+
+    async def ca_init(self, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self.request("POST", "/v1/ca/init", json=body)).json()
+
+    async def ca_rotate(self, body: dict[str, Any]) -> dict[str, Any]:
+        return (await self.request("POST", "/v1/ca/rotate", json=body)).json()
+
+    async def ca_sign(
+        self, csr_pem: str, service: str, *, namespace: str = "default", lifetime: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"csr": csr_pem, "service": service, "namespace": namespace}
+        if lifetime:
+            body["lifetime"] = lifetime
+        return (await self.request("POST", "/v1/ca/sign", json=body)).json()
+
+    async def ca_server_certificate(
+        self, csr_pem: str, dns_names: list[str], ip_addresses: list[str]
+    ) -> dict[str, Any]:
+        body = {"csr": csr_pem, "dns_names": dns_names, "ip_addresses": ip_addresses}
+        return (await self.request("POST", "/v1/ca/server-certificate", json=body)).json()
+
     # -- KV (Consul routes) ------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> bytes | None:

@@ -14,14 +14,15 @@ import ssl
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import trio
 
 from . import _consul_api, _native_api, _openapi
 from ._batcher import WriteBatcher
+from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
@@ -38,23 +39,29 @@ from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
 
 log = logging.getLogger("weft.server")
 
-# Something that adds routes (and background duties) to the server: the CA uses this.
-Extension = Callable[[Router, Context], Callable[[], Awaitable[None]] | None]
+
+class Extension(Protocol):
+    """Something mounted beside the registry on the same server (the CA is one)."""
+
+    def mount(self, router: Router, ctx: Context) -> None: ...
+
+    async def start(self, ctx: Context, etcd: EtcdClient) -> None:
+        """Before the server binds its port; raising refuses to start."""
+
+    async def run(self) -> None:
+        """Background work for as long as the server runs."""
 
 
 class RegistryApp:
     """Routing and error rendering: Consul routes answer errors in plain text, others in JSON."""
 
-    def __init__(self, ctx: Context, extensions: list[Extension] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, ctx: Context, extensions: Sequence[Extension] = ()) -> None:
         self.ctx = ctx
         self.router = Router()
-        self.background: list[Callable[[], Awaitable[None]]] = []
         _consul_api.mount(self.router, ctx)
         _native_api.mount(self.router, ctx)
         for extension in extensions:
-            task = extension(self.router, ctx)
-            if task is not None:
-                self.background.append(task)
+            extension.mount(self.router, ctx)
         self.router.add("GET", "/v1/openapi.json", self._openapi)
         self.router.add("GET", "/v1/weft/health", self._health)
         self._openapi_body = json.dumps(_openapi.document()).encode()
@@ -88,6 +95,7 @@ class RegistryApp:
             ):
                 consul = True
             headers = [("Allow", exc.allow)] if isinstance(exc, HTTPError) and exc.allow else []
+            headers += retry_after_header(exc)  # type: ignore[arg-type]
             if consul:
                 resp = Response.text(message + "\n", status)
                 resp.headers.extend(headers)
@@ -169,7 +177,8 @@ class RegistryServer:
             reap_interval=config.reap_interval,
         )
         self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
-        self.app = RegistryApp(self.ctx, extensions or [])
+        self.extensions = list(extensions or [])
+        self.app = RegistryApp(self.ctx, self.extensions)
         self.http = HTTPServer(
             self.app,
             limits=Limits(max_body=config.max_body_bytes, grace=config.grace),
@@ -194,8 +203,9 @@ class RegistryServer:
                 nursery.start_soon(
                     lead, self.etcd, self.keys.leader("health"), self.identity, duties.run
                 )
-                for task in self.app.background:
-                    nursery.start_soon(task)
+                for extension in self.extensions:
+                    await extension.start(self.ctx, self.etcd)
+                    nursery.start_soon(extension.run)
                 bound = await nursery.start(self.http.serve, *self._bind)
                 address = f"{bound[0]}:{bound[1]}"
                 if self.config.ready_file:
@@ -274,11 +284,43 @@ class RegistryServer:
             print(f"bootstrap operator token (shown once; keep it safe): {secret}", flush=True)
 
 
-def run(config: ServerConfig, extensions: list[Extension] | None = None) -> int:
-    server = RegistryServer(config, extensions=extensions)
-    trio.run(server.serve)
+def standard_extensions(config: ServerConfig) -> list[Extension]:
+    """What `weft server` mounts beside the registry: the CA."""
+    from ._ca_api import CAExtension, read_kek
+
+    kek = read_kek(config.ca_kek_file, config.ca_kek)
+    return [
+        CAExtension(
+            kek,
+            leaf_ttl=config.ca_leaf_ttl,
+            allow_short_leaves=config.ca_allow_short_leaves,
+            sign_rate=config.ca_sign_rate,
+            sign_burst=config.ca_sign_burst,
+        )
+    ]
+
+
+def run(config: ServerConfig) -> int:
+    """Run `weft server` until SIGTERM; exit status 1 if it cannot start."""
+    from ca import CAError, InvalidKeyEncryptionKey
+
+    try:
+        extensions = standard_extensions(config)
+    except InvalidKeyEncryptionKey as exc:
+        log.error("invalid configuration: %s", exc)
+        return 64
+    try:
+        server = RegistryServer(config, extensions=extensions)
+        trio.run(server.serve)
+    except CAError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except BaseExceptionGroup as group:
+        from .etcd import unwrap_group
+
+        exc = unwrap_group(group)
+        if isinstance(exc, CAError):
+            log.error("cannot start: %s", exc)
+            return 1
+        raise
     return 0
-
-
-def describe(bound: tuple[str, int]) -> dict[str, Any]:
-    return {"address": f"{bound[0]}:{bound[1]}"}

@@ -1,4 +1,9 @@
-"""Waits that poll a condition against a deadline (never a bare sleep as synchronisation)."""
+"""Waits that poll a condition against a deadline (never a bare sleep as synchronisation).
+
+A condition returns something falsy for "not yet", and may raise while the thing it watches
+starts up; an AssertionError from the condition means "this will never happen" and ends the
+wait at once (a daemon that exited, say).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ def wait_until(
             result = condition()
             if result:
                 return result
+        except AssertionError:
+            raise
         except Exception as exc:  # the condition may fail while the thing starts up
             last_error = exc
         if time.monotonic() > deadline:
@@ -46,6 +53,8 @@ async def async_wait_until(
             result = await condition()
             if result:
                 return result
+        except AssertionError:
+            raise
         except Exception as exc:
             last_error = exc
         if trio.current_time() > deadline:

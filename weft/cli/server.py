@@ -38,8 +38,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"weft server: invalid configuration: {exc}", file=sys.stderr)
         return EX_USAGE
     setup_logging(config.log_format, config.log_level)
-    return run_server(config, extensions=_extensions())
-
-
-def _extensions() -> list:
-    return []
+    return run_server(config)
