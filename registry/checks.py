@@ -5,7 +5,7 @@
     exec    exit 0 passing, 1 warning, anything else critical
 
 Used by the registry server (for services registered straight through the API) and by the
-agent (for its host's services).
+agent (for its host's services), with the status table (`next_status`, thresholds) they share.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from collections.abc import Mapping, Sequence
 import httpx
 import trio
 
-from ._model import Status
+from ._health import Streak as Streak
+from ._health import next_status as next_status
+from ._model import Check as Check
+from ._model import Status as Status
 
 MAX_OUTPUT = 4096
 

@@ -1,0 +1,113 @@
+"""The agent's local HTTP API (loopback): status, TTL check updates, and snapshot streams.
+
+GET  /v1/agent/status                         what `weft agent status` shows
+PUT  /v1/agent/check/pass|warn|fail/<id>      TTL check update (Consul's paths; agent token)
+GET  /v1/agent/proxy/<id>/snapshot?index=N    the proxy's snapshot once its version > N
+PUT  /v1/agent/proxy/<id>/ack                 the proxy reports what it did with a version
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from registry.checks import Status
+from registry.validation import parse_duration
+from registry.web import HTTPError, Request, Response, Router
+
+from ._publisher import Publisher
+
+
+class LocalAPI:
+    def __init__(
+        self,
+        *,
+        token: str,
+        publisher: Publisher,
+        status: Callable[[], dict[str, Any]],
+        ttl_update: Callable[[str, Status, str], None],
+    ) -> None:
+        self.token = token
+        self.publisher = publisher
+        self.status = status
+        self.ttl_update = ttl_update
+        self.router = Router()
+        self.router.add("GET", "/v1/agent/status", self._status)
+        for verb, st in (
+            ("pass", Status.PASSING),
+            ("warn", Status.WARNING),
+            ("fail", Status.CRITICAL),
+        ):
+            self.router.add("PUT", f"/v1/agent/check/{verb}/{{check_id}}", self._check(st))
+        self.router.add("GET", "/v1/agent/proxy/{proxy_id}/snapshot", self._snapshot)
+        self.router.add("PUT", "/v1/agent/proxy/{proxy_id}/ack", self._ack)
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            route, params = self.router.match(request.method, request.path)
+            request.params = params
+            return await route.handler(request)
+        except HTTPError as exc:
+            return Response.json(
+                {"error": {"message": exc.message, "status": exc.status}}, status=exc.status
+            )
+
+    def _authorized(self, request: Request) -> None:
+        sent = request.headers.get("x-consul-token") or request.headers.get("x-weft-token") or ""
+        auth = request.headers.get("authorization", "")
+        if not sent and auth.lower().startswith("bearer "):
+            sent = auth[7:].strip()
+        if not sent or not hmac.compare_digest(sent.encode(), self.token.encode()):
+            raise HTTPError(
+                403,
+                "send this node's agent token (X-Consul-Token) to update checks through the agent",
+            )
+
+    async def _status(self, request: Request) -> Response:
+        return Response.json(self.status())
+
+    def _check(self, status: Status) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            self._authorized(request)
+            check_id = request.params["check_id"]
+            try:
+                self.ttl_update(check_id, status, request.arg("note") or "")
+            except KeyError:
+                raise HTTPError(404, f"no check {check_id!r} on this agent") from None
+            except ValueError as exc:
+                raise HTTPError(400, str(exc)) from None
+            return Response(status=200, body=b"", content_type="text/plain")
+
+        return handler
+
+    async def _snapshot(self, request: Request) -> Response:
+        proxy_id = request.params["proxy_id"]
+        try:
+            index = int(request.arg("index") or 0)
+            wait = min(parse_duration(request.arg("wait") or "60s"), 600.0)
+        except ValueError as exc:
+            raise HTTPError(400, f"bad index or wait: {exc}") from None
+        if proxy_id not in self.publisher.proxies:
+            raise HTTPError(404, f"no proxy {proxy_id!r} on this agent")
+        published = await self.publisher.wait_newer(proxy_id, index, trio.current_time() + wait)
+        if published is None:
+            raise HTTPError(404, f"proxy {proxy_id!r} was removed")
+        return Response(
+            body=json.dumps(published.doc).encode(),
+            headers=[("X-Weft-Index", str(published.version))],
+        )
+
+    async def _ack(self, request: Request) -> Response:
+        proxy_id = request.params["proxy_id"]
+        try:
+            ack = json.loads(request.body)
+            if not isinstance(ack, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            raise HTTPError(400, f"ack body is not a JSON object: {exc}") from None
+        self.publisher.record_ack(proxy_id, ack)
+        return Response.json({"recorded": True})

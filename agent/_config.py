@@ -1,0 +1,101 @@
+"""`weft agent` configuration: `/etc/weft/agent.toml`, then `WEFT_AGENT_*`, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from registry.validation import parse_duration
+
+from ._errors import ConfigError
+
+_FINGERPRINT = re.compile(r"^(sha256:)?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
+
+
+def opt(default: Any, help: str, **extra: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def normalise_fingerprint(value: str) -> str:
+    """'sha256:ab:cd...' or 'ABCD...' → 'AB:CD:...' (how `weft ca status` prints it)."""
+    hexdigits = value.lower().removeprefix("sha256:").replace(":", "")
+    return ":".join(hexdigits[i : i + 2] for i in range(0, len(hexdigits), 2)).upper()
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    servers: tuple[str, ...] = opt(
+        ("http://127.0.0.1:8500",), "weft server addresses, comma-separated"
+    )
+    node_name: str = opt("", "this host's node name [default: the host name]")
+    node_address: str = opt(
+        "",
+        "address other hosts reach this one at "
+        "[default: the address used to reach the first server]",
+    )
+    token_file: str = opt("/etc/weft/agent.token", "file holding this node's agent token")
+    token: str = opt("", "the agent token itself (prefer token_file)", secret=True)
+    data_dir: str = opt("/var/lib/weft", "keys, certificates, snapshots and state")
+    services_dir: str = opt("/etc/weft/services.d", "service definitions (*.toml)")
+    ca_file: str = opt("", "trust bundle (PEM) to verify the servers' TLS and the mesh")
+    ca_fingerprint: str = opt(
+        "",
+        "join by fingerprint instead of ca_file: the SHA-256 of the "
+        "root the servers' CA must have (see `weft ca status`)",
+    )
+    api_listen: str = opt("127.0.0.1:8501", "the agent's local API (proxies, `weft check`)")
+    lease_ttl: float = opt(
+        15.0, "how long this node's instances outlive a dead agent", parse=parse_duration
+    )
+    sync_interval: float = opt(60.0, "full anti-entropy re-sync period", parse=parse_duration)
+    cert_lifetime: float = opt(
+        0.0, "lifetime to ask for mesh certificates [default: the server's]", parse=parse_duration
+    )
+    trust_domain: str = opt("", "expected trust domain [default: whatever the CA says]")
+    proxy_command: tuple[str, ...] = opt((), "how to start a proxy [default: this weft]")
+    proxy_workers: int = opt(1, "processes per proxy (SO_REUSEPORT)")
+    watchdog: bool = opt(True, "send WATCHDOG=1 when systemd asks for it")
+    ready_file: str = opt("", "write {address, pid} as JSON here once ready")
+    grace: float = opt(10.0, "seconds proxies get to drain on stop", parse=parse_duration)
+    log_format: str = opt("text", "log line format: text or json")
+    log_level: str = opt("info", "debug, info, warning or error")
+
+    @property
+    def node(self) -> str:
+        return self.node_name or socket.gethostname().split(".")[0]
+
+    def validate(self) -> None:
+        if not self.servers:
+            raise ConfigError("servers", "at least one server address is required")
+        for server in self.servers:
+            if not server.startswith(("http://", "https://")):
+                raise ConfigError("servers", f"{server!r} is not an http(s):// URL")
+        if self.ca_file and self.ca_fingerprint:
+            raise ConfigError("ca_fingerprint", "give ca_file or ca_fingerprint, not both")
+        if self.ca_fingerprint and not _FINGERPRINT.match(self.ca_fingerprint):
+            raise ConfigError(
+                "ca_fingerprint",
+                "expected a SHA-256 fingerprint: 32 hex bytes, "
+                "e.g. sha256:AB:CD:... as `weft ca status` prints it",
+            )
+        _, sep, port = self.api_listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError("api_listen", f"{self.api_listen!r} is not host:port")
+        if not 5 <= self.lease_ttl <= 3600:
+            raise ConfigError("lease_ttl", "must be 5s-1h")
+        if self.sync_interval < 1:
+            raise ConfigError("sync_interval", "must be at least 1s")
+        if self.proxy_workers < 1:
+            raise ConfigError("proxy_workers", "must be at least 1")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("log_format", "must be text or json")
+        if self.node_name:
+            from registry.validation import InvalidInput, node_name
+
+            try:
+                node_name(self.node_name, "node_name")
+            except InvalidInput as exc:
+                raise ConfigError("node_name", exc.message.split(": ", 1)[1]) from None

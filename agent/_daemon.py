@@ -1,0 +1,389 @@
+"""`weft agent`: what makes a host part of the mesh.
+
+Wiring only; each job lives in its own module:
+
+    _definitions  services.d/*.toml          _registration  lease + anti-entropy
+    _checks       host-side health checks     _certs         keys, CSRs, renewals, bundle
+    _upstreams    registry view of upstreams  _publisher     versioned snapshots + acks
+    _supervisor   one proxy per sidecar       _api           the local HTTP API
+    _notify       systemd READY / WATCHDOG / STATUS
+
+Start: load and check everything (bad config exits 64), trust the CA (bundle or fingerprint),
+register, get certificates, start proxies, and tell systemd READY=1 once every service is
+registered and every proxy has applied its first snapshot. SIGHUP re-reads services.d (a bad
+file is refused and the old set kept); SIGTERM deregisters, then drains the proxies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+
+from ca import SpiffeId, fingerprint_sha256
+from registry.checks import Status
+from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.web import HTTPServer
+
+from . import _snapshots
+from ._api import LocalAPI
+from ._certs import CertManager, write_atomic
+from ._checks import CheckRunner
+from ._config import AgentConfig, normalise_fingerprint
+from ._definitions import (
+    DefinitionError,
+    ServiceDef,
+    load_directory,
+    port_is_free,
+    ports_in_use,
+)
+from ._errors import ConfigError
+from ._notify import Notifier
+from ._publisher import Publisher
+from ._registration import Registrar
+from ._supervisor import ProxySpec, ProxySupervisor
+from ._upstreams import UpstreamWatcher
+
+log = logging.getLogger("weft.agent")
+
+
+def read_token(config: AgentConfig) -> str:
+    if config.token:
+        return config.token
+    try:
+        token = Path(config.token_file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            "token_file", f"cannot read {config.token_file}: {exc.strerror}"
+        ) from None
+    if not token:
+        raise ConfigError("token_file", f"{config.token_file} is empty")
+    return token
+
+
+def discover_node_address(server: str) -> str:
+    """The local address the kernel would use to reach the first server."""
+    url = urlsplit(server)
+    host = url.hostname or "127.0.0.1"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, url.port or 80))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, defs: list[ServiceDef], token: str) -> None:
+        self.config = config
+        self.defs = defs
+        self.token = token
+        self.node = config.node
+        self.node_address = config.node_address or discover_node_address(config.servers[0])
+        self.data = Path(config.data_dir)
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.notifier = Notifier()
+        self.publisher = Publisher()
+        self.trust_domain: str | None = config.trust_domain or None
+        self.ready = False
+        self.client: RegistryClient | None = None
+
+    # -- trust ---------------------------------------------------------------------------------
+
+    async def _bundle_file(self) -> str | None:
+        """The CA bundle to verify the servers with: given, or fetched and pinned."""
+        if self.config.ca_file:
+            return self.config.ca_file
+        if not self.config.ca_fingerprint:
+            return None
+        pinned = self.data / "ca.pem"
+        want = normalise_fingerprint(self.config.ca_fingerprint)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        backoff = 0.5
+        async with httpx.AsyncClient(verify=ctx, timeout=10) as http:
+            while True:
+                for server in self.config.servers:
+                    try:
+                        resp = await http.get(server.rstrip("/") + "/v1/ca/roots")
+                        roots = resp.json()["roots"] if resp.status_code == 200 else []
+                    except (httpx.HTTPError, ValueError, KeyError):
+                        roots = []
+                    for root in roots:
+                        if (
+                            normalise_fingerprint(fingerprint_sha256(root["certificate_pem"]))
+                            == want
+                        ):
+                            write_atomic(
+                                pinned, "".join(r["certificate_pem"] for r in roots).encode()
+                            )
+                            log.info(
+                                "joined: the CA root matches the pinned fingerprint",
+                                extra={"kv": {"server": server}},
+                            )
+                            return str(pinned)
+                    if roots:
+                        raise ConfigError(
+                            "ca_fingerprint",
+                            f"{server} serves a CA whose roots "
+                            "do not match the fingerprint; refusing to join",
+                        )
+                self.notifier.status("waiting for a server to show its CA")
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+    async def _learn_trust_domain(self, client: RegistryClient) -> str:
+        backoff = 0.5
+        while True:
+            try:
+                roots, _ = await client.ca_roots()
+                return str(roots["trust_domain"])
+            except (APIError, ServerUnreachable) as exc:
+                self.notifier.status(f"waiting for the CA: {exc}")
+                log.info("waiting for the CA (%s)", exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def identity(self, d: ServiceDef) -> str:
+        return SpiffeId(self.trust_domain, d.namespace, d.name).uri if self.trust_domain else ""
+
+    # -- definitions -------------------------------------------------------------------------
+
+    def _apply(self, defs: list[ServiceDef]) -> None:
+        self.defs = defs
+        sidecars = [d for d in defs if d.sidecar_port]
+        self.registrar.set_definitions(defs)
+        self.checks.set_checks([c for d in defs for c in d.checks])
+        if self.trust_domain:
+            self.certs.set_identities(
+                {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in sidecars}
+            )
+        self.upstreams.want({u.service for d in sidecars for u in d.upstreams})
+        for proxy_id in list(self.publisher.proxies):
+            if proxy_id not in {d.id for d in sidecars}:
+                self.publisher.remove(proxy_id)
+        self.supervisor.set_proxies([ProxySpec(d.id, d.admin_port) for d in sidecars])
+        self._republish()
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            defs = load_directory(self.config.services_dir)
+            ours = {p for d in self.defs for _, p in d.bound_ports()}
+            ports_in_use([d for d in defs if d not in self.defs], port_is_free, ours)
+        except DefinitionError as exc:
+            log.error(
+                "reload refused: %s; keeping the %d services defined before", exc, len(self.defs)
+            )
+            self.notifier.send("READY=1", f"STATUS=reload refused: {exc}")
+            return
+        log.info("reloaded service definitions", extra={"kv": {"services": len(defs)}})
+        self._apply(defs)
+        self.notifier.send("READY=1", f"STATUS={self._status_line()}")
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def _republish(self) -> None:
+        if not self.trust_domain:
+            return
+        for d in self.defs:
+            if not d.sidecar_port or not self.certs.ready(d.id):
+                continue
+            if any(u.service not in self.upstreams.known for u in d.upstreams):
+                continue  # wait for a first answer, rather than publish empty upstreams
+            doc = _snapshots.build(
+                d,
+                SpiffeId(self.trust_domain, d.namespace, d.name),
+                self.certs.files(d.id),
+                self.upstreams.instances,
+                version=0,
+            )
+            if self.publisher.publish(d.id, doc):
+                log.info(
+                    "published snapshot",
+                    extra={"kv": {"proxy": d.id, "version": self.publisher.proxies[d.id].version}},
+                )
+
+    async def _republish_loop(self) -> None:
+        while True:
+            async with trio.open_nursery() as nursery:
+
+                async def wake(event: trio.Event) -> None:
+                    await event.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(wake, self.upstreams.changed)
+                nursery.start_soon(wake, self.certs.changed)
+            self._republish()
+
+    # -- status --------------------------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        proxies = len(self.publisher.proxies)
+        applied = sum(1 for p in self.publisher.proxies.values() if p.acked_version)
+        state = "registered" if self.registrar.connected else "registry unreachable"
+        return f"{len(self.defs)} services {state}; {applied}/{proxies} proxies configured"
+
+    def status(self) -> dict[str, Any]:
+        services = []
+        checks = self.checks.snapshot()
+        proxies = self.supervisor.describe()
+        for d in self.defs:
+            entry: dict[str, Any] = {
+                "id": d.id,
+                "name": d.name,
+                "port": d.port,
+                "file": d.file,
+                "checks": {c.id: checks.get(c.id, {}) for c in d.checks},
+            }
+            if d.sidecar_port:
+                published = self.publisher.proxies.get(d.id)
+                held = self.certs.held.get(d.id)
+                entry["sidecar"] = {
+                    "port": d.sidecar_port,
+                    "identity": self.identity(d),
+                    "snapshot_version": published.version if published else None,
+                    "applied_version": published.acked_version if published else None,
+                    "last_ack": published.ack if published else None,
+                    "certificate_not_after": held.not_after.isoformat()
+                    if held and held.not_after
+                    else None,
+                    "certificate_serial": held.serial if held else None,
+                    "certificate_renewals": held.renewals if held else 0,
+                    "proxy": proxies.get(d.id),
+                }
+            services.append(entry)
+        return {
+            "node": self.node,
+            "node_address": self.node_address,
+            "servers": list(self.config.servers),
+            "connected": self.registrar.connected,
+            "lease": self.registrar.lease,
+            "ready": self.ready,
+            "trust_domain": self.trust_domain,
+            "services": services,
+        }
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def _push_check(self, check_id: str, status: Status, output: str) -> None:
+        assert self.client is not None
+        await self.client.update_check(self.node, check_id, str(status), output)
+
+    def _on_registered(self, view: dict[str, Any]) -> None:
+        for check in view.get("checks", []):
+            self.checks.server_view(check["id"], Status(check["status"]), check["output"])
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if not interval or not self.config.watchdog:
+            return
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
+    async def _become_ready(self) -> None:
+        await self.registrar.synced.wait()
+        while not (
+            self.publisher.all_configured()
+            and len(self.publisher.proxies) == sum(1 for d in self.defs if d.sidecar_port)
+        ):
+            await self.publisher.acked.wait()
+        self.ready = True
+        line = self._status_line()
+        self.notifier.ready(line)
+        log.info("ready", extra={"kv": {"status": line}})
+        if self.config.ready_file:
+            Path(self.config.ready_file).write_text(
+                json.dumps({"address": self.api_address, "pid": os.getpid(), "node": self.node})
+            )
+        while True:  # keep STATUS= current for `systemctl status`
+            await trio.sleep(5)
+            self.notifier.status(self._status_line())
+
+    async def run(self) -> None:
+        bundle = await self._bundle_file()
+        client = RegistryClient(list(self.config.servers), token=self.token, ca_file=bundle)
+        self.client = client
+        host, _, port = self.config.api_listen.rpartition(":")
+        self.checks = CheckRunner(self._push_check)
+        self.certs = CertManager(client, self.data / "certs", lifetime=self.config.cert_lifetime)
+        self.upstreams = UpstreamWatcher(client)
+        self.registrar = Registrar(
+            client,
+            node=self.node,
+            node_address=self.node_address,
+            lease_ttl=int(self.config.lease_ttl),
+            sync_interval=self.config.sync_interval,
+            identity_of=self.identity,
+        )
+        self.registrar.on_registered = self._on_registered
+        self.registrar.on_lease_lost = self.checks.forget_reports
+        api = LocalAPI(
+            token=self.token,
+            publisher=self.publisher,
+            status=self.status,
+            ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
+        )
+        http = HTTPServer(api, watch_disconnect=lambda r: "index" in r.query)
+        try:
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(http.serve, host or "127.0.0.1", int(port))
+                self.api_address = f"{bound[0]}:{bound[1]}"
+                self.supervisor = ProxySupervisor(
+                    command=self.config.proxy_command,
+                    api_url=f"http://{self.api_address}",
+                    run_dir=self.data / "proxies",
+                    workers=self.config.proxy_workers,
+                    grace=self.config.grace,
+                )
+                nursery.start_soon(self._watchdog)
+                if any(d.sidecar_port for d in self.defs) and not self.trust_domain:
+                    self.trust_domain = await self._learn_trust_domain(client)
+                self._apply(self.defs)
+                for task in (
+                    self.registrar.run,
+                    self.checks.run,
+                    self.certs.run,
+                    self.upstreams.run,
+                    self.supervisor.run,
+                    self._republish_loop,
+                    self._become_ready,
+                ):
+                    nursery.start_soon(task)
+                await self._signals()
+                await self._stop(nursery, http)
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                else:
+                    return
+
+    async def _stop(self, nursery: trio.Nursery, http: HTTPServer) -> None:
+        self.notifier.stopping()
+        log.info("stopping: deregistering, then draining proxies")
+        with trio.move_on_after(5):
+            await self.registrar.deregister_all()
+        # Give peers a moment to drop this host from their snapshots before the proxies close.
+        await trio.sleep(min(1.0, self.config.grace))
+        # Cancelling the supervisor SIGTERMs each proxy; the nursery then waits (shielded)
+        # while they drain within the grace period.
+        self.supervisor.set_proxies([])
+        http.shutdown()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,94 @@
+"""Proxy snapshots built from a service definition and the registry's view (pure).
+
+The document follows the proxy's contract (`proxy/snapshot.schema.json`, docs/snapshot.md):
+identity and certificate files, the inbound mTLS listener in front of the local app, the
+upstreams with the sidecars of their passing instances as endpoints, and the authorization
+rules. Instances without a sidecar cannot be reached over mTLS and are left out (and said so).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ca import SpiffeId
+
+from ._certs import CertFiles
+from ._definitions import ServiceDef
+
+log = logging.getLogger("weft.agent.snapshots")
+
+SCHEMA = "weft.proxy.snapshot/v1"
+
+
+def endpoints(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for inst in instances:
+        if inst.get("status") != "passing":
+            continue
+        if not inst.get("sidecar_port") or not inst.get("identity"):
+            continue
+        out.append(
+            {
+                "address": inst["address"] or inst["node_address"],
+                "port": inst["sidecar_port"],
+                "weight": max(1, int(inst.get("weights", {}).get("passing", 1))),
+                "identity": inst["identity"],
+            }
+        )
+    out.sort(key=lambda e: (e["address"], e["port"]))
+    return out
+
+
+def build(
+    d: ServiceDef,
+    identity: SpiffeId,
+    files: CertFiles,
+    upstream_instances: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    version: int,
+) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = []
+    if d.deny:
+        rules.append({"name": "deny", "action": "deny", "sources": list(d.deny)})
+    if d.allow:
+        rules.append({"name": "allow", "action": "allow", "sources": list(d.allow)})
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "version": version,
+        "identity": identity.uri,
+        "tls": {"cert": str(files.cert), "key": str(files.key), "bundle": str(files.bundle)},
+        "inbound": {
+            "address": "0.0.0.0",
+            "port": d.sidecar_port,
+            "protocol": d.protocol,
+            "app": {"address": "127.0.0.1", "port": d.port},
+        },
+        "authorization": {"default": d.default_policy, "rules": rules},
+        "upstreams": [
+            {
+                "name": up.service,
+                "address": "127.0.0.1",
+                "port": up.local_port,
+                "protocol": _protocol_of(upstream_instances.get(up.service, ())),
+                "endpoints": endpoints(upstream_instances.get(up.service, ())),
+            }
+            for up in d.upstreams
+        ],
+    }
+    if d.forward_proxy_port:
+        doc["forward_proxy"] = {"address": "127.0.0.1", "port": d.forward_proxy_port}
+    return doc
+
+
+def _protocol_of(instances: Sequence[Mapping[str, Any]]) -> str:
+    for inst in instances:
+        if inst.get("protocol") in ("http", "tcp"):
+            return str(inst["protocol"])
+    return "http"
+
+
+def content(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document without its version: equal contents need no new version."""
+    return {k: v for k, v in doc.items() if k != "version"}
