@@ -9,3 +9,4 @@ from ._definitions import load_directory as load_directory
 from ._errors import AgentError as AgentError
 from ._errors import ConfigError as ConfigError
 from ._errors import DefinitionError as DefinitionError
+from ._notify import Notifier as Notifier

@@ -155,7 +155,9 @@ class RegistryServer:
         *,
         extensions: list[Extension] | None = None,
         clock: Callable[[], float] = time.time,
+        on_ready: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_ready = on_ready
         self.config = config
         self.clock = clock
         self.etcd = _etcd_client(config)
@@ -223,6 +225,8 @@ class RegistryServer:
                     },
                 )
                 task_status.started(bound)
+                if self.on_ready is not None:
+                    self.on_ready(f"serving on {self.url(bound)}")
                 await self._until_stopped()
                 nursery.cancel_scope.cancel()
         finally:
@@ -300,7 +304,7 @@ def standard_extensions(config: ServerConfig) -> list[Extension]:
     ]
 
 
-def run(config: ServerConfig) -> int:
+def run(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> int:
     """Run `weft server` until SIGTERM; exit status 1 if it cannot start."""
     from ca import CAError, InvalidKeyEncryptionKey
 
@@ -310,7 +314,7 @@ def run(config: ServerConfig) -> int:
         log.error("invalid configuration: %s", exc)
         return 64
     try:
-        server = RegistryServer(config, extensions=extensions)
+        server = RegistryServer(config, extensions=extensions, on_ready=on_ready)
         trio.run(server.serve)
     except CAError as exc:
         log.error("cannot start: %s", exc)

@@ -34,6 +34,9 @@ def test_systemd_analyze_verify_is_clean(unit: Path, tmp_path: Path) -> None:
     shutil.copy(unit, target)
     result = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", f"/etc/systemd/system/{unit.name}"],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == "", result.stdout + result.stderr

@@ -38,4 +38,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"weft server: invalid configuration: {exc}", file=sys.stderr)
         return EX_USAGE
     setup_logging(config.log_format, config.log_level)
-    return run_server(config)
+    from agent import Notifier
+
+    return run_server(config, on_ready=Notifier().ready)
