@@ -11,4 +11,5 @@ from ._procs import spawn as spawn
 from ._relay import Relay as Relay
 from ._wait import async_wait_until as async_wait_until
 from ._wait import wait_until as wait_until
+from ._weft import WeftAgent as WeftAgent
 from ._weft import WeftServer as WeftServer

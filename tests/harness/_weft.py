@@ -90,3 +90,82 @@ class WeftServer:
     def headers(self, token: str | None = None) -> dict[str, str]:
         token = token or self.token
         return {"X-Consul-Token": token} if token else {}
+
+
+class WeftAgent:
+    """A `weft agent run` subprocess with its own config dir, services.d and data dir."""
+
+    def __init__(
+        self,
+        server_url: str,
+        token: str,
+        workdir: Path,
+        *,
+        node: str,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.node = node
+        self.dir = workdir / f"agent-{node}"
+        self.services_dir = self.dir / "services.d"
+        self.services_dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "token").write_text(token)
+        self.token = token
+        self.server_url = server_url
+        self.extra = dict(extra or {})
+        self.proc: Proc | None = None
+        self.address = ""
+
+    def config_text(self) -> str:
+        import json
+
+        settings: dict[str, object] = {
+            "servers": [self.server_url],
+            "node_name": self.node,
+            "node_address": "127.0.0.1",
+            "token_file": str(self.dir / "token"),
+            "data_dir": str(self.dir / "data"),
+            "services_dir": str(self.services_dir),
+            "api_listen": "127.0.0.1:0",
+            "ready_file": str(self.dir / "ready.json"),
+            "lease_ttl": "5s",
+            "grace": "2s",
+            **self.extra,
+        }
+        return "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+
+    def define(self, name: str, text: str) -> Path:
+        path = self.services_dir / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    def start(
+        self, *, env: dict[str, str] | None = None, wait: bool = True, timeout: float = 60.0
+    ) -> WeftAgent:
+        config = self.dir / "agent.toml"
+        config.write_text(self.config_text())
+        ready = self.dir / "ready.json"
+        ready.unlink(missing_ok=True)
+        self.proc = spawn(
+            [*weft_command(), "agent", "run", "--config", str(config)],
+            log_path=self.dir / "agent.log",
+            env=env,
+        )
+        if wait:
+            self.address = self.proc.wait_ready_file(ready, timeout=timeout)["address"]
+        return self
+
+    def status(self) -> dict:
+        import httpx
+
+        return httpx.get(f"http://{self.address}/v1/agent/status", timeout=10).json()
+
+    def log(self) -> str:
+        return self.proc.log() if self.proc else ""
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop(timeout=20)
+
+    def kill(self) -> None:
+        if self.proc:
+            self.proc.kill()
