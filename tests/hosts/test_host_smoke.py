@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests.harness import wait_until
-from tests.harness.hosts import SystemdHost, reap_stale_hosts, ssh_client_options, write_inventory
+from tests.harness.hosts import (
+    Bind,
+    SystemdHost,
+    reap_stale_hosts,
+    ssh_client_options,
+    write_inventory,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -382,3 +388,45 @@ def test_hardened_unit_with_dynamic_user_runs(start_host) -> None:
     assert host.read_text("/var/lib/smoke-hardened/whoami").strip() == "hardened"
     assert host.read_text("/var/lib/smoke-hardened/etc").strip() == "ro"
     assert not host.exists("/etc/forbidden")
+
+
+@pytest.mark.parametrize("storage", ["overlay", "copy"])
+def test_each_host_writes_its_own_root_never_the_cached_one(
+    start_host, testhost_root, storage
+) -> None:
+    host = start_host(f"own-{storage}", storage=storage)
+    assert host.mode == storage
+    host.write_file("/etc/weft-smoke", "mine\n")
+    host.run("rm -f /etc/debian_version", check=True)
+    assert host.read_text("/etc/weft-smoke") == "mine\n"
+    assert not (testhost_root / "etc" / "weft-smoke").exists()
+    assert (testhost_root / "etc" / "debian_version").exists()
+
+
+def test_binds_and_poweroff_stop_units_in_order(start_host, tmp_path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    (readonly / "wheel.txt").write_text("from the machine\n")
+    host = start_host(
+        "binds",
+        binds=[Bind(shared, "/srv/shared", readonly=False), Bind(readonly, "/srv/readonly")],
+    )
+    assert host.read_text("/srv/readonly/wheel.txt") == "from the machine\n"
+    assert not host.run("touch /srv/readonly/x").ok, "a read-only bind is read-only"
+    host.install_unit(
+        "goodbye.service",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n"
+        "ExecStop=/bin/sh -c 'echo stopped cleanly > /srv/shared/goodbye'\n"
+        "[Install]\nWantedBy=multi-user.target\n",
+    )
+    host.systemctl("start", "goodbye.service")
+    pids = _snapshot(host)
+    mnt_ns = os.stat(f"/proc/{host.pid}/ns/mnt").st_ino
+
+    host.poweroff(timeout=60)
+
+    assert (shared / "goodbye").read_text() == "stopped cleanly\n"
+    assert_nothing_left(host, pids, mnt_ns)
+    assert (readonly / "wheel.txt").exists(), "binds are never removed with the host"

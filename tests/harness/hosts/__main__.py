@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ._root import cache_dir as cache_dir_of
-from ._root import ensure_root, recipe_hash
+from ._root import ensure_root, prune_roots, recipe_hash
 from ._runs import reap_stale_hosts
 
 
@@ -16,11 +16,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="build the cached root if missing; print its path")
     sub.add_parser("path", help="print where the cached root for this recipe is (or would be)")
     sub.add_parser("reap", help="remove hosts, cgroups and directories left by dead sessions")
+    sub.add_parser("prune", help="remove cached roots of other recipes (not in use!)")
     args = parser.parse_args(argv)
     if args.command == "build":
         print(ensure_root())
     elif args.command == "path":
         print(cache_dir_of() / f"root-{recipe_hash()}")
+    elif args.command == "prune":
+        for path in prune_roots():
+            print(f"removed {path}")
     else:
         for name in reap_stale_hosts():
             print(f"reaped {name}")

@@ -13,7 +13,6 @@ Commands run inside through `nsenter` into the host's namespaces and root.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -22,71 +21,55 @@ import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._procs import free_port
 from .._wait import wait_until
 from . import _cgroup, _runs
 from ._console import Console
 from ._layers import Stage, copy_root, overlay_supported
+from ._results import HostError, RunResult, wait_raising
 from ._root import ensure_root
+from ._shell import HostShell
 from ._ssh import SshKeyPair, ssh_client_options
 
 BOOT_SH = Path(__file__).with_name("boot.sh")
-INNER_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": "/root",
-    "USER": "root",
-    "LANG": "C.UTF-8",
-    "TERM": "dumb",
-    "SYSTEMD_PAGER": "",
-    "SYSTEMD_COLORS": "0",
-}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
-class HostError(RuntimeError):
-    """A test host failed to start, boot or stop; the message carries its console and journal."""
-
-
-class HostCommandError(HostError):
-    """A command inside a host exited non-zero (or timed out) where success was required."""
-
-    def __init__(self, message: str, result: RunResult | None = None) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class NotBootedYet(Exception):
-    """PID 1 is still boot.sh in the machine's root: nothing may run "inside" yet."""
-
-
 @dataclass(frozen=True)
-class RunResult:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
+class Bind:
+    """A machine path mounted into the host when it boots, at `target` (default: the same path).
 
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
+    Read-only unless `readonly=False`. The mount lives in the host's mount namespace only.
+    """
 
-    def check(self) -> RunResult:
-        if self.returncode != 0:
-            raise HostCommandError(
-                f"{' '.join(self.args)!r} exited {self.returncode}\n"
-                f"stdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}",
-                self,
-            )
-        return self
+    source: Path
+    target: str | None = None
+    readonly: bool = True
+
+    def line(self, lower: Path) -> str:
+        target = self.target or str(Path(self.source).resolve())
+        source = str(Path(self.source).resolve())
+        if not Path(source).exists():
+            raise ValueError(f"bind source {source} does not exist")
+        if not target.startswith("/") or ".." in Path(target).parts:
+            raise ValueError(f"bind target {target!r} must be an absolute path without '..'")
+        if any(c in path for path in (source, target) for c in "\t\n"):
+            raise ValueError(f"bind paths must not contain tabs or newlines: {source!r}")
+        current = lower
+        for part in Path(target).parts[1:]:
+            current = current / part
+            if current.is_symlink() and os.readlink(current).startswith("/"):
+                # boot.sh resolves the target before pivot_root: it would land on the machine.
+                raise ValueError(f"bind target {target} passes the absolute symlink {current}")
+        return f"{'ro' if self.readonly else 'rw'}\t{source}\t{target}"
 
 
 _ports_lock = threading.Lock()
@@ -103,11 +86,12 @@ def unique_free_port() -> int:
                 return port
 
 
-class SystemdHost:
+class SystemdHost(HostShell):
     """One booted Debian host. `start()` it, use it, `stop()` it (also on failure: use `with`).
 
     `address`/`ssh_port` are where its sshd listens (root, key `ssh_key`); `pid` is its PID 1 as
     the machine sees it; `failed_units` lists what had failed when it reached `degraded`.
+    Running commands, systemctl, the journal and files: see `HostShell`.
     """
 
     address = "127.0.0.1"
@@ -120,8 +104,11 @@ class SystemdHost:
         ssh_port: int | None = None,
         root: Path | None = None,
         logs_dir: Path | None = None,
+        binds: Sequence[Bind] = (),
+        storage: Literal["auto", "overlay", "copy"] = "auto",
         boot_timeout: float = 90.0,
     ) -> None:
+        super().__init__()
         if not _NAME.match(name):
             raise ValueError(f"host name {name!r} must match {_NAME.pattern} (it is the hostname)")
         self.name = name
@@ -131,6 +118,8 @@ class SystemdHost:
         )
         self.root = root
         self.logs_dir = logs_dir
+        self.binds = tuple(binds)
+        self.storage = storage
         self.boot_timeout = boot_timeout
         self.id = f"{name}-{os.getpid()}-{secrets.token_hex(3)}"
         self.dir = _runs.run_base() / self.id
@@ -142,7 +131,6 @@ class SystemdHost:
         self._console: Console | None = None
         self._stop_lock = threading.Lock()
         self._stopped = False
-        self._pivoted = False
 
     def __repr__(self) -> str:
         return f"<SystemdHost {self.name} pid={self.pid} ssh={self.address}:{self.ssh_port}>"
@@ -183,7 +171,9 @@ class SystemdHost:
         self.cgroup = _cgroup.create(self.id)
         record = {**_runs.owner_record(), "cgroup": str(self.cgroup), "name": self.name}
         (self.dir / "owner.json").write_text(json.dumps(record))
-        if overlay_supported(lower, self.dir.parent):
+        if self.storage == "overlay" or (
+            self.storage == "auto" and overlay_supported(lower, self.dir.parent)
+        ):
             self.mode = "overlay"
             for layer in ("upper", "work", "merged"):
                 (self.dir / layer).mkdir()
@@ -245,6 +235,8 @@ class SystemdHost:
             env.update(LOWER=str(lower), UPPER=str(self.dir / "upper"), WORK=str(self.dir / "work"))
         else:
             env["COPY"] = "1"
+        if self.binds:
+            env["BINDS"] = "\n".join(bind.line(lower) for bind in self.binds)
         args = [
             "/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.cgroup / "cgroup.procs"),
             "setpriv", "--pdeathsig", "KILL", "--",
@@ -266,14 +258,14 @@ class SystemdHost:
             children = Path(f"/proc/{popen.pid}/task/{popen.pid}/children").read_text().split()
             return int(children[0]) if children else None
 
-        self.pid = _wait_raising(pid_one, timeout=30, what=f"PID 1 of host {self.name}")
+        self.pid = wait_raising(pid_one, timeout=30, what=f"PID 1 of host {self.name}")
         # The host's cgroup should hold only the host: put `unshare` back where we are, then
         # let boot.sh go on.
         _cgroup.move(popen.pid, _cgroup.own_cgroup())
         (self.dir / "go").touch()
 
     def alive(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None and not self._stopped
+        return self._popen is not None and self._popen.poll() is None and not self._killed
 
     def wait_until_running(self, timeout: float | None = None) -> str:
         """Poll `systemctl is-system-running` until `running` or `degraded`; return that state.
@@ -294,7 +286,7 @@ class SystemdHost:
                 raise HostError(f"host {self.name} is {state}\n" + self._diagnostics())
             return None  # offline (systemd not yet exec'd), initializing, starting, no bus yet
 
-        state = _wait_raising(
+        state = wait_raising(
             settled, timeout=timeout, what=f"host {self.name} to reach running/degraded",
             on_timeout=self._diagnostics,
         )  # fmt: skip
@@ -315,14 +307,12 @@ class SystemdHost:
                 state = self.unit_property("ssh.service", "ActiveState")
                 return state if state in ("active", "failed", "inactive") else None
 
-            state = _wait_raising(
+            state = wait_raising(
                 settled, timeout=max(1.0, deadline - time.monotonic()), what="ssh.service to settle"
             )
-            if state == "active" and _connectable(self.address, self.ssh_port):
-                return
             if state == "active":
                 wait_until(
-                    lambda: _connectable(self.address, self.ssh_port),
+                    lambda: _sshd_answers(self.address, self.ssh_port),
                     timeout=max(1.0, deadline - time.monotonic()),
                     what=f"sshd of {self.name} to accept on port {self.ssh_port}",
                 )
@@ -348,6 +338,7 @@ class SystemdHost:
             self._stopped = True
         try:
             self._save_logs()
+            self._killed = True  # no more commands inside from here on
             if self.cgroup is not None:
                 if self.pid is not None and self.pid in _cgroup.pids(self.cgroup):
                     _kill(self.pid)
@@ -366,6 +357,26 @@ class SystemdHost:
             if self.dir.exists():
                 shutil.rmtree(self.dir, ignore_errors=True)
             _runs.unregister(self)
+
+    def poweroff(self, timeout: float = 60.0) -> None:
+        """Shut down as a VM would (`systemctl poweroff`: units stopped in order), then `stop()`.
+
+        A failed or hung shutdown raises HostError after the host has been cleaned up anyway.
+        """
+        popen = self._popen
+        try:
+            if popen is None or not self.alive():
+                raise HostError(f"host {self.name} is not running")
+            self._save_logs()  # the journal is gone with the host
+            self.systemctl("poweroff", "--no-block")
+            try:
+                popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise HostError(
+                    f"host {self.name} did not power off within {timeout}s\n" + self._diagnostics()
+                ) from None
+        finally:
+            self.stop()
 
     def _save_logs(self) -> None:
         if self.logs_dir is None or self._popen is None:
@@ -396,149 +407,6 @@ class SystemdHost:
             except HostError:
                 pass
         return "\n".join(parts)
-
-    # -- inside the host ------------------------------------------------------------------------
-
-    def _nsenter(self, argv: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
-        if self.pid is None or self._stopped:
-            raise HostError(f"host {self.name} is not running")
-        if not self._pivoted:
-            # Until boot.sh has pivoted, PID 1's root is the machine's: a command would run
-            # (and write) there.
-            root, machine = os.stat(f"/proc/{self.pid}/root/"), os.stat("/")
-            if (root.st_dev, root.st_ino) == (machine.st_dev, machine.st_ino):
-                raise NotBootedYet(f"host {self.name} has not switched to its own root yet")
-            self._pivoted = True
-        inner = {**INNER_ENV, **(env or {})}
-        return [
-            "nsenter", f"--target={self.pid}", "--mount", "--uts", "--ipc", "--pid", "--cgroup",
-            "--root", "--wd", "--", "/usr/bin/env", "-i",
-            *(f"{k}={v}" for k, v in inner.items()), *argv,
-        ]  # fmt: skip
-
-    def run_bytes(
-        self,
-        cmd: str | Sequence[str],
-        *,
-        input: bytes | None = None,
-        timeout: float = 60.0,
-        env: Mapping[str, str] | None = None,
-    ) -> tuple[int, bytes, bytes]:
-        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        proc = subprocess.Popen(
-            self._nsenter(argv, env),
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, start_new_session=True,
-        )  # fmt: skip
-        try:
-            out, err = proc.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # The group holds nsenter and its child inside the host.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.communicate()
-            raise HostCommandError(
-                f"{argv!r} in host {self.name} timed out after {timeout}s"
-            ) from None
-        return proc.returncode, out, err
-
-    def run(
-        self,
-        cmd: str | Sequence[str],
-        *,
-        check: bool = False,
-        input: str | bytes | None = None,
-        timeout: float = 60.0,
-        env: Mapping[str, str] | None = None,
-    ) -> RunResult:
-        """Run `cmd` (argv, or a string for /bin/sh -c) as root inside the host."""
-        data = input.encode() if isinstance(input, str) else input
-        code, out, err = self.run_bytes(cmd, input=data, timeout=timeout, env=env)
-        args = ("/bin/sh", "-c", cmd) if isinstance(cmd, str) else tuple(cmd)
-        result = RunResult(args, code, out.decode(errors="replace"), err.decode(errors="replace"))
-        return result.check() if check else result
-
-    def systemctl(self, *args: str, check: bool = True, timeout: float = 60.0) -> RunResult:
-        return self.run(["systemctl", "--no-pager", *args], check=check, timeout=timeout)
-
-    def unit_property(self, unit: str, prop: str) -> str:
-        return self.systemctl("show", "-p", prop, "--value", unit).stdout.strip()
-
-    def unit_properties(self, unit: str, *props: str) -> dict[str, str]:
-        out = self.systemctl("show", *(f"-p{p}" for p in props), unit).stdout
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def wait_for_unit(self, unit: str, state: str = "active", timeout: float = 30.0) -> None:
-        """Poll the unit's ActiveState until it is `state`."""
-        wait_until(
-            lambda: self.unit_property(unit, "ActiveState") == state,
-            timeout=timeout, interval=0.1, what=f"{unit} on {self.name} to be {state}",
-        )  # fmt: skip
-
-    def journal(self, unit: str | None = None, *, lines: int | None = None) -> str:
-        """This boot's journal (of one unit, or all), as `journalctl -o short-precise` prints it."""
-        args = ["journalctl", "-b", "--no-pager", "-o", "short-precise"]
-        if unit:
-            args += ["-u", unit]
-        if lines:
-            args += ["-n", str(lines)]
-        return self.run(args, check=True).stdout
-
-    def install_unit(self, name: str, text: str, *, reload: bool = True) -> None:
-        self.write_file(f"/etc/systemd/system/{name}", text)
-        if reload:
-            self.systemctl("daemon-reload")
-
-    # -- files -----------------------------------------------------------------------------------
-
-    def write_file(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
-        """Write a file inside the host (parents made 0755), as root, with `mode`."""
-        script = (
-            '(umask 022; mkdir -p -- "$(dirname -- "$1")") && umask 077 && cat > "$1" '
-            '&& chmod "$2" -- "$1"'
-        )
-        self.run(["/bin/sh", "-c", script, "sh", path, f"{mode:o}"], input=data, check=True)
-
-    def read_bytes(self, path: str) -> bytes:
-        code, out, err = self.run_bytes(["cat", "--", path])
-        if code != 0:
-            raise HostCommandError(f"cannot read {path} in host {self.name}: {err.decode()}")
-        return out
-
-    def read_text(self, path: str) -> str:
-        return self.read_bytes(path).decode()
-
-    def exists(self, path: str) -> bool:
-        return self.run(["test", "-e", path]).ok
-
-    def copy_in(self, src: Path, dest: str) -> None:
-        """Copy a file or a directory tree from the machine to `dest` inside the host."""
-        src = Path(src)
-        if not src.is_dir():
-            self.write_file(dest, src.read_bytes(), src.stat().st_mode & 0o7777)
-            return
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(src, arcname=".")
-        self.run(["/bin/sh", "-c", 'mkdir -p -- "$1" && tar -C "$1" -xf -', "sh", dest],
-                 input=buffer.getvalue(), check=True)  # fmt: skip
-
-    def copy_out(self, src: str, dest: Path) -> None:
-        """Copy a file or a directory tree from inside the host to `dest` on the machine."""
-        dest = Path(dest)
-        if not self.run(["test", "-d", src]).ok:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(self.read_bytes(src))
-            return
-        code, out, err = self.run_bytes(["tar", "-C", src, "-cf", "-", "."])
-        if code != 0:
-            raise HostCommandError(f"cannot archive {src} in host {self.name}: {err.decode()}")
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(out)) as tar:
-            tar.extractall(dest, filter="tar")
 
     # -- from the machine --------------------------------------------------------------------------
 
@@ -584,32 +452,16 @@ class SystemdHost:
         }
 
 
-def _wait_raising(condition, *, timeout: float, what: str, on_timeout=None):
-    """wait_until, except that a HostError from the condition ends the wait at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-        except HostCommandError:  # a command timed out under load: ask again
-            result = None
-        except HostError:
-            raise
-        except Exception:  # not up yet (no bus, no /proc entry)
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            detail = ("\n" + on_timeout()) if on_timeout else ""
-            raise HostError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(0.1)
-
-
-def _connectable(host: str, port: int | None) -> bool:
+def _sshd_answers(host: str, port: int | None) -> bool:
+    """Whether an SSH server (not whatever else might have taken the port) greets us there."""
     if port is None:
         return False
     try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.settimeout(2)
+            greeting = sock.recv(64)
+            sock.sendall(b"SSH-2.0-weft-testhost-probe\r\n")
+            return greeting.startswith(b"SSH-")
     except OSError:
         return False
 

@@ -50,10 +50,13 @@ rm -f /etc/ssh/ssh_host_*
 # sshd starts only once the harness has given the host its own port (else it would take port 22
 # of the machine, whose network namespace the hosts share).
 systemctl disable ssh.service >/dev/null 2>&1
-# Nothing in the background that grabs the dpkg lock or scans disks while a test runs.
-systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
-    e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-pstore.service \
-    getty@tty1.service console-getty.service >/dev/null 2>&1
+# Nothing in the background that grabs the dpkg lock (Ansible's apt tasks would wait on it) or
+# scans disks while a test runs; no getty on consoles that nobody reads.
+idle="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
+    e2scrub_reap.service fstrim.timer systemd-pstore.service getty@tty1.service
+    console-getty.service"
+systemctl disable $idle >/dev/null 2>&1
+systemctl mask $idle >/dev/null 2>&1
 cat > /etc/ssh/sshd_config.d/10-weft-testhost.conf <<'EOF'
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -153,6 +156,24 @@ def ensure_root(packages: Sequence[str] = PACKAGES, *, log=None) -> Path:
             if tmp.exists():
                 _remove_tree(tmp)
     return final
+
+
+def prune_roots(packages: Sequence[str] = PACKAGES) -> list[Path]:
+    """Remove cached roots (and their logs) of other recipes. Only when no host runs on them."""
+    base = cache_dir()
+    keep = f"root-{recipe_hash(packages)}"
+    removed = []
+    with open(base / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in sorted(base.glob("root-*")):
+            if path.name.split(".")[0] == keep:
+                continue
+            if path.is_dir():
+                _remove_tree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _try_lock(lock) -> bool:

@@ -5,7 +5,7 @@
 #
 # Environment: GO (a file the harness creates when PID 1 may go on), ROOT (mount point for the host's /), LOWER/UPPER/WORK (overlay layers) or
 # COPY=1 (ROOT is already a full copy of the root), HOSTNAME_, CONSOLE (a pty of the machine's,
-# which the harness drains into console.log).
+# which the harness drains into console.log), BINDS (optional, see below).
 set -eu
 
 # Wait until the harness has moved `unshare` (our parent) out of the host's cgroup, so that
@@ -50,6 +50,23 @@ ln -s /proc/self/fd/0 "$ROOT/dev/stdin"
 ln -s /proc/self/fd/1 "$ROOT/dev/stdout"
 ln -s /proc/self/fd/2 "$ROOT/dev/stderr"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$ROOT/run"
+
+# Machine paths the test asked for (lines "ro|rw<TAB>source<TAB>target"; checked by Bind).
+if [ -n "${BINDS:-}" ]; then
+    tab=$(printf '\t')
+    printf '%s\n' "$BINDS" | while IFS="$tab" read -r mode source target; do
+        if [ -d "$source" ]; then
+            mkdir -p "$ROOT$target"
+        else
+            mkdir -p "$(dirname "$ROOT$target")"
+            [ -e "$ROOT$target" ] || touch "$ROOT$target"
+        fi
+        mount --bind "$source" "$ROOT$target"
+        if [ "$mode" = ro ]; then
+            mount -o remount,bind,ro "$ROOT$target"
+        fi
+    done
+fi
 
 hostname "$HOSTNAME_"
 
