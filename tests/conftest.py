@@ -80,8 +80,12 @@ def server(start_server):
 @pytest.fixture(scope="session")
 def testhost_root() -> Path:
     """The cached Debian root the hosts boot from (built on first use, about a minute)."""
+    import os
+
     from .harness.hosts import ensure_root
 
+    if os.geteuid() != 0:
+        pytest.fail("systemd test hosts need root (namespaces, mounts, cgroups): run as root")
     return ensure_root()
 
 
