@@ -429,3 +429,17 @@ def test_binds_and_poweroff_stop_units_in_order(start_host, tmp_path) -> None:
     assert (shared / "goodbye").read_text() == "stopped cleanly\n"
     assert_nothing_left(host, pids)
     assert (readonly / "wheel.txt").exists(), "binds are never removed with the host"
+
+
+def test_sshd_moves_to_a_fresh_port_when_its_port_was_taken(start_host) -> None:
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    try:
+        host = start_host("squatted", ssh_port=taken)
+        assert host.ssh_port != taken
+        assert host.ssh("hostname").stdout.strip() == "squatted"
+        assert host.failed_units == []
+    finally:
+        squatter.close()
