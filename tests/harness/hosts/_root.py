@@ -19,8 +19,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -125,7 +126,9 @@ def _first_debian_uri(text: str, *, deb822: bool) -> str | None:
     return None
 
 
-def ensure_root(packages: Sequence[str] = PACKAGES, *, log=None) -> Path:
+def ensure_root(
+    packages: Sequence[str] = PACKAGES, *, log: Callable[[str], None] | None = None
+) -> Path:
     """The cached root for this recipe, built first if missing. Safe to call concurrently."""
     base = cache_dir()
     base.mkdir(parents=True, exist_ok=True)
@@ -176,7 +179,7 @@ def prune_roots(packages: Sequence[str] = PACKAGES) -> list[Path]:
     return removed
 
 
-def _try_lock(lock) -> bool:
+def _try_lock(lock: IO[str]) -> bool:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True

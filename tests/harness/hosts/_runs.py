@@ -126,7 +126,7 @@ def _stop_forgotten_hosts() -> None:
 # The parent-death signal fires when the *thread* that forked the child exits, not the process.
 # Hosts are therefore forked from one thread that lives as long as the process, whichever
 # thread (a trio worker, say) asks for the host.
-_spawn_requests: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+_spawn_requests: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
 _spawner: threading.Thread | None = None
 _spawner_lock = threading.Lock()
 

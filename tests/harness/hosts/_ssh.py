@@ -15,7 +15,9 @@ class SshKeyPair:
     public: Path
 
     @classmethod
-    def generate(cls, directory: Path, name: str = "id_ed25519", comment: str = "weft-testhost"):
+    def generate(
+        cls, directory: Path, name: str = "id_ed25519", comment: str = "weft-testhost"
+    ) -> SshKeyPair:
         directory.mkdir(parents=True, exist_ok=True)
         private = directory / name
         for old in (private, private.with_name(name + ".pub")):
