@@ -20,7 +20,8 @@ bench:          ## run every benchmark in bench/ (slow; prints figures)
 
 test-hosts:     ## slow tests against real systemd hosts (debootstrap); see docs/testing.md
 	@scripts/bootstrap hosts
-	.venv/bin/python -m pytest -q -m slow $(PYTEST_ARGS)
+	@scripts/testhost-root build >/dev/null
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .ruff_cache

@@ -70,3 +70,61 @@ def start_server(etcd: EtcdCluster, prefix: str, tmp_path: Path):
 def server(start_server):
     """One `weft server` with a bootstrap operator token (`server.token`)."""
     return start_server()
+
+
+# ------------------------------------------------------------------------------------------------
+# Systemd test hosts (tests/harness/hosts/, docs/testing.md): real systemd as PID 1 over a cached
+# debootstrapped Debian root, sshd on a loopback port each. Used by `slow` tests only.
+
+
+@pytest.fixture(scope="session")
+def testhost_root() -> Path:
+    """The cached Debian root the hosts boot from (built on first use, about a minute)."""
+    import os
+
+    from .harness.hosts import ensure_root
+
+    if os.geteuid() != 0:
+        pytest.fail("systemd test hosts need root (namespaces, mounts, cgroups): run as root")
+    return ensure_root()
+
+
+@pytest.fixture(scope="session")
+def ssh_keypair(tmp_path_factory: pytest.TempPathFactory):
+    """The session's SSH client key pair: every host authorizes it for root."""
+    from .harness.hosts import SshKeyPair
+
+    return SshKeyPair.generate(tmp_path_factory.mktemp("ssh"))
+
+
+@pytest.fixture
+def start_host(testhost_root: Path, ssh_keypair, tmp_path: Path):
+    """Factory: `start_host("name", wait=True, ssh=True)` boots a SystemdHost; all are stopped
+    (processes killed, cgroups and directories removed) when the test ends, pass or fail.
+    Each host's console and journal are kept in `tmp_path / "hosts"`."""
+    from .harness.hosts import SystemdHost
+
+    started: list[SystemdHost] = []
+
+    def start(name: str | None = None, *, wait: bool = True, ssh: bool = True, **kwargs):
+        host = SystemdHost(
+            name or f"host{len(started) + 1}",
+            ssh_key=ssh_keypair if ssh else None,
+            root=testhost_root,
+            logs_dir=tmp_path / "hosts",
+            **kwargs,
+        )
+        started.append(host)
+        return host.start(wait=wait)
+
+    try:
+        yield start
+    finally:
+        errors: list[BaseException] = []
+        for host in started:
+            try:
+                host.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
