@@ -2,6 +2,8 @@
 
 GET  /v1/agent/status                         what `weft agent status` shows
 PUT  /v1/agent/check/pass|warn|fail/<id>      TTL check update (Consul's paths; agent token)
+PUT  /v1/agent/maintenance?enable=&reason=    this node's maintenance mode, forwarded to the
+                                              registry (Consul's path; agent token)
 GET  /v1/agent/proxy/<id>/snapshot?index=N    the proxy's snapshot once its version > N
 PUT  /v1/agent/proxy/<id>/ack                 the proxy reports what it did with a version
 """
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from registry.checks import Status
+from registry.client import APIError, ServerUnreachable
 from registry.validation import parse_duration
 from registry.web import HTTPError, Request, Response, Router
 
@@ -30,11 +33,13 @@ class LocalAPI:
         publisher: Publisher,
         status: Callable[[], dict[str, Any]],
         ttl_update: Callable[[str, Status, str], None],
+        set_maintenance: Callable[[bool, str], Awaitable[None]] | None = None,
     ) -> None:
         self.token = token
         self.publisher = publisher
         self.status = status
         self.ttl_update = ttl_update
+        self.set_maintenance = set_maintenance
         self.router = Router()
         self.router.add("GET", "/v1/agent/status", self._status)
         for verb, st in (
@@ -43,6 +48,7 @@ class LocalAPI:
             ("fail", Status.CRITICAL),
         ):
             self.router.add("PUT", f"/v1/agent/check/{verb}/{{check_id}}", self._check(st))
+        self.router.add("PUT", "/v1/agent/maintenance", self._maintenance)
         self.router.add("GET", "/v1/agent/proxy/{proxy_id}/snapshot", self._snapshot)
         self.router.add("PUT", "/v1/agent/proxy/{proxy_id}/ack", self._ack)
 
@@ -83,6 +89,21 @@ class LocalAPI:
             return Response(status=200, body=b"", content_type="text/plain")
 
         return handler
+
+    async def _maintenance(self, request: Request) -> Response:
+        self._authorized(request)
+        enable = request.arg("enable")
+        if enable not in ("true", "false"):
+            raise HTTPError(400, "enable: must be true or false")
+        if self.set_maintenance is None:
+            raise HTTPError(404, "this agent does not forward maintenance mode")
+        try:
+            await self.set_maintenance(enable == "true", request.arg("reason") or "")
+        except APIError as exc:
+            raise HTTPError(exc.status, f"the registry refused: {exc.message}") from None
+        except ServerUnreachable as exc:
+            raise HTTPError(502, f"the registry is unreachable: {exc.message}") from None
+        return Response(status=200, body=b"", content_type="text/plain")
 
     async def _snapshot(self, request: Request) -> Response:
         proxy_id = request.params["proxy_id"]

@@ -334,6 +334,7 @@ class Agent:
             publisher=self.publisher,
             status=self.status,
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
+            set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
         )
         http = HTTPServer(api, watch_disconnect=lambda r: "index" in r.query)
         try:
