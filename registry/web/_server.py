@@ -251,6 +251,13 @@ class HTTPServer:
                     await trio.sleep(math.inf)
                 nursery.cancel_scope.cancel()
 
+            async def stop() -> None:
+                # A blocking query can wait for minutes: on shutdown, hang up at once (the
+                # client asks again, maybe another server) rather than hold the drain.
+                await self._stopping.wait()
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(call)
             nursery.start_soon(watch)
+            nursery.start_soon(stop)
         return (result[0] if result else None), b"".join(early)
