@@ -19,7 +19,7 @@ from ._output import CommandError, add_output_flag, print_json, print_table
 AGENT_CONFIG = "/etc/weft/agent.toml"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "maint",
         help="put a node in maintenance or take it out",
@@ -123,7 +123,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 async def _maintenance(client: Any) -> dict[str, dict[str, Any]]:
-    return (await client.get_json("/v1/registry/maintenance"))[0]
+    nodes: dict[str, dict[str, Any]] = (await client.get_json("/v1/registry/maintenance"))[0]
+    return nodes
 
 
 def _since(value: Any) -> str:

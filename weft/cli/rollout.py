@@ -36,7 +36,7 @@ EXIT_UNREACHABLE = 4
 PLAYBOOKS = ("rollout.yml", "site.yml", "uninstall.yml")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "rollout",
         help="install or upgrade the mesh on your hosts with Weft's Ansible playbooks",
@@ -90,7 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # -- pure parts ---------------------------------------------------------------------------------
 
 
-def parse_extra_vars(items: Iterable[str], read: Callable[[Path], str] = Path.read_text) -> dict:
+def parse_extra_vars(
+    items: Iterable[str], read: Callable[[Path], str] = Path.read_text
+) -> dict[str, Any]:
     """`-e` values → one dict, later wins: KEY=VALUE (string), @FILE (YAML/JSON), {JSON}."""
     out: dict[str, Any] = {}
     for item in items:
@@ -247,10 +249,10 @@ class Report:
 
     def rows(self, hosts: Iterable[str] = ()) -> list[tuple[Any, ...]]:
         names = list(dict.fromkeys([*hosts, *self.tallies]))
-        first_failure = {}
+        first_failure: dict[str, Failure] = {}
         for failure in self.failures:
             first_failure.setdefault(failure.host, failure)
-        out = []
+        out: list[tuple[Any, ...]] = []
         for host in names:
             tally = self.tallies.get(host)
             if tally is None:

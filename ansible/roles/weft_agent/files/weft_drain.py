@@ -68,7 +68,10 @@ def _labels(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _total(samples: dict, *names: str, **match: str) -> float:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _total(samples: Samples, *names: str, **match: str) -> float:
     total = 0.0
     for (name, labels), value in samples.items():
         if name in names and all((k, v) in labels for k, v in match.items()):
@@ -85,7 +88,7 @@ class Busy:
     tcp_open: float  # opaque TCP connections open now
 
     @classmethod
-    def of(cls, samples: dict) -> Busy:
+    def of(cls, samples: Samples) -> Busy:
         requests = _total(samples, "weft_proxy_requests_total", "weft_proxy_requests")
         responses = _total(samples, "weft_proxy_responses_total", "weft_proxy_responses")
         tcp_open = _total(samples, "weft_proxy_open_connections", protocol="tcp")

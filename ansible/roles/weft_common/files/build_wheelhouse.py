@@ -56,7 +56,9 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"build_wheelhouse: command failed (exit {proc.returncode}): {argv[:4]}")
 
 
-def build(source: Path, dest: Path, python_version: str, tags: list[str], pip: list[str]) -> dict:
+def build(
+    source: Path, dest: Path, python_version: str, tags: list[str], pip: list[str]
+) -> dict[str, object]:
     if not (source / "pyproject.toml").is_file():
         raise SystemExit(f"build_wheelhouse: {source} has no pyproject.toml; is it Weft's tree?")
     dest.parent.mkdir(parents=True, exist_ok=True)
