@@ -106,7 +106,11 @@ class Catalog:
         existing = self.mirror.checks_of(inst.service, inst.node, inst.id)
         for check in reg.checks:
             old = existing.get(check.id)
-            if old is not None and old.type == check.type:
+            # An adapter's check status is what its source says now, so it replaces the old one.
+            adapter_changed = (
+                check.runner == "adapter" and old is not None and old.status is not check.status
+            )
+            if old is not None and old.type == check.type and not adapter_changed:
                 # Re-registration (anti-entropy, restarts) keeps the state a check earned.
                 check = replace(
                     check,
