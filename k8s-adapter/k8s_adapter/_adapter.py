@@ -280,6 +280,8 @@ class Adapter:
         for informer in self.informers:
             informer.relist_soon()
         self.sync.mark_all(reload=True)
+        if self.to_k8s is not None:
+            self.to_k8s.relist_soon()
         log.info("reloaded: resyncing", extra={"kv": {"identity": self.identity}})
 
     # -- probes ------------------------------------------------------------------------------

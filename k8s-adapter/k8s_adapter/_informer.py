@@ -163,7 +163,7 @@ class Informer:
                 if type_ not in EVENT_TYPES:
                     self.stats.bad_objects += 1
                     self.problems.report(
-                        f"{self.kind.name} watch", f"unknown event type {type_!r}; skipped"
+                        f"skipped a {self.kind.name} watch event", f"unknown type {type_!r}"
                     )
                     continue
                 self.stats.events += 1
@@ -182,7 +182,7 @@ class Informer:
 
     def _bad(self, exc: BadObject) -> None:
         self.stats.bad_objects += 1
-        self.problems.report(f"{self.kind.name} from the API server", f"{exc}; skipped")
+        self.problems.report("skipped a malformed object from the API server", str(exc))
 
 
 def _kind_matches(kind: Kind[Any], raw: Any) -> bool:

@@ -26,4 +26,4 @@ class Problems:
         if len(self._seen) > self.remember:
             self._seen.popitem(last=False)
         self.count += 1
-        self.log.log(level, "%s: %s", subject, message, extra={"kv": {"object": subject}})
+        self.log.log(level, "%s: %s", subject, message)

@@ -19,7 +19,7 @@ from registry.client import APIError, RegistryClient, ServerUnreachable
 
 from ._backoff import Backoff
 from ._errors import Conflict, KubeError, KubeUnavailable, NotFound
-from ._export import ExportRules, KubePlan, ObjKey, desired_objects, kube_plan
+from ._export import SERVICE_LABEL, ExportRules, KubePlan, ObjKey, desired_objects, kube_plan
 from ._kube import KubeClient
 from ._objects import ENDPOINT_SLICES, SERVICES, Kind
 from ._problems import Problems
@@ -60,7 +60,18 @@ class ToKubernetes:
         self.wait = wait
         self.stats = ExportStats()
         self.existing: dict[ObjKey, dict[str, Any]] = {}
-        self._foreign: set[ObjKey] = set()
+        self._foreign: set[str] = set()  # registry services whose names others use here
+        self._relist = False
+        self._wake = trio.Event()
+
+    async def _until_relist(self, scope: trio.CancelScope) -> None:
+        await self._wake.wait()
+        scope.cancel()
+
+    def relist_soon(self) -> None:
+        """List what we own again and republish (SIGHUP): repairs hand-made changes now."""
+        self._relist = True
+        self._wake.set()
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -68,18 +79,25 @@ class ToKubernetes:
         index = 0
         while True:
             try:
-                if trio.current_time() >= next_list:
+                if trio.current_time() >= next_list or self._relist:
+                    self._relist = False
+                    self._wake = trio.Event()
                     await self._list_existing()
                     next_list = trio.current_time() + self.resync
                     index = 0
                 with trio.move_on_at(next_list):
                     if index:
-                        _, index = await self.client.get_json(
-                            "/v1/registry/services", index=index, wait=self.wait
-                        )
+                        async with trio.open_nursery() as nursery:
+                            # Whichever comes first: a registry change or a relist request.
+                            nursery.start_soon(self._until_relist, nursery.cancel_scope)
+                            _, index = await self.client.get_json(
+                                "/v1/registry/services", index=index, wait=self.wait
+                            )
+                            nursery.cancel_scope.cancel()
                     else:
                         _, index = await self.client.get_json("/v1/registry/services")
-                    await self.publish()
+                    if not self._relist:
+                        await self.publish()
                     backoff.reset()
                     await trio.sleep(self.min_interval)
             except (APIError, ServerUnreachable, KubeUnavailable, KubeError) as exc:
@@ -98,9 +116,11 @@ class ToKubernetes:
         views: list[dict[str, Any]] = []
         for source in sorted(self.rules.sources):
             views.extend(await self.client.instances(source=source))
-        desired = desired_objects(views, self.rules, self.problems)
-        for key in self._foreign:
-            desired.pop(key, None)
+        desired = {
+            key: body
+            for key, body in desired_objects(views, self.rules, self.problems).items()
+            if _service_of(body) not in self._foreign
+        }
         self.stats.published_services = sum(1 for k in desired if k[0] == "services")
         await self._apply(kube_plan(desired, self.existing))
         self.stats.passes += 1
@@ -122,12 +142,15 @@ class ToKubernetes:
         ns = self.rules.namespace
         for plural, body in todo.creates:
             key = (plural, body["metadata"]["name"])
+            if _service_of(body) in self._foreign:
+                continue  # its Service belongs to someone else: no endpoints behind their back
             try:
                 self.existing[key] = await self.kube.create(_KINDS[plural], ns, body)
                 self.stats.creates += 1
+                log.info("published", extra={"kv": {"kind": plural, "name": f"{ns}/{key[1]}"}})
             except Conflict:
                 # Not in our labelled list, yet it exists: someone else's object of that name.
-                self._foreign.add(key)
+                self._foreign.add(_service_of(body))
                 self.problems.report(
                     f"{plural} {ns}/{key[1]}",
                     "exists and is not managed by weft-k8s-adapter; not published",
@@ -141,10 +164,17 @@ class ToKubernetes:
             key = (plural, body["metadata"]["name"])
             self.existing[key] = await self.kube.replace(_KINDS[plural], ns, body)
             self.stats.updates += 1
+            log.debug("updated", extra={"kv": {"kind": plural, "name": f"{ns}/{key[1]}"}})
         for plural, name in todo.deletes:
             try:
                 await self.kube.delete(_KINDS[plural], ns, name)
                 self.stats.deletes += 1
+                log.info("unpublished", extra={"kv": {"kind": plural, "name": f"{ns}/{name}"}})
             except NotFound:
                 pass
             self.existing.pop((plural, name), None)
+
+
+def _service_of(body: dict[str, Any]) -> str:
+    """The registry service an object we publish belongs to."""
+    return str(body["metadata"].get("labels", {}).get(SERVICE_LABEL, body["metadata"]["name"]))

@@ -13,23 +13,33 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _adapter_token(server: WeftServer, source: str) -> str:
-    resp = httpx.post(f"{server.url}/v1/tokens", headers=server.headers(),
-                      json={"role": "adapter", "source": source})
+    resp = httpx.post(
+        f"{server.url}/v1/tokens",
+        headers=server.headers(),
+        json={"role": "adapter", "source": source},
+    )
     resp.raise_for_status()
     return resp.json()["secret"]
 
 
 def _upsert(server: WeftServer, token: str, status: str) -> dict:
     body = {
-        "upserts": [{
-            "service": "web-prod", "id": "c1:prod:web-1:8080", "node": "worker-1",
-            "address": "10.0.0.1", "port": 8080, "source": "k8s/c1",
-            "checks": [{"name": "Kubernetes readiness", "ttl": "1s", "status": status}],
-        }],
+        "upserts": [
+            {
+                "service": "web-prod",
+                "id": "c1:prod:web-1:8080",
+                "node": "worker-1",
+                "address": "10.0.0.1",
+                "port": 8080,
+                "source": "k8s/c1",
+                "checks": [{"name": "Kubernetes readiness", "ttl": "1s", "status": status}],
+            }
+        ],
         "deletes": [],
     }
-    resp = httpx.post(f"{server.url}/v1/registry/batch", headers={"X-Consul-Token": token},
-                      json=body)
+    resp = httpx.post(
+        f"{server.url}/v1/registry/batch", headers={"X-Consul-Token": token}, json=body
+    )
     resp.raise_for_status()
     return resp.json()
 
@@ -61,15 +71,21 @@ def test_adapter_check_status_follows_every_upsert_and_never_expires(start_serve
     _upsert(server, token, "critical")  # an unchanged status keeps its history
     assert _check(server)["status_since"] == since
     _upsert(server, token, "passing")
-    wait_until(lambda: _check(server)["status"] == "passing", timeout=5,
-               what="the adapter's passing status to replace critical")
+    wait_until(
+        lambda: _check(server)["status"] == "passing",
+        timeout=5,
+        what="the adapter's passing status to replace critical",
+    )
 
 
 def test_adapter_token_may_not_touch_another_source(server: WeftServer) -> None:
     token = _adapter_token(server, "k8s/other")
-    body = {"upserts": [{"service": "web-prod", "id": "x", "node": "n", "port": 1,
-                         "source": "k8s/c1"}], "deletes": []}
-    resp = httpx.post(f"{server.url}/v1/registry/batch", headers={"X-Consul-Token": token},
-                      json=body)
+    body = {
+        "upserts": [{"service": "web-prod", "id": "x", "node": "n", "port": 1, "source": "k8s/c1"}],
+        "deletes": [],
+    }
+    resp = httpx.post(
+        f"{server.url}/v1/registry/batch", headers={"X-Consul-Token": token}, json=body
+    )
     assert resp.status_code == 403
     assert "k8s/other" in resp.json()["error"]["message"]

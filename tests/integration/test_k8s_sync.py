@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import FakeKube, K8sAdapter, WeftServer, adapter_token, wait_until
+from tests.harness import Adapters, FakeKube, WeftServer, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -22,22 +22,12 @@ def fake() -> Iterator[FakeKube]:
 
 
 @pytest.fixture
-def start_adapter(fake: FakeKube, server: WeftServer, tmp_path: Path):
-    started: list[K8sAdapter] = []
-
-    def start(*args: str, cluster: str = "c1", identity: str | None = None) -> K8sAdapter:
-        token = adapter_token(server.url, server.token or "", cluster)
-        adapter = K8sAdapter(
-            fake, server.url, token, tmp_path, cluster=cluster, identity=identity, args=args
-        )
-        started.append(adapter)
-        return adapter.start()
-
+def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
+    group = Adapters(fake, server.url, server.token or "", tmp_path)
     try:
-        yield start
+        yield group
     finally:
-        for adapter in started:
-            adapter.stop()
+        group.stop_all()
 
 
 def health(server: WeftServer, service: str, *, passing: bool = False) -> list[dict]:
@@ -62,7 +52,7 @@ def pod_ips(fake: FakeKube, namespace: str, service: str) -> list[str]:
     )
 
 
-def test_service_with_three_pods_scales_and_turns_critical(fake, server, start_adapter) -> None:
+def test_service_with_three_pods_scales_and_turns_critical(fake, server, adapters) -> None:
     fake.add_service(
         "shop",
         "web",
@@ -71,7 +61,7 @@ def test_service_with_three_pods_scales_and_turns_critical(fake, server, start_a
         target_port=8080,
         pod_labels={"app.kubernetes.io/version": "1.4"},
     )
-    adapter = start_adapter()
+    adapter = adapters.start()
     wait_until(
         lambda: len(health(server, "web-shop", passing=True)) == 3,
         timeout=20,
@@ -120,7 +110,7 @@ def test_service_with_three_pods_scales_and_turns_critical(fake, server, start_a
     assert adapter.status()["leader"] is True
 
 
-def test_same_name_in_two_namespaces_and_two_clusters(fake, server, start_adapter) -> None:
+def test_same_name_in_two_namespaces_and_two_clusters(fake, server, adapters) -> None:
     fake.add_service("prod", "web", replicas=2)
     fake.add_service("staging", "web", replicas=1)
     fake.add_service("kube-system", "dns", replicas=1)  # excluded by default
@@ -128,8 +118,8 @@ def test_same_name_in_two_namespaces_and_two_clusters(fake, server, start_adapte
     fake.add_service(
         "prod", "billing", replicas=1, annotations={"weft.io/service-name": "payments"}
     )
-    start_adapter(cluster="east")
-    start_adapter(cluster="west", identity="west-1")
+    adapters.start(cluster="east")
+    adapters.start(cluster="west", identity="west-1")
     wait_until(
         lambda: len(health(server, "web-prod")) == 4, timeout=20, what="web-prod from both clusters"
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._adapter import K8sAdapter, adapter_token
+from ._adapter import Adapters, K8sAdapter, adapter_token
 from ._http import ActiveWatch, decode_continue, encode_continue, serve
 from ._store import RESOURCES, ApiError, Obj, Store, gone
 from ._validate import validate
@@ -59,6 +59,9 @@ class FakeKube(Workloads):
         # A real server answers an expired watch with 200 and an ERROR event; some proxies
         # and older servers answer with HTTP 410 itself. Clients must handle both.
         self.gone_as_http_status = gone_as_http_status
+        # While set, new watches are refused with 503 (an overloaded or restarting server),
+        # so a test can change the cluster and compact while a client is disconnected.
+        self.refuse_watches = False
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._watches: set[ActiveWatch] = set()
@@ -277,4 +280,12 @@ class FakeKube(Workloads):
         return wait_until(condition, timeout=timeout, what=what)
 
 
-__all__ = ["ApiError", "FakeKube", "K8sAdapter", "RequestRecord", "adapter_token", "gone"]
+__all__ = [
+    "Adapters",
+    "ApiError",
+    "FakeKube",
+    "K8sAdapter",
+    "RequestRecord",
+    "adapter_token",
+    "gone",
+]

@@ -151,3 +151,41 @@ class K8sAdapter:
     def kill(self) -> None:
         if self.proc:
             self.proc.kill()
+
+
+class Adapters:
+    """The adapters one test starts against one fake cluster and one registry server; the
+    test's fixture calls `stop_all()` so no process outlives its test."""
+
+    def __init__(self, fake: FakeKube, registry_url: str, operator_token: str, workdir: Path):
+        self.fake = fake
+        self.registry_url = registry_url
+        self.operator_token = operator_token
+        self.workdir = workdir
+        self.started: list[K8sAdapter] = []
+
+    def start(
+        self,
+        *args: str,
+        cluster: str = "c1",
+        identity: str | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> K8sAdapter:
+        token = adapter_token(self.registry_url, self.operator_token, cluster)
+        adapter = K8sAdapter(
+            self.fake,
+            self.registry_url,
+            token,
+            self.workdir,
+            cluster=cluster,
+            identity=identity,
+            args=args,
+            env=env,
+        )
+        self.started.append(adapter)
+        return adapter.start() if wait else adapter
+
+    def stop_all(self) -> None:
+        for adapter in self.started:
+            adapter.stop()

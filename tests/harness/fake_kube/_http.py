@@ -301,6 +301,10 @@ class Handler(BaseHTTPRequestHandler):
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         timeout = float(query.get("timeoutSeconds") or self.fake.watch_timeout)
         raw_rv = query.get("resourceVersion") or ""
+        if self.fake.refuse_watches:
+            raise ApiError(
+                503, "ServiceUnavailable", "the server is currently unable to handle the request"
+            )
         backlog: list[bytes] = []
         with store.cond:
             if raw_rv in ("", "0"):
