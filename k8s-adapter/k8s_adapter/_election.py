@@ -149,12 +149,22 @@ class LeaderElector:
 
     async def release(self) -> None:
         """Hand the Lease back (shutdown); quietly does nothing if it is not ours."""
-        action = self.election.release(self.wall())
-        if action.verb == "wait":
-            return
         with trio.move_on_after(2.0):
-            try:
-                await self.kube.replace(LEASES, self.namespace, self._body(action))
-                log.info("released the Lease", extra={"kv": {"identity": self.identity}})
-            except (KubeUnavailable, KubeError) as exc:
-                log.warning("could not release the Lease: %s", exc)
+            for _ in range(3):
+                action = self.election.release(self.wall())
+                if action.verb == "wait":
+                    return
+                try:
+                    await self.kube.replace(LEASES, self.namespace, self._body(action))
+                    log.info("released the Lease", extra={"kv": {"identity": self.identity}})
+                    return
+                except Conflict:
+                    # A renewal cancelled in flight still landed: read the version it made.
+                    try:
+                        self.election.observe(await self._read(), trio.current_time())
+                    except (KubeUnavailable, KubeError, BadObject) as exc:
+                        log.warning("could not release the Lease: %s", exc)
+                        return
+                except (KubeUnavailable, KubeError) as exc:
+                    log.warning("could not release the Lease: %s", exc)
+                    return
