@@ -114,6 +114,11 @@ def test_kubeconfig_token_file_and_missing_context(tmp_path: Path) -> None:
     )
     creds = load(str(path))
     assert isinstance(creds.auth, TokenFileAuth) and creds.auth.token() == "from-file"
+    # Bound service-account tokens rotate: the file is read again once it is old enough.
+    (tmp_path / "token").write_text("rotated\n")
+    assert creds.auth.token() == "from-file"
+    creds.auth.max_age = 0
+    assert creds.auth.token() == "rotated"
     with pytest.raises(ConfigError) as err:
         load(str(path), "nope")
     assert err.value.field in ("kube_context", "kubeconfig")
