@@ -89,3 +89,41 @@ def test_adapter_token_may_not_touch_another_source(server: WeftServer) -> None:
     )
     assert resp.status_code == 403
     assert "k8s/other" in resp.json()["error"]["message"]
+
+
+async def test_concurrent_batches_each_report_their_own_transactions(
+    server: WeftServer,
+) -> None:
+    import trio
+
+    token = _adapter_token(server, "k8s/c1")
+
+    def upserts(group: str) -> list[dict]:
+        return [
+            {
+                "service": f"svc-{group}",
+                "id": f"{group}-{i}",
+                "node": "n1",
+                "port": 80,
+                "address": "10.0.0.1",
+                "source": "k8s/c1",
+                "checks": [{"name": "Kubernetes readiness", "ttl": "1h", "status": "passing"}],
+            }
+            for i in range(300)
+        ]
+
+    answers: dict[str, int] = {}
+    async with httpx.AsyncClient(headers={"X-Consul-Token": token}, timeout=30) as http:
+
+        async def send(group: str) -> None:
+            resp = await http.post(
+                f"{server.url}/v1/registry/batch", json={"upserts": upserts(group), "deletes": []}
+            )
+            resp.raise_for_status()
+            answers[group] = resp.json()["transactions"]
+
+        async with trio.open_nursery() as nursery:
+            for group in "ab":
+                nursery.start_soon(send, group)
+    # 300 instances x 2 keys in transactions of at most 120 operations: 5 each, not 10.
+    assert answers == {"a": 5, "b": 5}
