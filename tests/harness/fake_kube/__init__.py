@@ -197,9 +197,10 @@ class FakeKube(Workloads):
     # -- paged lists -------------------------------------------------------------------------
 
     def remember_list(self, rv: int, items: list[Obj], start: int) -> str:
+        # `items` are the list's own copies: the snapshot keeps them as they were listed.
         with self._lock:
             sid = next(self._snapshot_ids)
-            self._snapshots[sid] = (rv, copy.deepcopy(items))
+            self._snapshots[sid] = (rv, items)
         return encode_continue(sid, start)
 
     def continue_list(self, token: str) -> tuple[int, list[Obj], int]:
@@ -214,7 +215,7 @@ class FakeKube(Workloads):
                 "result. You can start a new list without the continue parameter.",
             )
         rv, items = snapshot
-        return rv, copy.deepcopy(items), start
+        return rv, items, start
 
     # -- objects -----------------------------------------------------------------------------
 

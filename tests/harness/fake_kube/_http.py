@@ -275,10 +275,8 @@ class Handler(BaseHTTPRequestHandler):
             page = page[:limit]
             meta["continue"] = self.fake.remember_list(rv, items, start + limit)
             meta["remainingItemCount"] = len(items) - start - limit
-        for item in page:
-            # Items of a typed list carry no kind/apiVersion: the list does.
-            item.pop("kind", None)
-            item.pop("apiVersion", None)
+        # Items of a typed list carry no kind/apiVersion: the list does.
+        page = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in page]
         self._send_json(
             200,
             {
