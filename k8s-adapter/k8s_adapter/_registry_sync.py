@@ -61,8 +61,10 @@ class RegistrySync:
         batch_size: int = 500,
         coalesce: float = 0.05,
         resync: float = 300.0,
+        parallel: int = 4,
     ) -> None:
         self.client = client
+        self.parallel = parallel
         self.state = state
         self.source = source
         self.batch_size = batch_size
@@ -164,8 +166,7 @@ class RegistrySync:
                         current[key] = self.current[key]
             todo = plan(wanted, current)
             todo.upserts = [e for e in todo.upserts if self._rejected.get(e.key) != e]
-            for batch in todo.batches(self.batch_size):
-                await self._write(batch)
+            await self._write_plan(todo)
         except BaseException:
             self._dirty |= names
             self._all = self._all or everything
@@ -174,6 +175,31 @@ class RegistrySync:
         if not (self._dirty or self._all):
             self.in_sync = True
             self.stats.last_sync = trio.current_time()
+
+    async def _write_plan(self, todo: Plan) -> None:
+        """One request when the plan fits a batch; else all upserts (batches in parallel),
+        then all deletes, so new endpoints are registered before old ones leave."""
+        if len(todo) <= self.batch_size:
+            if todo:
+                await self._write(todo)
+            return
+        limiter = trio.CapacityLimiter(self.parallel)
+        for phase in (Plan(upserts=todo.upserts), Plan(deletes=todo.deletes)):
+            errors: list[Exception] = []
+            async with trio.open_nursery() as nursery:
+                for batch in phase.batches(self.batch_size):
+                    nursery.start_soon(self._write_limited, batch, limiter, errors)
+            if errors:
+                raise errors[0]
+
+    async def _write_limited(
+        self, batch: Plan, limiter: trio.CapacityLimiter, errors: list[Exception]
+    ) -> None:
+        async with limiter:
+            try:
+                await self._write(batch)
+            except (APIError, ServerUnreachable) as exc:
+                errors.append(exc)  # raised by the caller, outside the nursery
 
     async def _write(self, batch: Plan) -> None:
         upserts = [e.registration(self.source) for e in batch.upserts]
