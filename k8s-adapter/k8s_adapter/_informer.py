@@ -75,10 +75,13 @@ class Informer:
         self.resource_version = ""
         self.stats = InformerStats()
         self._relist_now = False
+        self._watch_scope: trio.CancelScope | None = None
 
     def relist_soon(self) -> None:
-        """Ask for a full relist at the next opportunity (SIGHUP, resync requests)."""
+        """List again now (SIGHUP): the running watch is ended to make room for it."""
         self._relist_now = True
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
 
     async def run(self) -> None:
         backoff = Backoff(rand=self.rand)
@@ -94,8 +97,12 @@ class Informer:
                     backoff.reset()
                 timeout = self.watch_timeout * (0.9 + 0.2 * self.rand())
                 # The server ends the stream at `timeout`; this bounds a silent dead connection.
-                with trio.move_on_at(min(next_relist, trio.current_time() + timeout + 30)):
+                deadline = min(next_relist, trio.current_time() + timeout + 30)
+                with trio.move_on_at(deadline) as self._watch_scope:
                     version = await self._watch(version, int(timeout), backoff)
+                self._watch_scope = None
+                # Cut short (resync due, SIGHUP, a silent connection): resume from what we saw.
+                version = self.resource_version or version
             except Gone as exc:
                 self.stats.gone += 1
                 log.info(

@@ -247,3 +247,22 @@ def test_malformed_input_is_skipped_and_never_removes_healthy_entries(
     log = adapter.log()
     assert "Frobnicator" in log and "addresses" in log and "TELEPORTED" in log
     assert "not an event" in log
+
+
+def test_a_registry_outage_is_ridden_out(
+    fake: FakeKube, server: WeftServer, adapters: Adapters, etcd: EtcdCluster, prefix: str
+) -> None:
+    fake.add_service("shop", "web", replicas=2)
+    adapter = adapters.start()
+    wait_consistent(fake, etcd, prefix, "the first sync")
+    server.stop()
+    fake.scale("shop", "web", 4)
+    fake.set_ready("shop", fake.pods("shop", "web")[0], False)
+    wait_until(
+        lambda: adapter.status()["registry_sync"]["errors"] >= 1,
+        timeout=15,
+        what="the adapter to notice the registry is gone",
+    )
+    server.start()
+    wait_consistent(fake, etcd, prefix, "after the registry came back")
+    assert adapter.proc.alive()

@@ -91,6 +91,11 @@ def test_900_endpoints_sync_in_batches(
     wait_until(
         lambda: adapter.status()["registry_sync"]["loads"] >= 2, timeout=20, what="the resync"
     )
+    wait_until(
+        lambda: all(i["lists"] >= 2 for i in adapter.status()["informers"].values()),
+        timeout=20,
+        what="every kind to be listed again",
+    )
     final = adapter.wait_in_sync()["registry_sync"]
     assert final["batches"] == after["batches"]
 
