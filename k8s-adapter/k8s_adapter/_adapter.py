@@ -140,11 +140,7 @@ class Adapter:
         self._campaign_scope: trio.CancelScope | None = None
 
     def _pod_namespace(self) -> str:
-        return (
-            self.creds.namespace
-            if self.creds.description.startswith("in-cluster")
-            else ("weft-system")
-        )
+        return self.creds.namespace if self.creds.in_cluster else "weft-system"
 
     def _read_token(self) -> str | None:
         return read_token(self.settings)

@@ -207,12 +207,6 @@ class ClusterState:
         slices = [self.slices[k] for k in sorted(self._service_slices.get(owner, ()))]
         return service_entries(name, self.services[owner], slices, self.pods, self.ctx)
 
-    def all_entries(self) -> dict[EntryKey, Entry]:
-        out: dict[EntryKey, Entry] = {}
-        for name in sorted(self.names()):
-            out.update(self.entries(name))
-        return out
-
     def counts(self) -> Mapping[str, int]:
         return {
             "services": len(self.services),

@@ -41,6 +41,7 @@ class KubeCredentials:
     auth: httpx.Auth | None
     namespace: str  # the pod's namespace in-cluster, else the context's (default "default")
     description: str  # for the log: where these came from
+    in_cluster: bool = False
 
 
 class TokenFileAuth(httpx.Auth):
@@ -164,6 +165,7 @@ def in_cluster(directory: Path, host: str, port: str) -> KubeCredentials:
         auth=TokenFileAuth(directory / "token"),
         namespace=namespace,
         description=f"in-cluster service account ({directory})",
+        in_cluster=True,
     )
 
 

@@ -184,8 +184,16 @@ class Informer:
                     if type_ == "DELETED" and key is not None and _kind_matches(self.kind, raw):
                         self.sink.remove(self.kind, key)  # gone is gone, however it looked
                     continue
-                self.sink.apply(self.kind, type_, obj)
+                self._apply(type_, obj)
         return version
+
+    def _apply(self, type_: str, obj: Any) -> None:
+        try:
+            self.sink.apply(self.kind, type_, obj)
+        except Exception:
+            # Decoded but still unusable in a way nobody foresaw: skip it, keep watching.
+            self.stats.bad_objects += 1
+            log.exception("%s %s could not be applied; skipped", self.kind.name, obj.metadata.name)
 
     def _bad(self, exc: BadObject) -> None:
         self.stats.bad_objects += 1

@@ -155,15 +155,20 @@ class RegistrySync:
         names, everything = self._dirty, self._all
         self._dirty, self._all = set(), False
         try:
-            if everything:
-                wanted = self.state.all_entries()
-                current: dict[EntryKey, Entry] = dict(self.current)
-            else:
-                wanted, current = {}, {}
-                for name in names:
+            wanted: dict[EntryKey, Entry] = {}
+            current: dict[EntryKey, Entry] = {}
+            # Everything: every name the cluster claims or the registry holds entries for.
+            scope = (self.state.names() | self._by_service.keys()) if everything else names
+            for name in sorted(scope):
+                try:
                     wanted.update(self.state.entries(name))
-                    for key in self._by_service.get(name, ()):
-                        current[key] = self.current[key]
+                except Exception:
+                    # A bug meeting an odd object must not cost the service its entries:
+                    # leave what the registry has for it, and say so.
+                    log.exception("cannot compute %s; its entries are left as they are", name)
+                    continue
+                for key in self._by_service.get(name, ()):
+                    current[key] = self.current[key]
             todo = plan(wanted, current)
             todo.upserts = [e for e in todo.upserts if self._rejected.get(e.key) != e]
             await self._write_plan(todo)
