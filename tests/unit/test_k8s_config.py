@@ -189,3 +189,40 @@ def test_probe_answers() -> None:
     assert server.respond(b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404")
     assert server.respond(b"POST /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
     assert server.respond(b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+
+
+async def test_exec_credential_plugin_is_run_and_cached(tmp_path: Path) -> None:
+    import sys
+
+    import httpx
+    from k8s_adapter._credentials import ExecAuth
+
+    calls = tmp_path / "calls"
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json, os, pathlib\n"
+        f"p = pathlib.Path({str(calls)!r})\n"
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        "assert json.loads(os.environ['KUBERNETES_EXEC_INFO'])['kind'] == 'ExecCredential'\n"
+        "print(json.dumps({'kind': 'ExecCredential', 'status': {'token': os.environ['TOKEN'],"
+        " 'expirationTimestamp': '2999-01-01T00:00:00Z'}}))\n"
+    )
+    path = _kubeconfig(
+        tmp_path / "config",
+        {"server": "http://127.0.0.1:1"},
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": sys.executable,
+                "args": [str(plugin)],
+                "env": [{"name": "TOKEN", "value": "from-plugin"}],
+            }
+        },
+    )
+    creds = load(str(path))
+    assert isinstance(creds.auth, ExecAuth)
+    for _ in range(2):
+        flow = creds.auth.async_auth_flow(httpx.Request("GET", "http://127.0.0.1:1/api"))
+        request = await flow.__anext__()
+        assert request.headers["Authorization"] == "Bearer from-plugin"
+    assert calls.read_text() == "x"  # cached until it expires
