@@ -17,6 +17,8 @@ lint:
 bench:          ## run every benchmark in bench/ (slow; prints figures)
 	@scripts/bootstrap bench
 	.venv/bin/python bench/registry.py
+	.venv/bin/python bench/ca.py
+	.venv/bin/python bench/k8s_sync.py
 
 test-hosts:     ## slow tests against real systemd hosts (debootstrap); see docs/testing.md
 	@scripts/bootstrap hosts

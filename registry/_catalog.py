@@ -106,7 +106,11 @@ class Catalog:
         existing = self.mirror.checks_of(inst.service, inst.node, inst.id)
         for check in reg.checks:
             old = existing.get(check.id)
-            if old is not None and old.type == check.type:
+            # An adapter's check status is what its source says now, so it replaces the old one.
+            adapter_changed = (
+                check.runner == "adapter" and old is not None and old.status is not check.status
+            )
+            if old is not None and old.type == check.type and not adapter_changed:
                 # Re-registration (anti-entropy, restarts) keeps the state a check earned.
                 check = replace(
                     check,
@@ -151,23 +155,26 @@ class Catalog:
     ) -> int:
         """Register and deregister many instances in as few transactions as etcd allows.
 
-        Returns the number of etcd transactions used (what the adapter's diffing saves).
+        Returns the number of etcd transactions this batch used (what the adapter's diffing
+        saves): its own commits, whatever other requests were committing meanwhile.
         """
         groups: list[list[Put | Delete]] = []
         for reg in upserts:
             groups.append(self._registration_ops(reg, replace_checks=True))
         for inst in deletes:
             groups.append(self._deregistration_ops(inst))
-        before = self.batcher.transactions
+        commits = 0
         chunk: list[Put | Delete] = []
         for ops in groups:
             if len(chunk) + len(ops) > 120:
                 await self._commit(chunk)
+                commits += 1
                 chunk = []
             chunk.extend(ops)
         if chunk:
             await self._commit(chunk)
-        return self.batcher.transactions - before
+            commits += 1
+        return commits
 
     # -- checks ------------------------------------------------------------------------------
 

@@ -87,6 +87,8 @@ class Check:
 
     `runner` says who executes active (HTTP/TCP/exec) checks: the agent of the instance's node,
     or the registry server (for services registered straight through the API, as in Consul).
+    An `adapter` check (registered with an adapter token) mirrors a state its source owns, such
+    as Kubernetes readiness: the adapter sends the status, the server never expires or probes it.
     """
 
     id: str

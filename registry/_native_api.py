@@ -112,7 +112,14 @@ def registration_from_native(
         default_source = "agent"
     else:
         default_source = "api"
-    runner = "agent" if token is not None and token.role is Role.AGENT else "server"
+    # Who owns a check's status: the host's agent, an adapter (which reports the status of its
+    # source, e.g. Kubernetes readiness, and resends it on every change), or the server.
+    if token is not None and token.role is Role.AGENT:
+        runner = "agent"
+    elif token is not None and token.role is Role.ADAPTER:
+        runner = "adapter"
+    else:
+        runner = "server"
     passing, warning = weights(data.get("weights", {}), at("weights"))
     inst = Instance(
         service=name,

@@ -13,3 +13,7 @@ from ._wait import async_wait_until as async_wait_until
 from ._wait import wait_until as wait_until
 from ._weft import WeftAgent as WeftAgent
 from ._weft import WeftServer as WeftServer
+from .fake_kube import Adapters as Adapters
+from .fake_kube import FakeKube as FakeKube
+from .fake_kube import K8sAdapter as K8sAdapter
+from .fake_kube import adapter_token as adapter_token

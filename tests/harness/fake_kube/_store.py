@@ -1,0 +1,306 @@
+"""The fake API server's state: objects, one resourceVersion counter, the event history.
+
+Like the real API server (and etcd under it), every write bumps one cluster-wide
+resourceVersion, watches replay history after the version a client holds, and a compaction
+forgets history so an older version answers 410 Gone ("Expired").
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    plural: str
+    kind: str
+    group: str  # "" for the core API
+    version: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """`leases.coordination.k8s.io`, as API server messages name a resource."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+RESOURCES = {
+    r.plural: r
+    for r in (
+        Resource("pods", "Pod", "", "v1"),
+        Resource("services", "Service", "", "v1"),
+        Resource("namespaces", "Namespace", "", "v1", namespaced=False),
+        Resource("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1"),
+        Resource("leases", "Lease", "coordination.k8s.io", "v1"),
+    )
+}
+
+
+class ApiError(Exception):
+    """An error the server answers with a `Status` object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+
+    def status(self) -> Obj:
+        return status_object(self.code, self.reason, self.message, self.details)
+
+
+def status_object(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
+    body: Obj = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+def gone(rv: int, oldest: int) -> ApiError:
+    return ApiError(410, "Expired", f"too old resource version: {rv} ({oldest})")
+
+
+@dataclass
+class Event:
+    rv: int
+    type: str  # ADDED, MODIFIED, DELETED
+    resource: str
+    namespace: str
+    name: str
+    obj: Obj
+    old: Obj | None
+
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+
+
+def parse_selector(text: str | None) -> list[tuple[str, str, str]]:
+    """Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a` (comma = and)."""
+    terms: list[tuple[str, str, str]] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            terms.append(("!=", k.strip(), v.strip()))
+        elif "==" in part or "=" in part:
+            k, v = part.split("==", 1) if "==" in part else part.split("=", 1)
+            terms.append(("=", k.strip(), v.strip()))
+        elif part.startswith("!"):
+            terms.append(("!", part[1:].strip(), ""))
+        else:
+            terms.append(("exists", part, ""))
+    return terms
+
+
+def selector_matches(terms: list[tuple[str, str, str]], labels: dict[str, str]) -> bool:
+    for op, key, value in terms:
+        if op == "=" and labels.get(key) != value:
+            return False
+        if op == "!=" and labels.get(key) == value:
+            return False
+        if op == "exists" and key not in labels:
+            return False
+        if op == "!" and key in labels:
+            return False
+    return True
+
+
+def field_matches(terms: list[tuple[str, str, str]], obj: Obj) -> bool:
+    meta = obj.get("metadata") or {}
+    fields = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+    }
+    return selector_matches(terms, fields)
+
+
+class Store:
+    """Objects of every resource, guarded by one condition variable watches wait on."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.rv = 1
+        self.oldest = 0  # history holds every event with rv > oldest
+        self.objects: dict[str, dict[Key, Obj]] = {name: {} for name in RESOURCES}
+        self.history: list[Event] = []
+        self._uids = itertools.count(1)
+
+    # -- reads (callers hold no lock; these take it) ------------------------------------------
+
+    def get(self, resource: str, namespace: str, name: str) -> Obj:
+        with self.cond:
+            obj = self.objects[resource].get((namespace, name))
+            if obj is None:
+                raise not_found(resource, name)
+            return copy.deepcopy(obj)
+
+    def list(
+        self,
+        resource: str,
+        namespace: str | None,
+        match: Callable[[Obj], bool] = lambda _: True,
+    ) -> tuple[int, list[Obj]]:
+        with self.cond:
+            items = [
+                copy.deepcopy(obj)
+                for (ns, _), obj in sorted(self.objects[resource].items())
+                if (namespace is None or ns == namespace) and match(obj)
+            ]
+            return self.rv, items
+
+    def events_after(self, rv: int, *, check: bool = True) -> list[Event]:
+        """Events newer than `rv` (lock held by the caller).
+
+        A new watch from before the last compaction gets 410 Gone (`check`); a watch already
+        running keeps streaming across a compaction, as it does on a real API server.
+        """
+        if check and rv < self.oldest:
+            raise gone(rv, self.oldest)
+        # History is ordered by rv: bisect would do, but a scan from the end is short in tests.
+        out: list[Event] = []
+        for event in reversed(self.history):
+            if event.rv <= rv:
+                break
+            out.append(event)
+        out.reverse()
+        return out
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _stamp(self, resource: str, obj: Obj, old: Obj | None) -> Obj:
+        res = RESOURCES[resource]
+        obj = copy.deepcopy(obj)
+        obj["kind"] = res.kind
+        obj["apiVersion"] = res.api_version
+        meta = obj.setdefault("metadata", {})
+        self.rv += 1
+        meta["resourceVersion"] = str(self.rv)
+        if old is None:
+            meta["uid"] = str(uuid.UUID(int=next(self._uids)))
+            meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            meta["generation"] = 1
+        else:
+            old_meta = old["metadata"]
+            meta["uid"] = old_meta.get("uid")
+            meta["creationTimestamp"] = old_meta.get("creationTimestamp")
+            meta["generation"] = int(old_meta.get("generation", 1)) + 1
+        return obj
+
+    def _record(self, type_: str, resource: str, key: Key, obj: Obj, old: Obj | None) -> None:
+        self.history.append(Event(self.rv, type_, resource, key[0], key[1], obj, old))
+        self.cond.notify_all()
+
+    def create(self, resource: str, namespace: str, obj: Obj) -> Obj:
+        with self.cond:
+            name = obj["metadata"]["name"]
+            key = (namespace, name)
+            if key in self.objects[resource]:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{RESOURCES[resource].qualified} "{name}" already exists',
+                    {"name": name, "kind": resource},
+                )
+            if RESOURCES[resource].namespaced:
+                obj["metadata"]["namespace"] = namespace
+            stored = self._stamp(resource, obj, None)
+            self.objects[resource][key] = stored
+            self._record("ADDED", resource, key, stored, None)
+            return copy.deepcopy(stored)
+
+    def update(self, resource: str, namespace: str, obj: Obj) -> Obj:
+        with self.cond:
+            name = obj["metadata"]["name"]
+            key = (namespace, name)
+            old = self.objects[resource].get(key)
+            if old is None:
+                raise not_found(resource, name)
+            wanted = obj["metadata"].get("resourceVersion")
+            if wanted and wanted != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {RESOURCES[resource].qualified} "{name}": '
+                    "the object has been modified; please apply your changes to the latest "
+                    "version and try again",
+                    {"name": name, "kind": resource},
+                )
+            if RESOURCES[resource].namespaced:
+                obj["metadata"]["namespace"] = namespace
+            stored = self._stamp(resource, obj, old)
+            self.objects[resource][key] = stored
+            self._record("MODIFIED", resource, key, stored, old)
+            return copy.deepcopy(stored)
+
+    def delete(self, resource: str, namespace: str, name: str) -> Obj:
+        with self.cond:
+            key = (namespace, name)
+            old = self.objects[resource].pop(key, None)
+            if old is None:
+                raise not_found(resource, name)
+            self.rv += 1
+            gone_obj = copy.deepcopy(old)
+            gone_obj["metadata"]["resourceVersion"] = str(self.rv)
+            self._record("DELETED", resource, key, gone_obj, old)
+            return copy.deepcopy(gone_obj)
+
+    def put_raw(self, resource: str, namespace: str, obj: Obj) -> Obj:
+        """Store `obj` as given (only metadata stamped): how tests plant malformed objects."""
+        with self.cond:
+            name = (obj.get("metadata") or {}).get("name", f"raw-{self.rv + 1}")
+            obj.setdefault("metadata", {})["name"] = name
+            key = (namespace, name)
+            old = self.objects[resource].get(key)
+            self.rv += 1
+            stored = copy.deepcopy(obj)
+            stored["metadata"]["resourceVersion"] = str(self.rv)
+            self.objects[resource][key] = stored
+            self._record("ADDED" if old is None else "MODIFIED", resource, key, stored, old)
+            return copy.deepcopy(stored)
+
+    def compact(self) -> int:
+        """Forget history up to now: a watch or a list continued from before gets 410 Gone.
+
+        Events stay in memory for the watches already streaming them.
+        """
+        with self.cond:
+            self.oldest = self.rv
+            return self.rv
+
+    def iter_objects(self, resource: str) -> Iterator[Obj]:
+        with self.cond:
+            items = [copy.deepcopy(o) for o in self.objects[resource].values()]
+        yield from items
+
+
+def not_found(resource: str, name: str) -> ApiError:
+    return ApiError(
+        404,
+        "NotFound",
+        f'{RESOURCES[resource].qualified} "{name}" not found',
+        {"name": name, "kind": resource},
+    )
