@@ -1,0 +1,90 @@
+"""Errors of the `proxy` package.
+
+ProxyError
+├── SnapshotError        a snapshot document was refused as a whole (`problems` lists why)
+├── TlsSetupError        certificate, key or trust bundle files cannot be loaded
+├── ListenerError        a listener address cannot be bound
+├── HttpError            a message breaks HTTP/1.1 rules or a limit; carries the status to answer
+├── StreamClosed         a socket or TLS stream broke or ended where more was expected
+└── UpstreamError        an upstream could not serve a request; `reason` is a metric label
+    ├── ConnectFailed         connecting or the TLS handshake to an endpoint failed
+    ├── UpstreamTimeout       the endpoint did not answer within the upstream's timeout
+    └── NoEndpoint            every endpoint of the upstream is ejected, or there are none
+
+Socket, `ssl` and JSON errors are turned into these where they enter (`raise ... from exc`).
+Messages name what was wrong and, where it helps, what would be right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ProxyError(Exception):
+    """Base of every error the proxy package raises."""
+
+
+class SnapshotError(ProxyError):
+    """A snapshot failed validation; nothing of it was applied."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems) or ["invalid snapshot"]
+        shown = "; ".join(self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        super().__init__(f"snapshot refused: {shown}{more}")
+
+
+class TlsSetupError(ProxyError):
+    """The certificate, key or trust bundle named by the snapshot cannot be used."""
+
+
+class ListenerError(ProxyError):
+    """A listener could not be bound (address in use, bad address, no permission)."""
+
+
+class HttpError(ProxyError):
+    """A message breaks HTTP/1.1 framing rules or a configured limit.
+
+    `status` is what the proxy answers (400, 431, 501, ...) when it still can, and
+    `reason` is the short text that goes in the response body and the log.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class StreamClosed(ProxyError):
+    """The peer closed or reset a stream, or a TLS record failed."""
+
+
+class UpstreamError(ProxyError):
+    """An upstream could not serve the request.
+
+    `status` is what the downstream gets (502, 503, 504); `reason` is a short label for
+    metrics (`connect_refused`, `tls_wrong_identity`, `timeout`, ...); the message says which
+    upstream and endpoint failed and why, and goes in the response body.
+    """
+
+    status = 502
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ConnectFailed(UpstreamError):
+    """Connecting, or the TLS handshake, to an endpoint failed: nothing was sent."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The endpoint did not answer in time."""
+
+    status = 504
+
+
+class NoEndpoint(UpstreamError):
+    """No endpoint of the upstream can take a request now."""
+
+    status = 503
