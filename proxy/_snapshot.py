@@ -23,6 +23,7 @@ from ._schema import snapshot_validator
 
 SCHEMA_ID = "weft.proxy.snapshot/v1"
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+_WILDCARDS = {"0.0.0.0", "::", ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +175,19 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
         raise SnapshotError(problems)
     tls = TlsFiles(**doc["tls"])
 
-    listeners: dict[tuple[str, int], str] = {}
+    listeners: list[tuple[str, int, str]] = []
 
     def claim(address: str, port: int | None, path: str) -> None:
+        # A wildcard address (0.0.0.0, ::) takes the port on every address.
         if not port:
             return
-        other = listeners.get((address, port))
-        if other is not None:
-            problems.append(f"{path}: port {port} on {address} is also used by {other}")
-        listeners[(address, port)] = path
+        for other_address, other_port, other in listeners:
+            if other_port == port and (
+                other_address == address or {address, other_address} & _WILDCARDS
+            ):
+                problems.append(f"{path}: port {port} on {address} is also used by {other}")
+                break
+        listeners.append((address, port, path))
 
     inbound = None
     if "inbound" in doc:
