@@ -243,7 +243,7 @@ class HttpConnection:
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 "upstream": lease.cluster.name if lease else None,
                 "endpoint": lease.endpoint.key if lease else None,
-                "request_id": (head.get(b"x-request-id") or b"").decode("latin-1"),
+                "request_id": (head.request_id or b"").decode("latin-1"),
                 "traceparent": (head.get(b"traceparent") or b"").decode("latin-1") or None,
                 "error": error or None,
             }
@@ -300,7 +300,8 @@ class HttpConnection:
             complete = scanner.done
         add = route.add
         if head.request_id is None:
-            add = [*add, (b"x-request-id", os.urandom(12).hex().encode())]
+            head.request_id = os.urandom(12).hex().encode()
+            add = [*add, (b"x-request-id", head.request_id)]
         out = encode_request(head, target=route.target, add=add, drop=route.drop)
         if body_end:
             if body_end <= _JOIN_LIMIT:
