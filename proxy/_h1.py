@@ -166,7 +166,9 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
         raise HttpError(400, f"malformed request: {exc}") from None
     version = parser.get_http_version()
     if version not in ("1.1", "1.0"):
-        raise HttpError(505, f"HTTP version {version or '0.9'} is not supported (use HTTP/1.1)")
+        if version in ("0.9", ""):
+            raise HttpError(400, "the request line has no HTTP version (HTTP/0.9 is not served)")
+        raise HttpError(505, f"HTTP version {version} is not supported (use HTTP/1.1)")
     http10 = version == "1.0"
     method = parser.get_method()
     headers = collector.headers

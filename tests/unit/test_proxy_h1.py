@@ -63,7 +63,7 @@ def test_content_length_and_chunked_framing_are_read_from_the_head() -> None:
         ("GET / HTTP/1.1\nAccept: */*\n\n", 400, "Host"),
         ("GET / HTTP/1.1\nHost: a\nX: a\x00b\n\n", 400, ""),
         ("GET / HTTP/1.2\nHost: a\n\n", 400, ""),
-        ("GET /\n\n", 505, "version"),
+        ("GET /\n\n", 400, "version"),
         ("get / HTTP/1.1\nHost: a\n\n", 400, ""),
         ("GET / HTTP/1.1\nHost: a\nExpect: 200-ok\n\n", 417, "expectation"),
     ],

@@ -1,0 +1,225 @@
+"""Smuggling and bad input over raw sockets: 4xx or a closed connection, never a desync.
+
+Each attack goes to A's outbound port (and a few to B's mTLS inbound port with a valid mesh
+certificate, since a compromised peer could try there too). Afterwards app B must have seen
+only the legitimate requests, each whole: nothing smuggled, nothing cut in two.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import trio
+
+from .test_proxy_support import (
+    Background,
+    HttpApp,
+    Mesh,
+    ProxyProc,
+    proxies,
+    raw_exchange,
+    status_of,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: b\r\n\r\n"
+
+
+class RawResponder:
+    """An 'application' that answers every connection with fixed bytes (a broken server)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.port = 0
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self.port)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            await stream.receive_some(65536)
+            await stream.send_all(self.answer)
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await stream.aclose()
+
+
+@dataclass
+class World:
+    a: ProxyProc
+    b: ProxyProc
+    app: HttpApp
+    mesh: Mesh
+
+    @property
+    def port(self) -> int:
+        return self.a.listener("upstream/b")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("smuggling")
+    mesh = Mesh(root)
+    with Background() as bg:
+        app = HttpApp("b")
+        bg.start(app.serve)
+        broken = RawResponder(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        bg.start(broken.serve)
+        b = ProxyProc(root, "b", mesh.snapshot("b", app_port=app.port), "--header-timeout", "1s")
+        bad = ProxyProc(root, "bad", mesh.snapshot("bad", app_port=broken.port))
+        with proxies(b, bad):
+            ups = [mesh.upstream("b", [b.inbound_port]), mesh.upstream("bad", [bad.inbound_port])]
+            a = ProxyProc(root, "a", mesh.snapshot("a", upstreams=ups), "--header-timeout", "1s")
+            with proxies(a):
+                yield World(a, b, app, mesh)
+
+
+ATTACKS = {
+    "cl+te": b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\n\r\n" + SMUGGLED,
+    "te+cl": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n"
+    b"0\r\n\r\n" + SMUGGLED,
+    "two-cl": b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\nContent-Length: 38\r\n\r\n"
+    + SMUGGLED,
+    "te-obfuscated": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
+    + SMUGGLED,
+    "te-space": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"
+    + SMUGGLED,
+    "te-http10": b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "chunk-negative": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n"
+    + SMUGGLED,
+    "chunk-hex-prefix": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n0x26\r\n"
+    + SMUGGLED,
+    "chunk-overflow": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"10000000000000026\r\n" + SMUGGLED,
+    "chunk-not-hex": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    + SMUGGLED,
+    "chunk-size-lf": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n"
+    + SMUGGLED,
+    "chunk-short-data": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nab\r\n0\r\n\r\n" + SMUGGLED,
+    "obs-fold": b"GET / HTTP/1.1\r\nHost: b\r\nX-A: 1\r\n Content-Length: 38\r\n\r\n" + SMUGGLED,
+    "bare-lf": b"GET / HTTP/1.1\nHost: b\nContent-Length: 38\n\n" + SMUGGLED,
+    "cl-not-number": b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 3a\r\n\r\n" + SMUGGLED,
+    "nul-in-header": b"GET / HTTP/1.1\r\nHost: b\r\nX-A: a\x00b\r\n\r\n" + SMUGGLED,
+    "two-hosts": b"GET / HTTP/1.1\r\nHost: b\r\nHost: evil\r\n\r\n" + SMUGGLED,
+    "http09": b"GET /\r\n\r\n" + SMUGGLED,
+    "huge-header": b"GET / HTTP/1.1\r\nHost: b\r\nX-Big: "
+    + b"a" * 200_000
+    + b"\r\n\r\n"
+    + SMUGGLED,
+    "many-headers": b"GET / HTTP/1.1\r\nHost: b\r\n"
+    + b"".join(b"X-%d: v\r\n" % i for i in range(150))
+    + b"\r\n"
+    + SMUGGLED,
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_each_attack_gets_a_4xx_or_a_closed_connection(world: World, name: str) -> None:
+    before = len(world.app.seen)
+    answer = raw_exchange(world.port, ATTACKS[name], timeout=5)
+    status = status_of(answer)
+    assert status == 0 or 400 <= status < 500, (name, answer[:200])
+    assert answer.count(b"HTTP/1.1 ") <= 1, f"{name}: more than one answer: {answer[:300]!r}"
+    if status:
+        assert b"Connection: close" in answer
+    assert status in (400, 431, 501, 505), (name, answer[:200])
+    assert len(world.app.seen) == before, f"{name} reached the application"
+
+
+def test_a_chunk_error_after_forwarding_started_cuts_the_upstream_connection(world: World) -> None:
+    before = len(world.app.seen)
+    head = b"POST /echo HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    with socket.create_connection(("127.0.0.1", world.port), timeout=5) as s:
+        s.sendall(head)
+        time.sleep(0.3)  # the head and first chunk are on their way to B before the bad part
+        s.sendall(b"zz\r\n" + SMUGGLED)
+        answer = s.recv(65536)
+    assert status_of(answer) == 400
+    time.sleep(0.3)
+    assert len(world.app.seen) == before  # the cut request never completed at the application
+
+
+def test_slowloris_is_cut_at_the_header_timeout(world: World) -> None:
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", world.port), timeout=10) as s:
+        answer = b""
+        try:
+            for byte in b"GET / HTTP/1.1\r\nHost: b\r\nX-Slow: " + b"a" * 100:
+                s.sendall(bytes([byte]))
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = s.recv(1000)
+        except ConnectionResetError:
+            pass
+    elapsed = time.monotonic() - start
+    assert elapsed < 5, elapsed
+    assert status_of(answer) in (0, 408)
+    # silence is cut too
+    start = time.monotonic()
+    assert raw_exchange(world.port, b"", timeout=8) == b""
+    assert time.monotonic() - start < 5
+
+
+def test_pipelined_requests_are_answered_in_order_and_arrive_whole(world: World) -> None:
+    before = len(world.app.seen)
+    data = (
+        b"POST /echo HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /echo HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        b"GET /third HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    )
+    answer = raw_exchange(world.port, data, timeout=10)
+    assert answer.count(b"HTTP/1.1 200") == 3
+    seen = world.app.seen[before:]
+    assert [(s.method, s.target, s.body_length) for s in seen] == [
+        ("POST", "/echo", 5),
+        ("POST", "/echo", 3),
+        ("GET", "/third", 0),
+    ]
+
+
+def test_the_same_checks_guard_the_mtls_inbound_port(world: World) -> None:
+    before = len(world.app.seen)
+    tls = world.mesh.tls("a")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(tls.bundle)
+    ctx.load_cert_chain(tls.cert, tls.key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    for name in ("cl+te", "two-cl", "chunk-negative", "huge-header"):
+        with socket.create_connection(("127.0.0.1", world.b.inbound_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw) as s:
+                s.sendall(ATTACKS[name])
+                try:
+                    answer = s.recv(65536)
+                except (ssl.SSLError, ConnectionResetError):
+                    answer = b""
+        assert status_of(answer) in (0, 400, 431), name
+    assert len(world.app.seen) == before
+
+
+def test_an_ambiguous_response_from_the_application_is_a_502(world: World) -> None:
+    answer = raw_exchange(
+        world.a.listener("upstream/bad"),
+        b"GET / HTTP/1.1\r\nHost: bad\r\nConnection: close\r\n\r\n",
+        timeout=5,
+    )
+    # B's sidecar refuses the application's answer; A passes B's 502 on.
+    assert status_of(answer) == 502
+    assert b"Content-Length" in answer and b"Transfer-Encoding" in answer
+    assert b"upstream 'app'" in answer
