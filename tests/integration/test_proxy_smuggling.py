@@ -86,33 +86,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 yield World(a, b, app, mesh)
 
 
+POST = b"POST / HTTP/1.1\r\nHost: b\r\n"
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+
 ATTACKS = {
-    "cl+te": b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"0\r\n\r\n" + SMUGGLED,
-    "te+cl": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n"
-    b"0\r\n\r\n" + SMUGGLED,
-    "two-cl": b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\nContent-Length: 38\r\n\r\n"
-    + SMUGGLED,
-    "te-obfuscated": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
-    + SMUGGLED,
-    "te-space": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"
-    + SMUGGLED,
+    "cl+te": POST + b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "te+cl": POST + b"Transfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "two-cl": POST + b"Content-Length: 0\r\nContent-Length: 38\r\n\r\n" + SMUGGLED,
+    "te-obfuscated": POST + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "te-space": POST + b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
     "te-http10": b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
-    "chunk-negative": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n"
-    + SMUGGLED,
-    "chunk-hex-prefix": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n0x26\r\n"
-    + SMUGGLED,
-    "chunk-overflow": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"10000000000000026\r\n" + SMUGGLED,
-    "chunk-not-hex": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
-    + SMUGGLED,
-    "chunk-size-lf": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n"
-    + SMUGGLED,
-    "chunk-short-data": b"POST / HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"5\r\nab\r\n0\r\n\r\n" + SMUGGLED,
+    "chunk-negative": CHUNKED + b"-1\r\n" + SMUGGLED,
+    "chunk-hex-prefix": CHUNKED + b"0x26\r\n" + SMUGGLED,
+    "chunk-overflow": CHUNKED + b"10000000000000026\r\n" + SMUGGLED,
+    "chunk-not-hex": CHUNKED + b"zz\r\n" + SMUGGLED,
+    "chunk-size-lf": CHUNKED + b"1\nx\r\n0\r\n\r\n" + SMUGGLED,
+    "chunk-short-data": CHUNKED + b"5\r\nab\r\n0\r\n\r\n" + SMUGGLED,
     "obs-fold": b"GET / HTTP/1.1\r\nHost: b\r\nX-A: 1\r\n Content-Length: 38\r\n\r\n" + SMUGGLED,
     "bare-lf": b"GET / HTTP/1.1\nHost: b\nContent-Length: 38\n\n" + SMUGGLED,
-    "cl-not-number": b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 3a\r\n\r\n" + SMUGGLED,
+    "cl-not-number": POST + b"Content-Length: 3a\r\n\r\n" + SMUGGLED,
     "nul-in-header": b"GET / HTTP/1.1\r\nHost: b\r\nX-A: a\x00b\r\n\r\n" + SMUGGLED,
     "two-hosts": b"GET / HTTP/1.1\r\nHost: b\r\nHost: evil\r\n\r\n" + SMUGGLED,
     "http09": b"GET /\r\n\r\n" + SMUGGLED,
@@ -202,13 +194,13 @@ def test_the_same_checks_guard_the_mtls_inbound_port(world: World) -> None:
     ctx.load_cert_chain(tls.cert, tls.key)
     ctx.set_alpn_protocols(["http/1.1"])
     for name in ("cl+te", "two-cl", "chunk-negative", "huge-header"):
-        with socket.create_connection(("127.0.0.1", world.b.inbound_port), timeout=5) as raw:
-            with ctx.wrap_socket(raw) as s:
-                s.sendall(ATTACKS[name])
-                try:
-                    answer = s.recv(65536)
-                except (ssl.SSLError, ConnectionResetError):
-                    answer = b""
+        address = ("127.0.0.1", world.b.inbound_port)
+        with socket.create_connection(address, timeout=5) as raw, ctx.wrap_socket(raw) as s:
+            s.sendall(ATTACKS[name])
+            try:
+                answer = s.recv(65536)
+            except (ssl.SSLError, ConnectionResetError):
+                answer = b""
         assert status_of(answer) in (0, 400, 431), name
     assert len(world.app.seen) == before
 
