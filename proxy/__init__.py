@@ -14,10 +14,10 @@ from ._errors import StreamClosed as StreamClosed
 from ._errors import TlsSetupError as TlsSetupError
 from ._errors import UpstreamError as UpstreamError
 from ._errors import UpstreamTimeout as UpstreamTimeout
+from ._options import ServeSettings as ServeSettings
 from ._server import Control as Control
 from ._server import StartupError as StartupError
 from ._server import serve as serve
-from ._settings import ProxySettings as ProxySettings
 from ._snapshot import Snapshot as Snapshot
 from ._snapshot import parse_snapshot as parse_snapshot
 from ._source import ApplyResult as ApplyResult

@@ -27,7 +27,7 @@ import trio
 
 from ._errors import HttpError, ListenerError, StreamClosed
 from ._h1 import Limits, find_head, local_response, parse_request_head
-from ._settings import parse_address
+from ._options import parse_address
 from ._stream import Stream, accept, bind_listener
 
 log = logging.getLogger("weft.proxy")

@@ -79,6 +79,9 @@ class Metrics:
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
         self.gauges: Callable[[], dict[str, Any]] = dict  # filled in by the runtime
 
+    def total_requests(self) -> int:
+        return sum(stats.requests for stats in self._http.values())
+
     def http(self, direction: str, peer: str) -> HttpStats:
         stats = self._http.get((direction, peer))
         if stats is None:

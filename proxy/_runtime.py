@@ -271,6 +271,12 @@ class Runtime:
             for key, (address, port) in _wanted(snapshot).items():
                 if port == 0:
                     port = self.options.port_overrides.get(_key_label(key), 0)
+                    if port == 0 and self.options.reuse_port:
+                        raise ListenerError(
+                            f"{_key_label(key)}: port 0 cannot be shared by --workers processes "
+                            "once they run (only the ports of the first snapshot are reserved); "
+                            "give it a fixed port"
+                        )
                 old = self.listeners.get(key)
                 if (
                     old is not None
@@ -469,6 +475,7 @@ class Runtime:
             "applied": self.applied.as_dict() if self.applied else None,
             "last_result": self.last_result.as_dict() if self.last_result else None,
             "draining": self.draining,
+            "requests": self.metrics.total_requests(),
             "listeners": self.addresses(),
             "certificate": certificate,
             "upstreams": upstreams,

@@ -27,8 +27,8 @@ from ._errors import ListenerError, ProxyError
 from ._h1 import Limits
 from ._http_forward import HttpOptions
 from ._metrics import Metrics, render
+from ._options import ServeSettings
 from ._runtime import Runtime, RuntimeOptions
-from ._settings import ProxySettings
 from ._source import FileSource, SnapshotSource
 from ._tap import Tap
 
@@ -48,10 +48,12 @@ class Control:
 
     def __init__(self) -> None:
         self.stop_requested = trio.Event()
+        self.reload_requested = trio.Event()
         self.force = trio.Event()
         self.source: SnapshotSource | None = None
 
     def reload(self) -> None:
+        self.reload_requested.set()
         if self.source is not None:
             self.source.reload()
 
@@ -85,7 +87,7 @@ class LocalAdmin:
             yield channel
 
 
-def runtime_options(settings: ProxySettings, **extra: Any) -> RuntimeOptions:
+def runtime_options(settings: ServeSettings, **extra: Any) -> RuntimeOptions:
     return RuntimeOptions(
         http=HttpOptions(
             limits=Limits(settings.max_header_bytes, settings.max_headers),
@@ -106,12 +108,14 @@ def write_ready_file(path: Path, info: dict[str, Any]) -> None:
 
 
 async def serve(
-    settings: ProxySettings,
+    settings: ServeSettings,
     *,
     control: Control | None = None,
     source: SnapshotSource | None = None,
     options: RuntimeOptions | None = None,
     admin: bool = True,
+    write_ready: bool = True,
+    runtime: Runtime | None = None,
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> Runtime:
     control = control or Control()
@@ -119,11 +123,12 @@ async def serve(
         assert settings.snapshot is not None
         source = FileSource(settings.snapshot, interval=settings.watch_interval)
     control.source = source
-    runtime = Runtime(
-        options or runtime_options(settings),
-        Metrics(),
-        Tap(sys.stdout if settings.access_log else None),
-    )
+    if runtime is None:
+        runtime = Runtime(
+            options or runtime_options(settings),
+            Metrics(),
+            Tap(sys.stdout if settings.access_log else None),
+        )
     failure: StartupError | None = None
     runtime_done = trio.Event()
 
@@ -150,7 +155,7 @@ async def serve(
             info["listeners"] = runtime.addresses()
             info["version"] = runtime.config.snapshot.version if runtime.config else None
             nursery.start_soon(runtime.maintain, settings.watch_interval)
-            if settings.ready_file is not None:
+            if settings.ready_file is not None and write_ready:
                 write_ready_file(settings.ready_file, info)
             log.info(
                 "proxy serving", extra={"kv": {"admin": info.get("admin"), "pid": info["pid"]}}
@@ -191,7 +196,7 @@ async def watch_signals(
                 control.stop()
 
 
-async def main(settings: ProxySettings, **kwargs: Any) -> None:
+async def main(settings: ServeSettings, **kwargs: Any) -> None:
     """The process: signals wired to `serve`."""
     control = Control()
     failure: StartupError | None = None

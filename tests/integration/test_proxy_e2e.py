@@ -205,8 +205,7 @@ def test_websocket_echo_through_the_outbound_port_and_http_proxy(world: World) -
 
 def test_opaque_tcp_line_echo(world: World) -> None:
     port = world.port("echo")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        f = s.makefile("rwb")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s, s.makefile("rwb") as f:
         for i in range(20):
             line = f"line {i} {'y' * i}\n".encode()
             f.write(line)
