@@ -104,27 +104,35 @@ class Balancer:
     def pick(self, now: float, exclude: Iterable[Endpoint] = ()) -> Endpoint | None:
         """The endpoint for the next request, or None if none is available."""
         endpoints = self.endpoints
+        n = len(endpoints)
+        if n == 0:
+            return None
         excluded = set(exclude) if exclude else None
-        if excluded is None and all(ep.accrual.state is State.HEALTHY for ep in endpoints):
-            candidates = endpoints
-            cumulative, total = self._cumulative, self._total
-        else:
-            candidates = [
-                ep
-                for ep in endpoints
-                if (excluded is None or ep not in excluded) and ep.accrual.available(now)
-            ]
-            cumulative, total = [], 0
-            for ep in candidates:
-                total += ep.weight
-                cumulative.append(total)
+        if excluded is None and self.strategy != "round_robin" and n > 1:
+            # The common case costs O(1): draw from all, and only if a drawn endpoint is out
+            # (ejected) build the list of those that are in.
+            a, b = self._two(endpoints, self._cumulative, self._total)
+            if a.accrual.available(now) and b.accrual.available(now):
+                return self._better(a, b, now)
+        candidates = [
+            ep
+            for ep in endpoints
+            if (excluded is None or ep not in excluded) and ep.accrual.available(now)
+        ]
         if not candidates:
             return None
         if len(candidates) == 1:
             return candidates[0]
         if self.strategy == "round_robin":
             return self._round_robin(candidates)
+        cumulative, total = [], 0
+        for ep in candidates:
+            total += ep.weight
+            cumulative.append(total)
         a, b = self._two(candidates, cumulative, total)
+        return self._better(a, b, now)
+
+    def _better(self, a: Endpoint, b: Endpoint, now: float) -> Endpoint:
         if self.strategy == "least_request":
             return a if a.pending <= b.pending else b
         load_a = a.ewma.current(now) * (a.pending + 1)

@@ -1,10 +1,11 @@
 """HTTP/1.1 message heads: find, parse, check and rewrite them. Pure: bytes in, objects out.
 
-`httptools` (llhttp) does the syntax; this module adds the framing rules a proxy must enforce
-so that it and the application behind it always agree where a message ends (RFC 9112 §6):
-one Content-Length at most, never together with Transfer-Encoding, `chunked` as the only
-transfer coding of a request, no obs-fold, CRLF line endings only, one Host. Anything else is
-an `HttpError` carrying the status to answer. Bodies are not touched here (see `_framing`).
+`httptools` (llhttp, strict mode) does the syntax, and refuses bare CR or LF line endings,
+obs-fold and bad characters. This module adds the framing rules a proxy must enforce so that
+it and the application behind it always agree where a message ends (RFC 9112 §6): one
+Content-Length at most, never together with Transfer-Encoding, `chunked` as the only transfer
+coding of a request and never in HTTP/1.0, one Host. Anything else is an `HttpError` carrying
+the status to answer. Bodies are not touched here (see `_framing`).
 """
 
 from __future__ import annotations
@@ -115,26 +116,32 @@ def find_head(buf: bytes | bytearray, limits: Limits) -> int:
     if end < 0:
         if len(buf) > limits.max_head_bytes:
             raise HttpError(431, f"request head larger than {limits.max_head_bytes} bytes")
+        if b"\n\n" in buf or b"\r\n\n" in buf:
+            raise HttpError(400, "lines must end with CRLF (a bare LF ends this head)")
         return -1
     return end + 4
 
 
-def _check_line_endings(raw: bytes) -> None:
-    crlf = raw.count(b"\r\n")
-    if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
-        raise HttpError(400, "lines must end with CRLF (bare CR or LF found)")
-    if b"\r\n " in raw or b"\r\n\t" in raw:
-        raise HttpError(400, "obsolete line folding (obs-fold) in a header")
+_TOKENS: dict[tuple[bytes, ...], frozenset[bytes]] = {}
+_DROPPED: dict[frozenset[bytes], frozenset[bytes]] = {}
 
 
 def _tokens(values: list[bytes]) -> frozenset[bytes]:
+    """The tokens of Connection headers; the few values seen in practice are remembered."""
+    key = tuple(values)
+    found = _TOKENS.get(key)
+    if found is not None:
+        return found
     out = set()
     for value in values:
         for item in value.split(b","):
             item = item.strip().lower()
             if item:
                 out.add(item)
-    return frozenset(out)
+    tokens = frozenset(out)
+    if len(_TOKENS) < 256:
+        _TOKENS[key] = tokens
+    return tokens
 
 
 def _content_length(values: list[bytes], status: int) -> int:
@@ -150,7 +157,6 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
     """Parse a complete request head (as delimited by `find_head`)."""
     size = len(raw)
     raw = raw.lstrip(b"\r\n") if raw[:1] in (b"\r", b"\n") else raw
-    _check_line_endings(raw)
     collector = _Collector(limits.max_headers)
     parser = httptools.HttpRequestParser(collector)
     try:
@@ -247,10 +253,6 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
 
 def parse_response_head(raw: bytes, request_method: bytes, limits: Limits) -> Head:
     """Parse a complete response head; errors are 502s (the upstream misbehaved)."""
-    try:
-        _check_line_endings(raw)
-    except HttpError as exc:
-        raise HttpError(502, f"invalid response from upstream: {exc.reason}") from None
     collector = _Collector(limits.max_headers)
     parser = httptools.HttpResponseParser(collector)
     try:
@@ -311,9 +313,15 @@ def parse_response_head(raw: bytes, request_method: bytes, limits: Limits) -> He
 
 
 def _dropped(head: Head) -> frozenset[bytes]:
-    if head.connection_tokens:
-        return HOP_BY_HOP | head.connection_tokens
-    return HOP_BY_HOP
+    tokens = head.connection_tokens
+    if not tokens:
+        return HOP_BY_HOP
+    found = _DROPPED.get(tokens)
+    if found is None:
+        found = HOP_BY_HOP | tokens
+        if len(_DROPPED) < 256:
+            _DROPPED[tokens] = found
+    return found
 
 
 def encode_request(
@@ -363,7 +371,7 @@ def encode_response(
     add: list[tuple[bytes, bytes]] | None = None,
 ) -> bytes:
     """The head to send downstream, with the proxy's own connection decision."""
-    parts = [b"HTTP/1.1 ", str(head.status).encode(), b" ", head.reason, b"\r\n"]
+    parts = [b"HTTP/1.1 %d " % head.status, head.reason, b"\r\n"]
     append = parts.append
     dropped = _dropped(head)
     for lname, name, value in head.headers:

@@ -9,6 +9,8 @@ knows which side broke.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from ._errors import StreamClosed
@@ -45,29 +47,23 @@ async def _recv(source: Stream, size: int) -> bytes:
 class BodyMover:
     """One body's progress: `moved` payload bytes so far, `done` once it ended cleanly."""
 
-    __slots__ = ("done", "framing", "moved", "remaining", "scanner", "scope")
+    __slots__ = ("done", "framing", "moved", "remaining", "scanner")
 
-    def __init__(
-        self,
-        framing: int,
-        length: int,
-        *,
-        scanner: ChunkedScanner | None = None,
-        scope: trio.CancelScope | None = None,
-    ) -> None:
+    def __init__(self, framing: int, length: int, *, scanner: ChunkedScanner | None = None) -> None:
         self.framing = framing
         self.remaining = length
         self.scanner = scanner or (ChunkedScanner() if framing == CHUNKED else None)
         self.moved = 0
         self.done = False
-        self.scope = scope
 
-    async def run(self, source: Stream, sink: Stream, pending: bytes, idle_timeout: float) -> bytes:
+    async def run(
+        self, source: Stream, sink: Stream, pending: bytes, touch: Callable[[], None]
+    ) -> bytes:
         """Move the rest of the body (`pending`: bytes already read that follow what was sent).
 
-        Returns the bytes read past the body's end (a pipelined next message), if any.
+        `touch` is called whenever bytes arrive (it restarts an inactivity timeout). Returns
+        the bytes read past the body's end (a pipelined next message), if any.
         """
-        scope = self.scope
         framing = self.framing
         n = 0
         if framing == LENGTH:
@@ -81,8 +77,7 @@ class BodyMover:
                 data = await _recv(source, min(self.remaining, RECV_SIZE))
                 if not data:
                     raise SourceClosed(f"stream ended {self.remaining} bytes before the body's end")
-                if scope is not None:
-                    scope.deadline = trio.current_time() + idle_timeout
+                touch()
                 await _send(sink, data)
                 self.remaining -= len(data)
                 self.moved += len(data)
@@ -107,8 +102,7 @@ class BodyMover:
                 data = await _recv(source, RECV_SIZE)
                 if not data:
                     raise SourceClosed("stream ended inside a chunked body")
-                if scope is not None:
-                    scope.deadline = trio.current_time() + idle_timeout
+                touch()
                 buf = buf + data if buf else data
                 n += 1
                 if n % _CHECKPOINT_EVERY == 0:
@@ -122,8 +116,7 @@ class BodyMover:
                 if not data:
                     self.done = True
                     return b""
-                if scope is not None:
-                    scope.deadline = trio.current_time() + idle_timeout
+                touch()
                 await _send(sink, data)
                 self.moved += len(data)
                 n += 1

@@ -383,6 +383,14 @@ class Runtime:
         )
         return True
 
+    async def sweep(self, interval: float = 0.1) -> None:
+        """Expire HTTP connections whose phase deadline passed (see `HttpConnection.expire`)."""
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for connection in list(self.connections):
+                connection.expire(now)
+
     async def maintain(self, interval: float) -> None:
         """Periodic chores: certificate files, idle pooled connections, the access log."""
         while True:

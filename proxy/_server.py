@@ -10,6 +10,7 @@ the proxy serves until `Control.stop()` (SIGTERM/SIGINT): it stops accepting, `/
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -155,8 +156,12 @@ async def serve(
             info["listeners"] = runtime.addresses()
             info["version"] = runtime.config.snapshot.version if runtime.config else None
             nursery.start_soon(runtime.maintain, settings.watch_interval)
+            nursery.start_soon(runtime.sweep)
             if settings.ready_file is not None and write_ready:
                 write_ready_file(settings.ready_file, info)
+            # What exists now lives as long as the process: keep the cyclic collector from
+            # walking it again and again (a full pass over it is a latency spike).
+            gc.freeze()
             log.info(
                 "proxy serving", extra={"kv": {"admin": info.get("admin"), "pid": info["pid"]}}
             )
