@@ -72,7 +72,8 @@ class Lease:
                 extra={"kv": {"upstream": cluster.name, "endpoint": self.endpoint.key}},
             )
         conn = self.conn
-        if reusable and self.fresh and isinstance(conn, TlsStream):
+        if ok and self.fresh and isinstance(conn, TlsStream):
+            # The session ticket came with the first answer: the next connection resumes.
             cluster.remember_session(self.endpoint.key, conn)
         self.pool.release(conn, reusable=reusable, now=now)
 
@@ -195,6 +196,8 @@ class Cluster:
                 raise TlsRefused(
                     f"it presented {got}, not the expected {address.identity}", "wrong_identity"
                 )
+            kind = "resumed" if tls_sock.session_reused else "full"
+            self.metrics.add(self.metrics.handshakes, ("outbound", kind))
         except TlsRefused as exc:
             stream.close()
             self.metrics.add(self.metrics.tls_failures, ("outbound", exc.reason))

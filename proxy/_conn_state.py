@@ -15,7 +15,8 @@
 
 `close_reason` collects why the connection may not carry another request (the client asked,
 HTTP/1.0, a body left unread, a framing error, the proxy draining); the I/O layer asks
-`keep_alive` before writing a response head and `timeout_kind` before each read.
+`keep_alive` before writing a response head. (Which timeout applies is the I/O layer's
+`phase`, see `_http_forward`.)
 """
 
 from __future__ import annotations
@@ -121,12 +122,3 @@ class ConnState:
 
     def timeout(self) -> None:
         self._go(E.TIMEOUT)
-
-    @property
-    def timeout_kind(self) -> str:
-        """Which timeout bounds the next read: 'idle' between requests, 'header' within one."""
-        if self.state == S.IDLE and self.requests:
-            return "idle"
-        if self.state in (S.IDLE, S.HEAD):
-            return "header"
-        return "none"

@@ -61,6 +61,9 @@ async def serve_inbound(runtime: Runtime, sock: socket.socket) -> None:
             metrics.add(metrics.tls_failures, ("inbound", problem))
             log.info("inbound TLS refused", extra={"kv": {"reason": problem}})
             return
+        metrics.add(
+            metrics.handshakes, ("inbound", "resumed" if tls_sock.session_reused else "full")
+        )
         await _after_handshake(runtime, stream, identity)
     except TlsRefused as exc:
         metrics.add(metrics.tls_failures, ("inbound", exc.reason))

@@ -73,6 +73,7 @@ class Metrics:
         self.connections: dict[tuple[str, str], int] = {}  # (direction, protocol) total
         self.open: dict[tuple[str, str], int] = {}  # (direction, protocol) now
         self.tls_failures: dict[tuple[str, str], int] = {}  # (direction, reason)
+        self.handshakes: dict[tuple[str, str], int] = {}  # (direction, full|resumed)
         self.authz_denied: dict[tuple[str, str, str], int] = {}  # (protocol, peer, reason)
         self.upstream_failures: dict[tuple[str, str], int] = {}  # (upstream, reason)
         self.ejections: dict[str, int] = {}  # upstream
@@ -115,6 +116,7 @@ class Metrics:
             "connections": [[*k, v] for k, v in self.connections.items()],
             "open": [[*k, v] for k, v in self.open.items()],
             "tls_failures": [[*k, v] for k, v in self.tls_failures.items()],
+            "handshakes": [[*k, v] for k, v in self.handshakes.items()],
             "authz_denied": [[*k, v] for k, v in self.authz_denied.items()],
             "upstream_failures": [[*k, v] for k, v in self.upstream_failures.items()],
             "ejections": [[k, v] for k, v in self.ejections.items()],
@@ -234,6 +236,13 @@ class _DumpCollector(Collector):
             "TLS connections refused, by reason",
             ["direction", "reason"],
             dump["tls_failures"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "tls_handshakes",
+            "TLS handshakes completed, full or resumed from a session ticket",
+            ["direction", "kind"],
+            dump["handshakes"],
         )
         yield _family(
             CounterMetricFamily,

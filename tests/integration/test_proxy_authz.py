@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness._pki import TestCA, TlsPaths
+from tests.harness import TestCA, TlsPaths
 
 from .test_proxy_support import Background, HttpApp, LineEcho, Mesh, ProxyProc, proxies, status_of
 

@@ -21,6 +21,8 @@ import pytest
 import redis
 import websockets.sync.client
 
+from tests.harness import wait_until
+
 from .test_proxy_support import (
     Background,
     HttpApp,
@@ -217,6 +219,25 @@ def test_opaque_tcp_line_echo(world: World) -> None:
         assert s.recv(100).startswith(b"HTTP/1.1 200")
         s.sendall(b"tunnelled\n")
         assert s.recv(100) == b"tunnelled\n"
+
+
+def test_new_upstream_connections_resume_tls_sessions(world: World) -> None:
+    before = world.a.metric("weft_proxy_tls_handshakes_total", direction="outbound", kind="resumed")
+    for i in range(3):
+        address = ("127.0.0.1", world.port("echo"))
+        with socket.create_connection(address, timeout=10) as s:
+            s.sendall(b"%d\n" % i)
+            assert s.recv(100) == b"%d\n" % i
+        # the session ticket is kept once the connection has done its work
+        wait_until(
+            lambda: (
+                world.a.metric("weft_proxy_open_connections", direction="outbound", protocol="tcp")
+                == 0
+            ),
+            what="the tunnel to close",
+        )
+    after = world.a.metric("weft_proxy_tls_handshakes_total", direction="outbound", kind="resumed")
+    assert after - before >= 2
 
 
 def test_a_redis_client_talks_to_redis_server_through_the_mesh(world: World) -> None:

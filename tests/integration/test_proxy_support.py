@@ -32,8 +32,7 @@ import trio
 import websockets.sync.server
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import Proc, free_port, spawn, wait_until
-from tests.harness._pki import TestCA, TlsPaths
+from tests.harness import Proc, TestCA, TlsPaths, free_port, spawn, wait_until
 from tests.harness._procs import weft_command
 
 SCHEMA = "weft.proxy.snapshot/v1"
