@@ -234,6 +234,23 @@ def test_workers_share_the_listeners_with_so_reuseport(world: World) -> None:
         assert sum(w["requests"] for w in workers) == 40
         assert b2.metric("weft_proxy_requests_total", direction="inbound", peer="a") == 40
         assert b2.get("/ready") == (200, b"2 workers ready; snapshot version 1\n")
+        # the parent's /tap merges the workers' request streams
+        lines: list[dict] = []
+
+        def read_tap() -> None:
+            tap = b2.admin + "/tap?limit=4"
+            with httpx.Client(trust_env=False, timeout=20) as c, c.stream("GET", tap) as r:
+                lines.extend(json.loads(line) for line in r.iter_lines() if line)
+
+        reader = threading.Thread(target=read_tap)
+        reader.start()
+        deadline = time.monotonic() + 15
+        while reader.is_alive() and time.monotonic() < deadline:
+            with _mesh_client(world) as c:
+                c.get(url + "tapped", headers={"connection": "close"})
+        reader.join(5)
+        assert len(lines) == 4 and all(line["path"] == "/tapped" for line in lines)
+        workers = b2.config()["workers"]
         pids = {w["pid"] for w in workers}
         assert len(pids) == 2 and b2.info["pid"] not in pids
     assert b2.proc.popen.returncode == 0
