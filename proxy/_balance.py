@@ -108,7 +108,10 @@ class Balancer:
         if n == 0:
             return None
         excluded = set(exclude) if exclude else None
-        if excluded is None and self.strategy != "round_robin" and n > 1:
+        if n == 1 and excluded is None:
+            only = endpoints[0]
+            return only if only.accrual.available(now) else None
+        if excluded is None and self.strategy != "round_robin":
             # The common case costs O(1): draw from all, and only if a drawn endpoint is out
             # (ejected) build the list of those that are in.
             a, b = self._two(endpoints, self._cumulative, self._total)

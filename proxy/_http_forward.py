@@ -64,6 +64,7 @@ class Reject:
     reason: str
     stats: HttpStats | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    label: str = ""  # why, as a metric label (authorization refusals)
 
 
 Router = Callable[[Head], "Route | Reject"]

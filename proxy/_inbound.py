@@ -115,27 +115,38 @@ async def _serve_http(
     peer = identity.service
     client_id = identity.uri.encode()
 
+    stats = metrics.http("inbound", peer)
+    decided: list = [None, None]  # (config, Route | Reject): decided once per snapshot
+
     def route(head: Head) -> Route | Reject:
         config = runtime.config
+        if decided[0] is config and config is not None:
+            result = decided[1]
+            if isinstance(result, Reject):
+                metrics.add(metrics.authz_denied, ("http", peer, result.label))
+            return result
         if config is None or config.app is None:
             raise HttpError(503, "this proxy has no inbound application configured")
-        stats = metrics.http("inbound", peer)
         decision = config.authorizer.decide(identity)
         if not decision.allowed:
-            metrics.add(metrics.authz_denied, ("http", peer, decision.label))
-            return Reject(
+            result: Route | Reject = Reject(
                 403,
                 f"{identity} may not call {config.snapshot.identity.service}: {decision.reason}",
                 stats,
                 headers=[(b"x-weft-denied", decision.reason.encode("ascii", "replace"))],
+                label=decision.label,
             )
-        return Route(
-            cluster=config.app,
-            stats=stats,
-            peer=peer,
-            add=[(_CLIENT_ID, client_id)],
-            drop=frozenset({_CLIENT_ID}),
-        )
+            metrics.add(metrics.authz_denied, ("http", peer, decision.label))
+        else:
+            result = Route(
+                cluster=config.app,
+                stats=stats,
+                peer=peer,
+                add=[(_CLIENT_ID, client_id)],
+                drop=frozenset({_CLIENT_ID}),
+            )
+        decided[0], decided[1] = config, result
+        return result
 
     connection = HttpConnection(
         stream,

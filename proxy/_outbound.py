@@ -56,12 +56,21 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
         metrics = runtime.metrics
         stats = metrics.http("outbound", name)
 
+        decided: list = [None, None]  # (config, Route | Reject): decided once per snapshot
+
         def route(head: Head) -> Route | Reject:
             current = runtime.config
+            if decided[0] is current:
+                return decided[1]
             cluster = current.clusters.get(name) if current else None
             if cluster is None:
-                return Reject(502, f"upstream {name!r} is no longer in the snapshot", stats)
-            return Route(cluster=cluster, stats=stats, peer=name)
+                result: Route | Reject = Reject(
+                    502, f"upstream {name!r} is no longer in the snapshot", stats
+                )
+            else:
+                result = Route(cluster=cluster, stats=stats, peer=name)
+            decided[0], decided[1] = current, result
+            return result
 
         await _serve_http(runtime, stream, route)
     finally:

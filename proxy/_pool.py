@@ -53,7 +53,8 @@ class Pool:
                 self.idle.append((conn, now))
             else:
                 conn.close()
-        self._lot.unpark()
+        if self._lot:  # someone waits for a connection slot
+            self._lot.unpark()
 
     def reap(self, now: float) -> int:
         """Close connections idle longer than the timeout; returns how many."""
