@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from . import _report as report
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
@@ -109,7 +110,7 @@ class Runtime:
         self._listen_scope = trio.CancelScope()
         self._drain_deadline = float("inf")
         self._tls_problem: tuple | None = None
-        metrics.gauges = self.gauges
+        metrics.gauges = lambda: report.gauges(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -403,7 +404,7 @@ class Runtime:
                 self.app.reap(now)
             self.tap.flush()
 
-    # -- views ----------------------------------------------------------------------------
+    # -- views (what /ready, /config and /metrics show; see _report) -------------------------
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:
@@ -415,80 +416,8 @@ class Runtime:
     def addresses(self) -> dict[str, str]:
         return {h.label: f"{h.address}:{h.port}" for h in self.listeners.values()}
 
-    def gauges(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        config = self.config
-        if config is None:
-            return out
-        out["snapshot_version"] = (
-            "Version of the snapshot in use",
-            [],
-            [[config.snapshot.version]],
-        )
-        out["certificate_expiry_timestamp_seconds"] = (
-            "When this proxy's certificate expires (Unix time)",
-            [],
-            [[config.tls.leaf.not_after]],
-        )
-        now = trio.current_time()
-        rows = []
-        for name, cluster in self.clusters.items():
-            counts = cluster.balancer.counts(now)
-            rows.append([name, "available", counts["available"]])
-            rows.append([name, "ejected", counts["ejected"]])
-        out["endpoints"] = ("Endpoints per upstream by state", ["upstream", "state"], rows)
-        return out
-
     def view(self) -> dict[str, Any]:
-        """What `/config` shows."""
-        config = self.config
-        now = trio.current_time()
-        upstreams = {}
-        for name, cluster in self.clusters.items():
-            endpoints = []
-            for ep in cluster.balancer.endpoints:
-                pool = cluster.pools.get(ep.key)
-                endpoints.append(
-                    {
-                        "endpoint": ep.key,
-                        "weight": ep.weight,
-                        "state": ep.accrual.state.value,
-                        "available": ep.accrual.available(now),
-                        "pending": ep.pending,
-                        "picks": ep.picks,
-                        "latency_estimate_ms": round(ep.ewma.current(now) * 1000, 3),
-                        "idle_connections": len(pool.idle) if pool else 0,
-                        "active_connections": pool.active if pool else 0,
-                    }
-                )
-            upstreams[name] = {"balancer": cluster.balancer.strategy, "endpoints": endpoints}
-        certificate = None
-        if config is not None:
-            leaf = config.tls.leaf
-            certificate = {
-                "identity": str(config.snapshot.identity),
-                "uris": list(leaf.uris),
-                "not_before": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(leaf.not_before)),
-                "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(leaf.not_after)),
-                "expires_in_seconds": round(leaf.not_after - time.time()),
-                "files": {
-                    "cert": config.tls.files.cert,
-                    "key": config.tls.files.key,
-                    "bundle": config.tls.files.bundle,
-                },
-            }
-        return {
-            "version": config.snapshot.version if config else None,
-            "digest": config.snapshot.digest if config else None,
-            "applied": self.applied.as_dict() if self.applied else None,
-            "last_result": self.last_result.as_dict() if self.last_result else None,
-            "draining": self.draining,
-            "requests": self.metrics.total_requests(),
-            "listeners": self.addresses(),
-            "certificate": certificate,
-            "upstreams": upstreams,
-            "snapshot": config.snapshot.document if config else None,
-        }
+        return report.view(self)
 
 
 def _close_listener(handle: ListenerHandle) -> None:
