@@ -221,13 +221,17 @@ class Cluster:
             tried.append(endpoint)
             pool = self.pools[endpoint.key]
             self.balancer.start(endpoint)
-            try:
-                conn = await pool.checkout(now) if not opaque else None
-                if opaque:
-                    pool.active += 1
-            except BaseException:
-                self.balancer.release(endpoint)
-                raise
+            if opaque:
+                conn = None
+                pool.active += 1
+            else:
+                conn = pool.take_idle(now)  # the common case, without awaiting anything
+                if conn is None:
+                    try:
+                        conn = await pool.checkout(now)
+                    except BaseException:
+                        self.balancer.release(endpoint)
+                        raise
             if conn is not None:
                 return Lease(self, endpoint, pool, conn, fresh=False)
             started = trio.current_time()

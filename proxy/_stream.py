@@ -104,11 +104,17 @@ class Stream:
     async def recv_later(self, max_bytes: int = RECV_SIZE) -> bytes:
         """`recv` for when the peer needs time first (a request was just sent, or an answer):
         wait for readability before reading, rather than try a read that would fail."""
+        sock = self.sock
         try:
-            await wait_readable(self.sock)
+            await wait_readable(sock)
         except trio.ClosedResourceError as exc:
             raise StreamClosed("stream closed while receiving") from exc
-        return await self.recv(max_bytes)
+        try:
+            return sock.recv(max_bytes)
+        except BlockingIOError:
+            return await self.recv(max_bytes)  # woken, yet nothing to read: wait again
+        except OSError as exc:
+            raise StreamClosed(f"receive failed: {exc}") from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         sock = self.sock
@@ -212,11 +218,22 @@ class TlsStream(Stream):
                 raise StreamClosed("stream closed while receiving") from exc
 
     async def recv_later(self, max_bytes: int = RECV_SIZE) -> bytes:
-        if not self.sock.pending():  # OpenSSL may hold decrypted bytes the kernel does not
+        sock = self.sock
+        if not sock.pending():  # OpenSSL may hold decrypted bytes the kernel does not
             try:
-                await wait_readable(self.sock)
+                await wait_readable(sock)
             except trio.ClosedResourceError as exc:
                 raise StreamClosed("stream closed while receiving") from exc
+            try:
+                return sock.recv(max_bytes)
+            except ssl.SSLWantReadError:
+                pass  # half a record so far: wait for the rest below
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+            except ssl.SSLError as exc:
+                raise TlsRefused(f"TLS error: {exc}", classify_handshake_error(exc)) from exc
+            except OSError as exc:
+                raise StreamClosed(f"receive failed: {exc}") from exc
         return await self.recv(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
