@@ -83,8 +83,9 @@ class FailureAccrual:
 
     def penalty(self) -> float:
         policy = self._policy
-        base = min(policy.backoff_min * (2 ** min(self.ejections, 32)), policy.backoff_max)
-        return min(base + base * policy.jitter * self._random(), policy.backoff_max)
+        base = min(policy.backoff_min * (1 << min(self.ejections, 32)), policy.backoff_max)
+        jitter: float = base * policy.jitter * self._random()
+        return min(base + jitter, policy.backoff_max)
 
     def _eject(self, now: float) -> None:
         self.until = now + self.penalty()

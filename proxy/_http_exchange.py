@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import _retry
+from ._balance import Endpoint
 from ._cluster import Lease
 from ._errors import HttpError, StreamClosed, UpstreamError
 from ._framing import ChunkedScanner
@@ -43,6 +44,18 @@ _RESPONSE_LIMITS = Limits(max_head_bytes=64 * 1024, max_headers=200)
 _JOIN_LIMIT = 16 * 1024  # bodies this small go out in the same write as their head
 # Request ids need to be unique, not secret: a PRNG seeded from the OS, not a syscall each.
 _ids = random.Random(os.urandom(16))
+
+
+class _Streamed:
+    """What became of a request whose body streamed while its response was awaited."""
+
+    __slots__ = ("error", "extra", "gone", "result")
+
+    def __init__(self) -> None:
+        self.extra = b""  # bytes read past the request body (a pipelined request)
+        self.result: tuple[bytes | None, bool, bool] | None = None  # from _respond
+        self.error: BaseException | None = None
+        self.gone: ClientGone | None = None
 
 
 class Exchange:
@@ -130,7 +143,7 @@ class Exchange:
     ) -> bytes | None:
         conn, head, route = self.conn, self.head, self.route
         cluster = route.cluster
-        tried: list = []
+        tried: list[Endpoint] = []
         attempt = 0
         first_error: UpstreamError | None = None
         idempotent = head.idempotent or head.get(b"idempotency-key") is not None
@@ -297,20 +310,20 @@ class Exchange:
         """A request whose body is still arriving: pump it while waiting for the response."""
         conn, head, route = self.conn, self.head, self.route
         cluster = route.cluster
-        outcome: dict[str, object] = {}
+        out = _Streamed()
         reader = trio.CancelScope()  # cancelled if the pump fails on the client's side
         conn.enter(BODY, conn.options.body_timeout)
 
         async def pump() -> None:
             try:
-                outcome["extra"] = await mover.run(conn.down, lease.conn, pending, conn.touch)
+                out.extra = await mover.run(conn.down, lease.conn, pending, conn.touch)
                 conn.waiting = (head, route, lease, self.started)
                 conn.enter(RESPONSE, cluster.timeouts.response)
             except SourceClosed as exc:
-                outcome["error"] = ClientGone(str(exc))
+                out.error = ClientGone(str(exc))
                 reader.cancel()
             except HttpError as exc:  # bad chunked framing from the client
-                outcome["error"] = exc
+                out.error = exc
                 reader.cancel()
             except SinkClosed:
                 pass  # the upstream stopped reading; what it answers tells the rest
@@ -321,32 +334,32 @@ class Exchange:
                 try:
                     resp, rbuf = await self._response_head(lease)
                 except (StreamClosed, HttpError, ClientGone) as exc:
-                    outcome.setdefault("error", exc)
+                    out.error = out.error or exc
                     nursery.cancel_scope.cancel()
-            if "error" not in outcome:
+            if out.error is None and not reader.cancelled_caught:
                 conn.waiting = None
                 try:
-                    outcome["result"] = await self._respond(
+                    out.result = await self._respond(
                         lease, resp, rbuf, b"", request_complete=mover.done
                     )
                 except ClientGone as exc:
-                    outcome["gone"] = exc
+                    out.gone = exc
                 except HttpError as exc:
-                    outcome["error"] = exc
+                    out.error = exc
             nursery.cancel_scope.cancel()
         conn.waiting = None
-        if "gone" in outcome:
+        if out.gone is not None:
             lease.abandon()
-            raise ClientGone(str(outcome["gone"]))
-        if "result" in outcome:
-            result, ok, reusable = outcome["result"]  # type: ignore[misc]
+            raise out.gone
+        if out.result is not None:
+            result, ok, reusable = out.result
             if not mover.done:
                 conn.state.must_close("the request body was not read to its end")
                 lease.done(ok=ok, reusable=False)
                 return None
             lease.done(ok=ok, reusable=reusable, transport_failure=not ok and result is None)
-            return None if result is None else outcome.get("extra") or b""  # type: ignore[return-value]
-        error = outcome["error"]
+            return None if result is None else out.extra
+        error = out.error
         if isinstance(error, ClientGone):
             lease.abandon()
             raise error

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -79,7 +79,7 @@ class Observer:
 
     active = False
 
-    def publish(self, summary: dict) -> None:  # pragma: no cover - interface
+    def publish(self, summary: dict[str, Any]) -> None:  # pragma: no cover - interface
         pass
 
 

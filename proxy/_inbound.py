@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -116,20 +116,21 @@ async def _serve_http(
     client_id = identity.uri.encode()
 
     stats = metrics.http("inbound", peer)
-    decided: list = [None, None]  # (config, Route | Reject): decided once per snapshot
+    decided: list[Any] = [None, None]  # (config, Route | Reject): decided once per snapshot
 
     def route(head: Head) -> Route | Reject:
         config = runtime.config
         if decided[0] is config and config is not None:
-            result = decided[1]
-            if isinstance(result, Reject):
-                metrics.add(metrics.authz_denied, ("http", peer, result.label))
-            return result
+            cached: Route | Reject = decided[1]
+            if isinstance(cached, Reject):
+                metrics.add(metrics.authz_denied, ("http", peer, cached.label))
+            return cached
         if config is None or config.app is None:
             raise HttpError(503, "this proxy has no inbound application configured")
         decision = config.authorizer.decide(identity)
+        result: Route | Reject
         if not decision.allowed:
-            result: Route | Reject = Reject(
+            result = Reject(
                 403,
                 f"{identity} may not call {config.snapshot.identity.service}: {decision.reason}",
                 stats,

@@ -90,7 +90,7 @@ class Metrics:
         return stats
 
     @staticmethod
-    def add(table: dict, key: Any, amount: int = 1) -> None:
+    def add(table: dict[Any, int], key: Any, amount: int = 1) -> None:
         table[key] = table.get(key, 0) + amount
 
     def opened(self, direction: str, protocol: str) -> None:
@@ -129,7 +129,7 @@ def merge(dumps: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Add up the dumps of several worker processes (gauges: the first worker's)."""
     out: dict[str, Any] = {"gauges": {}}
     http: dict[tuple[str, str], list[Any]] = {}
-    tables: dict[str, dict[tuple, int]] = {}
+    tables: dict[str, dict[tuple[Any, ...], int]] = {}
     for n, dump in enumerate(dumps):
         if n == 0:
             out["gauges"] = dump.get("gauges", {})

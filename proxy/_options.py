@@ -12,19 +12,46 @@ from typing import Protocol
 
 
 class ServeSettings(Protocol):
-    snapshot: Path | None
-    admin: str
-    workers: int
-    ready_file: Path | None
-    drain_grace: float
-    header_timeout: float
-    idle_timeout: float
-    body_timeout: float
-    detect_timeout: float
-    max_header_bytes: int
-    max_headers: int
-    watch_interval: float
-    access_log: bool
+    """Read-only: the CLI's frozen settings dataclass is one."""
+
+    @property
+    def snapshot(self) -> Path | None: ...
+
+    @property
+    def admin(self) -> str: ...
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def ready_file(self) -> Path | None: ...
+
+    @property
+    def drain_grace(self) -> float: ...
+
+    @property
+    def header_timeout(self) -> float: ...
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    @property
+    def body_timeout(self) -> float: ...
+
+    @property
+    def detect_timeout(self) -> float: ...
+
+    @property
+    def max_header_bytes(self) -> int: ...
+
+    @property
+    def max_headers(self) -> int: ...
+
+    @property
+    def watch_interval(self) -> float: ...
+
+    @property
+    def access_log(self) -> bool: ...
 
 
 def parse_address(text: str) -> tuple[str, int]:

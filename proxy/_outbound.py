@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import UpstreamError
 from ._h1 import Head
@@ -56,12 +56,13 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
         metrics = runtime.metrics
         stats = metrics.http("outbound", name)
 
-        decided: list = [None, None]  # (config, Route | Reject): decided once per snapshot
+        decided: list[Any] = [None, None]  # (config, Route | Reject): once per snapshot
 
         def route(head: Head) -> Route | Reject:
             current = runtime.config
             if decided[0] is current:
-                return decided[1]
+                cached: Route | Reject = decided[1]
+                return cached
             cluster = current.clusters.get(name) if current else None
             if cluster is None:
                 result: Route | Reject = Reject(

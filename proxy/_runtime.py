@@ -30,7 +30,7 @@ from ._snapshot import Snapshot, decode_document, parse_snapshot
 from ._source import ApplyResult
 from ._stream import accept, bind_listener
 from ._tap import Tap
-from ._tls import TlsMaterial, files_signature, load_tls
+from ._tls import Signature, TlsMaterial, files_signature, load_tls
 
 log = logging.getLogger("weft.proxy")
 
@@ -68,7 +68,8 @@ class ListenerHandle:
 
     @property
     def port(self) -> int:
-        return self.sock.getsockname()[1]
+        port: int = self.sock.getsockname()[1]
+        return port
 
     @property
     def label(self) -> str:
@@ -109,7 +110,7 @@ class Runtime:
         self._conn_nursery: trio.Nursery | None = None
         self._listen_scope = trio.CancelScope()
         self._drain_deadline = float("inf")
-        self._tls_problem: tuple | None = None
+        self._tls_problem: Signature | None = None
         metrics.gauges = lambda: report.gauges(self)
 
     # -- lifecycle ------------------------------------------------------------------------

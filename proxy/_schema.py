@@ -165,7 +165,8 @@ def _pattern(text: str) -> re.Pattern[str]:
 def snapshot_schema() -> dict[str, Any]:
     """The snapshot's JSON Schema, shipped as package data (`proxy/snapshot.schema.json`)."""
     text = resources.files("proxy").joinpath("snapshot.schema.json").read_text()
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache

@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import ssl
+from typing import Any
 
 import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
@@ -334,7 +335,7 @@ async def connect(host: str, port: int, *, timeout: float) -> socket.socket:  # 
     with trio.move_on_after(timeout) as scope:
         if _is_ip(host):
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            address: tuple = (host, port)
+            address: tuple[Any, ...] = (host, port)
         else:
             try:
                 infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -17,6 +17,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ca import SpiffeId
 
@@ -120,7 +121,9 @@ def pem_certificates(pem: str) -> list[bytes]:
 # -- peers ----------------------------------------------------------------------------
 
 
-def peer_identity(peercert: dict | None, trust_domain: str) -> tuple[SpiffeId | None, str]:
+def peer_identity(
+    peercert: dict[str, Any] | None, trust_domain: str
+) -> tuple[SpiffeId | None, str]:
     """The SPIFFE ID in a verified peer certificate (`SSLSocket.getpeercert()`).
 
     Returns (identity, "") or (None, reason) where reason is a metric label.
@@ -143,9 +146,12 @@ def peer_identity(peercert: dict | None, trust_domain: str) -> tuple[SpiffeId | 
 # -- contexts -------------------------------------------------------------------------
 
 
-def files_signature(files: TlsFiles) -> tuple:
+Signature = tuple[tuple[int, int, int] | None, ...]
+
+
+def files_signature(files: TlsFiles) -> Signature:
     """Changes whenever one of the three files is replaced or rewritten."""
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for path in (files.cert, files.key, files.bundle):
         try:
             st = Path(path).stat()
@@ -158,7 +164,7 @@ def files_signature(files: TlsFiles) -> tuple:
 @dataclass(frozen=True, slots=True)
 class TlsMaterial:
     files: TlsFiles
-    signature: tuple
+    signature: Signature
     server: ssl.SSLContext
     client_http: ssl.SSLContext
     client_tcp: ssl.SSLContext

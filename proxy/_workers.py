@@ -171,7 +171,7 @@ class Worker:
             async for message in _lines(self.stream):
                 if message.get("type") == "tap":
                     tap.publish(message["summary"])
-                elif (waiter := self._waiting.get(message.get("id"))) is not None:
+                elif (waiter := self._waiting.get(message.get("id", -1))) is not None:
                     waiter.send_nowait(message.get("result"))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
@@ -269,7 +269,7 @@ class Supervisor:
 
     async def config(self) -> dict[str, Any]:
         views = await self._gather("config")
-        first = next((v for v in views if v), {})
+        first: dict[str, Any] = next((v for v in views if v), {})
         doc = dict(first)
         doc["pid"] = os.getpid()
         doc["workers"] = [
@@ -332,7 +332,7 @@ async def _supervise(settings: ServeSettings, argv: list[str]) -> None:
         await nursery.start(watch_signals, control)
         for worker in supervisor.workers:
             nursery.start_soon(supervisor.run_worker, worker)
-        admin = AdminServer(supervisor, settings.admin)  # type: ignore[arg-type]
+        admin = AdminServer(supervisor, settings.admin)
         address = await nursery.start(admin.serve)
         with trio.move_on_after(60):
             while not (await supervisor.ready())[0]:
