@@ -193,6 +193,18 @@ def test_head_and_expect_100_continue(world: World) -> None:
     assert status_of(final) == 200 and b'"length": 5' in final
 
 
+def test_an_http10_client_gets_an_http10_compatible_answer(world: World) -> None:
+    port = world.port("b")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /old HTTP/1.0\r\n\r\n")  # no Host, no keep-alive
+        answer = b""
+        while chunk := s.recv(65536):  # the proxy closes after the answer
+            answer += chunk
+    assert status_of(answer) == 200
+    assert b"Connection: close" in answer and b"chunked" not in answer.lower()
+    assert b'"path": "/old"' in answer
+
+
 def test_websocket_echo_through_the_outbound_port_and_http_proxy(world: World) -> None:
     port = world.port("ws")
     with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/", proxy=None) as ws:

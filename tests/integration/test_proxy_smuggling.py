@@ -81,7 +81,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         bad = ProxyProc(root, "bad", mesh.snapshot("bad", app_port=broken.port))
         with proxies(b, bad):
             ups = [mesh.upstream("b", [b.inbound_port]), mesh.upstream("bad", [bad.inbound_port])]
-            a = ProxyProc(root, "a", mesh.snapshot("a", upstreams=ups), "--header-timeout", "1s")
+            a = ProxyProc(
+                root,
+                "a",
+                mesh.snapshot("a", upstreams=ups),
+                "--header-timeout",
+                "1s",
+                "--idle-timeout",
+                "1s",
+            )
             with proxies(a):
                 yield World(a, b, app, mesh)
 
@@ -166,6 +174,20 @@ def test_slowloris_is_cut_at_the_header_timeout(world: World) -> None:
     start = time.monotonic()
     assert raw_exchange(world.port, b"", timeout=8) == b""
     assert time.monotonic() - start < 5
+
+
+def test_idle_keep_alive_connections_are_closed_after_the_idle_timeout(world: World) -> None:
+    with socket.create_connection(("127.0.0.1", world.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n")
+        answer = s.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += s.recv(65536)
+        assert status_of(answer) == 200
+        start = time.monotonic()
+        assert s.recv(100) == b""  # closed by the proxy, without a word
+        assert 0.9 < time.monotonic() - start < 4
 
 
 def test_pipelined_requests_are_answered_in_order_and_arrive_whole(world: World) -> None:
