@@ -35,7 +35,7 @@ from ._h1 import (
 from ._http_body import BodyMover, SinkClosed, SourceClosed
 from ._http_forward import BODY, RESPONSE, TUNNEL, ClientGone, Reject, Route
 from ._splice import splice
-from ._stream import TlsRefused
+from ._stream import RECV_SIZE, TlsRefused
 
 if TYPE_CHECKING:
     from ._http_forward import HttpConnection
@@ -108,6 +108,14 @@ class Exchange:
         if framing == NO_BODY:
             body_end, complete = 0, True
         elif framing == LENGTH:
+            if len(buf) < head.length <= _JOIN_LIMIT and not head.expect_continue:
+                # A small body that is still on its way (many clients write the head and the
+                # body separately): wait for it, so the request goes out whole, in one write,
+                # and can be retried elsewhere if need be.
+                whole = await self._read_rest(buf, head.length)
+                if whole is None:
+                    return None
+                buf = whole
             complete = len(buf) >= head.length
             body_end = head.length if complete else len(buf)
         else:
@@ -137,6 +145,21 @@ class Exchange:
             if framing == CHUNKED:  # the scanner holds back an incomplete framing unit
                 pending, rest = rest, b""
         return await self._dispatch(first, rest, mover, pending)
+
+    async def _read_rest(self, buf: bytes, length: int) -> bytes | None:
+        """Read from the client until `buf` holds `length` bytes; None if it went away."""
+        conn = self.conn
+        conn.enter(BODY, conn.options.body_timeout)
+        while len(buf) < length:
+            try:
+                data = await conn.down.recv_later(length - len(buf))
+            except StreamClosed:
+                data = b""
+            if not data:
+                conn.state.eof()
+                return None
+            buf += data
+        return buf
 
     async def _dispatch(
         self, first: list[bytes], rest: bytes, mover: BodyMover | None, pending: bytes
@@ -267,6 +290,18 @@ class Exchange:
         sent = len(out)
         framing = resp.framing
         reusable = resp.keep_alive and request_complete
+        if framing == LENGTH and len(rbuf) < resp.length <= _JOIN_LIMIT:
+            # The head came alone and a small body follows (many servers write them
+            # separately): wait for it and send both in one write downstream.
+            conn.enter(BODY, conn.options.body_timeout)
+            while len(rbuf) < resp.length:
+                try:
+                    data = await lease.conn.recv_later(RECV_SIZE)
+                except StreamClosed:
+                    data = b""
+                if not data:
+                    raise HttpError(502, "the connection closed inside the response body")
+                rbuf += data
         try:
             if framing == NO_BODY:
                 await conn.send_down(out)
