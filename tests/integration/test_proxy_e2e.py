@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .test_proxy_support import (
     ProxyProc,
     proxies,
     redis_server,
+    run_quietly,
     status_of,
     websocket_echo,
 )
@@ -129,6 +131,20 @@ def test_get_reaches_b_with_a_verified_identity_and_trace_headers(
     with client(world, via_proxy=via_proxy) as c:
         resp = c.get(url(world, "/", via_proxy=via_proxy), headers={"x-request-id": "mine"})
     assert resp.json()["headers"]["x-request-id"] == "mine"
+
+
+def test_unmodified_apps_that_honour_http_proxy_reach_services_by_name(world: World) -> None:
+    # curl and Python's urllib read the proxy from the environment, as deployed apps do.
+    env = {**os.environ, "http_proxy": world.http_proxy, "HTTP_PROXY": world.http_proxy}
+    env.pop("no_proxy", None)
+    env.pop("NO_PROXY", None)
+    curl = run_quietly(["curl", "-s", "-f", "http://b/from-curl"], env=env)
+    assert curl.returncode == 0, curl.stderr
+    assert json.loads(curl.stdout)["path"] == "/from-curl"
+    script = "import urllib.request; print(urllib.request.urlopen('http://b/from-urllib').read().decode())"
+    python = run_quietly([sys.executable, "-c", script], env=env)
+    assert python.returncode == 0, python.stderr
+    assert json.loads(python.stdout)["headers"]["x-weft-client-id"] == world.mesh.spiffe("a")
 
 
 def _chunks(total: int) -> Iterator[bytes]:
