@@ -21,6 +21,7 @@ import trio
 from ca import SpiffeId
 
 from . import _retry
+from ._accrual import AccrualPolicy
 from ._balance import Balancer, Endpoint
 from ._errors import ConnectFailed, NoEndpoint
 from ._metrics import Metrics
@@ -116,10 +117,13 @@ class Cluster:
         strategy: str,
         timeouts: Timeouts,
         pool: PoolPolicy,
-        accrual: object | None = None,
+        accrual: AccrualPolicy | None = None,
         opaque: bool | None = None,
     ) -> None:
-        """Apply a snapshot's view of this cluster; state of kept endpoints survives."""
+        """Apply a snapshot's view of this cluster; state of kept endpoints survives.
+
+        (A new balancing strategy or failure policy starts the estimates afresh.)
+        """
         if strategy != self.balancer.strategy or (
             accrual is not None and accrual != self.balancer.accrual_policy
         ):
@@ -127,7 +131,7 @@ class Cluster:
             self.balancer = Balancer(
                 strategy,
                 rng=old.rng,
-                accrual=accrual or old.accrual_policy,  # type: ignore[arg-type]
+                accrual=accrual or old.accrual_policy,
             )
         if opaque is not None:
             self._opaque = opaque

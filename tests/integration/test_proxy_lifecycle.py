@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import ssl
@@ -253,6 +254,18 @@ def test_workers_share_the_listeners_with_so_reuseport(world: World) -> None:
         workers = b2.config()["workers"]
         pids = {w["pid"] for w in workers}
         assert len(pids) == 2 and b2.info["pid"] not in pids
+        # a worker that dies is started again
+        os.kill(workers[0]["pid"], signal.SIGKILL)
+        wait_until(
+            lambda: (
+                b2.config()["workers"][0]["pid"] not in (None, workers[0]["pid"])
+                and b2.get("/ready")[0] == 200
+            ),
+            timeout=20,
+            what="the killed worker to be replaced",
+        )
+        with _mesh_client(world) as c:
+            assert c.get(url).status_code == 200
     assert b2.proc.popen.returncode == 0
 
 
@@ -277,8 +290,6 @@ def test_bad_settings_exit_64_naming_the_field(
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_PROXY_")}
     env.update(extra)
     return env
