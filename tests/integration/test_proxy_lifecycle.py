@@ -193,13 +193,13 @@ def test_sigterm_stops_accepting_and_drains_in_flight_requests(world: World) -> 
                 outcome["status"] = resp.status_code
                 outcome["connection"] = resp.headers.get("connection")
 
+        seen = len(world.app.seen)
         thread = threading.Thread(target=slow_request)
         thread.start()
         wait_until(
-            lambda: a.metric("weft_proxy_open_connections", direction="outbound") >= 1,
-            what="the slow request to be in flight",
+            lambda: any(s.target.startswith("/sleep") for s in world.app.seen[seen:]),
+            what="the slow request to reach the application",
         )
-        time.sleep(0.1)
         started = time.monotonic()
         a.proc.signal(signal.SIGTERM)
         wait_until(lambda: a.get("/ready")[0] == 503, timeout=5, what="/ready to say draining")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pytest
 import trio
 
+from tests.harness import wait_until
+
 from .test_proxy_support import (
     Background,
     HttpApp,
@@ -142,15 +144,21 @@ def test_each_attack_gets_a_4xx_or_a_closed_connection(world: World, name: str) 
 
 def test_a_chunk_error_after_forwarding_started_cuts_the_upstream_connection(world: World) -> None:
     before = len(world.app.seen)
+    closed = world.app.closed_connections
+    routed = world.b.metric("weft_proxy_requests_total", direction="inbound")
     head = b"POST /echo HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
     with socket.create_connection(("127.0.0.1", world.port), timeout=5) as s:
         s.sendall(head)
-        time.sleep(0.3)  # the head and first chunk are on their way to B before the bad part
-        s.sendall(b"zz\r\n" + SMUGGLED)
+        wait_until(  # the head and first chunk went through both sidecars...
+            lambda: world.b.metric("weft_proxy_requests_total", direction="inbound") > routed,
+            what="B to forward the request",
+        )
+        s.sendall(b"zz\r\n" + SMUGGLED)  # ...before the bad chunk size arrives
         answer = s.recv(65536)
     assert status_of(answer) == 400
-    time.sleep(0.3)
-    assert len(world.app.seen) == before  # the cut request never completed at the application
+    # the application's connection is cut inside the body, and the request never completed
+    wait_until(lambda: world.app.closed_connections > closed, what="B to cut the app connection")
+    assert len(world.app.seen) == before
 
 
 def test_slowloris_is_cut_at_the_header_timeout(world: World) -> None:

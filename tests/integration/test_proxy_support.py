@@ -318,6 +318,7 @@ class HttpApp:
         self.name = name
         self.delay = delay
         self.seen: list[Seen] = []
+        self.closed_connections = 0
         self.port = 0
         self._scope: trio.CancelScope | None = None
 
@@ -361,6 +362,7 @@ class HttpApp:
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             return
         finally:
+            self.closed_connections += 1
             await stream.aclose()
 
     async def _answer(
@@ -513,12 +515,10 @@ def redis_server(directory: Path) -> Iterator[int]:
 # -- raw sockets -------------------------------------------------------------------------------
 
 
-def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0, pause: float = 0.0) -> bytes:
+def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
     """Send `data`, then read until the proxy closes the connection or `timeout` passes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
-        if pause:
-            time.sleep(pause)
         chunks = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
