@@ -10,13 +10,12 @@ from ._errors import ListenerError as ListenerError
 from ._errors import NoEndpoint as NoEndpoint
 from ._errors import ProxyError as ProxyError
 from ._errors import SnapshotError as SnapshotError
+from ._errors import StartupError as StartupError
 from ._errors import StreamClosed as StreamClosed
 from ._errors import TlsSetupError as TlsSetupError
 from ._errors import UpstreamError as UpstreamError
-from ._errors import UpstreamTimeout as UpstreamTimeout
 from ._options import ServeSettings as ServeSettings
 from ._server import Control as Control
-from ._server import StartupError as StartupError
 from ._server import serve as serve
 from ._snapshot import Snapshot as Snapshot
 from ._snapshot import parse_snapshot as parse_snapshot

@@ -23,11 +23,11 @@ from ca import SpiffeId
 from . import _retry
 from ._accrual import AccrualPolicy
 from ._balance import Balancer, Endpoint
-from ._errors import ConnectFailed, NoEndpoint
+from ._errors import ConnectFailed, NoEndpoint, TlsRefused
 from ._metrics import Metrics
 from ._pool import Pool
 from ._snapshot import PoolPolicy, Timeouts
-from ._stream import Stream, TlsRefused, TlsStream, connect
+from ._stream import Stream, TlsStream, connect
 from ._tls import TlsMaterial, peer_identity
 
 log = logging.getLogger("weft.proxy")

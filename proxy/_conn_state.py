@@ -21,6 +21,8 @@ HTTP/1.0, a body left unread, a framing error, the proxy draining); the I/O laye
 
 from __future__ import annotations
 
+from ._errors import Bug
+
 
 class S:
     """States (plain strings: the table is hashed on every event, and Enum hashing is slow)."""
@@ -62,8 +64,8 @@ for _state in S.ALL:
 _TABLE[(S.CLOSED, E.DRAIN)] = S.CLOSED
 
 
-class InvalidTransition(RuntimeError):
-    """The I/O layer reported an event that cannot happen in the current state (a bug)."""
+class InvalidTransition(Bug):
+    """The I/O layer reported an event that cannot happen in the current state."""
 
 
 class ConnState:

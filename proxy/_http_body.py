@@ -13,20 +13,12 @@ from collections.abc import Callable
 
 import trio
 
-from ._errors import StreamClosed
+from ._errors import SinkClosed, SourceClosed, StreamClosed
 from ._framing import ChunkedScanner
 from ._h1 import CHUNKED, LENGTH, UNTIL_CLOSE
 from ._stream import RECV_SIZE, Stream
 
 _CHECKPOINT_EVERY = 16
-
-
-class SourceClosed(StreamClosed):
-    """The stream the body was read from ended early or broke."""
-
-
-class SinkClosed(StreamClosed):
-    """The stream the body was written to broke."""
 
 
 async def _send(sink: Stream, data: bytes | memoryview) -> None:

@@ -19,7 +19,15 @@ import trio
 from . import _retry
 from ._balance import Endpoint
 from ._cluster import Lease
-from ._errors import HttpError, StreamClosed, UpstreamError
+from ._errors import (
+    ClientGone,
+    HttpError,
+    SinkClosed,
+    SourceClosed,
+    StreamClosed,
+    TlsRefused,
+    UpstreamError,
+)
 from ._framing import ChunkedScanner
 from ._h1 import (
     CHUNKED,
@@ -32,10 +40,10 @@ from ._h1 import (
     find_head,
     parse_response_head,
 )
-from ._http_body import BodyMover, SinkClosed, SourceClosed
-from ._http_forward import BODY, RESPONSE, TUNNEL, ClientGone, Reject, Route
+from ._http_body import BodyMover
+from ._http_forward import BODY, RESPONSE, TUNNEL, Reject, Route
 from ._splice import splice
-from ._stream import RECV_SIZE, TlsRefused
+from ._stream import RECV_SIZE
 
 if TYPE_CHECKING:
     from ._http_forward import HttpConnection

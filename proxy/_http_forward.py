@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._conn_state import ConnState, S
-from ._errors import HttpError, StreamClosed
+from ._errors import ClientGone, HttpError, StreamClosed
 from ._h1 import Head, Limits, find_head, local_response, parse_request_head
 from ._metrics import HttpStats
 from ._stream import Stream
@@ -68,10 +68,6 @@ class Reject:
 
 
 Router = Callable[[Head], "Route | Reject"]
-
-
-class ClientGone(Exception):
-    """The downstream went away; nothing more can be said to it."""
 
 
 class Observer:

@@ -19,11 +19,11 @@ import trio
 from ca import SpiffeId
 
 from ._detect import Protocol, detect
-from ._errors import HttpError, StreamClosed, UpstreamError
+from ._errors import HttpError, StreamClosed, TlsRefused, UpstreamError
 from ._h1 import Head
 from ._http_forward import HttpConnection, Reject, Route
 from ._splice import Counter, splice
-from ._stream import TlsRefused, TlsStream
+from ._stream import TlsStream
 from ._tls import ALPN_HTTP1, peer_identity
 
 if TYPE_CHECKING:

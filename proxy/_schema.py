@@ -15,6 +15,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ._errors import Bug
+
 _ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "default", "$comment"})
 _KEYWORDS = frozenset(
     {
@@ -50,7 +52,7 @@ _TYPES = {
 }
 
 
-class UnsupportedSchema(Exception):
+class UnsupportedSchema(Bug):
     """The schema uses a keyword this validator does not implement."""
 
 

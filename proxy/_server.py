@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from ._admin import AdminServer
-from ._errors import ListenerError, ProxyError
+from ._errors import ListenerError, StartupError
 from ._h1 import Limits
 from ._http_forward import HttpOptions
 from ._metrics import Metrics, render
@@ -34,14 +34,6 @@ from ._source import FileSource, SnapshotSource
 from ._tap import Tap
 
 log = logging.getLogger("weft.proxy")
-
-
-class StartupError(ProxyError):
-    """The proxy cannot start; `status` is the exit status the CLI uses."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Control:

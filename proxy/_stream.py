@@ -24,18 +24,10 @@ from typing import Any
 import trio
 from trio.lowlevel import notify_closing, wait_readable, wait_writable
 
-from ._errors import ConnectFailed, ListenerError, StreamClosed
+from ._errors import ConnectFailed, ListenerError, StreamClosed, TlsRefused
 
 RECV_SIZE = 65536
 _FATAL_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-
-
-class TlsRefused(StreamClosed):
-    """A TLS handshake failed; `reason` is a metric label such as `unknown_ca`."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def classify_handshake_error(exc: BaseException) -> str:

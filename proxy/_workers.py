@@ -30,13 +30,12 @@ from typing import Any
 import trio
 
 from ._admin import AdminServer
-from ._errors import ProxyError
+from ._errors import ProxyError, StartupError
 from ._metrics import Metrics, merge, render
 from ._options import ServeSettings
 from ._runtime import Runtime, _wanted
 from ._server import (
     Control,
-    StartupError,
     runtime_options,
     serve,
     watch_signals,

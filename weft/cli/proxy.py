@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         return _check(settings)
     import trio
 
-    from proxy._server import StartupError, main
+    from proxy import StartupError
+    from proxy._server import main
     from proxy._workers import run_workers, worker_main
 
     try:
