@@ -10,8 +10,9 @@ ProxyError
 ├── StreamClosed         a socket or TLS stream broke or ended where more was expected
 │   ├── TlsRefused            a TLS handshake (or record) failed; `reason` is a metric label
 │   ├── SourceClosed          the stream a body was being read from broke
-│   ├── SinkClosed            the stream a body was being written to broke
-│   └── ClientGone            the downstream went away: nothing more can be said to it
+│   └── SinkClosed            the stream a body was being written to broke
+├── ClientGone           the downstream went away: nothing more can be said to it (not a
+│                        StreamClosed, so that handlers of upstream failures never catch it)
 ├── UpstreamError        an upstream could not serve a request; `reason` is a metric label
 │   ├── ConnectFailed         connecting or the TLS handshake to an endpoint failed
 │   └── NoEndpoint            every endpoint of the upstream is ejected, or there are none
@@ -90,7 +91,7 @@ class SinkClosed(StreamClosed):
     """The stream a body was written to broke."""
 
 
-class ClientGone(StreamClosed):
+class ClientGone(ProxyError):
     """The downstream went away; nothing more can be said to it."""
 
 
