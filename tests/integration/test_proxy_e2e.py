@@ -189,6 +189,18 @@ def test_chunked_responses_come_through_chunked(world: World, via_proxy: bool) -
     assert resp.content == b"".join(str(i % 10).encode() * 1000 for i in range(40))
 
 
+def test_a_client_leaving_mid_response_costs_nothing_but_its_connection(world: World) -> None:
+    failures = world.a.metric("weft_proxy_upstream_failures_total", upstream="b")
+    with socket.create_connection(("127.0.0.1", world.port("b")), timeout=10) as s:
+        s.sendall(b"GET /chunked?parts=200&size=10000 HTTP/1.1\r\nHost: b\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+    # the upstream is not blamed, nothing is retried, and the next request is served
+    with client(world, via_proxy=False) as c:
+        assert c.get(url(world, "/after", via_proxy=False)).status_code == 200
+    assert world.a.metric("weft_proxy_upstream_failures_total", upstream="b") == failures
+    assert "connection handler failed" not in world.a.log() + world.b.log()
+
+
 def test_head_and_expect_100_continue(world: World) -> None:
     with client(world, via_proxy=False) as c:
         head = c.head(url(world, "/", via_proxy=False))
