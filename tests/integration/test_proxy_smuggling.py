@@ -79,10 +79,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
         )
         bg.start(broken.serve)
+        short = RawResponder(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 20000)
+        bg.start(short.serve)
         b = ProxyProc(root, "b", mesh.snapshot("b", app_port=app.port), "--header-timeout", "1s")
         bad = ProxyProc(root, "bad", mesh.snapshot("bad", app_port=broken.port))
-        with proxies(b, bad):
-            ups = [mesh.upstream("b", [b.inbound_port]), mesh.upstream("bad", [bad.inbound_port])]
+        cut = ProxyProc(root, "short", mesh.snapshot("short", app_port=short.port))
+        with proxies(b, bad, cut):
+            ups = [
+                mesh.upstream("b", [b.inbound_port]),
+                mesh.upstream("bad", [bad.inbound_port]),
+                mesh.upstream("short", [cut.inbound_port]),
+            ]
             a = ProxyProc(
                 root,
                 "a",
@@ -245,3 +252,14 @@ def test_an_ambiguous_response_from_the_application_is_a_502(world: World) -> No
     assert status_of(answer) == 502
     assert b"Content-Length" in answer and b"Transfer-Encoding" in answer
     assert b"upstream 'app'" in answer
+
+
+def test_a_body_cut_short_by_the_application_cuts_the_client_connection(world: World) -> None:
+    answer = raw_exchange(
+        world.a.listener("upstream/short"), b"GET / HTTP/1.1\r\nHost: short\r\n\r\n", timeout=5
+    )
+    # the head went out before the body broke: the client sees a short body and a closed
+    # connection (never a response it could mistake for whole), and the failure is counted
+    assert status_of(answer) == 200
+    assert len(answer.partition(b"\r\n\r\n")[2]) < 100000
+    assert world.a.metric("weft_proxy_upstream_failures_total", reason="body_cut") >= 1
