@@ -79,6 +79,9 @@ class Observer:
         pass
 
 
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
+
 # Phases a connection can time out in.
 HEAD = "head"  # reading a request head (header_timeout)
 IDLE = "idle"  # waiting for the next request (idle_timeout)
@@ -110,6 +113,7 @@ class HttpConnection:
         self.phase = HEAD
         self.deadline = math.inf
         self.expired = ""
+        self.linger = False  # set by an error answer that ends the connection
         # The exchange waiting for its response, for the 504 if it never comes.
         self.waiting: tuple[Head, Route, Lease, float] | None = None
 
@@ -140,31 +144,52 @@ class HttpConnection:
     # -- the request loop ---------------------------------------------------------------------
 
     async def serve(self, initial: bytes = b"") -> None:
-        from ._http_exchange import Exchange
-
-        state = self.state
-        buf = initial
         try:
             with self.scope:
-                first = True
-                while True:
-                    got = await self._read_head(buf, first)
-                    if got is None:
-                        return
-                    first = False
-                    head, buf = got
-                    state.request(keep_alive=head.keep_alive)
-                    rest = await Exchange(self, head).run(buf)
-                    if rest is None or state.state != S.BUSY:
-                        return
-                    if state.response_done() == S.CLOSED:
-                        return
-                    buf = rest
+                await self._loop(initial)
         except ClientGone:
-            state.eof()
+            self.state.eof()
             return
         if self.expired:
             await self._after_expiry()
+        if self.linger:
+            await self._linger()
+
+    async def _loop(self, buf: bytes) -> None:
+        from ._http_exchange import Exchange
+
+        state = self.state
+        first = True
+        while True:
+            got = await self._read_head(buf, first)
+            if got is None:
+                return
+            first = False
+            head, buf = got
+            state.request(keep_alive=head.keep_alive)
+            rest = await Exchange(self, head).run(buf)
+            if rest is None or state.state != S.BUSY:
+                return
+            if state.response_done() == S.CLOSED:
+                return
+            buf = rest
+
+    async def _linger(self) -> None:
+        """After an error answer, stop sending and read (and drop) what the client still
+        sends, for a moment: closing with unread bytes would reset the connection, and a
+        reset can destroy the answer before the client has read it (nginx's lingering close).
+        """
+        self.down.shutdown_write()
+        received = 0
+        with trio.move_on_after(LINGER_SECONDS):
+            while received < LINGER_BYTES:
+                try:
+                    data = await self.down.recv()
+                except StreamClosed:
+                    return
+                if not data:
+                    return
+                received += len(data)
 
     async def _read_head(self, buf: bytes, first: bool) -> tuple[Head, bytes] | None:
         state = self.state
@@ -243,6 +268,7 @@ class HttpConnection:
     ) -> None:
         if close:
             self.state.must_close(reason)
+            self.linger = status >= 400
         data = local_response(
             status,
             f"weft-proxy: {reason}\n",

@@ -233,10 +233,10 @@ def test_the_same_checks_guard_the_mtls_inbound_port(world: World) -> None:
     for name in ("cl+te", "two-cl", "chunk-negative", "huge-header"):
         address = ("127.0.0.1", world.b.inbound_port)
         with socket.create_connection(address, timeout=5) as raw, ctx.wrap_socket(raw) as s:
-            s.sendall(ATTACKS[name])
             try:
+                s.sendall(ATTACKS[name])  # the proxy may answer and close before all is sent
                 answer = s.recv(65536)
-            except (ssl.SSLError, ConnectionResetError):
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
                 answer = b""
         assert status_of(answer) in (0, 400, 431), name
     assert len(world.app.seen) == before
