@@ -1,0 +1,297 @@
+"""Golden metrics, cheap to record and rendered by prometheus-client only when scraped.
+
+A `prometheus_client.Histogram.observe` takes a lock per bucket step and a counter `inc` a
+lock too: several microseconds per request. Here the hot path adds to plain ints on a
+per-(direction, peer) object fetched once per connection or route, and a custom collector
+turns them into Prometheus families at scrape time. `dump()` gives the same numbers as plain
+data, so the parent of `--workers N` processes can add up its workers' numbers (`merge`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+# Sub-millisecond to seconds: a sidecar hop costs ~0.1-1 ms; slow upstreams take seconds.
+BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_NB = len(BUCKETS) + 1  # the last slot is +Inf
+CLASSES = ("error", "1xx", "2xx", "3xx", "4xx", "5xx")  # index = status // 100; 0: no response
+
+
+class HttpStats:
+    """Request/response numbers of one (direction, peer); touched on every request."""
+
+    __slots__ = ("bytes_in", "bytes_out", "counts", "requests", "responses", "sums")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.responses = [0] * 6
+        self.counts = [[0] * _NB for _ in range(6)]
+        self.sums = [0.0] * 6
+        self.bytes_in = 0  # from the downstream (request bytes)
+        self.bytes_out = 0  # to the downstream (response bytes)
+
+    def observe(self, status: int, seconds: float, bytes_in: int, bytes_out: int) -> None:
+        cls = status // 100 if 100 <= status < 600 else 0
+        self.responses[cls] += 1
+        self.counts[cls][bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.sums[cls] += seconds
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._http: dict[tuple[str, str], HttpStats] = {}
+        self.tcp_bytes: dict[tuple[str, str, str], int] = {}  # (direction, peer, in|out)
+        self.connections: dict[tuple[str, str], int] = {}  # (direction, protocol) total
+        self.open: dict[tuple[str, str], int] = {}  # (direction, protocol) now
+        self.tls_failures: dict[tuple[str, str], int] = {}  # (direction, reason)
+        self.handshakes: dict[tuple[str, str], int] = {}  # (direction, full|resumed)
+        self.authz_denied: dict[tuple[str, str, str], int] = {}  # (protocol, peer, reason)
+        self.upstream_failures: dict[tuple[str, str], int] = {}  # (upstream, reason)
+        self.ejections: dict[str, int] = {}  # upstream
+        self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
+        self.gauges: Callable[[], dict[str, Any]] = dict  # filled in by the runtime
+
+    def total_requests(self) -> int:
+        return sum(stats.requests for stats in self._http.values())
+
+    def http(self, direction: str, peer: str) -> HttpStats:
+        stats = self._http.get((direction, peer))
+        if stats is None:
+            stats = self._http[(direction, peer)] = HttpStats()
+        return stats
+
+    @staticmethod
+    def add(table: dict[Any, int], key: Any, amount: int = 1) -> None:
+        table[key] = table.get(key, 0) + amount
+
+    def opened(self, direction: str, protocol: str) -> None:
+        key = (direction, protocol)
+        self.open[key] = self.open.get(key, 0) + 1
+        self.connections[key] = self.connections.get(key, 0) + 1
+
+    def closed(self, direction: str, protocol: str) -> None:
+        key = (direction, protocol)
+        self.open[key] = self.open.get(key, 0) - 1
+
+    # -- export -----------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Every number as plain JSON-able data."""
+        http = [
+            [d, p, s.requests, s.responses, s.counts, s.sums, s.bytes_in, s.bytes_out]
+            for (d, p), s in self._http.items()
+        ]
+        return {
+            "http": http,
+            "tcp_bytes": [[*k, v] for k, v in self.tcp_bytes.items()],
+            "connections": [[*k, v] for k, v in self.connections.items()],
+            "open": [[*k, v] for k, v in self.open.items()],
+            "tls_failures": [[*k, v] for k, v in self.tls_failures.items()],
+            "handshakes": [[*k, v] for k, v in self.handshakes.items()],
+            "authz_denied": [[*k, v] for k, v in self.authz_denied.items()],
+            "upstream_failures": [[*k, v] for k, v in self.upstream_failures.items()],
+            "ejections": [[k, v] for k, v in self.ejections.items()],
+            "snapshots": [[k, v] for k, v in self.snapshots.items()],
+            "gauges": self.gauges(),
+        }
+
+
+def merge(dumps: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Add up the dumps of several worker processes (gauges: the first worker's)."""
+    out: dict[str, Any] = {"gauges": {}}
+    http: dict[tuple[str, str], list[Any]] = {}
+    tables: dict[str, dict[tuple[Any, ...], int]] = {}
+    for n, dump in enumerate(dumps):
+        if n == 0:
+            out["gauges"] = dump.get("gauges", {})
+        for d, p, req, resp, counts, sums, b_in, b_out in dump.get("http", []):
+            acc = http.get((d, p))
+            if acc is None:
+                http[(d, p)] = [
+                    d,
+                    p,
+                    req,
+                    list(resp),
+                    [list(c) for c in counts],
+                    list(sums),
+                    b_in,
+                    b_out,
+                ]
+                continue
+            acc[2] += req
+            acc[3] = [a + b for a, b in zip(acc[3], resp, strict=True)]
+            acc[4] = [
+                [a + b for a, b in zip(x, y, strict=True)]
+                for x, y in zip(acc[4], counts, strict=True)
+            ]
+            acc[5] = [a + b for a, b in zip(acc[5], sums, strict=True)]
+            acc[6] += b_in
+            acc[7] += b_out
+        for name, rows in dump.items():
+            if name in ("http", "gauges"):
+                continue
+            table = tables.setdefault(name, {})
+            for *key, value in rows:
+                table[tuple(key)] = table.get(tuple(key), 0) + value
+    out["http"] = list(http.values())
+    for name, table in tables.items():
+        out[name] = [[*k, v] for k, v in table.items()]
+    return out
+
+
+class _DumpCollector(Collector):
+    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Any]:
+        dump = self._source()
+        p = "weft_proxy_"
+        requests = CounterMetricFamily(
+            p + "requests", "HTTP requests received", labels=["direction", "peer"]
+        )
+        responses = CounterMetricFamily(
+            p + "responses",
+            "HTTP responses sent, by status class ('error': none could be sent)",
+            labels=["direction", "peer", "status_class"],
+        )
+        latency = HistogramMetricFamily(
+            p + "response_latency_seconds",
+            "Time from a request's head to the end of its response",
+            labels=["direction", "peer", "status_class"],
+        )
+        http_bytes = CounterMetricFamily(
+            p + "http_bytes",
+            "HTTP bytes from (in) and to (out) the downstream",
+            labels=["direction", "peer", "way"],
+        )
+        for d, peer, req, resp, counts, sums, b_in, b_out in dump["http"]:
+            requests.add_metric([d, peer], req)
+            for cls, n in enumerate(resp):
+                if not n:
+                    continue
+                label = CLASSES[cls]
+                responses.add_metric([d, peer, label], n)
+                cumulative, buckets = 0, []
+                for bound, count in zip((*BUCKETS, float("inf")), counts[cls], strict=True):
+                    cumulative += count
+                    buckets.append((_le(bound), cumulative))
+                latency.add_metric([d, peer, label], buckets, sums[cls])
+            http_bytes.add_metric([d, peer, "in"], b_in)
+            http_bytes.add_metric([d, peer, "out"], b_out)
+        yield from (requests, responses, latency, http_bytes)
+
+        yield _family(
+            CounterMetricFamily,
+            p + "tcp_bytes",
+            "Opaque TCP bytes from (in) and to (out) the downstream",
+            ["direction", "peer", "way"],
+            dump["tcp_bytes"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "connections",
+            "Downstream connections accepted",
+            ["direction", "protocol"],
+            dump["connections"],
+        )
+        yield _family(
+            GaugeMetricFamily,
+            p + "open_connections",
+            "Downstream connections open now",
+            ["direction", "protocol"],
+            dump["open"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "tls_handshake_failures",
+            "TLS connections refused, by reason",
+            ["direction", "reason"],
+            dump["tls_failures"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "tls_handshakes",
+            "TLS handshakes completed, full or resumed from a session ticket",
+            ["direction", "kind"],
+            dump["handshakes"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "authz_denied",
+            "Inbound requests (http) or connections (tcp) refused by authorization",
+            ["protocol", "peer", "reason"],
+            dump["authz_denied"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "upstream_failures",
+            "Attempts to an upstream endpoint that failed",
+            ["upstream", "reason"],
+            dump["upstream_failures"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "endpoint_ejections",
+            "Endpoints ejected by failure accrual",
+            ["upstream"],
+            dump["ejections"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "snapshots",
+            "Snapshot documents applied or rejected",
+            ["result"],
+            dump["snapshots"],
+        )
+        for name, (help_text, labels, rows) in dump["gauges"].items():
+            yield _family(GaugeMetricFamily, p + name, help_text, labels, rows)
+
+
+def _family(kind: Any, name: str, help_text: str, labels: list[str], rows: list[list[Any]]) -> Any:
+    family = kind(name, help_text, labels=labels)
+    for *values, value in rows:
+        family.add_metric([str(v) for v in values], value)
+    return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def render(source: Callable[[], dict[str, Any]]) -> bytes:
+    """Prometheus text exposition of what `source` dumps, plus process metrics."""
+    from prometheus_client import ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_DumpCollector(source))
+    ProcessCollector(registry=registry)
+    return generate_latest(registry)

@@ -1,0 +1,142 @@
+"""The outbound stacks: the application's plain-text side of the mesh.
+
+- An upstream's own listener (127.0.0.1:<port>): every connection is for that upstream; HTTP
+  is balanced per request, opaque TCP per connection.
+- The forward-proxy listener (`HTTP_PROXY`, default 127.0.0.1:15001): the request names the
+  upstream (`http://billing/...`, `Host: billing`, or `CONNECT billing:443`).
+
+Both: accept → route → balance (`Cluster.acquire`: endpoint, pooled mTLS connection, the
+server's SPIFFE ID checked) → forward (`HttpConnection` or `splice`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UpstreamError
+from ._h1 import Head
+from ._http_forward import HttpConnection, Reject, Route
+from ._route import route_forward
+from ._splice import Counter, splice
+from ._stream import Stream
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+log = logging.getLogger("weft.proxy")
+
+
+async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
+    connection = HttpConnection(
+        stream, router, direction="outbound", options=runtime.options.http, observer=runtime.tap
+    )
+    runtime.metrics.opened("outbound", "http")
+    runtime.connections.add(connection)
+    try:
+        if runtime.draining:
+            connection.drain()
+        await connection.serve()
+    finally:
+        runtime.connections.discard(connection)
+        runtime.metrics.closed("outbound", "http")
+
+
+async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> None:
+    stream = Stream(sock)
+    try:
+        config = runtime.config
+        upstream = config.snapshot.upstream(name) if config else None
+        if config is None or upstream is None:
+            return
+        if upstream.protocol == "tcp":
+            await _serve_tcp(runtime, stream, name)
+            return
+        metrics = runtime.metrics
+        stats = metrics.http("outbound", name)
+
+        decided: list[Any] = [None, None]  # (config, Route | Reject): once per snapshot
+
+        def route(head: Head) -> Route | Reject:
+            current = runtime.config
+            if decided[0] is current:
+                cached: Route | Reject = decided[1]
+                return cached
+            cluster = current.clusters.get(name) if current else None
+            if cluster is None:
+                result: Route | Reject = Reject(
+                    502, f"upstream {name!r} is no longer in the snapshot", stats
+                )
+            else:
+                result = Route(cluster=cluster, stats=stats, peer=name)
+            decided[0], decided[1] = current, result
+            return result
+
+        await _serve_http(runtime, stream, route)
+    finally:
+        stream.close()
+
+
+async def _serve_tcp(runtime: Runtime, stream: Stream, name: str) -> None:
+    config = runtime.config
+    cluster = config.clusters.get(name) if config else None
+    if cluster is None:
+        return
+    metrics = runtime.metrics
+    metrics.opened("outbound", "tcp")
+    counter = Counter()
+    try:
+        try:
+            lease = await cluster.acquire([], opaque=True)
+        except UpstreamError as exc:
+            metrics.add(metrics.upstream_failures, (name, exc.reason))
+            log.warning("upstream unreachable", extra={"kv": {"upstream": name, "error": str(exc)}})
+            return
+        try:
+            await splice(stream, lease.conn, counter=counter)
+            lease.done(ok=True, reusable=False)
+        except BaseException:
+            lease.abandon()
+            raise
+    finally:
+        metrics.closed("outbound", "tcp")
+        metrics.add(metrics.tcp_bytes, ("outbound", name, "in"), counter.a_to_b)
+        metrics.add(metrics.tcp_bytes, ("outbound", name, "out"), counter.b_to_a)
+
+
+async def serve_forward_proxy(runtime: Runtime, sock: socket.socket) -> None:
+    stream = Stream(sock)
+    metrics = runtime.metrics
+
+    def route(head: Head) -> Route | Reject:
+        target = route_forward(head)  # HttpError (400) for a malformed target
+        current = runtime.config
+        upstream = current.snapshot.upstream(target.upstream) if current else None
+        cluster = current.clusters.get(target.upstream) if current else None
+        if current is None or upstream is None or cluster is None:
+            known = ", ".join(u.name for u in current.snapshot.upstreams) if current else ""
+            version = current.snapshot.version if current else "none"
+            return Reject(
+                502,
+                f"no upstream named {target.upstream!r} in snapshot version {version}"
+                f" (known: {known or 'none'})",
+                metrics.http("outbound", "unknown"),
+            )
+        stats = metrics.http("outbound", upstream.name)
+        if upstream.protocol == "tcp" and not target.connect:
+            return Reject(
+                400, f"upstream {upstream.name!r} is opaque TCP: use CONNECT to reach it", stats
+            )
+        return Route(
+            cluster=cluster,
+            stats=stats,
+            peer=upstream.name,
+            target=target.target or None,
+            connect=target.connect,
+        )
+
+    try:
+        await _serve_http(runtime, stream, route)
+    finally:
+        stream.close()

@@ -1,0 +1,276 @@
+"""The snapshot: one versioned JSON document that configures a proxy entirely. Pure.
+
+`parse_snapshot` checks a document against `snapshot.schema.json` and then the rules a schema
+cannot say (identities parse, names and ports are unique, backoffs are ordered), and returns
+frozen objects with every default filled in. Any problem refuses the whole document: the
+caller keeps the snapshot it had ("fail static"). The contract is documented in
+docs/snapshot.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ca import SpiffeId
+
+from ._accrual import AccrualPolicy
+from ._authz import Rule, check_source
+from ._errors import SnapshotError
+from ._schema import snapshot_validator
+
+SCHEMA_ID = "weft.proxy.snapshot/v1"
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+_WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    cert: str
+    key: str
+    bundle: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 2.0
+    response: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPolicy:
+    max_connections: int = 1024
+    idle_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    address: str
+    port: int
+    protocol: str
+    app_address: str
+    app_port: int
+    timeouts: Timeouts
+    pool: PoolPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: int
+    weight: int
+    identity: SpiffeId
+
+    @property
+    def key(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str
+    protocol: str
+    address: str
+    port: int | None
+    balancer: str
+    endpoints: tuple[Endpoint, ...]
+    timeouts: Timeouts
+    pool: PoolPolicy
+    accrual: AccrualPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    default_allow: bool
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    identity: SpiffeId
+    tls: TlsFiles
+    inbound: Inbound | None
+    authorization: Authorization
+    upstreams: tuple[Upstream, ...]
+    forward_proxy: Listen | None
+    document: dict[str, Any]
+    digest: str  # sha256 of the canonical JSON, to tell a changed document from a resent one
+
+    def upstream(self, name: str) -> Upstream | None:
+        for upstream in self.upstreams:
+            if upstream.name == name:
+                return upstream
+        return None
+
+
+def _timeouts(doc: dict[str, Any] | None) -> Timeouts:
+    doc = doc or {}
+    return Timeouts(
+        connect=doc.get("connect_ms", 2000) / 1000.0,
+        response=doc.get("response_ms", 30000) / 1000.0,
+    )
+
+
+def _pool(doc: dict[str, Any] | None) -> PoolPolicy:
+    doc = doc or {}
+    return PoolPolicy(
+        max_connections=int(doc.get("max_connections", 1024)),
+        idle_timeout=doc.get("idle_timeout_ms", 60000) / 1000.0,
+    )
+
+
+def _accrual(doc: dict[str, Any] | None, path: str, problems: list[str]) -> AccrualPolicy:
+    doc = doc or {}
+    policy = AccrualPolicy(
+        max_failures=int(doc.get("consecutive_failures", 7)),
+        backoff_min=doc.get("backoff_min_ms", 1000) / 1000.0,
+        backoff_max=doc.get("backoff_max_ms", 60000) / 1000.0,
+        jitter=float(doc.get("jitter", 0.5)),
+    )
+    if policy.backoff_min > policy.backoff_max:
+        problems.append(f"{path}.backoff_min_ms: must not exceed backoff_max_ms")
+    return policy
+
+
+def _identity(text: str, path: str, problems: list[str]) -> SpiffeId | None:
+    try:
+        return SpiffeId.parse(text)
+    except ValueError as exc:
+        problems.append(f"{path}: {exc}")
+        return None
+
+
+def decode_document(raw: bytes | str) -> dict[str, Any]:
+    """JSON text to a dict, or SnapshotError saying where the JSON broke."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise SnapshotError([f"document is larger than {MAX_DOCUMENT_BYTES} bytes"])
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SnapshotError([f"not valid JSON: {exc}"]) from None
+    if not isinstance(doc, dict):
+        raise SnapshotError(["a snapshot must be a JSON object"])
+    return doc
+
+
+def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
+    """Validate a snapshot document and build its objects; SnapshotError lists every problem."""
+    doc = raw if isinstance(raw, dict) else decode_document(raw)
+    problems = snapshot_validator().errors(doc)
+    if problems:
+        raise SnapshotError(problems)
+
+    own = _identity(doc["identity"], "identity", problems)
+    if own is None:
+        raise SnapshotError(problems)
+    tls = TlsFiles(**doc["tls"])
+
+    listeners: list[tuple[str, int, str]] = []
+
+    def claim(address: str, port: int | None, path: str) -> None:
+        # A wildcard address (0.0.0.0, ::) takes the port on every address.
+        if not port:
+            return
+        for other_address, other_port, other in listeners:
+            if other_port == port and (
+                other_address == address or {address, other_address} & _WILDCARDS
+            ):
+                problems.append(f"{path}: port {port} on {address} is also used by {other}")
+                break
+        listeners.append((address, port, path))
+
+    inbound = None
+    if "inbound" in doc:
+        d = doc["inbound"]
+        inbound = Inbound(
+            address=d.get("address", "0.0.0.0"),
+            port=int(d["port"]),
+            protocol=d.get("protocol", "http"),
+            app_address=d["app"].get("address", "127.0.0.1"),
+            app_port=int(d["app"]["port"]),
+            timeouts=_timeouts(d.get("timeouts")),
+            pool=_pool(d.get("pool")),
+        )
+        claim(inbound.address, inbound.port, "inbound.port")
+
+    authz_doc = doc.get("authorization", {"default": "allow"})
+    rules = []
+    names: set[str] = set()
+    for i, r in enumerate(authz_doc.get("rules", [])):
+        name = r.get("name") or f"rule-{i}"
+        if name in names:
+            problems.append(f"authorization.rules[{i}].name: {name!r} is used twice")
+        names.add(name)
+        for j, source in enumerate(r["sources"]):
+            try:
+                check_source(source, own)
+            except ValueError as exc:
+                problems.append(f"authorization.rules[{i}].sources[{j}]: {exc}")
+        rules.append(Rule(name=name, allow=r["action"] == "allow", sources=tuple(r["sources"])))
+    authorization = Authorization(authz_doc["default"] == "allow", tuple(rules))
+
+    upstreams = []
+    seen: set[str] = set()
+    for i, u in enumerate(doc.get("upstreams", [])):
+        path = f"upstreams[{i}]"
+        if u["name"] in seen:
+            problems.append(f"{path}.name: upstream {u['name']!r} is defined twice")
+        seen.add(u["name"])
+        endpoints = []
+        keys: set[str] = set()
+        for j, e in enumerate(u["endpoints"]):
+            sid = _identity(e["identity"], f"{path}.endpoints[{j}].identity", problems)
+            if sid is None:
+                continue
+            ep = Endpoint(e["address"], int(e["port"]), int(e.get("weight", 1)), sid)
+            if ep.key in keys:
+                problems.append(f"{path}.endpoints[{j}]: endpoint {ep.key} is listed twice")
+            keys.add(ep.key)
+            endpoints.append(ep)
+        address = u.get("address", "127.0.0.1")
+        port = int(u["port"]) if "port" in u else None
+        claim(address, port, f"{path}.port")
+        upstreams.append(
+            Upstream(
+                name=u["name"],
+                protocol=u["protocol"],
+                address=address,
+                port=port,
+                balancer=u.get("balancer", "p2c_ewma"),
+                endpoints=tuple(endpoints),
+                timeouts=_timeouts(u.get("timeouts")),
+                pool=_pool(u.get("pool")),
+                accrual=_accrual(u.get("failure_accrual"), f"{path}.failure_accrual", problems),
+            )
+        )
+
+    forward = None
+    if "forward_proxy" in doc:
+        f = doc["forward_proxy"]
+        forward = Listen(f.get("address", "127.0.0.1"), int(f.get("port", 15001)))
+        claim(forward.address, forward.port, "forward_proxy.port")
+
+    if problems:
+        raise SnapshotError(problems)
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return Snapshot(
+        version=int(doc["version"]),
+        identity=own,
+        tls=tls,
+        inbound=inbound,
+        authorization=authorization,
+        upstreams=tuple(upstreams),
+        forward_proxy=forward,
+        document=doc,
+        digest=hashlib.sha256(canonical).hexdigest(),
+    )
