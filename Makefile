@@ -20,7 +20,7 @@ bench:          ## run every benchmark in bench/ (slow; prints figures)
 	.venv/bin/python bench/ca.py
 	.venv/bin/python bench/k8s_sync.py
 
-test-hosts:     ## slow tests against real systemd hosts (debootstrap); see docs/testing.md
+test-hosts:     ## every slow test: systemd hosts, Ansible, certificate rotations; docs/testing.md
 	@scripts/bootstrap hosts
 	@scripts/testhost-root build >/dev/null
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)

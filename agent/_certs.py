@@ -49,6 +49,7 @@ class Held:
     identity: SpiffeId
     lifecycle: CertificateLifecycle
     not_after: datetime | None = None
+    renew_at: datetime | None = None
     serial: str = ""
     renewals: int = 0
 
@@ -79,6 +80,12 @@ class CertManager:
         return CertFiles(
             self.dir / f"{service}.crt", self.dir / f"{service}.key", self.dir / "bundle.pem"
         )
+
+    def retry_now(self) -> None:
+        """The servers answer again: retry every pending renewal at once, not after backoff."""
+        for held in self.held.values():
+            held.lifecycle.retry_now()
+        self._wake.set()
 
     def ready(self, service: str) -> bool:
         held = self.held.get(service)
@@ -112,7 +119,9 @@ class CertManager:
             pass
         if held.identity.uri not in uris or cert.not_valid_after_utc <= self.clock():
             return
-        held.lifecycle.installed(cert.not_valid_before_utc, cert.not_valid_after_utc)
+        held.renew_at = held.lifecycle.installed(
+            cert.not_valid_before_utc, cert.not_valid_after_utc
+        )
         held.not_after = cert.not_valid_after_utc
         held.serial = format(cert.serial_number, "x")
 
@@ -134,7 +143,7 @@ class CertManager:
         self._write_bundle(signed["bundle_pem"])
         cert = x509.load_pem_x509_certificate(signed["certificate_pem"].encode())
         renew_at = held.lifecycle.installed(cert.not_valid_before_utc, cert.not_valid_after_utc)
-        held.not_after = cert.not_valid_after_utc
+        held.not_after, held.renew_at = cert.not_valid_after_utc, renew_at
         held.serial = signed["serial"]
         held.renewals += 1
         log.info(

@@ -54,6 +54,12 @@ class AgentConfig:
     cert_lifetime: float = opt(
         0.0, "lifetime to ask for mesh certificates [default: the server's]", parse=parse_duration
     )
+    cert_renew_fraction: float = opt(
+        0.0,
+        "renew certificates at this fraction of their life "
+        "(0.6-0.9); 0: a random point in that range, so a fleet "
+        "does not come back to the CA together",
+    )
     trust_domain: str = opt("", "expected trust domain [default: whatever the CA says]")
     proxy_command: tuple[str, ...] = opt((), "how to start a proxy [default: this weft]")
     proxy_workers: int = opt(1, "processes per proxy (SO_REUSEPORT)")
@@ -88,6 +94,8 @@ class AgentConfig:
             raise ConfigError("lease_ttl", "must be 5s-1h")
         if self.sync_interval < 1:
             raise ConfigError("sync_interval", "must be at least 1s")
+        if self.cert_renew_fraction and not 0.6 <= self.cert_renew_fraction <= 0.9:
+            raise ConfigError("cert_renew_fraction", "must be 0 (random) or 0.6-0.9")
         if self.proxy_workers < 1:
             raise ConfigError("proxy_workers", "must be at least 1")
         if self.log_format not in ("text", "json"):

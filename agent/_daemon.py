@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import ssl
@@ -259,6 +260,9 @@ class Agent:
                     if held and held.not_after
                     else None,
                     "certificate_serial": held.serial if held else None,
+                    "certificate_renew_at": held.renew_at.isoformat()
+                    if held and held.renew_at
+                    else None,
                     "certificate_renewals": held.renewals if held else 0,
                     "proxy": proxies.get(d.id),
                 }
@@ -283,6 +287,11 @@ class Agent:
     def _on_registered(self, view: dict[str, Any]) -> None:
         for check in view.get("checks", []):
             self.checks.server_view(check["id"], Status(check["status"]), check["output"])
+
+    async def _certs_after_sync(self) -> None:
+        # The CA signs only for services registered on this node: register first.
+        await self.registrar.synced.wait()
+        await self.certs.run()
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -317,7 +326,11 @@ class Agent:
         self.client = client
         host, _, port = self.config.api_listen.rpartition(":")
         self.checks = CheckRunner(self._push_check)
-        self.certs = CertManager(client, self.data / "certs", lifetime=self.config.cert_lifetime)
+        fraction = self.config.cert_renew_fraction
+        rng = (lambda: (fraction - 0.6) / 0.3) if fraction else random.random
+        self.certs = CertManager(
+            client, self.data / "certs", lifetime=self.config.cert_lifetime, rng=rng
+        )
         self.upstreams = UpstreamWatcher(client)
         self.registrar = Registrar(
             client,
@@ -329,6 +342,7 @@ class Agent:
         )
         self.registrar.on_registered = self._on_registered
         self.registrar.on_lease_lost = self.checks.forget_reports
+        self.registrar.on_reconnected = self.certs.retry_now
         api = LocalAPI(
             token=self.token,
             publisher=self.publisher,
@@ -355,7 +369,7 @@ class Agent:
                 for task in (
                     self.registrar.run,
                     self.checks.run,
-                    self.certs.run,
+                    self._certs_after_sync,
                     self.upstreams.run,
                     self.supervisor.run,
                     self._republish_loop,

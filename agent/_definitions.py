@@ -306,6 +306,8 @@ def port_is_free(port: int) -> bool:
     import socket
 
     with socket.socket() as s:
+        # As the proxy binds: a port whose old connections linger in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("0.0.0.0", port))
         except OSError:

@@ -69,6 +69,7 @@ class Registrar:
         self.last_sync = 0.0
         self.on_registered: Callable[[dict[str, Any]], None] = lambda view: None
         self.on_lease_lost: Callable[[], None] = lambda: None
+        self.on_reconnected: Callable[[], None] = lambda: None
         self._resync = trio.Event()
 
     def set_definitions(self, defs: list[ServiceDef]) -> None:
@@ -111,7 +112,8 @@ class Registrar:
                         "registered with the registry",
                         extra={"kv": {"services": len(self.defs), "server": self.client.address}},
                     )
-                self.connected = True
+                    self.connected = True
+                    self.on_reconnected()
                 backoff = 0.5
                 await self._hold()
             except APIError as exc:

@@ -8,7 +8,11 @@ the agent costs no requests; while the agent runs, proxies keep serving on their
 whatever happens to the servers.
 
 Each proxy runs in its own process group; stopping sends SIGTERM (the proxy drains in-flight
-requests within its grace period) and SIGKILL after it.
+requests within its grace period) and SIGKILL after it. A proxy left over by an agent that was
+killed (outside systemd, which cleans the unit's cgroup) keeps serving its last snapshot until
+the next agent starts and stops it first (`reap_leftovers`), so its ports are free again.
+(Not PR_SET_PDEATHSIG: trio starts processes from a worker thread, and the signal would come
+when that thread exits, not when the agent does.)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +80,10 @@ class ProxySupervisor:
             return json.loads(self.ready_file(proxy_id).read_text()).get("admin")
         except (OSError, ValueError):
             return None
+
+    def reap_leftovers(self) -> int:
+        """Stop proxies a previous agent on this data dir left running; returns how many."""
+        return reap_leftovers(self.run_dir, self.grace)
 
     def set_proxies(self, specs: Sequence[ProxySpec]) -> None:
         wanted = {s.proxy_id: s for s in specs}
@@ -177,3 +186,30 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def reap_leftovers(run_dir: Path, grace: float) -> int:
+    """Stop proxies a previous agent on this data dir left running; returns how many."""
+    reaped = 0
+    for ready in run_dir.glob("*.json"):
+        try:
+            pid = int(json.loads(ready.read_text())["pid"])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, KeyError, TypeError):
+            ready.unlink(missing_ok=True)
+            continue
+        if str(ready).encode() not in cmdline:
+            ready.unlink(missing_ok=True)
+            continue  # the pid was reused by something else
+        log.warning(
+            "stopping a proxy left over by a previous agent",
+            extra={"kv": {"pid": pid, "proxy": ready.stem}},
+        )
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace + 2
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(pid, signal.SIGKILL)
+        ready.unlink(missing_ok=True)
+        reaped += 1
+    return reaped

@@ -131,6 +131,11 @@ class CertificateLifecycle:
         self._next_attempt = attempt
         return attempt
 
+    def retry_now(self) -> None:
+        """The CA is reachable again: forget the backoff and try at the next look."""
+        if self.phase is not CertPhase.FRESH:
+            self._next_attempt = None
+
     def next_wakeup(self, now: datetime) -> datetime:
         """When the holder should next call `should_renew`."""
         phase = self.advance(now)

@@ -112,6 +112,10 @@ async def serve(
     task_status: trio.TaskStatus[dict[str, Any]] = trio.TASK_STATUS_IGNORED,
 ) -> Runtime:
     control = control or Control()
+    if source is None and getattr(settings, "snapshot_url", None):
+        from ._agent_source import AgentSource
+
+        source = AgentSource(settings.snapshot_url)  # type: ignore[attr-defined]
     if source is None:
         assert settings.snapshot is not None
         source = FileSource(settings.snapshot, interval=settings.watch_interval)

@@ -322,7 +322,7 @@ def _is_ip(host: str) -> bool:
     return False
 
 
-async def connect(host: str, port: int, *, timeout: float) -> socket.socket:  # noqa: ASYNC109
+async def connect(host: str, port: int, *, timeout: float) -> socket.socket:
     """A connected non-blocking socket; ConnectFailed (reason `connect_*`) otherwise."""
     with trio.move_on_after(timeout) as scope:
         if _is_ip(host):

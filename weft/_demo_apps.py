@@ -31,8 +31,11 @@ async def run_app(name: str, port: int, upstream: str | None) -> None:
             if upstream:
                 try:
                     resp = await http.get(upstream + request.path)
-                    body["upstream"] = resp.json() if resp.status_code == 200 else {
-                        "status": resp.status_code, "body": resp.text[:200]}
+                    body["upstream"] = (
+                        resp.json()
+                        if resp.status_code == 200
+                        else {"status": resp.status_code, "body": resp.text[:200]}
+                    )
                     if resp.status_code != 200:
                         return Response.json(body, status=502)
                 except httpx.HTTPError as exc:

@@ -81,7 +81,10 @@ def run_agent(args: argparse.Namespace) -> int:
         print(f"weft agent: invalid service definition: {exc}", file=sys.stderr)
         return EX_USAGE
     from agent._definitions import port_is_free, ports_in_use
+    from agent._supervisor import reap_leftovers
 
+    # Proxies a killed agent left behind still hold their ports: stop them first.
+    reap_leftovers(Path(config.data_dir) / "proxies", config.grace)
     try:
         ports_in_use(defs, port_is_free, set())
     except DefinitionError as exc:

@@ -28,6 +28,11 @@ class ProxySettings:
     snapshot: Path | None = setting(  # noqa: RUF009 - `setting` makes a dataclass field
         None, help="snapshot file (JSON, see docs/snapshot.md); reloaded on change and SIGHUP"
     )
+    snapshot_url: str = setting(
+        "",
+        help="stream snapshots from the host agent instead of a file: "
+        "http://127.0.0.1:8501/v1/agent/proxy/<service-id> (set by the agent)",
+    )
     admin: str = setting(
         "127.0.0.1:15000", help="admin listener host:port (/ready /live /metrics /config /tap)"
     )
@@ -60,8 +65,22 @@ class ProxySettings:
     log_level: str = setting("info", help="debug, info, warning or error")
 
     def validate(self) -> None:
-        if self.snapshot is None:
-            raise SettingsError("snapshot", "is required (a snapshot file, see docs/snapshot.md)")
+        if self.snapshot is None and not self.snapshot_url:
+            raise SettingsError(
+                "snapshot",
+                "is required (a snapshot file, see docs/snapshot.md), or "
+                "--snapshot-url to stream from the agent",
+            )
+        if self.snapshot is not None and self.snapshot_url:
+            raise SettingsError("snapshot_url", "give a snapshot file or a URL, not both")
+        if self.snapshot_url and self.workers > 1:
+            raise SettingsError(
+                "snapshot_url",
+                "a streamed snapshot needs --workers 1; "
+                "with more workers give the agent's snapshot file instead",
+            )
+        if self.snapshot_url and not self.snapshot_url.startswith("http://"):
+            raise SettingsError("snapshot_url", f"{self.snapshot_url!r} is not an http:// URL")
         from proxy._options import parse_address
 
         try:
