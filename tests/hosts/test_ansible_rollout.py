@@ -50,6 +50,8 @@ def test_rollout_upgrades_host_by_host_under_steady_traffic_without_a_failed_req
         warm(load, 50)
         rollout = fleet.run("rollout.yml")
         warm(load, 50)
+    print(f"rollout took {rollout.seconds:.0f}s; {load.total} requests answered, "
+          f"{len(load.failures)} failed: {dict(load.ok)}")  # fmt: skip
     assert rollout.returncode == 0, rollout.explain()
     assert load.failures == [], f"{len(load.failures)} failed of {load.total}: {load.failures[:5]}"
     for name in ("alpha", "beta"):
@@ -90,6 +92,8 @@ def test_a_release_failing_its_checks_stops_the_rollout_at_the_first_host(
         rollout = fleet.run("rollout.yml")
         served_after = load.ok["web@beta -> api@beta"]
         warm(load, 50)
+    print(f"failed rollout took {rollout.seconds:.0f}s; {load.total} requests answered, "
+          f"{len(load.failures)} failed: {dict(load.ok)}")  # fmt: skip
     # weft rollout fails, naming the host and the checks that did not pass.
     assert rollout.returncode == 2, rollout.explain()
     [failure] = rollout.summary["failures"]
