@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.validation import CHECK_SHAPE as NATIVE_CHECK_SHAPE
 from registry.validation import (
     F,
     InvalidInput,
@@ -47,24 +48,9 @@ from registry.validation import (
 
 from ._errors import DefinitionError
 
-CHECK_SHAPE = {
-    "id": F("str"),
-    "name": F("str"),
-    "ttl": F("duration"),
-    "http": F("str"),
-    "method": F("str"),
-    "header": F("listmap"),
-    "tls_skip_verify": F("bool"),
-    "tcp": F("str"),
-    "args": F("strlist"),
-    "interval": F("duration"),
-    "timeout": F("duration"),
-    "success_before_passing": F("int"),
-    "failures_before_warning": F("int"),
-    "failures_before_critical": F("int"),
-    "status": F("str"),
-    "notes": F("str"),
-}
+# The registry's check shape, less DeregisterCriticalServiceAfter: an agent's own services
+# leave the catalog with its lease, and it would re-register them at the next sync anyway.
+CHECK_SHAPE = {k: v for k, v in NATIVE_CHECK_SHAPE.items() if k != "deregister_critical_after"}
 SHAPE = {
     "name": F("str"),
     "id": F("str"),

@@ -61,6 +61,7 @@ class Catalog:
         self.sync = sync
         self.batcher = batcher
         self.clock = clock
+        self._tokens: dict[str, tuple[int, Token]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -326,8 +327,19 @@ class Catalog:
         return sorted(out, key=lambda t: t.created_at)
 
     def lookup_token(self, secret: str) -> Token | None:
+        """The token record for a secret; parsed once per stored version (every request
+        carries a token, so this is on the hot path of 1,000 woken watchers)."""
         kv = self.mirror.raw.get(self.keys.token(hash_secret(secret)))
-        return Token.from_json(kv.value) if kv else None
+        if kv is None:
+            return None
+        cached = self._tokens.get(kv.key)
+        if cached is not None and cached[0] == kv.mod_revision:
+            return cached[1]
+        token = Token.from_json(kv.value)
+        if len(self._tokens) > 10_000:
+            self._tokens.clear()
+        self._tokens[kv.key] = (kv.mod_revision, token)
+        return token
 
     async def revoke_token(self, accessor: str) -> Token:
         for token in self.tokens():

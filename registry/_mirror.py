@@ -64,7 +64,7 @@ class Mirror:
         self.start_revision = 0
         self.instances: dict[str, dict[InstanceKey, Instance]] = {}
         self.checks: dict[str, dict[InstanceKey, dict[str, Check]]] = {}
-        self.by_node: dict[str, set[tuple[str, str]]] = {}  # node -> {(service, instance id)}
+        self.by_node: dict[str, dict[str, str]] = {}  # node -> {instance id: service}
         self.check_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (node, check) -> (svc, id)
         self.kv: dict[str, KeyValue] = {}
         self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
@@ -182,8 +182,8 @@ class Mirror:
             if not insts:
                 self.instances.pop(service, None)
             owned = self.by_node.get(node)
-            if owned is not None:
-                owned.discard((service, iid))
+            if owned is not None and owned.get(iid) == service:
+                del owned[iid]
                 if not owned:
                     del self.by_node[node]
             return
@@ -191,7 +191,7 @@ class Mirror:
             kv.value, lease=kv.lease, create=kv.create_revision, modify=kv.mod_revision
         )
         self.instances.setdefault(service, {})[(node, iid)] = inst
-        self.by_node.setdefault(node, set()).add((service, iid))
+        self.by_node.setdefault(node, {})[iid] = service
 
     def _apply_check(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
         service, node, iid, cid = parts
@@ -229,7 +229,7 @@ class Mirror:
             self.maint.pop(node, None)
         else:
             self.maint[node] = json.loads(kv.value)
-        services = {service for service, _ in self.by_node.get(node, ())}
+        services = set(self.by_node.get(node, {}).values())
         self._bump(changes, kv.mod_revision, MAINT, HEALTH, *(service_topic(s) for s in services))
 
     # -- reading -----------------------------------------------------------------------------
@@ -259,17 +259,15 @@ class Mirror:
 
     def instances_on(self, node: str) -> list[Instance]:
         out = []
-        for service, iid in self.by_node.get(node, ()):
+        for iid, service in self.by_node.get(node, {}).items():
             inst = self.instance(service, node, iid)
             if inst is not None:
                 out.append(inst)
         return out
 
     def find_instance(self, node: str, iid: str) -> Instance | None:
-        for service, owned_id in self.by_node.get(node, ()):
-            if owned_id == iid:
-                return self.instance(service, node, iid)
-        return None
+        service = self.by_node.get(node, {}).get(iid)
+        return None if service is None else self.instance(service, node, iid)
 
     def find_check(self, node: str, check_id: str) -> Check | None:
         owner = self.check_owner.get((node, check_id))

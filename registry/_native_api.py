@@ -17,6 +17,7 @@ from ._errors import Forbidden, InvalidInput, NotFound
 from ._mirror import CATALOG, HEALTH, service_topic
 from ._model import Check, Instance, Status, Weights, worst
 from ._validate import (
+    CHECK_SHAPE,
     address,
     build_check,
     instance_id,
@@ -29,26 +30,6 @@ from ._validate import (
     weights,
 )
 from .web import Request, Response, Router
-
-CHECK_SHAPE: dict[str, F] = {
-    "id": F("str"),
-    "name": F("str"),
-    "ttl": F("duration"),
-    "http": F("str"),
-    "method": F("str"),
-    "header": F("listmap"),
-    "tls_skip_verify": F("bool"),
-    "tcp": F("str"),
-    "args": F("strlist"),
-    "interval": F("duration"),
-    "timeout": F("duration"),
-    "deregister_critical_after": F("duration"),
-    "success_before_passing": F("int"),
-    "failures_before_warning": F("int"),
-    "failures_before_critical": F("int"),
-    "status": F("str"),
-    "notes": F("str"),
-}
 
 INSTANCE_SHAPE: dict[str, F] = {
     "service": F("str"),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ca import is_dns_label
 
+from ._decode import F
 from ._errors import InvalidInput
 from ._model import CHECK_TYPES, Check, Status
 
@@ -23,6 +24,27 @@ _NODE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
 PROTOCOLS = ("http", "tcp")
+
+# A check in the native shape (the API's instances, the agent's service definitions).
+CHECK_SHAPE: dict[str, F] = {
+    "id": F("str"),
+    "name": F("str"),
+    "ttl": F("duration"),
+    "http": F("str"),
+    "method": F("str"),
+    "header": F("listmap"),
+    "tls_skip_verify": F("bool"),
+    "tcp": F("str"),
+    "args": F("strlist"),
+    "interval": F("duration"),
+    "timeout": F("duration"),
+    "deregister_critical_after": F("duration"),
+    "success_before_passing": F("int"),
+    "failures_before_warning": F("int"),
+    "failures_before_critical": F("int"),
+    "status": F("str"),
+    "notes": F("str"),
+}
 
 
 @dataclass(frozen=True)

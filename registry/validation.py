@@ -5,6 +5,7 @@ from ._decode import F as F
 from ._decode import decode as decode
 from ._decode import parse_duration as parse_duration
 from ._errors import InvalidInput as InvalidInput
+from ._validate import CHECK_SHAPE as CHECK_SHAPE
 from ._validate import PROTOCOLS as PROTOCOLS
 from ._validate import address as address
 from ._validate import instance_id as instance_id

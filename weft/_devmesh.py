@@ -20,54 +20,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-EXAMPLES: list[dict[str, Any]] = [
-    {
-        "service": "web",
-        "id": "web-1",
-        "node": "vm-1",
-        "address": "127.0.0.1",
-        "port": 8081,
-        "tags": ["frontend", "v1"],
-        "meta": {"team": "storefront"},
-        "checks": [{"id": "web-1-alive", "ttl": "1h", "status": "passing"}],
-    },
-    {
-        "service": "web",
-        "id": "web-2",
-        "node": "vm-2",
-        "address": "127.0.0.1",
-        "port": 8082,
-        "tags": ["frontend", "v2"],
-        "meta": {"team": "storefront"},
-        "checks": [{"id": "web-2-alive", "ttl": "1h", "status": "passing"}],
-    },
-    {
-        "service": "billing",
-        "id": "billing-1",
-        "node": "vm-2",
-        "address": "127.0.0.1",
-        "port": 9090,
-        "tags": ["backend"],
-        "checks": [{"id": "billing-1-alive", "ttl": "1h", "status": "passing"}],
-    },
-    {
-        "service": "postgres",
-        "id": "postgres-1",
-        "node": "vm-3",
-        "address": "127.0.0.1",
-        "port": 5432,
-        "protocol": "tcp",
-        "checks": [
-            {
-                "id": "postgres-1-warming",
-                "ttl": "1h",
-                "status": "warning",
-                "notes": "replica catching up",
-            }
-        ],
-    },
-]
-
 
 class DevError(Exception):
     pass
@@ -126,12 +78,12 @@ class Children:
                 raise DevError(f"{name} exited with status {proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
+        """Newest first, each given time to finish (the agent deregisters and drains its
+        proxies while the server is still up)."""
         for _, proc in reversed(self.procs):
             _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for _, proc in reversed(self.procs):
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 pass
             _signal_group(proc, signal.SIGKILL)
@@ -163,6 +115,37 @@ def _http(method: str, url: str, token: str, body: Any = None) -> Any:
         return json.loads(resp.read() or b"null")
 
 
+TRUST_DOMAIN = "dev.weft"
+
+# The demo mesh: `web` calls `api`, `api` calls `prices`, each through its sidecar over mTLS;
+# a load generator calls `web` steadily.
+DEMO = [
+    ("prices", None, {"default": "deny", "allow": ["api"]}),
+    ("api", "prices", {"default": "deny", "allow": ["web"]}),
+    ("web", "api", {"default": "allow"}),
+]
+
+
+def _service_file(
+    name: str,
+    app_port: int,
+    sidecar: int,
+    admin: int,
+    upstream: tuple[str, int] | None,
+    authz: dict[str, Any],
+) -> str:
+    allow = ", ".join(f'"{a}"' for a in authz.get("allow", []))
+    text = (
+        f'name = "{name}"\nport = {app_port}\ntags = ["demo"]\n'
+        f"[sidecar]\nport = {sidecar}\nadmin_port = {admin}\n"
+        f'authorization = {{ default = "{authz["default"]}", allow = [{allow}] }}\n'
+        f'[[checks]]\nhttp = "http://127.0.0.1:{app_port}/health"\ninterval = "2s"\n'
+    )
+    if upstream:
+        text += f'[[upstreams]]\nservice = "{upstream[0]}"\nlocal_port = {upstream[1]}\n'
+    return text
+
+
 def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -175,6 +158,7 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    weft = [sys.executable, "-m", "weft"]
     try:
         client_port, peer_port = _free_port(2379), _free_port(2380)
         etcd_url = f"http://127.0.0.1:{client_port}"
@@ -203,16 +187,19 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
                 "warn",
             ],
         )
+        from ca import KeyEncryptionKey
+
+        kek = workdir / "ca.kek"
+        kek.write_text(KeyEncryptionKey.generate().to_text())
+        kek.chmod(0o600)
         port = _free_port(server_port)
         ready = workdir / "server.json"
         token_file = workdir / "operator-token"
-        announce(f"starting weft server on http://127.0.0.1:{port}")
+        announce(f"starting weft server (registry + CA) on http://127.0.0.1:{port}")
         children.start(
             "server",
             [
-                sys.executable,
-                "-m",
-                "weft",
+                *weft,
                 "server",
                 "--listen",
                 f"127.0.0.1:{port}",
@@ -224,6 +211,8 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
                 "--ready-file",
                 str(ready),
                 "--anonymous-reads",
+                "--ca-kek-file",
+                str(kek),
             ],
         )
         info = _wait_for(
@@ -232,11 +221,87 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
             children,
         )
         url, token = info["url"], token_file.read_text().strip()
-        for example in EXAMPLES:
-            _http("PUT", url + "/v1/registry/instances", token, example)
-        announce(_guide(url, token, workdir))
+        _http("POST", url + "/v1/ca/init", token, {"trust_domain": TRUST_DOMAIN})
+        agent_token = _http(
+            "POST",
+            url + "/v1/tokens",
+            token,
+            {"role": "agent", "node": "dev", "description": "weft dev"},
+        )
+        (workdir / "agent.token").write_text(agent_token["secret"])
+        (workdir / "agent.token").chmod(0o600)
+
+        services = workdir / "services.d"
+        services.mkdir()
+        apps: dict[str, int] = {}
+        admins: dict[str, int] = {}
+        upstream_ports: dict[str, int] = {}
+        for name, upstream, authz in DEMO:
+            apps[name], admins[name] = _free_port(), _free_port()
+            up = (upstream, _free_port()) if upstream else None
+            if up:
+                upstream_ports[name] = up[1]
+            args = [
+                sys.executable,
+                "-m",
+                "weft._demo_apps",
+                "app",
+                "--name",
+                name,
+                "--port",
+                str(apps[name]),
+            ]
+            if up:
+                args += ["--upstream", f"http://127.0.0.1:{up[1]}"]
+            children.start(f"app-{name}", args)
+            (services / f"{name}.toml").write_text(
+                _service_file(name, apps[name], _free_port(), admins[name], up, authz)
+            )
+        agent_ready = workdir / "agent.json"
+        (workdir / "agent.toml").write_text(
+            f'servers = ["{url}"]\nnode_name = "dev"\nnode_address = "127.0.0.1"\n'
+            f'token_file = "{workdir / "agent.token"}"\ndata_dir = "{workdir / "agent"}"\n'
+            f'services_dir = "{services}"\napi_listen = "127.0.0.1:0"\n'
+            f'ready_file = "{agent_ready}"\ngrace = "3s"\n'
+        )
+        announce("starting the agent: 3 services, each behind a sidecar with mTLS")
+        children.start("agent", [*weft, "agent", "run", "--config", str(workdir / "agent.toml")])
+        agent = _wait_for(
+            "the agent to be ready",
+            lambda: (
+                agent_ready.exists()
+                and agent_ready.stat().st_size
+                and json.loads(agent_ready.read_text())
+            ),
+            children,
+            timeout=60,
+        )
+        web = f"http://127.0.0.1:{apps['web']}/"
+        _wait_for("traffic through the mesh", lambda: _get_ok(web), children, timeout=30)
+        children.start(
+            "load",
+            [
+                sys.executable,
+                "-m",
+                "weft._demo_apps",
+                "load",
+                "--url",
+                web,
+                "--rate",
+                "20",
+                "--report-every",
+                "10",
+            ],
+        )
+        announce(_guide(url, token, workdir, web, agent["address"], admins))
+        load_log = workdir / "logs" / "load.log"
+        seen = 0
         while not stop["now"]:
             children.check()
+            lines = load_log.read_text().splitlines() if load_log.exists() else []
+            for line in lines[seen:]:
+                announce("traffic " + line.removeprefix("load "))
+            seen = len(lines)
             time.sleep(0.2)
         announce("\nstopping...")
         return 0
@@ -248,6 +313,14 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
         announce("stopped; nothing left running. Logs are in " + str(workdir / "logs"))
 
 
+def _get_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def _weft() -> str:
     exe = Path(sys.executable).parent / "weft"
     try:
@@ -256,26 +329,33 @@ def _weft() -> str:
         return str(exe)
 
 
-def _guide(url: str, token: str, workdir: Path) -> str:
+def _guide(
+    url: str, token: str, workdir: Path, web: str, agent: str, admins: dict[str, int]
+) -> str:
     weft = _weft()
     return f"""
-Weft is up: a registry on {url} with example services (web x2, billing, postgres).
+Weft is up on loopback: etcd, weft server (registry + CA, trust domain {TRUST_DOMAIN}),
+one agent (node "dev"), and web -> api -> prices, each behind a sidecar, calling each other
+over mTLS with SPIFFE identities. A load generator sends 20 requests/s to web.
 
-Look around (reads need no token in this demo; writes do):
+Try it:
+  curl -s {web}
+      one request through the whole chain: web -> api -> prices
   curl -s {url}/v1/catalog/services
-  curl -s '{url}/v1/health/service/web?passing'
+      the registry, as Consul clients see it
   export WEFT_ADDR={url} WEFT_TOKEN={token}
   {weft} services
-  {weft} service show web
-  {weft} kv put greeting hello && {weft} kv get greeting
+  {weft} agent status --agent {agent}
+      services, checks, the snapshot version each sidecar applied, certificates
+  curl -s 127.0.0.1:{admins["api"]}/metrics | grep weft_proxy_requests
+      api's sidecar: requests by direction and peer identity
+  curl -s 127.0.0.1:{admins["prices"]}/config
+      the snapshot prices' sidecar runs on
 
-From any Consul client (py-consul here):
+Consul clients work too:
   {Path(sys.executable)} -c "import consul; c = consul.Consul(port={url.rsplit(":", 1)[1]}); \\
 print(c.health.service('web', passing=True)[1][0]['Service'])"
 
-Blocking query (returns when web changes, or after 30s):
-  curl -s -i '{url}/v1/health/service/web?index=<X-Consul-Index>&wait=30s'
-
-Operator token: {token}   (also in {workdir / "operator-token"})
+Logs: {workdir / "logs"}    Operator token: {workdir / "operator-token"}
 Press Ctrl-C to stop everything.
 """

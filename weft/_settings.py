@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import tomllib
 import types
 import typing
@@ -51,30 +50,8 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from a Go-style duration ('1m30s', '500ms', '10s') or a bare number of seconds."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a duration")
-    if isinstance(text, int | float):
-        return float(text)
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration (examples: '10s', '1m30s', '500ms')")
-    return total
+# One duration syntax everywhere (Go's, as Consul and the registry take it).
+from registry.validation import parse_duration as parse_duration  # noqa: E402
 
 
 def parse_bool(text: str | bool) -> bool:

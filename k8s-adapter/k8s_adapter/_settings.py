@@ -8,38 +8,15 @@ importing the CLI. `validate()` raises ConfigError naming the field.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from ca import InvalidIdentity, check_trust_domain, is_dns_label
 
+# One duration syntax everywhere (Go's, as Consul and the registry take it).
+from registry.validation import parse_duration as parse_duration
+
 from ._errors import ConfigError
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from '1m30s', '500ms', '10s' or a bare number of seconds."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a duration")
-    if isinstance(text, int | float):
-        return float(text)
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration (examples: '10s', '1m30s', '500ms')")
-    return total
 
 
 def opt(default: Any, help: str, **extra: Any) -> Any:

@@ -204,12 +204,15 @@ async def test_traffic_flows_while_the_server_is_down_and_renewal_recovers(
 async def test_three_certificate_rotations_under_steady_traffic_lose_no_request(
     mesh: Mesh,
 ) -> None:
-    # Two-minute certificates, renewed at 60% of their life: a rotation every 72 s on both
+    # Two-minute certificates (valid from a minute back, for clock skew) renewed at 60% of
+    # their validity: a rotation about every 48 s on both
     # sides, while a request goes through every 50 ms.
     _, b, upstream = await trio.to_thread.run_sync(
-        lambda: build_pair(mesh, cert_lifetime="120s", cert_renew_fraction=0.6))
-    await trio.to_thread.run_sync(lambda: wait_until(lambda: call(upstream).status_code == 200,
-                                                     timeout=30, what="traffic"))
+        lambda: build_pair(mesh, cert_lifetime="120s", cert_renew_fraction=0.6)
+    )
+    await trio.to_thread.run_sync(
+        lambda: wait_until(lambda: call(upstream).status_code == 200, timeout=30, what="traffic")
+    )
     first = b.status()["services"][0]["sidecar"]["certificate_renewals"]
     failures: list[str] = []
     total = 0
@@ -223,5 +226,5 @@ async def test_three_certificate_rotations_under_steady_traffic_lose_no_request(
             except httpx.HTTPError as exc:
                 failures.append(repr(exc))
             await trio.sleep(0.05)
-    assert total > 2000
+    assert total > 1000
     assert failures == []

@@ -55,11 +55,26 @@ def test_weft_dev_runs_the_demo_and_ctrl_c_stops_everything(tmp_path) -> None:
             what="the demo to come up",
         )
         assert time.monotonic() - started < 60
-        url = re.search(r"a registry on (http://\S+)", text).group(1)
+        url = re.search(r"export WEFT_ADDR=(http://\S+)", text).group(1)
+        web = re.search(r"curl -s (http://\S+/)\n", text).group(1)
         services = httpx.get(url + "/v1/catalog/services").json()
-        assert {"web", "billing", "postgres"} <= set(services)
-        passing = httpx.get(url + "/v1/health/service/web", params={"passing": ""}).json()
-        assert len(passing) == 2
+        assert {"web", "api", "prices"} <= set(services)
+        for name in ("web", "api", "prices"):
+            assert (
+                len(httpx.get(f"{url}/v1/health/service/{name}", params={"passing": ""}).json())
+                == 1
+            )
+        # A request crosses the whole chain, sidecar to sidecar.
+        chain = httpx.get(web).json()
+        assert chain["service"] == "web" and chain["upstream"]["service"] == "api"
+        assert chain["upstream"]["upstream"]["service"] == "prices"
+        # The load generator's traffic flows with no failure.
+        wait_until(
+            lambda: '"failed": 0' in dev.log() and "traffic {" in dev.log(),
+            timeout=30,
+            what="a traffic report",
+        )
+        assert '"failed": 0' in dev.log().split("traffic ")[-1]
         children = _descendants(dev.pid)
         assert len(children) >= 2  # etcd and the server at least
         dev.popen.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
