@@ -350,7 +350,7 @@ class Agent:
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
             set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
         )
-        http = HTTPServer(api, watch_disconnect=lambda r: "index" in r.query)
+        http = HTTPServer(api, long_request=lambda r: "index" in r.query)
         try:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(http.serve, host or "127.0.0.1", int(port))

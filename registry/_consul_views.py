@@ -18,10 +18,7 @@ def node_id(node: str) -> str:
 
 
 def node_address(mirror: Mirror, node: str) -> str:
-    for inst in mirror.instances_on(node):
-        if inst.node_address:
-            return inst.node_address
-    return ""
+    return mirror.node_addresses.get(node, "")
 
 
 def consul_status(status: Status) -> str:

@@ -65,6 +65,7 @@ class Mirror:
         self.instances: dict[str, dict[InstanceKey, Instance]] = {}
         self.checks: dict[str, dict[InstanceKey, dict[str, Check]]] = {}
         self.by_node: dict[str, dict[str, str]] = {}  # node -> {instance id: service}
+        self.node_addresses: dict[str, str] = {}  # node -> the address its instances gave
         self.check_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (node, check) -> (svc, id)
         self.kv: dict[str, KeyValue] = {}
         self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
@@ -186,12 +187,15 @@ class Mirror:
                 del owned[iid]
                 if not owned:
                     del self.by_node[node]
+                    self.node_addresses.pop(node, None)
             return
         inst = decode_instance(
             kv.value, lease=kv.lease, create=kv.create_revision, modify=kv.mod_revision
         )
         self.instances.setdefault(service, {})[(node, iid)] = inst
         self.by_node.setdefault(node, {})[iid] = service
+        if inst.node_address:
+            self.node_addresses[node] = inst.node_address
 
     def _apply_check(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
         service, node, iid, cid = parts

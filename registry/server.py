@@ -185,7 +185,7 @@ class RegistryServer:
             self.app,
             limits=Limits(max_body=config.max_body_bytes, grace=config.grace),
             ssl_context=_ssl_context(config),
-            watch_disconnect=lambda request: "index" in request.query,
+            long_request=lambda request: "index" in request.query,
         )
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._bind = (host, port)

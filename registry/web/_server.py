@@ -93,14 +93,16 @@ class HTTPServer:
         *,
         limits: Limits | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        watch_disconnect: Callable[[Request], bool] = lambda request: False,
+        # Requests that may wait a long time (blocking queries): hung up on at shutdown.
+        long_request: Callable[[Request], bool] = lambda request: False,
     ) -> None:
         self.app = app
         self.limits = limits or Limits()
         self.ssl_context = ssl_context
-        self.watch_disconnect = watch_disconnect
+        self.long_request = long_request
         self._stopping = trio.Event()
         self._idle: set[trio.CancelScope] = set()
+        self._long: set[trio.CancelScope] = set()
         self._busy = 0
         self._drained = trio.Event()
 
@@ -109,9 +111,11 @@ class HTTPServer:
         await self._drained.wait()
 
     def shutdown(self) -> None:
-        """Stop accepting; idle connections close now, busy ones after their response."""
+        """Stop accepting; idle connections close now, busy ones after their response, and
+        long requests (blocking queries, which could hold the drain for minutes) at once:
+        their clients ask again, maybe another server."""
         self._stopping.set()
-        for scope in list(self._idle):
+        for scope in list(self._idle) + list(self._long):
             scope.cancel()
         if self._busy == 0:
             self._drained.set()
@@ -167,97 +171,121 @@ class HTTPServer:
                     await stream.aclose()
 
     async def _converse(self, stream: trio.abc.Stream, peer: str) -> None:
+        """Answer requests in order; a reader task reads ahead for the whole connection, so
+        a client hanging up during a long request is noticed without per-request tasks."""
         limits = self.limits
         parser = RequestParser(
             max_head_bytes=limits.max_head_bytes,
             max_headers=limits.max_headers,
             max_body=limits.max_body,
         )
-        pending: list[ParsedRequest] = []
-        leftover = b""
-        while True:
-            if not pending:
-                if self._stopping.is_set():
-                    return
-                data = leftover or await self._receive(stream, parser)
-                leftover = b""
-                if data is None:
-                    return
-                try:
-                    pending.extend(parser.feed(data))
-                except ProtocolError as exc:
-                    body = Response.text(exc.message + "\n", exc.status)
-                    await stream.send_all(serialize(body, keep_alive=False))
-                    return
-                continue
-            parsed = pending.pop(0)
-            request = to_request(parsed, peer)
-            keep_alive = parsed.keep_alive and not self._stopping.is_set()
-            self._busy += 1
+        conn = _Connection()
+        send, receive = trio.open_memory_channel[ParsedRequest | ProtocolError | None](math.inf)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_ahead, stream, parser, send, conn)
             try:
-                if self.watch_disconnect(request):
-                    response, leftover = await self._call_watching(stream, request)
-                    if response is None:
-                        return  # the client went away while we waited
-                else:
+                await self._answer(stream, peer, receive, conn)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _answer(
+        self,
+        stream: trio.abc.Stream,
+        peer: str,
+        receive: trio.MemoryReceiveChannel[ParsedRequest | ProtocolError | None],
+        conn: _Connection,
+    ) -> None:
+        async for item in receive:
+            if item is None:
+                return
+            if isinstance(item, ProtocolError):
+                body = Response.text(item.message + "\n", item.status)
+                await stream.send_all(serialize(body, keep_alive=False))
+                return
+            if self._stopping.is_set():
+                return
+            request = to_request(item, peer)
+            long = self.long_request(request)
+            self._busy += 1
+            conn.start_request()
+            try:
+                with trio.CancelScope() as scope:
+                    conn.scope = scope
+                    if long:
+                        self._long.add(scope)
                     response = await self.app(request)
             finally:
+                self._long.discard(scope)
+                conn.end_request(limits_idle=self.limits.idle_timeout)
                 self._busy -= 1
                 if self._busy == 0 and self._stopping.is_set():
                     self._drained.set()
-            keep_alive = keep_alive and not self._stopping.is_set()
+            if scope.cancelled_caught:
+                return  # the client went away, or the server is stopping
+            keep_alive = item.keep_alive and not self._stopping.is_set()
             await stream.send_all(
                 serialize(response, keep_alive=keep_alive, head_only=request.method == "HEAD")
             )
             if not keep_alive:
                 return
 
-    async def _receive(self, stream: trio.abc.Stream, parser: RequestParser) -> bytes | None:
-        """The next bytes, or None at EOF or when a timeout says to hang up."""
-        timeout = self.limits.head_timeout if parser.in_request else self.limits.idle_timeout
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            if not parser.in_request:
-                self._idle.add(scope)
+    async def _read_ahead(
+        self,
+        stream: trio.abc.Stream,
+        parser: RequestParser,
+        send: trio.MemorySendChannel[ParsedRequest | ProtocolError | None],
+        conn: _Connection,
+    ) -> None:
+        limits = self.limits
+        while True:
+            if parser.in_request:
+                deadline = trio.current_time() + limits.head_timeout
+            elif conn.scope is not None:
+                deadline = math.inf  # a request is being answered: no idle clock
+            else:
+                deadline = trio.current_time() + limits.idle_timeout
+            with trio.CancelScope(deadline=deadline) as scope:
+                conn.read_scope = scope
+                idle = not parser.in_request and conn.scope is None
+                if idle:
+                    self._idle.add(scope)
+                try:
+                    data = await stream.receive_some(65536)
+                finally:
+                    self._idle.discard(scope)
+                    conn.read_scope = None
+            if scope.cancelled_caught:
+                if parser.in_request and conn.scope is None and not self._stopping.is_set():
+                    late = Response.text("request took too long to arrive\n", 408)
+                    await stream.send_all(serialize(late, keep_alive=False))
+                send.send_nowait(None)
+                return
+            if not data:
+                if conn.scope is not None:
+                    conn.scope.cancel()  # hung up mid-request: stop working for nobody
+                send.send_nowait(None)
+                return
             try:
-                data = await stream.receive_some(65536)
-            finally:
-                self._idle.discard(scope)
-        if scope.cancelled_caught:
-            if parser.in_request and not self._stopping.is_set():
-                await stream.send_all(
-                    serialize(
-                        Response.text("request took too long to arrive\n", 408), keep_alive=False
-                    )
-                )
-            return None
-        return data or None
+                for request in parser.feed(data):
+                    send.send_nowait(request)
+            except ProtocolError as exc:
+                send.send_nowait(exc)
+                return
 
-    async def _call_watching(
-        self, stream: trio.abc.Stream, request: Request
-    ) -> tuple[Response | None, bytes]:
-        """Run a possibly long request, abandoning it if the client hangs up meanwhile."""
-        result: list[Response] = []
-        early: list[bytes] = []
-        async with trio.open_nursery() as nursery:
 
-            async def call() -> None:
-                result.append(await self.app(request))
-                nursery.cancel_scope.cancel()
+class _Connection:
+    """What the reader and the answering loop of one connection share."""
 
-            async def watch() -> None:
-                data = await stream.receive_some(65536)
-                if data:
-                    early.append(data)  # a pipelined request: keep it for later
-                    await trio.sleep(math.inf)
-                nursery.cancel_scope.cancel()
+    def __init__(self) -> None:
+        self.scope: trio.CancelScope | None = None  # the request being answered
+        self.read_scope: trio.CancelScope | None = None  # the reader's current receive
 
-            async def stop() -> None:
-                # A blocking query can wait for minutes: on shutdown, hang up at once (the
-                # client asks again, maybe another server) rather than hold the drain.
-                await self._stopping.wait()
-                nursery.cancel_scope.cancel()
+    def start_request(self) -> None:
+        # The reader may be waiting under an idle deadline: a request in progress has none.
+        if self.read_scope is not None:
+            self.read_scope.deadline = math.inf
 
-            nursery.start_soon(call)
-            nursery.start_soon(watch)
-            nursery.start_soon(stop)
-        return (result[0] if result else None), b"".join(early)
+    def end_request(self, *, limits_idle: float) -> None:
+        self.scope = None
+        if self.read_scope is not None:
+            self.read_scope.deadline = trio.current_time() + limits_idle

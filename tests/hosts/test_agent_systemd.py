@@ -47,34 +47,54 @@ def test_agent_unit_ready_watchdog_and_reload(start_host, etcd, prefix, tmp_path
     before = host.unit_properties("weft-agent.service", "MainPID", "NRestarts")
     assert host.run(f"kill -STOP {before['MainPID']}").ok
     wait_until(
-        lambda: (props := host.unit_properties("weft-agent.service", "MainPID", "NRestarts",
-                                               "ActiveState"))["ActiveState"] == "active"
-        and props["MainPID"] not in ("0", before["MainPID"])
-        and int(props["NRestarts"]) > int(before["NRestarts"]),
-        timeout=120, interval=1, what="the watchdog to restart the hung agent",
+        lambda: (
+            (
+                props := host.unit_properties(
+                    "weft-agent.service", "MainPID", "NRestarts", "ActiveState"
+                )
+            )["ActiveState"]
+            == "active"
+            and props["MainPID"] not in ("0", before["MainPID"])
+            and int(props["NRestarts"]) > int(before["NRestarts"])
+        ),
+        timeout=120,
+        interval=1,
+        what="the watchdog to restart the hung agent",
     )
     assert "Watchdog timeout" in host.journal("weft-agent.service")
-    wait_until(lambda: agent_status(fleet, "beta")["ready"], timeout=120,
-               what="the restarted agent to be ready")
+    wait_until(
+        lambda: agent_status(fleet, "beta")["ready"],
+        timeout=120,
+        what="the restarted agent to be ready",
+    )
 
     # `systemctl reload` applies a new service definition...
     extra_port = unique_free_port()
-    host.write_file("/etc/weft/services.d/extra.toml",
-                    f'name = "extra"\nport = {extra_port}\ntags = ["reloaded"]\n', mode=0o640)
+    host.write_file(
+        "/etc/weft/services.d/extra.toml",
+        f'name = "extra"\nport = {extra_port}\ntags = ["reloaded"]\n',
+        mode=0o640,
+    )
     assert host.run("chgrp weft /etc/weft/services.d/extra.toml").ok
     host.systemctl("reload", "weft-agent.service")
 
     def extra_nodes() -> list[str]:
         return [e["Node"]["Node"] for e in fleet.get("/v1/health/service/extra")]
 
-    wait_until(lambda: extra_nodes() == ["beta"], timeout=60,
-               what="the reloaded definition to be registered")
+    wait_until(
+        lambda: extra_nodes() == ["beta"],
+        timeout=60,
+        what="the reloaded definition to be registered",
+    )
     # ...and refuses a bad one, keeping the set it had.
     host.write_file("/etc/weft/services.d/broken.toml", 'name = "broken"\n', mode=0o640)
     assert host.run("chgrp weft /etc/weft/services.d/broken.toml").ok
     host.systemctl("reload", "weft-agent.service")
-    wait_until(lambda: "reload refused" in host.journal("weft-agent.service"), timeout=30,
-               what="the refusal in the journal")
+    wait_until(
+        lambda: "reload refused" in host.journal("weft-agent.service"),
+        timeout=30,
+        what="the refusal in the journal",
+    )
     assert "broken.toml: port: is required" in host.journal("weft-agent.service")
     assert host.unit_property("weft-agent.service", "ActiveState") == "active"
     assert extra_nodes() == ["beta"]
