@@ -31,8 +31,10 @@ def detect(prefix: bytes) -> Protocol | None:
     """The protocol `prefix` starts, or None when more bytes are needed to tell."""
     if not prefix:
         return None
-    if prefix[0] == 0x16:
-        return Protocol.TLS if len(prefix) < 2 or prefix[1] == 0x03 else Protocol.OPAQUE
+    if prefix[0] == 0x16:  # a TLS handshake record, if the version byte that follows is 3
+        if len(prefix) < 2:
+            return None
+        return Protocol.TLS if prefix[1] == 0x03 else Protocol.OPAQUE
     if _H2_PREFACE.startswith(prefix[: len(_H2_PREFACE)]):
         return Protocol.HTTP2 if len(prefix) >= len(_H2_PREFACE) else None
     end = prefix.find(b"\n")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from proxy._detect import Protocol, detect
@@ -27,12 +27,15 @@ def test_known_first_bytes(prefix: bytes, expected: Protocol) -> None:
     assert detect(prefix) is expected
 
 
-@pytest.mark.parametrize("prefix", [b"", b"G", b"GET", b"GET /index", b"GET / HTTP/1.1", b"PRI *"])
+@pytest.mark.parametrize(
+    "prefix", [b"", b"G", b"GET", b"GET /index", b"GET / HTTP/1.1", b"PRI *", b"\x16"]
+)
 def test_an_unfinished_request_line_needs_more_bytes(prefix: bytes) -> None:
     assert detect(prefix) is None
 
 
 @given(st.binary(max_size=64))
+@example(b"\x16")  # one byte of a TLS record header does not decide anything yet
 def test_detection_is_stable_once_decided(data: bytes) -> None:
     decided = detect(data)
     if decided is not None:
