@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from registry.etcd import EtcdClient
 
 from .harness import EtcdCluster
+
+# Property tests are reproducible by default (the same examples every run, no deadline on a
+# busy 2-core machine); HYPOTHESIS_PROFILE=explore draws new ones to look for fresh bugs.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
