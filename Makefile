@@ -19,6 +19,7 @@ bench:          ## run every benchmark in bench/ (slow; prints figures)
 	.venv/bin/python bench/registry.py
 	.venv/bin/python bench/ca.py
 	.venv/bin/python bench/k8s_sync.py
+	.venv/bin/python bench/proxy.py --repeat 5
 
 test-hosts:     ## every slow test: systemd hosts, Ansible, certificate rotations; docs/testing.md
 	@scripts/bootstrap hosts
