@@ -32,7 +32,7 @@ class LocalAPI:
         token: str,
         publisher: Publisher,
         status: Callable[[], dict[str, Any]],
-        ttl_update: Callable[[str, Status, str], None],
+        ttl_update: Callable[[str, Status, str], object],
         set_maintenance: Callable[[bool, str], Awaitable[None]] | None = None,
     ) -> None:
         self.token = token

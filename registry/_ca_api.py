@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import ca
 from ca import (
@@ -441,10 +442,13 @@ class CAExtension:
                 ) from None
             if not valid:
                 raise InvalidInput("csr: its signature does not verify", field="csr")
+            key = csr.public_key()
+            if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+                raise InvalidInput("csr: the key must be EC P-256 or RSA >= 2048", field="csr")
             lifetime = timedelta(seconds=data["lifetime"]) if "lifetime" in data else None
             authority = self._authority()
             cert = await authority.issue_server_certificate(
-                csr.public_key(), data["dns_names"], data.get("ip_addresses", []), lifetime=lifetime
+                key, data["dns_names"], data.get("ip_addresses", []), lifetime=lifetime
             )
             return Response.json(_issued(cert, authority.bundle()))
 

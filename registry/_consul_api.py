@@ -235,7 +235,7 @@ def mount(router: Router, ctx: Context) -> None:
         index = await ctx.block(request, lambda: ctx.mirror.index(topic), (topic,))
 
         def render() -> list[dict[str, object]]:
-            out = []
+            out: list[dict[str, object]] = []
             for inst in ctx.mirror.instances.get(name, {}).values():
                 out.extend(c for c in views.instance_checks(ctx.mirror, inst) if c["ServiceID"])
             return out

@@ -190,9 +190,9 @@ def health_state(mirror: Mirror, state: str) -> list[dict[str, Any]]:
     out = []
     for node, record in sorted(mirror.maint.items()):
         if record is not None and state in ("any", "critical"):
-            check = maintenance_check(mirror, node)
-            if check:
-                out.append(check)
+            maint = maintenance_check(mirror, node)
+            if maint:
+                out.append(maint)
     for check in sorted(mirror.all_checks(), key=lambda c: (c.service, c.node, c.instance, c.id)):
         if state == "any" or consul_status(check.status) == state:
             out.append(

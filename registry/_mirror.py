@@ -102,8 +102,8 @@ class Mirror:
                 gone = KeyValue(key, b"", 0, revision, 0, 0)
                 events.append(Event("DELETE", gone, old))
         for key, kv in fresh.items():
-            old = self._all_kvs().get(key)
-            if old is None or old.mod_revision != kv.mod_revision:
+            previous = self._all_kvs().get(key)
+            if previous is None or previous.mod_revision != kv.mod_revision:
                 events.append(Event("PUT", kv))
         return self.apply(events, revision)
 

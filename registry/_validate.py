@@ -223,7 +223,7 @@ def build_check(
     dcsa = float(spec.get("deregister_critical_after", 0.0))
     if dcsa:
         dcsa = max(dcsa, rules.min_deregister_critical_after)
-    counts = {}
+    counts: dict[str, Any] = {}
     for name in ("success_before_passing", "failures_before_warning", "failures_before_critical"):
         value = int(spec.get(name, 0))
         if value < 0:

@@ -322,9 +322,9 @@ def run(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> 
     except BaseExceptionGroup as group:
         from .etcd import unwrap_group
 
-        exc = unwrap_group(group)
-        if isinstance(exc, CAError):
-            log.error("cannot start: %s", exc)
+        inner = unwrap_group(group)
+        if isinstance(inner, CAError):
+            log.error("cannot start: %s", inner)
             return 1
         raise
     return 0

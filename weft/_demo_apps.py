@@ -66,7 +66,7 @@ async def run_load(url: str, rate: float, report_every: float) -> None:
                 failed += 1
                 last_error = str(exc) or type(exc).__name__
             if time.monotonic() >= next_report:
-                line = {"ok": ok, "failed": failed, "rate": rate}
+                line: dict[str, object] = {"ok": ok, "failed": failed, "rate": rate}
                 if last_error:
                     line["last_error"] = last_error
                 print("load " + json.dumps(line), flush=True)

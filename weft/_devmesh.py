@@ -119,7 +119,7 @@ TRUST_DOMAIN = "dev.weft"
 
 # The demo mesh: `web` calls `api`, `api` calls `prices`, each through its sidecar over mTLS;
 # a load generator calls `web` steadily.
-DEMO = [
+DEMO: list[tuple[str, str | None, dict[str, Any]]] = [
     ("prices", None, {"default": "deny", "allow": ["api"]}),
     ("api", "prices", {"default": "deny", "allow": ["web"]}),
     ("web", "api", {"default": "allow"}),

@@ -129,7 +129,7 @@ def load_settings(
     cls: type[T],
     *,
     env_prefix: str,
-    file: Path | None = None,
+    file: str | Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     file_section: str | None = None,

@@ -266,7 +266,7 @@ class HTTPServer:
                 send.send_nowait(None)
                 return
             try:
-                for request in parser.feed(data):
+                for request in parser.feed(bytes(data)):
                     send.send_nowait(request)
             except ProtocolError as exc:
                 send.send_nowait(exc)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from ca import KeyEncryptionKey, SpiffeId, make_key_and_csr
@@ -283,3 +283,38 @@ def test_rotation_keeps_the_old_root_until_its_leaves_expire(
         what="the retired root to be dropped",
     )
     assert time.monotonic() - started > 10
+
+
+def _server_csr(key: object) -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weft-server")])
+    )
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    csr = builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_server_certificates_are_for_operators_and_carry_the_names_asked(
+    ca_server: WeftServer,
+) -> None:
+    body = {
+        "csr": _server_csr(ec.generate_private_key(ec.SECP256R1())),
+        "dns_names": ["weft.example"],
+        "ip_addresses": ["127.0.0.1"],
+    }
+    url = ca_server.url + "/v1/ca/server-certificate"
+    agent = token(ca_server, role="agent", node="vm-1")
+    refused = httpx.post(url, json=body, headers={"X-Consul-Token": agent})
+    assert refused.status_code == 403
+
+    resp = httpx.post(url, json=body, headers=ca_server.headers())
+    assert resp.status_code == 200, resp.text
+    cert = x509.load_pem_x509_certificate(resp.json()["certificate_pem"].encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["weft.example"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+    body["csr"] = _server_csr(ed25519.Ed25519PrivateKey.generate())
+    resp = httpx.post(url, json=body, headers=ca_server.headers())
+    assert resp.status_code == 400
+    assert "EC P-256 or RSA" in resp.json()["error"]["message"]
