@@ -1,6 +1,9 @@
 # The two commands a newcomer needs are the first two targets.
 .PHONY: dev test lint bench test-hosts clean
 
+# Packages whose types mypy checks in `make test` (tests and bench are not type-checked).
+TYPED = registry ca proxy agent weft k8s-adapter/k8s_adapter
+
 dev:            ## run the demo mesh locally (installs what it needs first)
 	@scripts/bootstrap dev
 	@.venv/bin/weft dev
@@ -8,11 +11,13 @@ dev:            ## run the demo mesh locally (installs what it needs first)
 test:           ## run the whole test suite (installs what it needs first)
 	@scripts/bootstrap test
 	.venv/bin/ruff check .
+	.venv/bin/mypy $(TYPED)
 	.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint:
 	@scripts/bootstrap dev
 	.venv/bin/ruff check .
+	.venv/bin/mypy $(TYPED)
 
 bench:          ## run every benchmark in bench/ (slow; prints figures)
 	@scripts/bootstrap bench
