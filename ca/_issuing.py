@@ -31,43 +31,29 @@ _MESH_EKU = x509.ExtendedKeyUsage(
 )
 _SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
 _NOT_CA = x509.BasicConstraints(ca=False, path_length=None)
+
+
+def _key_usage(*, key_encipherment: bool = False, ca: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 # TLS 1.3 authenticates with signatures only (ECDHE for the key exchange, then CertificateVerify),
 # so a mesh leaf needs digitalSignature and nothing else, for EC and RSA keys alike.
-_SIGN_ONLY = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
+_SIGN_ONLY = _key_usage()
 # `weft server` also answers TLS 1.2 clients (curl, Consul tools); with an RSA key some of them
 # still negotiate RSA key transport, which needs keyEncipherment.
-_SIGN_AND_ENCIPHER = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=True,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
-_CA_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
+_SIGN_AND_ENCIPHER = _key_usage(key_encipherment=True)
+_CA_USAGE = _key_usage(ca=True)
 
 
 def _key_tag(public_key: PublicKey) -> str:

@@ -12,7 +12,7 @@ from hypothesis import settings
 
 from registry.etcd import EtcdClient
 
-from .harness import EtcdCluster
+from .harness import Adapters, EtcdCluster, FakeKube, WeftServer
 
 # Property tests are reproducible by default (the same examples every run, no deadline on a
 # busy 2-core machine); HYPOTHESIS_PROFILE=explore draws new ones to look for fresh bugs.
@@ -78,6 +78,26 @@ def start_server(etcd: EtcdCluster, prefix: str, tmp_path: Path):
 def server(start_server):
     """One `weft server` with a bootstrap operator token (`server.token`)."""
     return start_server()
+
+
+# ------------------------------------------------------------------------------------------------
+# Kubernetes adapter tests: a fake API server (modules override `fake` for other bookmark timing)
+# and adapter processes against it, all stopped when the test ends.
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKube]:
+    with FakeKube() as kube:
+        yield kube
+
+
+@pytest.fixture
+def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
+    group = Adapters(fake, server.url, server.token or "", tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop_all()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,21 +25,6 @@ from tests.harness import (
 from tests.harness._procs import weft_command
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKube]:
-    with FakeKube() as server:
-        yield server
-
-
-@pytest.fixture
-def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
-    group = Adapters(fake, server.url, server.token or "", tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def weft(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,15 +23,6 @@ RETRY_PERIOD = 0.4
 def fake() -> Iterator[FakeKube]:
     with FakeKube(bookmark_interval=0.5) as server:
         yield server
-
-
-@pytest.fixture
-def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
-    group = Adapters(fake, server.url, server.token or "", tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def passing(server: WeftServer, service: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,15 +94,6 @@ def fake() -> Iterator[FakeKube]:
     # Bookmarks are rare here so a watch's version stays old enough to be compacted away.
     with FakeKube(bookmark_interval=600) as server:
         yield server
-
-
-@pytest.fixture
-def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
-    group = Adapters(fake, server.url, server.token or "", tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def test_cut_watches_410_relists_and_restarts_end_identical(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,15 +23,6 @@ BATCH = 500
 def fake() -> Iterator[FakeKube]:
     with FakeKube(bookmark_interval=1.0) as server:
         yield server
-
-
-@pytest.fixture
-def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
-    group = Adapters(fake, server.url, server.token or "", tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def etcd_revision(etcd: EtcdCluster) -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness import Adapters, FakeKube, WeftServer, wait_until
+from tests.harness import FakeKube, WeftServer, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -19,15 +18,6 @@ pytestmark = pytest.mark.timeout(90)
 def fake() -> Iterator[FakeKube]:
     with FakeKube(bookmark_interval=0.5) as server:
         yield server
-
-
-@pytest.fixture
-def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
-    group = Adapters(fake, server.url, server.token or "", tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def health(server: WeftServer, service: str, *, passing: bool = False) -> list[dict]:

@@ -23,15 +23,6 @@ def fake() -> Iterator[FakeKube]:
         yield server
 
 
-@pytest.fixture
-def adapters(fake: FakeKube, server: WeftServer, tmp_path: Path) -> Iterator[Adapters]:
-    group = Adapters(fake, server.url, server.token or "", tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
-
-
 def agent_token(server: WeftServer, node: str) -> str:
     resp = httpx.post(
         f"{server.url}/v1/tokens", headers=server.headers(), json={"role": "agent", "node": node}

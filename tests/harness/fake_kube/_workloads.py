@@ -9,6 +9,7 @@ ready from the pod's Ready condition), and only slices whose content changed are
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ CONTROLLER = "endpointslice-controller.k8s.io"
 MAX_PER_SLICE = 100
 
 
-class Workloads:
+class Workloads(ABC):
+    """Mixed into FakeKube, which provides the store and the two writes below."""
+
     store: Store
 
     def __init__(self) -> None:
@@ -29,11 +32,11 @@ class Workloads:
         self.nodes = ["node-a", "node-b", "node-c"]
         self._templates: dict[tuple[str, str], Obj] = {}
 
-    def ensure_namespace(self, name: str) -> None:  # provided by FakeKube
-        raise NotImplementedError
+    @abstractmethod
+    def ensure_namespace(self, name: str) -> None: ...
 
-    def apply(self, resource: str, obj: Obj) -> Obj:  # provided by FakeKube
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, resource: str, obj: Obj) -> Obj: ...
 
     # -- services ----------------------------------------------------------------------------
 
