@@ -36,7 +36,7 @@ from ._problems import Problems
 from ._registry_sync import RegistrySync, purge
 from ._selection import Selection
 from ._settings import AdapterSettings, split_host_port
-from ._status_http import StatusServer, prometheus
+from ._status_http import Samples, StatusServer
 from ._to_k8s import ToKubernetes
 
 log = logging.getLogger("weft.k8s.adapter")
@@ -313,9 +313,9 @@ class Adapter:
             out["to_k8s"] = vars(self.to_k8s.stats)
         return out
 
-    def metrics(self) -> str:
+    def metrics(self) -> Samples:
         sync = self.sync.stats
-        m: dict[str, tuple[str, str, float]] = {
+        return {
             "weft_k8s_leader": ("gauge", "1 if this replica writes", float(self.leader())),
             "weft_k8s_ready": (
                 "gauge",
@@ -347,7 +347,6 @@ class Adapter:
                 sum(i.stats.lists for i in self.informers),
             ),
         }
-        return prometheus(m)
 
 
 async def serve(adapter: Adapter) -> None:

@@ -6,22 +6,24 @@
     /status    JSON: leadership, informer and sync counters
     /metrics   the same counters in the Prometheus text format
 
-One request per connection and a few kilobytes at most: this is for kubelet probes and
-scrapers, not a general server.
+Served by the same HTTP server as `weft server` and the agent's local API (`registry.web`);
+`respond` is the pure part, one request in, one response out.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-log = logging.getLogger("weft.k8s.http")
+from registry.web import HTTPServer, Request, Response
 
-MAX_REQUEST = 8192
+# {name: (type, help, value)}; counters are named with their `_total` suffix.
+Samples = dict[str, tuple[str, str, float]]
 
 
 class StatusServer:
@@ -30,11 +32,42 @@ class StatusServer:
         *,
         ready: Callable[[], bool],
         status: Callable[[], dict[str, Any]],
-        metrics: Callable[[], str],
+        metrics: Callable[[], Samples],
     ) -> None:
         self.ready = ready
         self.status = status
         self.metrics = metrics
+        self._pages: dict[str, Callable[[], Response]] = {
+            "/healthz": lambda: Response.text("ok\n"),
+            "/readyz": self._readyz,
+            "/status": self._status,
+            "/metrics": self._metrics,
+        }
+
+    def respond(self, method: str, path: str) -> Response:
+        """The response to `method path` (pure apart from reading the callbacks)."""
+        page = self._pages.get(path)
+        if page is None:
+            known = ", ".join(self._pages)
+            return Response.text(f"no such endpoint: {path}; there are {known}\n", 404)
+        if method not in ("GET", "HEAD"):
+            refused = Response.text(f"{method} is not allowed on {path}; use GET\n", 405)
+            refused.headers.append(("Allow", "GET, HEAD"))
+            return refused
+        return page()
+
+    def _readyz(self) -> Response:
+        ready = self.ready()
+        return Response.text("ready\n" if ready else "not ready\n", 200 if ready else 503)
+
+    def _status(self) -> Response:
+        return Response(body=json.dumps(self.status(), indent=2, default=str).encode() + b"\n")
+
+    def _metrics(self) -> Response:
+        return Response(body=prometheus(self.metrics()), content_type="text/plain; version=0.0.4")
+
+    async def __call__(self, request: Request) -> Response:
+        return self.respond(request.method, request.path)
 
     async def serve(
         self,
@@ -43,76 +76,25 @@ class StatusServer:
         *,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        bound = listeners[0].socket.getsockname()[:2]
-        task_status.started((bound[0], bound[1]))
-        await trio.serve_listeners(self._handle, listeners)
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            with trio.move_on_after(5):
-                data = b""
-                while b"\r\n\r\n" not in data and len(data) < MAX_REQUEST:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        return
-                    data += chunk
-                await stream.send_all(self.respond(data))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        finally:
-            await stream.aclose()
-
-    def respond(self, request: bytes) -> bytes:
-        """The whole HTTP response to one request (pure, for tests)."""
-        line = request.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return _response(400, "text/plain", b"bad request\n")
-        method, target = parts[0], parts[1].split("?", 1)[0]
-        if method not in ("GET", "HEAD"):
-            return _response(405, "text/plain", b"only GET\n")
-        if target == "/healthz":
-            body, code, ctype = b"ok\n", 200, "text/plain"
-        elif target == "/readyz":
-            ready = self.ready()
-            body, code, ctype = (
-                (b"ready\n" if ready else b"not ready\n"),
-                (200 if ready else 503),
-                "text/plain",
-            )
-        elif target == "/status":
-            body = json.dumps(self.status(), indent=2, default=str).encode() + b"\n"
-            code, ctype = 200, "application/json"
-        elif target == "/metrics":
-            body, code, ctype = self.metrics().encode(), 200, "text/plain; version=0.0.4"
-        else:
-            body, code, ctype = b"not found\n", 404, "text/plain"
-        return _response(code, ctype, b"" if method == "HEAD" else body)
+        await HTTPServer(self).serve(host, port, task_status=task_status)
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
+class _Snapshot:
+    """A prometheus_client collector over one reading of the samples."""
+
+    def __init__(self, samples: Samples) -> None:
+        self.samples = samples
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (kind, help_text, value) in sorted(self.samples.items()):
+            if kind == "counter":
+                yield CounterMetricFamily(name.removesuffix("_total"), help_text, value=value)
+            else:
+                yield GaugeMetricFamily(name, help_text, value=value)
 
 
-def _response(code: int, ctype: str, body: bytes) -> bytes:
-    head = (
-        f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}\r\n"
-        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def prometheus(metrics: dict[str, tuple[str, str, float]]) -> str:
-    """Prometheus text from {name: (type, help, value)}."""
-    lines = []
-    for name, (kind, help_text, value) in sorted(metrics.items()):
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.append(f"{name} {value:g}")
-    return "\n".join(lines) + "\n"
+def prometheus(samples: Samples) -> bytes:
+    """The Prometheus text exposition of `samples`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(samples))
+    return generate_latest(registry)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
+import httpx
 import pytest
+import trio
 import trustme
 from k8s_adapter import AdapterSettings, ConfigError
 from k8s_adapter._credentials import TokenFileAuth, load
 from k8s_adapter._errors import BadObject
 from k8s_adapter._objects import ENDPOINT_SLICES, PODS, decode, raw_key
-from k8s_adapter._status_http import StatusServer, prometheus
+from k8s_adapter._status_http import StatusServer
 
 from weft._settings import SettingsError, load_settings
 
@@ -177,18 +180,39 @@ def test_probe_answers() -> None:
     server = StatusServer(
         ready=lambda: ready["now"],
         status=lambda: {"leader": True},
-        metrics=lambda: prometheus({"weft_x": ("gauge", "x", 1.0)}),
+        metrics=lambda: {
+            "weft_x": ("gauge", "x", 1.0),
+            "weft_y_total": ("counter", "y", 3.0),
+        },
     )
-    assert server.respond(b"GET /healthz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")
-    assert server.respond(b"GET /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 503")
+    assert server.respond("GET", "/healthz").status == 200
+    assert server.respond("GET", "/readyz").status == 503
     ready["now"] = True
-    assert server.respond(b"GET /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")
-    status = server.respond(b"GET /status HTTP/1.1\r\n\r\n")
-    assert json.loads(status.split(b"\r\n\r\n", 1)[1]) == {"leader": True}
-    assert b"# TYPE weft_x gauge\nweft_x 1\n" in server.respond(b"GET /metrics HTTP/1.1\r\n\r\n")
-    assert server.respond(b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404")
-    assert server.respond(b"POST /readyz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
-    assert server.respond(b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert server.respond("GET", "/readyz").status == 200
+    assert json.loads(server.respond("GET", "/status").body) == {"leader": True}
+    metrics = server.respond("GET", "/metrics").body
+    assert b"# TYPE weft_x gauge\nweft_x 1.0\n" in metrics
+    assert re.search(rb"# TYPE weft_y(_total)? counter\nweft_y_total 3.0\n", metrics)
+    missing = server.respond("GET", "/nope")
+    assert missing.status == 404 and b"/healthz" in missing.body
+    refused = server.respond("POST", "/readyz")
+    assert refused.status == 405 and ("Allow", "GET, HEAD") in refused.headers
+
+
+async def test_probes_are_served_over_http() -> None:
+    server = StatusServer(ready=lambda: True, status=lambda: {"leader": False}, metrics=dict)
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
+            assert (await http.get("/readyz")).text == "ready\n"
+            assert (await http.get("/status")).json() == {"leader": False}
+            head = await http.head("/healthz")
+            assert head.status_code == 200 and head.content == b""
+        stream = await trio.open_tcp_stream(host, port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        assert (await stream.receive_some(4096)).startswith(b"HTTP/1.1 400")
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
 
 
 async def test_exec_credential_plugin_is_run_and_cached(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_deployment_runs_the_adapter_with_probes_resources_and_a_secret() -> Non
     server = StatusServer(ready=lambda: True, status=dict, metrics=str)
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         path = container[probe]["httpGet"]["path"]
-        assert server.respond(f"GET {path} HTTP/1.1\r\n\r\n".encode()).startswith(b"HTTP/1.1 200")
+        assert server.respond("GET", path).status == 200
     env = {e["name"]: e for e in container["env"]}
     token = env["WEFT_K8S_REGISTRY_TOKEN"]["valueFrom"]["secretKeyRef"]
     (secret,) = by_kind("Secret")
