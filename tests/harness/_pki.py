@@ -99,6 +99,22 @@ class TestCA:
     def bundle_pem(self) -> bytes:
         return _pem(self.root)
 
+    def write_intermediate(self, directory: Path) -> tuple[Path, Path, Path]:
+        """The root, intermediate and intermediate key as PEM files, for importing this PKI."""
+        directory.mkdir(parents=True, exist_ok=True)
+        root, cert, key = directory / "root.pem", directory / "int.pem", directory / "int.key"
+        root.write_bytes(_pem(self.root))
+        cert.write_bytes(_pem(self.intermediate))
+        key.write_bytes(
+            self._int_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key.chmod(0o600)
+        return root, cert, key
+
     def spiffe(self, service: str, namespace: str = "default") -> str:
         return f"spiffe://{self.trust_domain}/ns/{namespace}/svc/{service}"
 

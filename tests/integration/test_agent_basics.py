@@ -3,16 +3,19 @@ bad definitions, and the systemd notify protocol over a real datagram socket."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
 import pytest
 
+from ca import KeyEncryptionKey, fingerprint_sha256
 from tests.harness import WeftAgent, WeftServer, wait_until
 
 
@@ -222,3 +225,96 @@ def test_notify_ready_and_watchdog_and_a_hung_loop_stops_pinging(
         wait_until(lambda: seen("WATCHDOG=1"), timeout=10, what="pings to resume")
     finally:
         sock.close()
+
+
+def test_host_checks_map_http_and_exec_results_to_states(
+    server: WeftServer, make_agent, tmp_path
+) -> None:
+    """HTTP: 2xx passing, 429 warning, other critical; exec: exit 0/1/other likewise."""
+    answer = {"status": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(answer["status"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    exit_file = tmp_path / "exit-code"
+    exit_file.write_text("0")
+    try:
+        agent = make_agent("vm-checks")
+        agent.define(
+            "web",
+            f'name = "web"\nport = {app.server_address[1]}\n'
+            f'[[checks]]\nname = "http"\nhttp = "http://127.0.0.1:{app.server_address[1]}/"\n'
+            'interval = "1s"\n'
+            f'[[checks]]\nname = "exec"\nargs = ["sh", "-c", "exit $(cat {exit_file})"]\n'
+            'interval = "1s"\n',
+        )
+        agent.start()
+
+        def states() -> dict[str, str]:
+            found = entries(server, "web")
+            return {c["Name"]: c["Status"] for c in found[0]["Checks"]} if found else {}
+
+        for http_status, code, want in (
+            (200, "0", "passing"),
+            (429, "1", "warning"),
+            (503, "2", "critical"),
+            (204, "0", "passing"),
+        ):
+            answer["status"] = http_status
+            exit_file.write_text(code)
+            wait_until(
+                lambda want=want: states() == {"http": want, "exec": want},
+                timeout=15,
+                what=f"HTTP {http_status} and exit {code} to read {want}",
+            )
+    finally:
+        app.shutdown()
+        app.server_close()
+
+
+def test_join_by_ca_fingerprint_pins_the_bundle_and_refuses_a_wrong_one(
+    start_server, tmp_path
+) -> None:
+    kek = tmp_path / "kek"
+    kek.write_text(KeyEncryptionKey.generate().to_text())
+    server = start_server("--ca-kek-file", str(kek))
+    httpx.post(
+        server.url + "/v1/ca/init", json={"trust_domain": "weft.test"}, headers=server.headers()
+    ).raise_for_status()
+    roots = httpx.get(server.url + "/v1/ca/roots").json()["roots"]
+    right = fingerprint_sha256(roots[0]["certificate_pem"])
+
+    def agent(node: str, fingerprint: str, port: int) -> WeftAgent:
+        made = WeftAgent(
+            server.url,
+            agent_token(server, node),
+            tmp_path,
+            node=node,
+            extra={"ca_fingerprint": fingerprint},
+        )
+        made.define("a", f'name = "svc"\nport = {port}\n')
+        return made
+
+    good = agent("vm-join", right, 1001)
+    wrong = agent("vm-wrong", ":".join(["AB"] * 32), 1002)
+    try:
+        good.start()
+        pinned = good.dir / "data" / "ca.pem"
+        assert roots[0]["certificate_pem"].strip() in pinned.read_text()
+
+        wrong.start(wait=False)
+        assert wrong.proc is not None
+        code = wrong.proc.popen.wait(timeout=30)
+        assert code == 64, wrong.log()
+        assert "ca_fingerprint" in wrong.log() and "do not match the fingerprint" in wrong.log()
+    finally:
+        good.stop()
+        wrong.stop()

@@ -3,6 +3,7 @@ mesh with mTLS; agents and servers come and go while traffic keeps flowing."""
 
 from __future__ import annotations
 
+import stat
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,10 @@ def test_a_calls_b_through_both_sidecars_with_mtls(mesh: Mesh) -> None:
     assert 'weft_proxy_requests_total{direction="inbound",peer="shop"}' in metrics
     config = httpx.get(f"http://{admin}/config").json()
     assert config["applied"]["version"] == sidecar["applied_version"]
+    # The private key was made on the host and only the owner may read it.
+    key = b.dir / "data" / "certs" / "billing.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in key.read_bytes()
 
 
 def test_killed_agent_leaves_catalog_and_comes_back_without_touching_the_other(

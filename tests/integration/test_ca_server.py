@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from ca import KeyEncryptionKey, SpiffeId, make_key_and_csr
 from registry.etcd import EtcdClient
-from tests.harness import WeftServer, wait_until
+from tests.harness import TestCA, WeftServer, wait_until
 
 TD = "mesh.test"
 
@@ -318,3 +318,35 @@ def test_server_certificates_are_for_operators_and_carry_the_names_asked(
     resp = httpx.post(url, json=body, headers=ca_server.headers())
     assert resp.status_code == 400
     assert "EC P-256 or RSA" in resp.json()["error"]["message"]
+
+
+def test_bring_your_own_ca_imports_an_existing_intermediate(
+    start_server, kek_file: Path, tmp_path: Path
+) -> None:
+    server = start_server("--ca-kek-file", str(kek_file))
+    env = {"WEFT_ADDR": server.url, "WEFT_TOKEN": server.token or ""}
+    theirs = TestCA(TD, name="Corp PKI")
+    root, cert, key = theirs.write_intermediate(tmp_path / "corp")
+
+    half = weft("ca", "init", "--trust-domain", TD, "--root-cert", str(root), env=env)
+    assert half.returncode == 64 and "--intermediate-key" in half.stderr
+
+    init = weft(
+        "ca", "init", "--trust-domain", TD, "--root-cert", str(root),
+        "--intermediate-cert", str(cert), "--intermediate-key", str(key), env=env,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    out = tmp_path / "leaf"
+    issued = weft("ca", "issue", "billing", "--out", str(out), env=env)
+    assert issued.returncode == 0, issued.stderr
+    # The leaf chains to the imported root, and Weft made no root of its own.
+    leaf = x509.load_pem_x509_certificate((out / "billing.crt").read_bytes())
+    assert leaf.issuer == theirs.intermediate.subject
+    assert (out / "bundle.pem").read_bytes().strip() == root.read_bytes().strip()
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(cert),
+         str(out / "billing.crt")],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stderr

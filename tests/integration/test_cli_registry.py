@@ -171,3 +171,11 @@ def test_help_texts() -> None:
         assert result.returncode == 0, args
         assert "usage: weft" in result.stdout
     assert "WEFT_SERVER_LISTEN" in weft("server", "--help").stdout
+
+
+def test_version_names_the_installed_release() -> None:
+    from importlib.metadata import version
+
+    result = weft("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"weft {version('weft')} ")

@@ -274,3 +274,33 @@ def test_openapi_document_is_served(server: WeftServer) -> None:
     assert "/v1/registry/instances" in doc["paths"]
     assert "put" in doc["paths"]["/v1/registry/instances"]
     json.dumps(doc)
+
+
+def test_health_service_filters_by_tag_and_passing(server: WeftServer) -> None:
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+        for sid, tags, status in (
+            ("web-1", ["v1"], "passing"),
+            ("web-2", ["v2", "canary"], "passing"),
+            ("web-3", ["v2"], "critical"),
+        ):
+            http.put(
+                "/v1/agent/service/register",
+                json={
+                    "ID": sid,
+                    "Name": "web",
+                    "Port": 80,
+                    "Tags": tags,
+                    "Check": {"TTL": "60s", "Status": status},
+                },
+            ).raise_for_status()
+
+        def ids(**params: str) -> list[str]:
+            resp = http.get("/v1/health/service/web", params=params)
+            resp.raise_for_status()
+            return sorted(e["Service"]["ID"] for e in resp.json())
+
+        assert ids() == ["web-1", "web-2", "web-3"]
+        assert ids(tag="v2") == ["web-2", "web-3"]
+        assert ids(tag="v2", passing="") == ["web-2"]
+        assert ids(tag="nope") == []
+        assert ids(passing="") == ["web-1", "web-2"]
