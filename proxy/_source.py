@@ -93,11 +93,11 @@ class FileSource:
         self, apply: Apply, *, task_status: trio.TaskStatus[ApplyResult] = trio.TASK_STATUS_IGNORED
     ) -> None:
         seen = _signature(self.path)
-        raw = self._read()
-        if raw is None:
-            result = ApplyResult(
-                False, None, f"cannot read {self.path}", None, self.name, time.time()
-            )
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:  # at start there is no last good snapshot to keep
+            reason = f"cannot read {self.path}: {exc.strerror or exc}"
+            result = ApplyResult(False, None, reason, None, self.name, time.time())
         else:
             result = await apply(raw, self.name)
         task_status.started(result)
@@ -113,8 +113,8 @@ class FileSource:
             if current is None:
                 self._read()  # logs once that the file is gone
                 continue
-            raw = self._read()
-            if raw is None:
+            latest = self._read()
+            if latest is None:
                 continue
             self._missing_logged = False
-            await apply(raw, self.name)
+            await apply(latest, self.name)
