@@ -81,6 +81,11 @@ def test_site_yml_brings_up_a_meshed_pair_then_changes_nothing_then_uninstalls(
     assert second.returncode == 0, second.explain()
     assert second.changed() == {"alpha": 0, "beta": 0}, second.explain()
 
+    # A dry run limited to one host reports on that host only and changes nothing.
+    dry = fleet.run("site.yml", "--check", "--limit", "beta")
+    assert dry.returncode == 0, dry.explain()
+    assert dry.changed() == {"beta": 0}, dry.explain()
+
     # uninstall.yml takes it all away again: units, files, user, tokens, registrations.
     gone = fleet.run("uninstall.yml")
     assert gone.returncode == 0, gone.explain()
