@@ -82,9 +82,7 @@ class Connection:
         """Serve the connection until it ends; raises only cancellation."""
         try:
             if self.server.ssl_context is not None:
-                self.stream = trio.SSLStream(
-                    self.stream, self.server.ssl_context, server_side=True
-                )
+                self.stream = trio.SSLStream(self.stream, self.server.ssl_context, server_side=True)
                 with trio.fail_after(self.server.limits.tls_handshake_timeout):
                     await self.stream.do_handshake()
             async with trio.open_nursery() as nursery:

@@ -90,8 +90,11 @@ class Inbox:
     def take(self) -> ParsedRequest | ProtocolError | None:
         """The next request to answer, an error to answer before closing, or None (nothing yet).
 
-        A request handed out keeps the connection busy until `answered`.
+        A request handed out keeps the connection busy until `answered`: responses go out in
+        the order the requests came.
         """
+        if self._answering:
+            return None
         if self._ready:
             self._answering = True
             return self._ready.popleft()

@@ -89,9 +89,7 @@ class HTTPServer:
         self.limits = limits or Limits()
         self.ssl_context = ssl_context
         self.long_request = long_request
-        self.admission = Admission(
-            self.limits.max_connections, self.limits.max_connections_per_ip
-        )
+        self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_ip)
         self.stopping = trio.Event()
         self._connections: set[Connection] = set()
         self._busy = 0
