@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from ._errors import HttpError
-from ._hop_by_hop import is_identity_header
+from ._hop_by_hop import FRAMING_CRITICAL, is_identity_header
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -126,8 +126,12 @@ class ChunkedScanner:
                     raise _bad(status, "trailer section is too large")
                 if not _FIELD.fullmatch(line):
                     raise _bad(status, f"invalid trailer field {line[:40]!r}")
-                if status == 400 and is_identity_header(line[: line.find(b":")].lower()):
-                    # Trailers are forwarded verbatim, so one cannot be stripped: refuse it.
-                    raise _bad(status, f"identity header {line[:40]!r} in a request trailer")
+                if status == 400:
+                    name = line[: line.find(b":")].lower()
+                    # Trailers are forwarded verbatim, so an identity header cannot be
+                    # stripped from one, and a framing field there is forbidden (RFC 9110
+                    # §6.5.1) yet some servers merge trailers into the head: refuse both.
+                    if is_identity_header(name) or name in FRAMING_CRITICAL:
+                        raise _bad(status, f"{line[:40]!r} is not allowed in a request trailer")
             else:
                 return pos

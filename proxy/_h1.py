@@ -228,7 +228,7 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
         # ones too) that no proxy rule ever sees. The request is served as HTTP/1.1 instead.
         upgrade = b""
     target = collector.url
-    if target[:1] != b"/":
+    if target[:1] != b"/" or method == b"CONNECT":
         target, host = _normalize_target(method, target)
         if host is not None:
             headers = [h for h in headers if h[0] != b"host"]
