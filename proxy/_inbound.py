@@ -110,8 +110,9 @@ async def _after_handshake(runtime: Runtime, stream: TlsStream, identity: Spiffe
     metrics = runtime.metrics
     if found is None:
         metrics.add(metrics.timeouts, ("inbound", "detect"))
-        if not first:
-            return  # silence: nothing to answer
+    if not first:
+        return  # silence, or gone without a word: nothing to answer
+    if found is None:
         refusal = HttpError(
             408,
             f"no complete request line within {runtime.options.detect_timeout:g}s",
@@ -134,8 +135,8 @@ async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol | None, 
     with trio.move_on_after(runtime.options.detect_timeout):
         while True:
             data = await stream.recv()
-            if not data:
-                return (detect(buf) or Protocol.OPAQUE) if buf else None, buf
+            if not data:  # the client is done sending: decide on what it sent
+                return detect(buf) or Protocol.OPAQUE, buf
             buf += data
             found = detect(buf)
             if found is not None:
