@@ -47,6 +47,7 @@ FRAMING_CRITICAL = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # l5d-client-id, Envoy/Istio's x-forwarded-client-cert). None may come from a client.
 CLIENT_ID = b"x-weft-client-id"
 IDENTITY_HEADERS = frozenset({CLIENT_ID, b"l5d-client-id", b"x-forwarded-client-cert"})
+assert all(b"client" in name for name in IDENTITY_HEADERS)  # strip_identity relies on it
 # Every header in this namespace is reserved for the proxy (room for more identity fields).
 _IDENTITY_PREFIX = b"x-weft-client-"
 
@@ -107,6 +108,10 @@ def is_identity_header(lname: bytes) -> bool:
 
 def strip_identity(headers: list[tuple[bytes, bytes, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
     """`headers` without any identity header a client sent (the same list if there is none)."""
+    # Every identity name contains "client": one substring search over the joined names is
+    # the common case's whole cost (a quarter of checking each name).
+    if b"client" not in b"\n".join([h[0] for h in headers]):
+        return headers
     for lname, _, _ in headers:
         if is_identity_header(lname):
             return [h for h in headers if not is_identity_header(h[0])]
