@@ -343,7 +343,7 @@ def parse_response_head(raw: bytes, request_method: bytes, limits: Limits) -> He
     keep_alive = (b"keep-alive" in tokens) if http10 else (b"close" not in tokens)
     if framing == UNTIL_CLOSE:
         keep_alive = False
-    elif framing == NO_BODY and (te or (cl and status in (204, 304) and cl[0].strip() != b"0")):
+    elif status in (204, 304) and (te or (cl and cl[0].strip() != b"0")):
         # A bodiless answer that announces a body: if the upstream sends one anyway it would
         # be read as the next request's response, so this connection is not reused.
         keep_alive = False

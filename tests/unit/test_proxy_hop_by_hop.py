@@ -172,7 +172,9 @@ def test_a_bodiless_answer_announcing_a_body_leaves_its_connection_unreusable() 
     assert not resp("HTTP/1.1 204 No Content\nContent-Length: 10\n\n").keep_alive
     assert not resp("HTTP/1.1 304 Not Modified\nTransfer-Encoding: chunked\n\n").keep_alive
     assert resp("HTTP/1.1 304 Not Modified\nContent-Length: 0\n\n").keep_alive
+    # a HEAD answer's framing headers describe the GET's body: reused
     assert resp("HTTP/1.1 200 OK\nContent-Length: 10\n\n", b"HEAD").keep_alive
+    assert resp("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n", b"HEAD").keep_alive
 
 
 def test_an_identity_or_framing_header_in_a_request_trailer_is_refused() -> None:
