@@ -2,7 +2,7 @@
 
 B's inbound (protocol http, no ALPN from the client) must see a strict request line within
 `detect_timeout` (1 s here) or answer 408 and close, never fall back to splicing. An opaque TCP
-connection and a CONNECT tunnel that move no byte for their idle timeout are closed.
+connection, a CONNECT tunnel and a WebSocket that move no byte for their idle timeout are closed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,19 @@ import pytest
 
 from tests.harness import wait_until
 
-from .test_proxy_support import Background, HttpApp, LineEcho, Mesh, ProxyProc, proxies, status_of
+import websockets.exceptions
+import websockets.sync.client
+
+from .test_proxy_support import (
+    Background,
+    HttpApp,
+    LineEcho,
+    Mesh,
+    ProxyProc,
+    proxies,
+    status_of,
+    websocket_echo,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +47,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("tunnel-timeouts")
     mesh = Mesh(root)
-    with Background() as bg:
+    with Background() as bg, websocket_echo() as ws_port:
         app = HttpApp("b")
         bg.start(app.serve)
         line = LineEcho()
@@ -48,9 +60,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--tunnel-idle-timeout",
             "1s",
         )
-        with proxies(b, echo):
+        ws = ProxyProc(root, "ws", mesh.snapshot("ws", app_port=ws_port))
+        with proxies(b, echo, ws):
             ups = [
                 mesh.upstream("b", [b.inbound_port]),
+                mesh.upstream("ws", [ws.inbound_port]),
                 mesh.upstream("echo", [echo.inbound_port], protocol="tcp"),
             ]
             a = ProxyProc(
@@ -151,3 +165,22 @@ def test_an_idle_connect_tunnel_is_closed_after_the_tunnel_idle_timeout(world: W
         assert 1.8 < time.monotonic() - start < 6
     after = world.a.metric("weft_proxy_timeouts_total", direction="outbound", phase="tunnel_idle")
     assert after == before + 1
+
+
+def test_an_idle_websocket_is_closed_after_the_tunnel_idle_timeout(world: World) -> None:
+    before = world.a.metric("weft_proxy_timeouts_total", direction="outbound", phase="tunnel_idle")
+    port = world.a.listener("upstream/ws")
+    with websockets.sync.client.connect(f"ws://127.0.0.1:{port}/", proxy=None) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+        start = time.monotonic()
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            ws.recv(timeout=10)  # nothing comes; A cuts the upgraded connection after 2 s
+        assert 1.8 < time.monotonic() - start < 6
+    wait_until(
+        lambda: (
+            world.a.metric("weft_proxy_timeouts_total", direction="outbound", phase="tunnel_idle")
+            > before
+        ),
+        what="A to count the idle WebSocket",
+    )
