@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
-from tests.harness import wait_until
-
 import websockets.exceptions
 import websockets.sync.client
+
+from tests.harness import wait_until
 
 from .test_proxy_support import (
     Background,
