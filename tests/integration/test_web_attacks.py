@@ -412,3 +412,29 @@ def test_pipelined_1mb_puts_never_read_back_keep_memory_bounded(make_target) -> 
     finally:
         reset(sock)
     assert_still_serving(target, rss)
+
+
+# -- the view cache -----------------------------------------------------------------------------
+
+
+def test_view_cache_tells_tag_sets_apart_and_ignores_unknown_parameters(server) -> None:
+    """Every `?tag=` counts (the cache once keyed on the last one only), in any order; an
+    unknown parameter is not part of the key."""
+    for sid, tags in (("w1", ["a", "b"]), ("w2", ["b", "c"]), ("w3", ["a", "b", "c"])):
+        httpx.put(
+            server.url + "/v1/agent/service/register",
+            headers=server.headers(),
+            json={"Name": "web", "ID": sid, "Port": 80, "Tags": tags},
+        ).raise_for_status()
+
+    def ids(query: str) -> list[str]:
+        resp = httpx.get(f"{server.url}/v1/catalog/service/web?{query}", headers=server.headers())
+        resp.raise_for_status()
+        return sorted(entry["ServiceID"] for entry in resp.json())
+
+    wait_until(lambda: ids("") == ["w1", "w2", "w3"], timeout=5, what="the registrations")
+    assert ids("tag=a&tag=b") == ["w1", "w3"]
+    assert ids("tag=c&tag=b") == ["w2", "w3"]
+    assert ids("tag=b&tag=a&junk=1") == ["w1", "w3"]
+    for i in range(200):  # arbitrary parameters change nothing (ViewCache unit tests: the budget)
+        assert ids(f"tag=c&tag=b&x{i}={i}") == ["w2", "w3"]
