@@ -12,6 +12,7 @@ from __future__ import annotations
 import resource
 import select
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -438,3 +439,59 @@ def test_view_cache_tells_tag_sets_apart_and_ignores_unknown_parameters(server) 
     assert ids("tag=b&tag=a&junk=1") == ["w1", "w3"]
     for i in range(200):  # arbitrary parameters change nothing (ViewCache unit tests: the budget)
         assert ids(f"tag=c&tag=b&x{i}={i}") == ["w2", "w3"]
+
+
+# -- over TLS -----------------------------------------------------------------------------------
+
+
+def test_tls_listener_survives_garbage_resets_and_a_full_cap(
+    etcd, prefix: str, tmp_path: Path
+) -> None:
+    from tests.harness._pki import TestCA
+
+    paths = TestCA().issue("registry").write(tmp_path / "tls")
+    server = WeftServer(
+        etcd.endpoints,
+        prefix,
+        tmp_path,
+        args=[
+            f"--tls-cert-file={paths.cert}",
+            f"--tls-key-file={paths.key}",
+            "--max-connections-per-ip=20",
+        ],
+    )
+    try:
+        server.start()
+        assert server.proc is not None
+        target = Target("server", _address(server.address), server.proc, "", "", server.log)
+        context = ssl.create_default_context(cafile=str(paths.bundle))
+        context.check_hostname = False
+
+        def https_get() -> int:
+            with connect(target) as raw, context.wrap_socket(raw) as tls:
+                tls.sendall(b"GET /v1/weft/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                return int(read_all(tls).split(b" ", 2)[1])
+
+        for _ in range(20):
+            with connect(target) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # plain HTTP to TLS
+                read_all(sock)
+            sock = connect(target)
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
+            reset(sock)
+            raw = connect(target)
+            tls = context.wrap_socket(raw)
+            tls.sendall(b"PUT /v1/kv/x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nab")
+            reset(tls)  # after the handshake, mid-request
+        held = [connect(target) for _ in range(20)]
+        try:
+            extra = connect(target)
+            assert read_all(extra) == b""  # over the cap on TLS: closed without an answer
+            extra.close()
+        finally:
+            for sock in held:
+                sock.close()
+        assert server.proc.alive(), server.log()[-3000:]
+        assert wait_until(lambda: https_get() == 200, timeout=10, what="an HTTPS answer")
+    finally:
+        server.stop()
