@@ -192,3 +192,29 @@ async def test_a_handler_bug_answers_500_for_that_request_only(nursery) -> None:
     assert [a.split(b" ")[1] for a in answers] == [b"500", b"500", b"200"]  # one connection
     assert answers[2].endswith(b'{"ok":true}')
     server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"head_timeout": math.nan}, "head_timeout"),
+        ({"body_timeout": 0.0}, "body_timeout"),
+        ({"idle_timeout": math.inf}, "idle_timeout"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"max_connections_per_ip": -1}, "max_connections_per_ip"),
+        ({"read_ahead_bytes": 10}, "read_ahead_bytes"),
+        ({"view_cache_bytes": -1}, "view_cache_bytes"),
+    ],
+)
+def test_bad_connection_settings_are_refused_naming_the_field(settings, field) -> None:
+    from agent._config import AgentConfig
+    from agent._errors import ConfigError as AgentConfigError
+    from registry._config import ConfigError, ServerConfig
+
+    with pytest.raises(ConfigError) as info:
+        ServerConfig(**settings).validate()
+    assert info.value.field == field
+    if field != "view_cache_bytes":
+        with pytest.raises(AgentConfigError) as agent_info:
+            AgentConfig(**{f"api_{k}": v for k, v in settings.items()}).validate()
+        assert agent_info.value.field == f"api_{field}"
