@@ -114,9 +114,8 @@ def test_a_certificate_on_disk_that_does_not_match_its_key_is_not_reused(
     # The key next to the certificate is now another one: the agent must not serve with it.
     agent.stop()
     pair = Pair.parse(pem.read_bytes())
-    stranger = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    stranger = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
     )
     pem.write_bytes(Pair(stranger, pair.chain_pem).combined())
     agent.start()

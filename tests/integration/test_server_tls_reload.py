@@ -19,13 +19,14 @@ def _served_serial(address: str, bundle: Path) -> int:
     host, port = address.rsplit(":", 1)
     ctx = ssl.create_default_context(cafile=str(bundle))
     ctx.check_hostname = False
-    with socket.create_connection((host, int(port)), timeout=5) as raw:
-        with ctx.wrap_socket(raw) as tls:
-            der = tls.getpeercert(binary_form=True)
-            tls.sendall(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := tls.recv(65536):
-                answer += chunk
+    request = b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    raw = socket.create_connection((host, int(port)), timeout=5)
+    with ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+        tls.sendall(request)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number

@@ -47,9 +47,7 @@ def test_a_certificate_whose_key_is_another_is_not_reused(pki: TestCA, tmp_path:
     )
 
 
-def test_an_expired_or_not_yet_valid_certificate_is_not_reused(
-    pki: TestCA, tmp_path: Path
-) -> None:
+def test_an_expired_or_not_yet_valid_certificate_is_not_reused(pki: TestCA, tmp_path: Path) -> None:
     expired = pki.issue_expired("web")
     path = _write(tmp_path, expired.key_pem, expired.chain_pem)
     assert "not valid now" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) or "")
