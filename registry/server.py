@@ -20,14 +20,14 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_api, _native_api, _openapi
+from . import _consul_api, _native_api, _openapi, _resource_api
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
 from ._duties import HealthDuties
-from ._errors import RegistryError
+from ._errors import InvalidResources, RegistryError
 from ._fanout import Hub
 from ._keys import Keys
 from ._leader import lead
@@ -60,6 +60,7 @@ class RegistryApp:
         self.router = Router()
         _consul_api.mount(self.router, ctx)
         _native_api.mount(self.router, ctx)
+        _resource_api.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         self.router.add("GET", "/v1/openapi.json", self._openapi)
@@ -100,8 +101,10 @@ class RegistryApp:
                 resp = Response.text(message + "\n", status)
                 resp.headers.extend(headers)
                 return resp
-            body = {"error": {"message": message, "field": field, "status": status}}
-            return Response.json(body, status=status, headers=headers)
+            error: dict[str, object] = {"message": message, "field": field, "status": status}
+            if isinstance(exc, InvalidResources):
+                error["problems"] = exc.problems
+            return Response.json({"error": error}, status=status, headers=headers)
         except Exception:
             log.error(
                 "internal error on %s %s:\n%s", request.method, request.path, traceback.format_exc()

@@ -1,0 +1,218 @@
+"""`weft apply|get|diff|delete` against a real server and etcd: traffic resources stored whole
+with a revision, and bad files refused by file, document and field with nothing stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.etcd import EtcdClient
+from tests.harness import WeftServer
+
+from .test_cli_registry import weft
+
+pytestmark = pytest.mark.timeout(90)
+
+ROUTE = """\
+apiVersion: weft.dev/v1
+kind: Route
+metadata: {name: reviews}
+spec:
+  service: reviews
+  rules:
+  - name: canary
+    match:
+    - headers: [{name: x-canary, exact: "1"}]
+    backends: [{service: reviews, subset: v2}]
+  - name: books
+    match:
+    - method: GET
+      path: {regex: "/books/[0-9]+"}
+    timeout: 300ms
+    retries: {attempts: 2, retryOn: [gateway-error]}
+    backends:
+    - {service: reviews, subset: v1, weight: 90}
+    - {service: reviews, subset: v2, weight: 10}
+"""
+SUBSETS = """\
+apiVersion: weft.dev/v1
+kind: Subset
+metadata: {name: reviews-v1}
+spec: {service: reviews, subset: v1, tags: [v1]}
+---
+apiVersion: weft.dev/v1
+kind: Subset
+metadata: {name: reviews-v2}
+spec: {service: reviews, subset: v2, meta: {version: v2}}
+---
+apiVersion: weft.dev/v1
+kind: ServiceDefaults
+metadata: {name: reviews}
+spec:
+  retryBudget: {ratio: 0.2, minPerSecond: 10, ttl: 10s}
+"""
+
+
+async def stored_keys(etcd_client: EtcdClient, prefix: str) -> list[str]:
+    result = await etcd_client.range(f"{prefix}config/", prefix=True)
+    return sorted(kv.key[len(prefix) :] for kv in result.kvs)
+
+
+def cli(server: WeftServer, *args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    return weft(*args, "--address", server.url, token=server.token, stdin=stdin)
+
+
+async def test_apply_a_directory_then_get_diff_and_delete(
+    server: WeftServer, tmp_path: Path, etcd_client: EtcdClient, prefix: str
+) -> None:
+    config = tmp_path / "traffic"
+    config.mkdir()
+    (config / "a-route.yaml").write_text(ROUTE)
+    (config / "b-subsets.yaml").write_text(SUBSETS)
+
+    dry = cli(server, "apply", "-f", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "Route/reviews created (dry run)" in dry.stdout
+    assert await stored_keys(etcd_client, prefix) == []  # a dry run stores nothing
+
+    done = cli(server, "apply", "-f", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4 and all(" created at revision " in line for line in lines), lines
+    assert await stored_keys(etcd_client, prefix) == [
+        "config/Route/reviews",
+        "config/ServiceDefaults/reviews",
+        "config/Subset/reviews-v1",
+        "config/Subset/reviews-v2",
+    ]
+
+    table = cli(server, "get", "all")
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[0] == ["KIND", "NAME", "SERVICE", "REVISION"]
+    assert ["Subset", "reviews-v2", "reviews/v2"] == rows[4][:3]
+
+    one = json.loads(cli(server, "get", "route", "reviews", "-o", "json").stdout)
+    assert one["spec"]["rules"][1]["timeout"] == "300ms"
+    revision = one["metadata"]["revision"]
+    assert revision > 0
+
+    again = cli(server, "apply", "-f", str(config))
+    assert "Route/reviews unchanged" in again.stdout
+    same = cli(server, "diff", "-f", str(config))
+    assert same.returncode == 0 and same.stdout == ""
+
+    (config / "a-route.yaml").write_text(ROUTE.replace("timeout: 300ms", "timeout: 500ms"))
+    changed = cli(server, "diff", "-f", str(config))
+    assert changed.returncode == 1
+    assert "-    timeout: 300ms" in changed.stdout and "+    timeout: 500ms" in changed.stdout
+    applied = cli(server, "apply", "-f", str(config / "a-route.yaml"))
+    assert "Route/reviews configured at revision" in applied.stdout
+    newer = json.loads(cli(server, "get", "Route", "reviews", "-o", "json").stdout)
+    assert newer["metadata"]["revision"] > revision
+
+    gone = cli(server, "delete", "Route", "reviews")
+    assert gone.returncode == 0 and "Route/reviews deleted" in gone.stdout
+    assert "config/Route/reviews" not in await stored_keys(etcd_client, prefix)
+    missing = cli(server, "get", "Route", "reviews")
+    assert missing.returncode == 1 and "no Route named 'reviews'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (
+            ROUTE.replace("    timeout: 300ms", "    timeout: 300ms\n    timout: 1s"),
+            "routes.yaml, document 2 (Route reviews): spec.rules[1].timout: unknown field",
+        ),
+        (
+            ROUTE.replace('"/books/[0-9]+"', '"/books/([0-9]+"'),
+            "routes.yaml, document 2 (Route reviews): spec.rules[1].match[0].path.regex: "
+            "'/books/([0-9]+' is not a valid regex",
+        ),
+        (
+            ROUTE.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 0"),
+            "routes.yaml, document 2 (Route reviews): spec.rules[1].backends: the weights sum to 0",
+        ),
+        (
+            ROUTE.replace("retryOn: [gateway-error]", "on: [gateway-error]"),
+            "routes.yaml, document 2: spec.rules[1].retries.True: a field name must be a string "
+            "(YAML 1.1 reads bare on, off, yes and no as booleans",
+        ),
+    ],
+)
+async def test_a_bad_file_names_file_document_and_field_and_stores_nothing(
+    server: WeftServer,
+    tmp_path: Path,
+    etcd_client: EtcdClient,
+    prefix: str,
+    broken: str,
+    expected: str,
+) -> None:
+    # A good document before the bad one: nothing of the file may be stored.
+    path = tmp_path / "routes.yaml"
+    path.write_text(SUBSETS.split("---")[0] + "---\n" + broken)
+    done = cli(server, "apply", "-f", str(path))
+    assert done.returncode == 65
+    assert expected in done.stderr, done.stderr
+    assert await stored_keys(etcd_client, prefix) == []
+
+
+async def test_the_server_refuses_a_bad_batch_whole_and_checks_against_what_is_stored(
+    server: WeftServer, tmp_path: Path, etcd_client: EtcdClient, prefix: str
+) -> None:
+    first = tmp_path / "route.yaml"
+    first.write_text(ROUTE)
+    assert cli(server, "apply", "-f", str(first)).returncode == 0
+
+    # Valid on its own (the CLI's check passes), but reviews already has a Route.
+    second = ROUTE.replace("metadata: {name: reviews}", "metadata: {name: reviews-two}")
+    done = cli(server, "apply", "-f", "-", stdin=SUBSETS + "---\n" + second)
+    assert done.returncode == 65
+    assert (
+        "(stdin), document 4 (Route reviews-two): spec.service: service 'reviews' already "
+        "has Route 'reviews'" in done.stderr
+    )
+    assert await stored_keys(etcd_client, prefix) == ["config/Route/reviews"]
+
+    # Straight over HTTP, every problem of the batch comes back at once.
+    resp = httpx.post(
+        f"{server.url}/v1/resources",
+        json={
+            "resources": [
+                {
+                    "apiVersion": "weft.dev/v1",
+                    "kind": "Subset",
+                    "metadata": {"name": "Bad_Name"},
+                    "spec": {"service": "x"},
+                },
+                {"kind": "Gateway"},
+            ]
+        },
+        headers={"X-Weft-Token": server.token or ""},
+    )
+    assert resp.status_code == 400
+    problems = resp.json()["error"]["problems"]
+    assert (
+        "resources[0] (Subset Bad_Name): metadata.name: 'Bad_Name' is not a resource name"
+        " (a DNS name: a-z, 0-9, '-', '.')" in problems
+    )
+    assert "resources[0] (Subset Bad_Name): spec.subset: is required" in problems
+    assert (
+        "resources[1] (Gateway ?): kind: 'Gateway' is not a kind (Route, ServiceDefaults, "
+        "Subset)" in problems
+    )
+    assert "resources[1] (Gateway ?): apiVersion: is required" in problems
+    assert await stored_keys(etcd_client, prefix) == ["config/Route/reviews"]
+
+    # Writing needs an operator token; the Consul-style view reads the same record.
+    anonymous = httpx.post(f"{server.url}/v1/resources", json={"resources": []})
+    assert anonymous.status_code == 403
+    consul = httpx.get(
+        f"{server.url}/v1/config/Route/reviews", headers={"X-Consul-Token": server.token or ""}
+    ).json()
+    assert consul["Kind"] == "Route" and consul["Spec"]["service"] == "reviews"
+    assert consul["ModifyIndex"] >= consul["CreateIndex"] > 0
