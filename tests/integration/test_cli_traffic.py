@@ -93,7 +93,7 @@ async def test_apply_a_directory_then_get_diff_and_delete(
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines()]
     assert rows[0] == ["KIND", "NAME", "SERVICE", "REVISION"]
-    assert ["Subset", "reviews-v2", "reviews/v2"] == rows[4][:3]
+    assert rows[4][:3] == ["Subset", "reviews-v2", "reviews/v2"]
 
     one = json.loads(cli(server, "get", "route", "reviews", "-o", "json").stdout)
     assert one["spec"]["rules"][1]["timeout"] == "300ms"
