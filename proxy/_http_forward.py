@@ -31,6 +31,9 @@ from ._stream import Stream
 
 if TYPE_CHECKING:
     from ._cluster import Cluster, Lease
+    from ._metrics import Metrics
+    from ._retry_budget import RetryBudget
+    from ._route_table import RouteTable
 
 log = logging.getLogger("weft.proxy")
 
@@ -45,7 +48,8 @@ class HttpOptions:
 
 @dataclass(slots=True)
 class Route:
-    """Where one request goes: produced by the route layer."""
+    """Where one request goes: produced by the listener's router (which upstream, or the
+    application), refined per request by the route layer (`_route_layer`: which route)."""
 
     cluster: Cluster
     stats: HttpStats
@@ -54,6 +58,22 @@ class Route:
     add: list[tuple[bytes, bytes]] = field(default_factory=list)
     drop: frozenset[bytes] = frozenset()
     connect: bool = False  # a CONNECT tunnel (forward proxy)
+    # Outbound HTTP to an upstream with routes (schema v2); None: straight to `cluster`.
+    table: RouteTable | None = None
+    clusters: dict[str, Cluster] = field(default_factory=dict)  # backends by cluster key
+    budget: RetryBudget | None = None
+    metrics: Metrics | None = None
+    direction: str = "outbound"
+    background: Callable[..., None] | None = None  # starts mirrored copies
+    by_route: dict[str, HttpStats] = field(default_factory=dict)
+
+    def stats_for(self, route: str) -> HttpStats:
+        """This upstream's numbers for one route (the metric's bounded `route` label)."""
+        stats = self.by_route.get(route)
+        if stats is None:
+            assert self.metrics is not None
+            stats = self.by_route[route] = self.metrics.http(self.direction, self.peer, route)
+        return stats
 
 
 @dataclass(slots=True)
@@ -89,6 +109,25 @@ RESPONSE = "response"  # waiting for the upstream's answer (the upstream's respo
 BODY = "body"  # a body is streaming (body_timeout since the last bytes)
 TUNNEL = "tunnel"  # upgraded or CONNECT: no timeout
 DRAIN = "drain"  # not a timeout: shutdown closing an idle connection
+FAULT = "fault"  # an injected delay: no timeout of its own
+
+# What `x-weft-proxy-error` says on an answer the proxy made itself, when the caller gives no
+# more precise reason: who answered is then never in doubt (Linkerd's l5d-proxy-error).
+ERROR_REASONS = {
+    400: "bad_request",
+    403: "denied",
+    404: "no_route",
+    408: "request_timeout",
+    413: "too_large",
+    417: "expectation_failed",
+    431: "head_too_large",
+    501: "not_implemented",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "timeout",
+    505: "bad_version",
+}
+PROXY_ERROR = b"x-weft-proxy-error"
 
 
 class HttpConnection:
@@ -102,8 +141,12 @@ class HttpConnection:
         direction: str,
         options: HttpOptions,
         observer: Observer,
+        metrics: Metrics | None = None,
     ) -> None:
         self.down = down
+        self.metrics = metrics
+        self.tap_route = ""  # the route and attempt of the exchange in progress, for /tap
+        self.tap_attempt = 0
         self.router = router
         self.direction = direction
         self.options = options
@@ -236,16 +279,24 @@ class HttpConnection:
                 f"upstream {cluster.name!r} endpoint {lease.endpoint.key} sent no response "
                 f"within {cluster.timeouts.response:g}s"
             )
-            await self._send_final(504, detail, route.stats, head, started)
+            await self._send_final(504, detail, route.stats, head, started, "timeout")
         elif phase == BODY:
             log.info("body stalled; connection closed", extra={"kv": {"direction": self.direction}})
 
     async def _send_final(
-        self, status: int, reason: str, stats: HttpStats | None, head: Head | None, started: float
+        self,
+        status: int,
+        reason: str,
+        stats: HttpStats | None,
+        head: Head | None,
+        started: float,
+        error: str = "",
     ) -> None:
         """An error answer on a connection that closes right after (bounded: never blocks)."""
         with trio.move_on_after(1):
-            await self.reply_error(status, reason, stats, close=True, head=head, started=started)
+            await self.reply_error(
+                status, reason, stats, close=True, head=head, started=started, error=error
+            )
 
     # -- answers the proxy makes itself ----------------------------------------------------
 
@@ -265,15 +316,19 @@ class HttpConnection:
         head: Head | None = None,
         started: float = 0.0,
         headers: list[tuple[bytes, bytes]] | None = None,
+        error: str = "",
     ) -> None:
         if close:
             self.state.must_close(reason)
             self.linger = status >= 400
+        label = error or ERROR_REASONS.get(status, "proxy_error")
+        if self.metrics is not None:
+            self.metrics.add(self.metrics.proxy_errors, (self.direction, label))
         data = local_response(
             status,
             f"weft-proxy: {reason}\n",
             close=not self.state.keep_alive,
-            headers=headers,
+            headers=[(PROXY_ERROR, label.encode()), *(headers or ())],
             head_only=head is not None and head.method == b"HEAD",
         )
         try:
@@ -303,5 +358,7 @@ class HttpConnection:
                 "request_id": (head.request_id or b"").decode("latin-1"),
                 "traceparent": (head.get(b"traceparent") or b"").decode("latin-1") or None,
                 "error": error or None,
+                "route": self.tap_route or None,
+                "attempt": self.tap_attempt or None,
             }
         )

@@ -155,6 +155,7 @@ async def _serve_http(
         direction="inbound",
         options=runtime.options.http,
         observer=runtime.tap,
+        metrics=metrics,
     )
     metrics.opened("inbound", "http")
     runtime.connections.add(connection)

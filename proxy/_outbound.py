@@ -23,14 +23,22 @@ from ._splice import Counter, splice
 from ._stream import Stream
 
 if TYPE_CHECKING:
+    from ._cluster import Cluster
+    from ._metrics import HttpStats
     from ._runtime import Runtime
+    from ._snapshot import Upstream
 
 log = logging.getLogger("weft.proxy")
 
 
 async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
     connection = HttpConnection(
-        stream, router, direction="outbound", options=runtime.options.http, observer=runtime.tap
+        stream,
+        router,
+        direction="outbound",
+        options=runtime.options.http,
+        observer=runtime.tap,
+        metrics=runtime.metrics,
     )
     runtime.metrics.opened("outbound", "http")
     runtime.connections.add(connection)
@@ -41,6 +49,24 @@ async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type
     finally:
         runtime.connections.discard(connection)
         runtime.metrics.closed("outbound", "http")
+
+
+def _routed(runtime: Runtime, upstream: Upstream, cluster: Cluster, stats: HttpStats) -> Route:
+    """An HTTP upstream's route, with its route table when it has routes (schema v2)."""
+    config = runtime.config
+    assert config is not None
+    if upstream.table.implicit:
+        return Route(cluster=cluster, stats=stats, peer=upstream.name)
+    return Route(
+        cluster=cluster,
+        stats=stats,
+        peer=upstream.name,
+        table=upstream.table,
+        clusters=config.clusters,
+        budget=runtime.budgets.get(upstream.name),
+        metrics=runtime.metrics,
+        background=runtime.background,
+    )
 
 
 async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> None:
@@ -64,12 +90,13 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
                 cached: Route | Reject = decided[1]
                 return cached
             cluster = current.clusters.get(name) if current else None
-            if cluster is None:
+            upstream = current.snapshot.upstream(name) if current else None
+            if cluster is None or upstream is None:
                 result: Route | Reject = Reject(
                     502, f"upstream {name!r} is no longer in the snapshot", stats
                 )
             else:
-                result = Route(cluster=cluster, stats=stats, peer=name)
+                result = _routed(runtime, upstream, cluster, stats)
             decided[0], decided[1] = current, result
             return result
 
@@ -128,13 +155,11 @@ async def serve_forward_proxy(runtime: Runtime, sock: socket.socket) -> None:
             return Reject(
                 400, f"upstream {upstream.name!r} is opaque TCP: use CONNECT to reach it", stats
             )
-        return Route(
-            cluster=cluster,
-            stats=stats,
-            peer=upstream.name,
-            target=target.target or None,
-            connect=target.connect,
-        )
+        if target.connect:
+            return Route(cluster=cluster, stats=stats, peer=upstream.name, connect=True)
+        route = _routed(runtime, upstream, cluster, stats)
+        route.target = target.target or None
+        return route
 
     try:
         await _serve_http(runtime, stream, route)

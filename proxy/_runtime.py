@@ -26,6 +26,7 @@ from ._http_forward import HttpConnection, HttpOptions
 from ._inbound import serve_inbound
 from ._metrics import Metrics
 from ._outbound import serve_forward_proxy, serve_upstream
+from ._retry_budget import RetryBudget
 from ._snapshot import Snapshot, decode_document, parse_snapshot
 from ._source import ApplyResult
 from ._stream import accept, bind_listener
@@ -99,6 +100,8 @@ class Runtime:
         self.tap = tap
         self.config: Config | None = None
         self.clusters: dict[str, Cluster] = {}
+        self.budgets: dict[str, RetryBudget] = {}  # per upstream; kept across snapshots
+        self.mirrors_in_flight = 0
         self.app: Cluster | None = None
         self.listeners: dict[ListenerKey, ListenerHandle] = {}
         self.connections: set[HttpConnection] = set()
@@ -213,22 +216,42 @@ class Runtime:
 
         # 2. Commit.
         clusters: dict[str, Cluster] = {}
+        referenced = {
+            (ref.upstream, ref.subset)
+            for upstream in snapshot.upstreams
+            for ref in upstream.table.backends()
+            if ref.subset
+        }
         for upstream in snapshot.upstreams:
-            cluster = self.clusters.get(upstream.name) or Cluster(
-                upstream.name, metrics=self.metrics, tls=self._tls_material
-            )
-            cluster.configure(
-                [
-                    (EndpointAddress(e.address, e.port, e.identity), e.weight)
-                    for e in upstream.endpoints
-                ],
-                strategy=upstream.balancer,
-                timeouts=upstream.timeouts,
-                pool=upstream.pool,
-                accrual=upstream.accrual,
-                opaque=upstream.protocol == "tcp",
-            )
-            clusters[upstream.name] = cluster
+            # One cluster for the upstream, and one per subset (its endpoints that carry the
+            # subset's name): a route's backend may be either.
+            subsets = upstream.subsets() | {s for u, s in referenced if u == upstream.name}
+            for subset in ["", *sorted(subsets)]:
+                cluster_key = f"{upstream.name}/{subset}" if subset else upstream.name
+                cluster = self.clusters.get(cluster_key) or Cluster(
+                    cluster_key, metrics=self.metrics, tls=self._tls_material
+                )
+                cluster.configure(
+                    [
+                        (EndpointAddress(e.address, e.port, e.identity), e.weight)
+                        for e in upstream.endpoints
+                        if not subset or subset in e.subsets
+                    ],
+                    strategy=upstream.balancer,
+                    timeouts=upstream.timeouts,
+                    pool=upstream.pool,
+                    accrual=upstream.accrual,
+                    opaque=upstream.protocol == "tcp",
+                )
+                clusters[cluster_key] = cluster
+            old_budget = self.budgets.get(upstream.name)
+            if old_budget is None or old_budget.policy != upstream.table.budget:
+                self.budgets[upstream.name] = RetryBudget(
+                    upstream.table.budget, trio.current_time()
+                )
+        for name in list(self.budgets):
+            if snapshot.upstream(name) is None:
+                del self.budgets[name]
         for name, cluster in self.clusters.items():
             if name not in clusters:
                 cluster.close()
@@ -315,6 +338,11 @@ class Runtime:
                 handle.sock.close()
             raise
         return handles, fresh
+
+    def background(self, task: Any, *args: Any) -> None:
+        """Start a task that outlives the request that asked for it (a mirrored copy)."""
+        if self._conn_nursery is not None and not self.draining:
+            self._conn_nursery.start_soon(task, *args)
 
     def _start_listener(self, handle: ListenerHandle) -> None:
         assert self._listener_nursery is not None
