@@ -9,6 +9,7 @@ counted by route and reason.
 
 from __future__ import annotations
 
+import os
 import random
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from ._cluster import Cluster
     from ._metrics import Metrics
 
-_rng = random.Random()
+# The draws of splits, faults and mirrors. WEFT_PROXY_SEED makes them repeatable (tests, a
+# reproduction); unset, they are seeded from the OS.
+rng = random.Random(os.environ.get("WEFT_PROXY_SEED") or os.urandom(16))
 
 
 class Attempts:
@@ -66,7 +69,7 @@ class Attempts:
         another subset, as in Linkerd and Envoy)."""
         self.made += 1
         single = self.rule.single
-        ref = single if single is not None else self.rule.backends.pick(_rng)
+        ref = single if single is not None else self.rule.backends.pick(rng)
         return self.clusters.get(ref.cluster_key)
 
     def attempt_deadline(self, response: float) -> AttemptDeadline:

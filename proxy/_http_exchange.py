@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import _fault, _retry
-from ._attempts import Attempts
+from ._attempts import Attempts, rng
 from ._balance import Endpoint
 from ._cluster import Lease
 from ._errors import (
@@ -123,7 +123,7 @@ class Exchange:
         self.route = placed
         placed.stats.requests += 1
         if rule.fault is not None:
-            decision = _fault.decide(rule.fault, _ids)
+            decision = _fault.decide(rule.fault, rng)
             metrics = route.metrics
             assert metrics is not None
             if decision.delay:
@@ -249,7 +249,7 @@ class Exchange:
             return
         metrics = route.metrics
         assert metrics is not None
-        why = should_mirror(rule.mirror, _ids, in_flight())
+        why = should_mirror(rule.mirror, rng, in_flight())
         cluster = route.clusters.get(rule.mirror.cluster_key)
         if why or cluster is None:
             if why == "overloaded":

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from . import _report as report
+from ._accrual import AccrualPolicy
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
@@ -36,6 +37,7 @@ from ._tls import Signature, TlsMaterial, files_signature, load_tls
 log = logging.getLogger("weft.proxy")
 
 ListenerKey = tuple[str, str]  # (role, upstream name or "")
+_NEVER_EJECT = AccrualPolicy(max_failures=2**62)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +267,10 @@ class Runtime:
                 strategy="round_robin",
                 timeouts=inbound.timeouts,
                 pool=inbound.pool,
+                # The local application is the only endpoint: ejecting it for its own 5xx
+                # answers would turn all of its traffic into the proxy's 503s. Failure accrual
+                # belongs to the callers' side, where there are other endpoints to go to.
+                accrual=_NEVER_EJECT,
             )
         elif self.app is not None:
             self.app.close()
