@@ -198,6 +198,39 @@ SCHEMAS: dict[str, Any] = {
             "secret": {"type": "string", "description": "only in the answer to POST /v1/tokens"},
         },
     },
+    "ResourceBatch": {
+        "type": "object",
+        "required": ["resources"],
+        "additionalProperties": False,
+        "properties": {
+            "resources": {
+                "type": "array",
+                "maxItems": 128,
+                "items": _ref("Resource"),
+                "description": "validated as a whole, stored in one transaction or not at all",
+            },
+            "dry_run": {"type": "boolean"},
+        },
+    },
+    "Resource": {
+        "type": "object",
+        "description": "A traffic resource (docs/traffic.md): Route, ServiceDefaults or Subset",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "weft.dev/v1"},
+            "kind": {"enum": ["Route", "ServiceDefaults", "Subset"]},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "labels": {"type": "object"},
+                    "revision": {"type": "integer", "description": "in answers only"},
+                    "createRevision": {"type": "integer", "description": "in answers only"},
+                },
+            },
+            "spec": {"type": "object"},
+        },
+    },
     "CheckUpdate": {
         "type": "object",
         "required": ["status"],
@@ -317,6 +350,34 @@ def document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
                 "Revoke a token (operator)", ok, params=[_path_param("accessor")], tag="tokens"
             )
         },
+        "/v1/resources": {
+            "get": _op(
+                "Stored traffic resources (?kind= to filter)",
+                ok,
+                params=[*_BLOCKING, {"name": "kind", "in": "query", "schema": {"type": "string"}}],
+                tag="traffic",
+            ),
+            "post": _op(
+                "Apply a batch of traffic resources (operator); 400 lists every problem",
+                ok,
+                body="ResourceBatch",
+                tag="traffic",
+            ),
+        },
+        "/v1/resources/{kind}/{name}": {
+            "get": _op(
+                "One traffic resource",
+                {"200": _json(_ref("Resource"))},
+                params=[_path_param("kind"), _path_param("name")],
+                tag="traffic",
+            ),
+            "delete": _op(
+                "Delete a traffic resource (operator)",
+                ok,
+                params=[_path_param("kind"), _path_param("name")],
+                tag="traffic",
+            ),
+        },
         "/v1/weft/health": {
             "get": {
                 "summary": "Server readiness",
@@ -341,6 +402,8 @@ def document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
         "/v1/health/service/{name}": "get",
         "/v1/health/state/{state}": "get",
         "/v1/kv/{key}": "get",
+        "/v1/config/{kind}": "get",
+        "/v1/config/{kind}/{name}": "get",
     }
     for path, method in consul.items():
         paths.setdefault(path, {})[method] = {
