@@ -35,16 +35,19 @@ MAX_REGEX_LENGTH = 1024
 class RequestView:
     """The parts of a request head a match looks at, split once and only when asked."""
 
-    __slots__ = ("_query", "head", "method", "path", "raw_query")
+    __slots__ = ("_query", "head", "path", "raw_query")
 
     def __init__(self, head: Head, target: bytes | None = None) -> None:
         self.head = head
-        self.method = head.method.decode("latin-1")
         raw = (head.target if target is None else target).decode("latin-1")
         path, _, query = raw.partition("?")
         self.path = path.partition("#")[0] or "/"
         self.raw_query = query
         self._query: dict[str, list[str]] | None = None
+
+    @property
+    def method(self) -> str:
+        return self.head.method.decode("latin-1")
 
     def header_values(self, name: bytes) -> list[str]:
         return [v.decode("latin-1") for n, _, v in self.head.headers if n == name]
@@ -109,8 +112,20 @@ def _path_test(spec: dict[str, Any]) -> Matcher:
     raise ValueError("a path match needs one of exact, prefix, segment_prefix, regex")
 
 
-def _header_test(name: bytes, check: Callable[[list[str]], bool]) -> Matcher:
-    return lambda r: check(r.header_values(name))
+def _header_test(name: bytes, spec: dict[str, Any]) -> Matcher:
+    """Headers are compared as bytes (latin-1, as they came): no decoding per request."""
+    if spec.get("absent"):
+        return lambda r: not any(n == name for n, _, _ in r.head.headers)
+    if "exact" in spec:
+        want = spec["exact"].encode("latin-1")
+        return lambda r: any(n == name and v == want for n, _, v in r.head.headers)
+    if "prefix" in spec:
+        prefix = spec["prefix"].encode("latin-1")
+        return lambda r: any(n == name and v.startswith(prefix) for n, _, v in r.head.headers)
+    if "regex" in spec:
+        check = _value_test(spec)
+        return lambda r: check(r.header_values(name))
+    return lambda r: any(n == name for n, _, _ in r.head.headers)
 
 
 def _query_test(name: str, check: Callable[[list[str]], bool]) -> Matcher:
@@ -121,12 +136,14 @@ def _entry(entry: dict[str, Any]) -> Matcher:
     tests: list[Matcher] = []
     if "method" in entry:
         methods = entry["method"]
-        wanted = frozenset([methods] if isinstance(methods, str) else methods)
-        tests.append(lambda r: r.method in wanted)
+        wanted = frozenset(
+            m.encode("ascii") for m in ([methods] if isinstance(methods, str) else methods)
+        )
+        tests.append(lambda r: r.head.method in wanted)
     if "path" in entry:
         tests.append(_path_test(entry["path"]))
     for spec in entry.get("headers", ()):
-        tests.append(_header_test(spec["name"].lower().encode("latin-1"), _value_test(spec)))
+        tests.append(_header_test(spec["name"].lower().encode("latin-1"), spec))
     for spec in entry.get("query", ()):
         tests.append(_query_test(spec["name"], _value_test(spec)))
     if "all" in entry:
@@ -142,6 +159,9 @@ def _entry(entry: dict[str, Any]) -> Matcher:
         return _always
     if len(tests) == 1:
         return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda r: first(r) and second(r)
     return lambda r: all(t(r) for t in tests)
 
 
