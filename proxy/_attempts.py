@@ -68,8 +68,8 @@ class Attempts:
         """The backend for the next attempt (a weighted draw per attempt: a retry may land on
         another subset, as in Linkerd and Envoy)."""
         self.made += 1
-        single = self.rule.single
-        ref = single if single is not None else self.rule.backends.pick(rng)
+        backends = self.rule.backends
+        ref = backends.only if backends.only is not None else backends.pick(rng)
         return self.clusters.get(ref.cluster_key)
 
     def attempt_deadline(self, response: float) -> AttemptDeadline:

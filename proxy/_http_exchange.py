@@ -113,13 +113,15 @@ class Exchange:
             return None
         self.rule = rule
         conn.tap_route = rule.name
-        mods = rule.request_headers
-        placed = replace(
-            route,
-            stats=route.stats_for(rule.name),
-            add=[*route.add, *mods.added] if mods.add or mods.set else route.add,
-            drop=route.drop | mods.dropped if not mods.empty else route.drop,
-        )
+        placed = route.placed.get(rule.name)
+        if placed is None:  # once per route and connection (and snapshot)
+            mods = rule.request_headers
+            placed = route.placed[rule.name] = replace(
+                route,
+                stats=route.stats_for(rule.name),
+                add=[*route.add, *mods.added] if mods.add or mods.set else route.add,
+                drop=route.drop | mods.dropped if not mods.empty else route.drop,
+            )
         self.route = placed
         placed.stats.requests += 1
         if rule.fault is not None:

@@ -68,6 +68,7 @@ class Route:
     direction: str = "outbound"
     background: Callable[..., None] | None = None  # starts mirrored copies
     by_route: dict[str, HttpStats] = field(default_factory=dict)
+    placed: dict[str, Route] = field(default_factory=dict)  # by route name, made once
 
     def stats_for(self, route: str) -> HttpStats:
         """This upstream's numbers for one route (the metric's bounded `route` label)."""

@@ -55,8 +55,7 @@ class RouteRule:
 
     @property
     def single(self) -> BackendRef | None:
-        items = self.backends.items
-        return items[0] if len(items) == 1 else None
+        return self.backends.only
 
 
 @dataclass(frozen=True, slots=True)

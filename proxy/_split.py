@@ -23,7 +23,7 @@ class Weighted(Generic[T]):
 
 
 class Split(Generic[T]):
-    __slots__ = ("_cumulative", "_items", "_total")
+    __slots__ = ("_cumulative", "_items", "_total", "only")
 
     def __init__(self, backends: Sequence[Weighted[T]]) -> None:
         live = [b for b in backends if b.weight > 0]
@@ -36,6 +36,7 @@ class Split(Generic[T]):
             total += b.weight
             self._cumulative.append(total)
         self._total = total
+        self.only: T | None = self._items[0] if len(self._items) == 1 else None
 
     @property
     def items(self) -> list[T]:
