@@ -35,7 +35,22 @@ class ResourceWatcher:
                 docs, new_index = await self.client.resources(
                     index=index, wait=self.wait if index else None
                 )
-            except (APIError, ServerUnreachable) as exc:
+            except APIError as exc:
+                if exc.status == 404 and not self.known:
+                    # A server from before traffic resources (a rolling upgrade): publish
+                    # without routes rather than not at all, and ask again later.
+                    log.info("the server has no /v1/resources yet; routing without resources")
+                    self.known = True
+                    self.changed.set()
+                    self.changed = trio.Event()
+                    await trio.sleep(30)
+                    continue
+                log.debug("traffic resources not refreshed (%s); keeping the last view", exc)
+                index = None
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except ServerUnreachable as exc:
                 log.debug("traffic resources not refreshed (%s); keeping the last view", exc)
                 index = None
                 await trio.sleep(backoff)
