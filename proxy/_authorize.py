@@ -20,11 +20,11 @@ from ca import SpiffeId
 from ._errors import HttpError
 from ._h1 import Head
 from ._hop_by_hop import CLIENT_ID, strip_identity
-from ._http_forward import Reject, Route
+from ._http_plan import Reject, Route
 from ._metrics import Metrics
 
 if TYPE_CHECKING:
-    from ._runtime import Config
+    from ._listener_host import Config
 
 log = logging.getLogger("weft.proxy")
 

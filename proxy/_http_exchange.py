@@ -44,7 +44,7 @@ from ._h1 import (
 )
 from ._header_mods import apply_to
 from ._http_body import BodyMover
-from ._http_forward import BODY, FAULT, RESPONSE, TUNNEL, Reject, Route
+from ._http_plan import BODY, FAULT, RESPONSE, TUNNEL, Reject, Route
 from ._mirror import should_mirror
 from ._mirror_copy import in_flight, send_copy
 from ._route_match import RequestView

@@ -17,22 +17,31 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._conn_state import ConnState, S
 from ._errors import ClientGone, HttpError, StreamClosed
 from ._h1 import Head, Limits, find_head, local_response, parse_request_head
+from ._http_exchange import Exchange
+from ._http_plan import BODY as BODY
+from ._http_plan import DRAIN as DRAIN
+from ._http_plan import FAULT as FAULT
+from ._http_plan import HEAD as HEAD
+from ._http_plan import IDLE as IDLE
+from ._http_plan import RESPONSE as RESPONSE
+from ._http_plan import TUNNEL as TUNNEL
+from ._http_plan import Observer as Observer
+from ._http_plan import Reject as Reject
+from ._http_plan import Route as Route
+from ._http_plan import Router as Router
 from ._metrics import HttpStats, Metrics
 from ._stream import Stream
 
 if TYPE_CHECKING:
-    from ._cluster import Cluster, Lease
-    from ._retry_budget import RetryBudget
-    from ._route_table import RouteTable
+    from ._cluster import Lease
 
 log = logging.getLogger("weft.proxy")
 
@@ -48,71 +57,9 @@ class HttpOptions:
     tunnel_idle_timeout: float = 3600.0
 
 
-@dataclass(slots=True)
-class Route:
-    """Where one request goes: produced by the listener's router (which upstream, or the
-    application), refined per request by the route layer (`_route_layer`: which route)."""
-
-    cluster: Cluster
-    stats: HttpStats
-    peer: str
-    target: bytes | None = None
-    add: list[tuple[bytes, bytes]] = field(default_factory=list)
-    drop: frozenset[bytes] = frozenset()
-    connect: bool = False  # a CONNECT tunnel (forward proxy)
-    # Outbound HTTP to an upstream with routes (schema v2); None: straight to `cluster`.
-    table: RouteTable | None = None
-    clusters: dict[str, Cluster] = field(default_factory=dict)  # backends by cluster key
-    budget: RetryBudget | None = None
-    metrics: Metrics | None = None
-    direction: str = "outbound"
-    background: Callable[..., None] | None = None  # starts mirrored copies
-    by_route: dict[str, HttpStats] = field(default_factory=dict)
-    placed: dict[str, Route] = field(default_factory=dict)  # by route name, made once
-
-    def stats_for(self, route: str) -> HttpStats:
-        """This upstream's numbers for one route (the metric's bounded `route` label)."""
-        stats = self.by_route.get(route)
-        if stats is None:
-            assert self.metrics is not None
-            stats = self.by_route[route] = self.metrics.http(self.direction, self.peer, route)
-        return stats
-
-
-@dataclass(slots=True)
-class Reject:
-    """A request the route layer answers itself (403, unknown upstream, ...)."""
-
-    status: int
-    reason: str
-    stats: HttpStats | None = None
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    label: str = ""  # why, as a metric label (authorization refusals)
-
-
-Router = Callable[[Head], "Route | Reject"]
-
-
-class Observer:
-    """Where request summaries go (the admin `/tap` stream, the access log) when anyone looks."""
-
-    active = False
-
-    def publish(self, summary: dict[str, Any]) -> None:  # pragma: no cover - interface
-        pass
-
-
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
 
-# Phases a connection can time out in.
-HEAD = "head"  # reading a request head (header_timeout)
-IDLE = "idle"  # waiting for the next request (idle_timeout)
-RESPONSE = "response"  # waiting for the upstream's answer (the upstream's response timeout)
-BODY = "body"  # a body is streaming (body_timeout since the last bytes)
-TUNNEL = "tunnel"  # upgraded or CONNECT: the splice's own idle timeout (tunnel_idle_timeout)
-DRAIN = "drain"  # not a timeout: shutdown closing an idle connection
-FAULT = "fault"  # an injected delay: no timeout of its own
 
 # What `x-weft-proxy-error` says on an answer the proxy made itself, when the caller gives no
 # more precise reason: who answered is then never in doubt (Linkerd's l5d-proxy-error).
@@ -208,8 +155,6 @@ class HttpConnection:
             await self._linger()
 
     async def _loop(self, buf: bytes) -> None:
-        from ._http_exchange import Exchange
-
         state = self.state
         first = True
         while True:

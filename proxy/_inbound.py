@@ -36,7 +36,7 @@ from ._stream import TlsStream
 from ._tls import ALPN_HTTP1, peer_identity
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._listener_host import ListenerHost
 
 log = logging.getLogger("weft.proxy")
 
@@ -50,7 +50,7 @@ _NOT_HTTP = {
 }
 
 
-async def serve_inbound(runtime: Runtime, sock: socket.socket) -> None:
+async def serve_inbound(runtime: ListenerHost, sock: socket.socket) -> None:
     config = runtime.config
     if config is None or config.snapshot.inbound is None:
         sock.close()
@@ -92,7 +92,7 @@ async def serve_inbound(runtime: Runtime, sock: socket.socket) -> None:
         stream.close()
 
 
-async def _after_handshake(runtime: Runtime, stream: TlsStream, identity: SpiffeId) -> None:
+async def _after_handshake(runtime: ListenerHost, stream: TlsStream, identity: SpiffeId) -> None:
     config = runtime.config
     assert config is not None and config.snapshot.inbound is not None
     inbound = config.snapshot.inbound
@@ -127,7 +127,7 @@ async def _after_handshake(runtime: Runtime, stream: TlsStream, identity: Spiffe
     await _serve_http(runtime, stream, identity, b"", refusal=refusal)
 
 
-async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol | None, bytes]:
+async def _sniff(runtime: ListenerHost, stream: TlsStream) -> tuple[Protocol | None, bytes]:
     """The protocol the client's first bytes start, or None if it did not say within
     `detect_timeout` (with what it did send)."""
     buf = b""
@@ -144,7 +144,7 @@ async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol | None, 
 
 
 async def _serve_http(
-    runtime: Runtime,
+    runtime: ListenerHost,
     stream: TlsStream,
     identity: SpiffeId,
     first: bytes,
@@ -173,7 +173,7 @@ async def _serve_http(
         metrics.closed("inbound", "http")
 
 
-async def _serve_opaque(runtime: Runtime, stream: TlsStream, identity: SpiffeId) -> None:
+async def _serve_opaque(runtime: ListenerHost, stream: TlsStream, identity: SpiffeId) -> None:
     config = runtime.config
     assert config is not None
     metrics = runtime.metrics

@@ -24,14 +24,14 @@ from ._stream import Stream
 
 if TYPE_CHECKING:
     from ._cluster import Cluster
+    from ._listener_host import ListenerHost
     from ._metrics import HttpStats
-    from ._runtime import Runtime
     from ._snapshot import Upstream
 
 log = logging.getLogger("weft.proxy")
 
 
-async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
+async def _serve_http(runtime: ListenerHost, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
     connection = HttpConnection(
         stream,
         router,
@@ -51,7 +51,7 @@ async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type
         runtime.metrics.closed("outbound", "http")
 
 
-def _routed(runtime: Runtime, upstream: Upstream, cluster: Cluster, stats: HttpStats) -> Route:
+def _routed(runtime: ListenerHost, upstream: Upstream, cluster: Cluster, stats: HttpStats) -> Route:
     """An HTTP upstream's route, with its route table when it has routes (schema v2)."""
     config = runtime.config
     assert config is not None
@@ -69,7 +69,7 @@ def _routed(runtime: Runtime, upstream: Upstream, cluster: Cluster, stats: HttpS
     )
 
 
-async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> None:
+async def serve_upstream(runtime: ListenerHost, sock: socket.socket, name: str) -> None:
     stream = Stream(sock)
     try:
         config = runtime.config
@@ -111,7 +111,7 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
         stream.close()
 
 
-async def _serve_tcp(runtime: Runtime, stream: Stream, name: str) -> None:
+async def _serve_tcp(runtime: ListenerHost, stream: Stream, name: str) -> None:
     config = runtime.config
     cluster = config.clusters.get(name) if config else None
     if cluster is None:
@@ -145,7 +145,7 @@ async def _serve_tcp(runtime: Runtime, stream: Stream, name: str) -> None:
         metrics.add(metrics.tcp_bytes, ("outbound", name, "out"), counter.b_to_a)
 
 
-async def serve_forward_proxy(runtime: Runtime, sock: socket.socket) -> None:
+async def serve_forward_proxy(runtime: ListenerHost, sock: socket.socket) -> None:
     stream = Stream(sock)
     metrics = runtime.metrics
 

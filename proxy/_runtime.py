@@ -23,8 +23,10 @@ from ._accrual import AccrualPolicy
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
-from ._http_forward import HttpConnection, HttpOptions
+from ._http_forward import HttpConnection
 from ._inbound import serve_inbound
+from ._listener_host import Config as Config
+from ._listener_host import RuntimeOptions as RuntimeOptions
 from ._metrics import Metrics
 from ._outbound import serve_forward_proxy, serve_upstream
 from ._retry_budget import RetryBudget
@@ -38,26 +40,6 @@ log = logging.getLogger("weft.proxy")
 
 ListenerKey = tuple[str, str]  # (role, upstream name or "")
 _NEVER_EJECT = AccrualPolicy(max_failures=2**62)
-
-
-@dataclass(frozen=True, slots=True)
-class RuntimeOptions:
-    http: HttpOptions = HttpOptions()  # noqa: RUF009 - frozen
-    detect_timeout: float = 10.0
-    reuse_port: bool = False
-    # Workers: the ports the parent reserved for listeners the snapshot binds to port 0.
-    port_overrides: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """One applied snapshot with what was built from it; replaced whole, never mutated."""
-
-    snapshot: Snapshot
-    tls: TlsMaterial
-    authorizer: Authorizer
-    clusters: dict[str, Cluster]
-    app: Cluster | None
 
 
 @dataclass(eq=False)
