@@ -4,6 +4,7 @@
     GET    /v1/resources[?kind=Route]   every stored resource (blocking with ?index=)
     GET    /v1/resources/{kind}/{name}
     DELETE /v1/resources/{kind}/{name}
+    PUT    /v1/config                   {"Kind", "Name", "Spec", "Meta"?}: one resource
     GET    /v1/config/{kind}[/{name}]   the same, in Consul's config-entry shape
     DELETE /v1/config/{kind}/{name}
 
@@ -21,7 +22,7 @@ from typing import Any
 from ._context import Context
 from ._errors import InvalidInput, InvalidResources, NotFound
 from ._mirror import CONFIG
-from ._resources import KINDS, Resource, validate_all
+from ._resources import API_VERSION, KINDS, Resource, validate_all
 from .web import Request, Response, Router
 
 MAX_BATCH = 128  # one etcd transaction
@@ -90,7 +91,31 @@ def mount(router: Router, ctx: Context) -> None:
         unknown = set(body) - {"resources", "dry_run"}
         if unknown:
             raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
-        docs = body["resources"]
+        results = await store(body["resources"], dry_run=bool(body.get("dry_run")))
+        return Response.json({"dry_run": bool(body.get("dry_run")), "results": results})
+
+    @route("PUT", "/v1/config", tags=("consul",))
+    async def consul_put(request: Request) -> Response:
+        """Consul's config-entry write: {"Kind", "Name", "Spec", "Meta"?} -> one resource."""
+        ctx.authorizer.operator(ctx.token(request), "applying traffic resources")
+        body = request.json()
+        if not isinstance(body, dict):
+            raise InvalidInput("body: expected a config entry object", field="body")
+        unknown = set(body) - {"Kind", "Name", "Spec", "Meta"}
+        if unknown:
+            raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
+        doc: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": body.get("Kind"),
+            "metadata": {"name": body.get("Name")},
+            "spec": body.get("Spec"),
+        }
+        if body.get("Meta"):
+            doc["metadata"]["labels"] = body["Meta"]
+        await store([doc], dry_run=False)
+        return Response.json(True)
+
+    async def store(docs: list[Any], *, dry_run: bool) -> list[dict[str, Any]]:
         if len(docs) > MAX_BATCH:
             raise InvalidInput(
                 f"resources: at most {MAX_BATCH} in one apply, not {len(docs)}", field="resources"
@@ -123,12 +148,11 @@ def mount(router: Router, ctx: Context) -> None:
                     "action": "configured" if old is not None else "created",
                 }
             )
-        dry_run = bool(body.get("dry_run"))
         if writes and not dry_run:
             revision = await ctx.catalog.put_config(writes)
             for item in results:
                 item.setdefault("revision", revision)
-        return Response.json({"dry_run": dry_run, "results": results})
+        return results
 
     @route("GET", "/v1/resources")
     async def list_all(request: Request) -> Response:

@@ -216,3 +216,20 @@ async def test_the_server_refuses_a_bad_batch_whole_and_checks_against_what_is_s
     ).json()
     assert consul["Kind"] == "Route" and consul["Spec"]["service"] == "reviews"
     assert consul["ModifyIndex"] >= consul["CreateIndex"] > 0
+
+    # A Consul-style write goes through the same rules, and a bad one stores nothing either.
+    headers = {"X-Consul-Token": server.token or ""}
+    entry = {
+        "Kind": "Subset",
+        "Name": "reviews-v3",
+        "Spec": {"service": "reviews", "subset": "v3", "tags": ["v3"]},
+    }
+    put = httpx.put(f"{server.url}/v1/config", json=entry, headers=headers)
+    assert put.status_code == 200 and put.json() is True
+    entry["Spec"]["weights"] = 1
+    bad = httpx.put(f"{server.url}/v1/config", json={**entry, "Name": "x-v4"}, headers=headers)
+    assert bad.status_code == 400 and "spec.weights: unknown field" in bad.text
+    assert await stored_keys(etcd_client, prefix) == [
+        "config/Route/reviews",
+        "config/Subset/reviews-v3",
+    ]
