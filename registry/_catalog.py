@@ -258,10 +258,19 @@ class Catalog:
 
     # -- traffic resources (config/<kind>/<name>) --------------------------------------------
 
-    async def put_config(self, items: Sequence[tuple[str, str, bytes]]) -> int:
-        """Store resources in one transaction (all or none); the revision they got."""
+    async def put_config(self, items: Sequence[tuple[str, str, bytes]], *, seen: int) -> int:
+        """Store resources in one transaction (all or none); the revision they got.
+
+        `seen` is the revision the batch was validated against: if any resource changed
+        after it (a concurrent apply), nothing is written and Conflict says so, because the
+        rules across resources (one Route per service) were checked against a stale view.
+        """
         ops: list[Put | Delete] = [Put(self.keys.config(k, n), value) for k, n, value in items]
-        return (await self._commit(ops)).revision
+        guard = [Compare("mod", self.keys.config(), "<", seen + 1, prefix=True)]
+        result = await self._commit(ops, guard)
+        if not result.succeeded:
+            raise Conflict("traffic resources changed while this apply was checked; apply again")
+        return result.revision
 
     async def delete_config(self, kind: str, name: str) -> int:
         """Delete one resource; NotFound if it is not stored. The revision of the delete."""

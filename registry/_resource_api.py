@@ -120,6 +120,7 @@ def mount(router: Router, ctx: Context) -> None:
             raise InvalidInput(
                 f"resources: at most {MAX_BATCH} in one apply, not {len(docs)}", field="resources"
             )
+        seen = ctx.mirror.revision
         current = {(r.kind, r.name): (r, rev) for r, _, rev in stored(ctx)}
         resources, problems = validate_all(docs, [r for r, _ in current.values()])
         if problems:
@@ -149,7 +150,7 @@ def mount(router: Router, ctx: Context) -> None:
                 }
             )
         if writes and not dry_run:
-            revision = await ctx.catalog.put_config(writes)
+            revision = await ctx.catalog.put_config(writes, seen=seen)
             for item in results:
                 item.setdefault("revision", revision)
         return results

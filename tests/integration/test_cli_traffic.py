@@ -233,3 +233,37 @@ async def test_the_server_refuses_a_bad_batch_whole_and_checks_against_what_is_s
         "config/Route/reviews",
         "config/Subset/reviews-v3",
     ]
+
+
+async def test_concurrent_applies_never_store_two_routes_for_one_service(
+    server: WeftServer, etcd_client: EtcdClient, prefix: str
+) -> None:
+    import trio
+
+    def route_doc(name: str, service: str) -> dict:
+        return {
+            "apiVersion": "weft.dev/v1",
+            "kind": "Route",
+            "metadata": {"name": name},
+            "spec": {"service": service, "rules": [{"name": "all"}]},
+        }
+
+    headers = {"X-Weft-Token": server.token or ""}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
+        for round_ in range(5):
+            statuses: list[int] = []
+
+            async def apply(name: str, service: str, out: list[int]) -> None:
+                resp = await client.post(
+                    "/v1/resources", json={"resources": [route_doc(name, service)]}
+                )
+                out.append(resp.status_code)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(apply, f"a{round_}", f"svc{round_}", statuses)
+                nursery.start_soon(apply, f"b{round_}", f"svc{round_}", statuses)
+            # one wins; the other is refused by the rules (400) or, if it was checked
+            # before the winner landed, by the write's guard (409)
+            assert sorted(statuses) in ([200, 400], [200, 409]), statuses
+    keys = await stored_keys(etcd_client, prefix)
+    assert len(keys) == 5, keys
