@@ -513,7 +513,17 @@ class Exchange:
     async def _stream(self, lease: Lease, mover: BodyMover, pending: bytes) -> bytes | None:
         """A request whose body is still arriving: pump it while waiting for the response."""
         conn, head, route = self.conn, self.head, self.route
-        cluster = route.cluster
+        cluster = lease.cluster  # the split may have chosen another backend than route.cluster
+        attempts = self.attempts
+
+        def response_limit() -> float:
+            # A streamed request is not retried, but its route's timeout still bounds it (at
+            # the sweeper's 100 ms granularity).
+            limit = cluster.timeouts.response
+            if attempts is not None and attempts.rule.timeout.total is not None:
+                limit = max(0.001, min(limit, attempts.deadline - trio.current_time()))
+            return limit
+
         out = _Streamed()
         reader = trio.CancelScope()  # cancelled if the pump fails on the client's side
         conn.enter(BODY, conn.options.body_timeout)
@@ -522,7 +532,7 @@ class Exchange:
             try:
                 out.extra = await mover.run(conn.down, lease.conn, pending, conn.touch)
                 conn.waiting = (head, route, lease, self.started)
-                conn.enter(RESPONSE, cluster.timeouts.response)
+                conn.enter(RESPONSE, response_limit())
             except SourceClosed as exc:
                 out.error = ClientGone(str(exc))
                 reader.cancel()

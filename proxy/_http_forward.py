@@ -233,7 +233,7 @@ class HttpConnection:
             cluster.metrics.add(cluster.metrics.upstream_failures, (cluster.name, "timeout"))
             detail = (
                 f"upstream {cluster.name!r} endpoint {lease.endpoint.key} sent no response "
-                f"within {cluster.timeouts.response:g}s"
+                f"within its limit ({cluster.timeouts.response:g}s, or its route's timeout)"
             )
             await self._send_final(504, detail, route.stats, head, started, "timeout")
         elif phase == BODY:

@@ -283,6 +283,18 @@ def test_mirrored_requests_reach_the_mirror_and_the_caller_never_waits(world: Wo
     )
 
 
+def test_a_streamed_request_is_bounded_by_its_routes_timeout_too(world: World) -> None:
+    """A body too large to hold for a retry streams through; the route's timeout still ends
+    it (at the proxy's 100 ms timeout sweep), long before the app's 1 s."""
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        started = time.perf_counter()
+        resp = client.post(world.url("books", "/sleep?s=1"), content=b"x" * (200 * 1024))
+        elapsed = time.perf_counter() - started
+    assert resp.status_code == 504
+    assert resp.headers["x-weft-proxy-error"] == "timeout"
+    assert 0.28 <= elapsed < 0.9, elapsed
+
+
 def test_no_route_answers_404_and_a_bad_v2_snapshot_is_refused_whole(world: World) -> None:
     doc = json.loads(world.web.snapshot_path.read_text())
     books = next(u for u in doc["upstreams"] if u["name"] == "books")
