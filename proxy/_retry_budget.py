@@ -70,6 +70,11 @@ class RetryBudget:
         self._advance(now)
         return self._reserve + sum(self._slots)
 
+    @property
+    def withdraw_cost(self) -> float:
+        """What one retry takes from the balance (in deposit units)."""
+        return self._withdraw
+
     def withdraw(self, now: float) -> bool:
         """Take one retry if the budget has it; False (and nothing taken) otherwise."""
         slot = self._advance(now)

@@ -198,6 +198,7 @@ def test_a_failing_upstream_gets_no_more_extra_load_than_the_budget(world: World
     extra = seen(world.failing, "/status/503") - requests
     assert 100 <= extra <= 0.2 * requests + 10 * 10, extra
     assert world.web.metric("weft_proxy_retry_budget_exhausted_total", route="always-fails") > 0
+    assert world.web.config()["upstreams"]["failing"]["retry_budget_available"] == 0
     # the first request had the budget's full reserve: 1 try + 3 retries, shown by /tap
     assert tap and tap[0]["route"] == "always-fails" and tap[0]["attempt"] == 4, tap
 
