@@ -290,6 +290,9 @@ def check_document(doc: Any) -> list[str]:
             {
                 "name": check_string(NAME, "a resource name (a DNS name: a-z, 0-9, '-', '.')"),
                 "labels": labels,
+                # What `weft get -o yaml` shows is the server's: accepted back, never stored.
+                "revision": check_number(0, 2**63, integer=True),
+                "createRevision": check_number(0, 2**63, integer=True),
             },
             required=("name",),
         )

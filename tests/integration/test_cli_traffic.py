@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from registry.etcd import EtcdClient
 from tests.harness import WeftServer
@@ -94,6 +95,13 @@ async def test_apply_a_directory_then_get_diff_and_delete(
     rows = [line.split() for line in table.stdout.splitlines()]
     assert rows[0] == ["KIND", "NAME", "SERVICE", "REVISION"]
     assert rows[4][:3] == ["Subset", "reviews-v2", "reviews/v2"]
+
+    as_yaml = list(yaml.safe_load_all(cli(server, "get", "all", "-o", "yaml").stdout))
+    assert [d["kind"] for d in as_yaml] == ["Route", "ServiceDefaults", "Subset", "Subset"]
+    # what `get -o yaml` prints can be applied again unchanged (revisions are the server's)
+    (tmp_path / "roundtrip.yaml").write_text(cli(server, "get", "all", "-o", "yaml").stdout)
+    again = cli(server, "apply", "-f", str(tmp_path / "roundtrip.yaml"))
+    assert again.returncode == 0 and again.stdout.count(" unchanged at revision ") == 4, again
 
     one = json.loads(cli(server, "get", "route", "reviews", "-o", "json").stdout)
     assert one["spec"]["rules"][1]["timeout"] == "300ms"
