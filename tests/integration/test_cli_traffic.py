@@ -127,6 +127,10 @@ async def test_apply_a_directory_then_get_diff_and_delete(
     assert "config/Route/reviews" not in await stored_keys(etcd_client, prefix)
     missing = cli(server, "get", "Route", "reviews")
     assert missing.returncode == 1 and "no Route named 'reviews'" in missing.stderr
+    rest = cli(server, "delete", "-f", str(config))
+    assert rest.returncode == 0, rest.stderr
+    assert "Route/reviews not found" in rest.stdout and rest.stdout.count(" deleted at ") == 3
+    assert await stored_keys(etcd_client, prefix) == []
 
 
 @pytest.mark.parametrize(
