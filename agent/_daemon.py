@@ -33,7 +33,7 @@ import trio
 from ca import SpiffeId, fingerprint_sha256
 from registry.checks import Status
 from registry.client import APIError, RegistryClient, ServerUnreachable
-from registry.web import HTTPServer
+from registry.web import HTTPServer, Limits
 
 from . import _snapshots
 from ._api import LocalAPI
@@ -369,7 +369,20 @@ class Agent:
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
             set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
         )
-        http = HTTPServer(api, long_request=lambda r: "index" in r.query)
+        config = self.config
+        http = HTTPServer(
+            api,
+            limits=Limits(
+                head_timeout=config.api_head_timeout,
+                body_timeout=config.api_body_timeout,
+                idle_timeout=config.api_idle_timeout,
+                send_timeout=config.api_send_timeout,
+                read_ahead=config.api_read_ahead_bytes,
+                max_connections=config.api_max_connections,
+                max_connections_per_ip=config.api_max_connections_per_ip,
+            ),
+            long_request=lambda r: "index" in r.query,
+        )
         try:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(http.serve, host or "127.0.0.1", int(port))

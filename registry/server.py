@@ -180,13 +180,24 @@ class RegistryServer:
             check_rules=CheckRules(config.min_check_interval, config.min_deregister_critical_after),
             advertise=config.advertise or config.listen,
             reap_interval=config.reap_interval,
+            view_cache_bytes=config.view_cache_bytes,
         )
         self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
         self.extensions = list(extensions or [])
         self.app = RegistryApp(self.ctx, self.extensions)
         self.http = HTTPServer(
             self.app,
-            limits=Limits(max_body=config.max_body_bytes, grace=config.grace),
+            limits=Limits(
+                max_body=config.max_body_bytes,
+                head_timeout=config.head_timeout,
+                body_timeout=config.body_timeout,
+                idle_timeout=config.idle_timeout,
+                send_timeout=config.send_timeout,
+                read_ahead=config.read_ahead_bytes,
+                max_connections=config.max_connections,
+                max_connections_per_ip=config.max_connections_per_ip,
+                grace=config.grace,
+            ),
             ssl_context=_ssl_context(config),
             long_request=lambda request: "index" in request.query,
         )
