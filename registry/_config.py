@@ -96,7 +96,14 @@ class ServerConfig:
     ca_sign_rate: float = opt(100.0, "certificate signings per second allowed per token")
     ca_sign_burst: float = opt(200.0, "burst of signings allowed per token")
     bootstrap: bool = opt(False, "create the first operator token and print it once")
-    bootstrap_token_file: str = opt("", "write the bootstrap token to this file (mode 0600)")
+    bootstrap_token_file: str = opt(
+        "", "write the bootstrap (or recovered) operator token to this file (mode 0600)"
+    )
+    recover_operator: bool = opt(
+        False,
+        "mint a new operator token if none is left, then exit (needs this server's etcd "
+        "access and CA key-encryption key; binds no port)",
+    )
     ready_file: str = opt("", "write {address, pid} as JSON here once serving")
     grace: float = opt(10.0, "seconds in-flight requests get on shutdown", parse=parse_duration)
     log_format: str = opt("text", "log line format: text or json")
@@ -132,5 +139,9 @@ class ServerConfig:
             raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
         if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
             raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
+        if self.recover_operator and self.bootstrap:
+            raise ConfigError(
+                "recover_operator", "give --bootstrap or --recover-operator, not both"
+            )
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")
