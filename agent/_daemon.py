@@ -50,6 +50,7 @@ from ._errors import ConfigError
 from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
+from ._resource_watch import ResourceWatcher
 from ._supervisor import ProxySpec, ProxySupervisor
 from ._upstreams import UpstreamWatcher
 
@@ -166,7 +167,7 @@ class Agent:
             self.certs.set_identities(
                 {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in sidecars}
             )
-        self.upstreams.want({u.service for d in sidecars for u in d.upstreams})
+        self._want_upstreams()
         for proxy_id in list(self.publisher.proxies):
             if proxy_id not in {d.id for d in sidecars}:
                 self.publisher.remove(proxy_id)
@@ -191,13 +192,28 @@ class Agent:
 
     # -- snapshots -----------------------------------------------------------------------------
 
+    def _want_upstreams(self) -> None:
+        resources = self.traffic.resources
+        self.upstreams.want(
+            {
+                s
+                for d in self.defs
+                if d.sidecar_port
+                for s in _snapshots.wanted_services(d, resources)
+            }
+        )
+
     def _republish(self) -> None:
         if not self.trust_domain:
             return
+        if not self.traffic.known:
+            return  # wait for the traffic resources, rather than publish without routes
+        resources = self.traffic.resources
+        self._want_upstreams()
         for d in self.defs:
             if not d.sidecar_port or not self.certs.ready(d.id):
                 continue
-            if any(u.service not in self.upstreams.known for u in d.upstreams):
+            if any(s not in self.upstreams.known for s in _snapshots.wanted_services(d, resources)):
                 continue  # wait for a first answer, rather than publish empty upstreams
             doc = _snapshots.build(
                 d,
@@ -205,6 +221,7 @@ class Agent:
                 self.certs.files(d.id),
                 self.upstreams.instances,
                 version=0,
+                resources=resources,
             )
             if self.publisher.publish(d.id, doc):
                 log.info(
@@ -222,6 +239,7 @@ class Agent:
 
                 nursery.start_soon(wake, self.upstreams.changed)
                 nursery.start_soon(wake, self.certs.changed)
+                nursery.start_soon(wake, self.traffic.changed)
             self._republish()
 
     # -- status --------------------------------------------------------------------------------
@@ -330,6 +348,7 @@ class Agent:
             client, self.data / "certs", lifetime=self.config.cert_lifetime, rng=rng
         )
         self.upstreams = UpstreamWatcher(client)
+        self.traffic = ResourceWatcher(client)
         self.registrar = Registrar(
             client,
             node=self.node,
@@ -382,6 +401,7 @@ class Agent:
                 self.checks.run,
                 self._certs_after_sync,
                 self.upstreams.run,
+                self.traffic.run,
                 self.supervisor.run,
                 self._republish_loop,
                 self._become_ready,

@@ -16,13 +16,19 @@ from ca import SpiffeId
 
 from ._certs import CertFiles
 from ._definitions import ServiceDef
+from ._traffic import Resources, upstream_fields
 
 log = logging.getLogger("weft.agent.snapshots")
 
 SCHEMA = "weft.proxy.snapshot/v1"
+SCHEMA_V2 = "weft.proxy.snapshot/v2"
 
 
-def endpoints(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def endpoints(
+    instances: Sequence[Mapping[str, Any]],
+    resources: Resources | None = None,
+    service: str = "",
+) -> list[dict[str, Any]]:
     out = []
     for inst in instances:
         if inst.get("status") != "passing":
@@ -37,8 +43,21 @@ def endpoints(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "identity": inst["identity"],
             }
         )
+        if resources is not None:
+            subsets = resources.subsets_of(service, inst)
+            if subsets:
+                out[-1]["subsets"] = subsets
     out.sort(key=lambda e: (e["address"], e["port"]))
     return out
+
+
+def wanted_services(d: ServiceDef, resources: Resources | None) -> set[str]:
+    """The services a sidecar needs instances of: its upstreams and what their routes name."""
+    services = {u.service for u in d.upstreams}
+    if resources is not None:
+        for service in list(services):
+            services |= resources.referenced(service)
+    return services
 
 
 def build(
@@ -48,6 +67,7 @@ def build(
     upstream_instances: Mapping[str, Sequence[Mapping[str, Any]]],
     *,
     version: int,
+    resources: Resources | None = None,
 ) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     if d.deny:
@@ -72,11 +92,28 @@ def build(
                 "address": "127.0.0.1",
                 "port": up.local_port,
                 "protocol": _protocol_of(upstream_instances.get(up.service, ())),
-                "endpoints": endpoints(upstream_instances.get(up.service, ())),
+                "endpoints": endpoints(
+                    upstream_instances.get(up.service, ()), resources, up.service
+                ),
             }
             for up in d.upstreams
         ],
     }
+    if resources is not None:
+        doc["schema"] = SCHEMA_V2
+        listed = {up.service for up in d.upstreams}
+        for service in sorted(wanted_services(d, resources) - listed):
+            # a backend or mirror of a route: no local port of its own
+            doc["upstreams"].append(
+                {
+                    "name": service,
+                    "protocol": "http",
+                    "endpoints": endpoints(upstream_instances.get(service, ()), resources, service),
+                }
+            )
+        for upstream in doc["upstreams"]:
+            if upstream["protocol"] == "http":
+                upstream.update(upstream_fields(upstream["name"], resources))
     if d.forward_proxy_port:
         doc["forward_proxy"] = {"address": "127.0.0.1", "port": d.forward_proxy_port}
     return doc

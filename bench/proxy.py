@@ -1,8 +1,10 @@
 """The sidecar's cost, measured: the same HTTP/1.1 1 KB workload three ways.
 
-    direct   wrk → nginx
-    weft     wrk → Weft sidecar A → mTLS (TLS 1.3, SPIFFE IDs) → Weft sidecar B → nginx
-    haproxy  wrk → HAProxy A → mTLS (TLS 1.3, verified both ways) → HAProxy B → nginx
+    direct       wrk → nginx
+    weft         wrk → Weft sidecar A → mTLS (TLS 1.3, SPIFFE IDs) → Weft sidecar B → nginx
+    weft-routes  the same, A with 20 routes (the request matches the last), a retry policy
+                 on each, the retry budget and per-route metrics (snapshot schema v2)
+    haproxy      wrk → HAProxy A → mTLS (TLS 1.3, verified both ways) → HAProxy B → nginx
 
 For each: throughput at saturation (wrk, closed loop), latency at about 1,000 req/s (wrk paced
 by a Lua script: 20 connections, each waiting a random 10-30 ms before its next request, so
@@ -357,8 +359,30 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
             }
         ],
     }
+    ar_port = free_port()
+    snap_ar = json.loads(json.dumps(snap_a))
+    snap_ar["schema"] = "weft.proxy.snapshot/v2"
+    routed = snap_ar["upstreams"][0]
+    routed["port"] = ar_port
+    routed["retry_budget"] = {"ratio": 0.2, "min_per_second": 10, "ttl_ms": 10_000}
+    retry = {"attempts": 2, "on": ["gateway-error"]}
+    routed["routes"] = [
+        # 19 routes the benchmark's `GET /` passes over, of the kinds real tables have...
+        {
+            "name": f"r{i}",
+            "match": [
+                {"method": "POST", "path": {"exact": f"/api/v1/things/{i}"}}
+                if i % 3 == 0
+                else {"path": {"segment_prefix": f"/api/v{i}"}}
+                if i % 3 == 1
+                else {"headers": [{"name": "x-route", "exact": str(i)}]}
+            ],
+            "retry": retry,
+        }
+        for i in range(19)
+    ] + [{"name": "rest", "match": [{"path": {"segment_prefix": "/"}}], "retry": retry}]
     weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
-    for name, doc in (("weft-b", snap_b), ("weft-a", snap_a)):
+    for name, doc in (("weft-b", snap_b), ("weft-a", snap_a), ("weft-ar", snap_ar)):
         (work / f"{name}.json").write_text(json.dumps(doc))
     weft_b = stack.start(
         "weft-b", [*weft, "--snapshot", str(work / "weft-b.json"), "--admin", "127.0.0.1:0"]
@@ -366,8 +390,12 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     weft_a = stack.start(
         "weft-a", [*weft, "--snapshot", str(work / "weft-a.json"), "--admin", "127.0.0.1:0"]
     )
+    weft_ar = stack.start(
+        "weft-ar", [*weft, "--snapshot", str(work / "weft-ar.json"), "--admin", "127.0.0.1:0"]
+    )
     wait_port(b_port)
     wait_port(a_port)
+    wait_port(ar_port)
 
     # HAProxy
     hb_port, ha_port = free_port(), free_port()
@@ -398,6 +426,7 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     targets = {
         "direct": (nginx_port, []),
         "weft": (a_port, [weft_a.pid, weft_b.pid]),
+        "weft-routes": (ar_port, [weft_ar.pid, weft_b.pid]),
         "haproxy": (ha_port, [hap_a.pid, hap_b.pid]),
     }
     for name, (port, _) in targets.items():  # every path answers, and warms up
@@ -446,6 +475,7 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     rss = {
         "weft-a": rss_mib(weft_a.pid),
         "weft-b": rss_mib(weft_b.pid),
+        "weft-a-routes": rss_mib(weft_ar.pid),
         "haproxy-a": rss_mib(hap_a.pid),
         "haproxy-b": rss_mib(hap_b.pid),
     }
@@ -496,7 +526,12 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     added99 = (med(lat["weft"], "p99_us") - direct99) / 1000
     haproxy99 = (med(lat["haproxy"], "p99_us") - direct99) / 1000
     serial_added99 = (med(ser["weft"], "p99_us") - serial99) / 1000
-    worst_rss = max(rss["weft-a"][1], rss["weft-b"][1])
+    worst_rss = max(rss["weft-a"][1], rss["weft-b"][1], rss["weft-a-routes"][1])
+    # Routes against no routes, run by run (same machine state, same B sidecar).
+    routes_rps = statistics.median(
+        r["rps"] / w["rps"] for r, w in zip(sat["weft-routes"], sat["weft"], strict=True)
+    )
+    routes_added99 = (med(lat["weft-routes"], "p99_us") - med(lat["weft"], "p99_us")) / 1000
     print()
     print(f"Weft/HAProxy throughput ratio: {ratio_rps:.2f} (target >= 0.35; per run: {ratios})")
     print(f"Weft/HAProxy CPU per request:  {ratio_cpu:.2f}x")
@@ -505,6 +540,10 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         f"HAProxy: {haproxy99:.3f} ms; one connection, 1 req/ms: {serial_added99:.3f} ms)"
     )
     print(f"Weft peak RSS per proxy:       {worst_rss:.1f} MiB (target < 40 MiB)")
+    print(
+        f"20 routes + retry budget vs no routes: throughput {routes_rps:.2f}x (target >= 0.90), "
+        f"paced p99 {routes_added99:+.3f} ms (target <= +0.3 ms)"
+    )
     print(
         "httptools vs h11 (request + response head, parse + serialize): "
         f"{parse['httptools_request'] + parse['httptools_response']:.1f} µs vs "

@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import random
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import trio
 
-from . import _retry
+from . import _fault, _retry
+from ._attempts import Attempts, rng
 from ._balance import Endpoint
 from ._cluster import Lease
 from ._errors import (
@@ -40,10 +42,16 @@ from ._h1 import (
     find_head,
     parse_response_head,
 )
+from ._header_mods import apply_to
 from ._http_body import BodyMover
-from ._http_forward import BODY, RESPONSE, TUNNEL, Reject, Route
+from ._http_plan import BODY, FAULT, RESPONSE, TUNNEL, Reject, Route
+from ._mirror import should_mirror
+from ._mirror_copy import in_flight, send_copy
+from ._route_match import RequestView
+from ._route_table import RouteRule
 from ._splice import splice
 from ._stream import RECV_SIZE
+from ._timeout import PER_TRY
 
 if TYPE_CHECKING:
     from ._http_forward import HttpConnection
@@ -67,7 +75,7 @@ class _Streamed:
 
 
 class Exchange:
-    __slots__ = ("conn", "head", "route", "started")
+    __slots__ = ("attempts", "conn", "head", "route", "rule", "started")
 
     route: Route  # set once the route layer has placed the request
 
@@ -75,12 +83,65 @@ class Exchange:
         self.conn = conn
         self.head = head
         self.started = time.perf_counter()
+        self.rule: RouteRule | None = None
+        self.attempts: Attempts | None = None
+        conn.tap_route, conn.tap_attempt = "", 0
 
-    async def _fail(self, status: int, reason: str, *, close: bool) -> None:
+    async def _fail(self, status: int, reason: str, *, close: bool, error: str = "") -> None:
         stats = self.route.stats if hasattr(self, "route") else None
         await self.conn.reply_error(
-            status, reason, stats, close=close, head=self.head, started=self.started
+            status, reason, stats, close=close, head=self.head, started=self.started, error=error
         )
+
+    async def _place(self, route: Route) -> Route | None:
+        """The route layer: the first route that takes the request, its header changes and
+        faults. None when the request was answered here (404 no_route, an injected abort)."""
+        conn, head = self.conn, self.head
+        assert route.table is not None
+        rule = route.table.find(RequestView(head, route.target))
+        close = head.framing != NO_BODY  # an unread body leaves the stream out of step
+        if rule is None:
+            self.route = replace(route, stats=route.stats_for(""))
+            self.route.stats.requests += 1
+            method = head.method.decode("latin-1")
+            await self._fail(
+                404,
+                f"no route of upstream {route.peer!r} takes {method} {head.target[:200]!r}",
+                close=close,
+                error="no_route",
+            )
+            return None
+        self.rule = rule
+        conn.tap_route = rule.name
+        placed = route.placed.get(rule.name)
+        if placed is None:  # once per route and connection (and snapshot)
+            mods = rule.request_headers
+            placed = route.placed[rule.name] = replace(
+                route,
+                stats=route.stats_for(rule.name),
+                add=[*route.add, *mods.added] if mods.add or mods.set else route.add,
+                drop=route.drop | mods.dropped if not mods.empty else route.drop,
+            )
+        self.route = placed
+        placed.stats.requests += 1
+        if rule.fault is not None:
+            decision = _fault.decide(rule.fault, rng)
+            metrics = route.metrics
+            assert metrics is not None
+            if decision.delay:
+                metrics.add(metrics.faults, (route.peer, rule.name, "delay"))
+                conn.enter(FAULT, decision.delay + 1)
+                await trio.sleep(decision.delay)
+            if decision.abort:
+                metrics.add(metrics.faults, (route.peer, rule.name, "abort"))
+                await self._fail(
+                    decision.abort,
+                    f"fault injected by route {rule.name!r} of upstream {route.peer!r}",
+                    close=close,
+                    error="fault",
+                )
+                return None
+        return placed
 
     async def run(self, buf: bytes) -> bytes | None:
         """Forward the request; return bytes read past it, or None to close the connection."""
@@ -105,18 +166,34 @@ class Exchange:
             )
             return None if close else buf
         self.route = route
-        route.stats.requests += 1
+        if route.table is not None:
+            placed = await self._place(route)
+            if placed is None:
+                return None if head.framing != NO_BODY else buf
+            route = placed
+        else:
+            route.stats.requests += 1
         if route.connect:
             await self._tunnel(buf)
             return None
+        rule = self.rule
 
         # How much of the body is here already, checked?
         framing = head.framing
         scanner = None
+        idempotent = head.idempotent or head.get(b"idempotency-key") is not None
+        # A body a route may replay (a retry) must be held whole: up to 64 KiB are waited for.
+        limit = (
+            _retry.MAX_REPLAY_BYTES
+            if rule is not None
+            and (rule.retry is not None or rule.mirror is not None)
+            and (idempotent or (rule.retry is not None and rule.retry.non_idempotent))
+            else _JOIN_LIMIT
+        )
         if framing == NO_BODY:
             body_end, complete = 0, True
         elif framing == LENGTH:
-            if len(buf) < head.length <= _JOIN_LIMIT and not head.expect_continue:
+            if len(buf) < head.length <= limit and not head.expect_continue:
                 # A small body that is still on its way (many clients write the head and the
                 # body separately): wait for it, so the request goes out whole, in one write,
                 # and can be retried elsewhere if need be.
@@ -153,7 +230,35 @@ class Exchange:
             mover = BodyMover(framing, head.length - body_end, scanner=scanner)
             if framing == CHUNKED:  # the scanner holds back an incomplete framing unit
                 pending, rest = rest, b""
+        if rule is not None:
+            metrics = route.metrics
+            assert metrics is not None
+            self.attempts = Attempts(
+                rule,
+                route.peer,
+                route.clusters,
+                route.budget,
+                metrics,
+                started=trio.current_time() - (time.perf_counter() - self.started),
+                idempotent=idempotent,
+                body_bytes=body_end if complete else None,
+            )
         return await self._dispatch(first, rest, mover, pending)
+
+    def _mirror(self, first: list[bytes]) -> None:
+        """Start a fire-and-forget copy if the route mirrors this request."""
+        rule, route = self.rule, self.route
+        if rule is None or rule.mirror is None or route.background is None:
+            return
+        metrics = route.metrics
+        assert metrics is not None
+        why = should_mirror(rule.mirror, rng, in_flight())
+        cluster = route.clusters.get(rule.mirror.cluster_key)
+        if why or cluster is None:
+            if why == "overloaded":
+                metrics.add(metrics.mirrors, (rule.mirror.cluster_key, "skipped_overloaded"))
+            return
+        route.background(send_copy, cluster, first, self.head.method, metrics)
 
     async def _read_rest(self, buf: bytes, length: int) -> bytes | None:
         """Read from the client until `buf` holds `length` bytes; None if it went away."""
@@ -174,6 +279,7 @@ class Exchange:
         self, first: list[bytes], rest: bytes, mover: BodyMover | None, pending: bytes
     ) -> bytes | None:
         conn, head, route = self.conn, self.head, self.route
+        attempts = self.attempts
         cluster = route.cluster
         tried: list[Endpoint] = []
         attempt = 0
@@ -181,6 +287,14 @@ class Exchange:
         idempotent = head.idempotent or head.get(b"idempotency-key") is not None
         while True:
             attempt += 1
+            if attempts is not None:
+                # split: this attempt's backend (a subset, or another service)
+                picked = attempts.cluster()
+                if picked is None:
+                    await self._fail(503, "the route's backend has no cluster", close=True)
+                    return None
+                cluster = picked
+                conn.tap_attempt = attempts.made
             try:
                 lease = await cluster.acquire(tried)
             except UpstreamError as exc:
@@ -190,12 +304,47 @@ class Exchange:
             try:
                 for part in first:
                     await lease.conn.send_all(part)
+                if attempt == 1 and self.rule is not None and mover is None:
+                    self._mirror(first)
                 if mover is not None:
                     return await self._stream(lease, mover, pending)
                 conn.waiting = (head, route, lease, self.started)
                 conn.enter(RESPONSE, cluster.timeouts.response)
-                resp, rbuf = await self._response_head(lease)
+                if attempts is not None and attempts.rule.timeout.active:
+                    deadline = attempts.attempt_deadline(cluster.timeouts.response)
+                    with trio.move_on_at(deadline.at) as scope:
+                        resp, rbuf = await self._response_head(lease)
+                    if scope.cancelled_caught:
+                        # timeout: this attempt's (retried if the policy says so) or the total
+                        conn.waiting = None
+                        lease.done(ok=False, reusable=False)
+                        metrics = cluster.metrics
+                        metrics.add(metrics.upstream_failures, (cluster.name, "timeout"))
+                        per_try = deadline.kind == PER_TRY
+                        if per_try and attempts.retry(timed_out=True):
+                            tried = []
+                            continue
+                        limit = self.rule.timeout.total if self.rule else None
+                        what = (
+                            f"route {attempts.rule.name!r} timed out after {limit:g}s"
+                            if deadline.kind == "total" and limit is not None
+                            else f"upstream {cluster.name!r} endpoint {lease.endpoint.key} "
+                            f"sent no response in time ({deadline.kind} limit)"
+                        )
+                        await self._fail(504, what, close=False, error="timeout")
+                        return rest
+                else:
+                    resp, rbuf = await self._response_head(lease)
                 conn.waiting = None
+                if (
+                    attempts is not None
+                    and resp.status >= 400
+                    and attempts.retry(status=resp.status)
+                ):
+                    # a retryable answer: dropped with its connection, and tried again
+                    lease.done(ok=False, reusable=False)
+                    tried = []
+                    continue
                 result, ok, reusable = await self._respond(lease, resp, rbuf, rest)
                 lease.done(ok=ok, reusable=reusable, transport_failure=not ok and result is None)
                 return result
@@ -303,6 +452,9 @@ class Exchange:
             state.must_close("the response is delimited by the end of the connection")
         if not request_complete:
             state.must_close("the request body was not read to its end")
+        rule = self.rule
+        if rule is not None and not rule.response_headers.empty:
+            resp.headers = apply_to(resp.headers, rule.response_headers)
         out = encode_response(resp, keep_alive=state.keep_alive, http10_client=head.http10)
         sent = len(out)
         framing = resp.framing
@@ -361,7 +513,17 @@ class Exchange:
     async def _stream(self, lease: Lease, mover: BodyMover, pending: bytes) -> bytes | None:
         """A request whose body is still arriving: pump it while waiting for the response."""
         conn, head, route = self.conn, self.head, self.route
-        cluster = route.cluster
+        cluster = lease.cluster  # the split may have chosen another backend than route.cluster
+        attempts = self.attempts
+
+        def response_limit() -> float:
+            # A streamed request is not retried, but its route's timeout still bounds it (at
+            # the sweeper's 100 ms granularity).
+            limit = cluster.timeouts.response
+            if attempts is not None and attempts.rule.timeout.total is not None:
+                limit = max(0.001, min(limit, attempts.deadline - trio.current_time()))
+            return limit
+
         out = _Streamed()
         reader = trio.CancelScope()  # cancelled if the pump fails on the client's side
         conn.enter(BODY, conn.options.body_timeout)
@@ -370,7 +532,7 @@ class Exchange:
             try:
                 out.extra = await mover.run(conn.down, lease.conn, pending, conn.touch)
                 conn.waiting = (head, route, lease, self.started)
-                conn.enter(RESPONSE, cluster.timeouts.response)
+                conn.enter(RESPONSE, response_limit())
             except SourceClosed as exc:
                 out.error = ClientGone(str(exc))
                 reader.cancel()

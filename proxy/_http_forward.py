@@ -17,20 +17,31 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._conn_state import ConnState, S
 from ._errors import ClientGone, HttpError, StreamClosed
 from ._h1 import Head, Limits, find_head, local_response, parse_request_head
+from ._http_exchange import Exchange
+from ._http_plan import BODY as BODY
+from ._http_plan import DRAIN as DRAIN
+from ._http_plan import FAULT as FAULT
+from ._http_plan import HEAD as HEAD
+from ._http_plan import IDLE as IDLE
+from ._http_plan import RESPONSE as RESPONSE
+from ._http_plan import TUNNEL as TUNNEL
+from ._http_plan import Observer as Observer
+from ._http_plan import Reject as Reject
+from ._http_plan import Route as Route
+from ._http_plan import Router as Router
 from ._metrics import HttpStats, Metrics
 from ._stream import Stream
 
 if TYPE_CHECKING:
-    from ._cluster import Cluster, Lease
+    from ._cluster import Lease
 
 log = logging.getLogger("weft.proxy")
 
@@ -46,52 +57,27 @@ class HttpOptions:
     tunnel_idle_timeout: float = 3600.0
 
 
-@dataclass(slots=True)
-class Route:
-    """Where one request goes: produced by the route layer."""
-
-    cluster: Cluster
-    stats: HttpStats
-    peer: str
-    target: bytes | None = None
-    add: list[tuple[bytes, bytes]] = field(default_factory=list)
-    drop: frozenset[bytes] = frozenset()
-    connect: bool = False  # a CONNECT tunnel (forward proxy)
-
-
-@dataclass(slots=True)
-class Reject:
-    """A request the route layer answers itself (403, unknown upstream, ...)."""
-
-    status: int
-    reason: str
-    stats: HttpStats | None = None
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    label: str = ""  # why, as a metric label (authorization refusals)
-
-
-Router = Callable[[Head], "Route | Reject"]
-
-
-class Observer:
-    """Where request summaries go (the admin `/tap` stream, the access log) when anyone looks."""
-
-    active = False
-
-    def publish(self, summary: dict[str, Any]) -> None:  # pragma: no cover - interface
-        pass
-
-
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
 
-# Phases a connection can time out in.
-HEAD = "head"  # reading a request head (header_timeout)
-IDLE = "idle"  # waiting for the next request (idle_timeout)
-RESPONSE = "response"  # waiting for the upstream's answer (the upstream's response timeout)
-BODY = "body"  # a body is streaming (body_timeout since the last bytes)
-TUNNEL = "tunnel"  # upgraded or CONNECT: the splice's own idle timeout (tunnel_idle_timeout)
-DRAIN = "drain"  # not a timeout: shutdown closing an idle connection
+
+# What `x-weft-proxy-error` says on an answer the proxy made itself, when the caller gives no
+# more precise reason: who answered is then never in doubt (Linkerd's l5d-proxy-error).
+ERROR_REASONS = {
+    400: "bad_request",
+    403: "denied",
+    404: "no_route",
+    408: "request_timeout",
+    413: "too_large",
+    417: "expectation_failed",
+    431: "head_too_large",
+    501: "not_implemented",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "timeout",
+    505: "bad_version",
+}
+PROXY_ERROR = b"x-weft-proxy-error"
 
 
 class HttpConnection:
@@ -109,6 +95,8 @@ class HttpConnection:
     ) -> None:
         self.down = down
         self.metrics = metrics
+        self.tap_route = ""  # the route and attempt of the exchange in progress, for /tap
+        self.tap_attempt = 0
         self.router = router
         self.direction = direction
         self.options = options
@@ -167,8 +155,6 @@ class HttpConnection:
             await self._linger()
 
     async def _loop(self, buf: bytes) -> None:
-        from ._http_exchange import Exchange
-
         state = self.state
         first = True
         while True:
@@ -247,19 +233,27 @@ class HttpConnection:
             cluster.metrics.add(cluster.metrics.upstream_failures, (cluster.name, "timeout"))
             detail = (
                 f"upstream {cluster.name!r} endpoint {lease.endpoint.key} sent no response "
-                f"within {cluster.timeouts.response:g}s"
+                f"within its limit ({cluster.timeouts.response:g}s, or its route's timeout)"
             )
-            await self._send_final(504, detail, route.stats, head, started)
+            await self._send_final(504, detail, route.stats, head, started, "timeout")
         elif phase == BODY:
             self.count_timeout(BODY)
             log.info("body stalled; connection closed", extra={"kv": {"direction": self.direction}})
 
     async def _send_final(
-        self, status: int, reason: str, stats: HttpStats | None, head: Head | None, started: float
+        self,
+        status: int,
+        reason: str,
+        stats: HttpStats | None,
+        head: Head | None,
+        started: float,
+        error: str = "",
     ) -> None:
         """An error answer on a connection that closes right after (bounded: never blocks)."""
         with trio.move_on_after(1):
-            await self.reply_error(status, reason, stats, close=True, head=head, started=started)
+            await self.reply_error(
+                status, reason, stats, close=True, head=head, started=started, error=error
+            )
 
     # -- answers the proxy makes itself ----------------------------------------------------
 
@@ -303,15 +297,19 @@ class HttpConnection:
         head: Head | None = None,
         started: float = 0.0,
         headers: list[tuple[bytes, bytes]] | None = None,
+        error: str = "",
     ) -> None:
         if close:
             self.state.must_close(reason)
             self.linger = status >= 400
+        label = error or ERROR_REASONS.get(status, "proxy_error")
+        if self.metrics is not None:
+            self.metrics.add(self.metrics.proxy_errors, (self.direction, label))
         data = local_response(
             status,
             f"weft-proxy: {reason}\n",
             close=not self.state.keep_alive,
-            headers=headers,
+            headers=[(PROXY_ERROR, label.encode()), *(headers or ())],
             head_only=head is not None and head.method == b"HEAD",
         )
         try:
@@ -341,5 +339,7 @@ class HttpConnection:
                 "request_id": (head.request_id or b"").decode("latin-1"),
                 "traceparent": (head.get(b"traceparent") or b"").decode("latin-1") or None,
                 "error": error or None,
+                "route": self.tap_route or None,
+                "attempt": self.tap_attempt or None,
             }
         )

@@ -21,23 +21,22 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from ca import SpiffeId
 
+from ._authorize import InboundRouter, allow_connection
 from ._detect import Protocol, detect
 from ._errors import HttpError, StreamClosed, TlsRefused, UpstreamError
-from ._h1 import Head
-from ._hop_by_hop import CLIENT_ID, strip_identity
-from ._http_forward import HttpConnection, Reject, Route
+from ._http_forward import HttpConnection
 from ._splice import Counter, splice
 from ._stream import TlsStream
 from ._tls import ALPN_HTTP1, peer_identity
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._listener_host import ListenerHost
 
 log = logging.getLogger("weft.proxy")
 
@@ -51,7 +50,7 @@ _NOT_HTTP = {
 }
 
 
-async def serve_inbound(runtime: Runtime, sock: socket.socket) -> None:
+async def serve_inbound(runtime: ListenerHost, sock: socket.socket) -> None:
     config = runtime.config
     if config is None or config.snapshot.inbound is None:
         sock.close()
@@ -93,7 +92,7 @@ async def serve_inbound(runtime: Runtime, sock: socket.socket) -> None:
         stream.close()
 
 
-async def _after_handshake(runtime: Runtime, stream: TlsStream, identity: SpiffeId) -> None:
+async def _after_handshake(runtime: ListenerHost, stream: TlsStream, identity: SpiffeId) -> None:
     config = runtime.config
     assert config is not None and config.snapshot.inbound is not None
     inbound = config.snapshot.inbound
@@ -128,7 +127,7 @@ async def _after_handshake(runtime: Runtime, stream: TlsStream, identity: Spiffe
     await _serve_http(runtime, stream, identity, b"", refusal=refusal)
 
 
-async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol | None, bytes]:
+async def _sniff(runtime: ListenerHost, stream: TlsStream) -> tuple[Protocol | None, bytes]:
     """The protocol the client's first bytes start, or None if it did not say within
     `detect_timeout` (with what it did send)."""
     buf = b""
@@ -145,7 +144,7 @@ async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol | None, 
 
 
 async def _serve_http(
-    runtime: Runtime,
+    runtime: ListenerHost,
     stream: TlsStream,
     identity: SpiffeId,
     first: bytes,
@@ -153,56 +152,11 @@ async def _serve_http(
     refusal: HttpError | None = None,
 ) -> None:
     metrics = runtime.metrics
-    peer = identity.service
-    client_id = identity.uri.encode()
-
-    stats = metrics.http("inbound", peer)
-    decided: list[Any] = [None, None]  # (config, Route | Reject): decided once per snapshot
-
-    def route(head: Head) -> Route | Reject:
-        # Whatever the client sent as an identity is not its identity: the verified one is
-        # added below (Route.add), whatever the routing decision.
-        head.headers = strip_identity(head.headers)
-        if head.method == b"CONNECT":
-            raise HttpError(
-                405,
-                "CONNECT is not served on a service's inbound port",
-                label="connect_not_allowed",
-            )
-        config = runtime.config
-        if decided[0] is config and config is not None:
-            cached: Route | Reject = decided[1]
-            if isinstance(cached, Reject):
-                metrics.add(metrics.authz_denied, ("http", peer, cached.label))
-            return cached
-        if config is None or config.app is None:
-            raise HttpError(
-                503, "this proxy has no inbound application configured", label="no_application"
-            )
-        decision = config.authorizer.decide(identity)
-        result: Route | Reject
-        if not decision.allowed:
-            result = Reject(
-                403,
-                f"{identity} may not call {config.snapshot.identity.service}: {decision.reason}",
-                stats,
-                headers=[(b"x-weft-denied", decision.reason.encode("ascii", "replace"))],
-                label=decision.label,
-            )
-            metrics.add(metrics.authz_denied, ("http", peer, decision.label))
-        else:
-            result = Route(
-                cluster=config.app,
-                stats=stats,
-                peer=peer,
-                add=[(CLIENT_ID, client_id)],
-            )
-        decided[0], decided[1] = config, result
-        return result
+    router = InboundRouter(identity, metrics, lambda: runtime.config)
 
     connection = HttpConnection(
         stream,
-        route,
+        router,
         direction="inbound",
         options=runtime.options.http,
         observer=runtime.tap,
@@ -219,18 +173,12 @@ async def _serve_http(
         metrics.closed("inbound", "http")
 
 
-async def _serve_opaque(runtime: Runtime, stream: TlsStream, identity: SpiffeId) -> None:
+async def _serve_opaque(runtime: ListenerHost, stream: TlsStream, identity: SpiffeId) -> None:
     config = runtime.config
     assert config is not None
     metrics = runtime.metrics
     peer = identity.service
-    decision = config.authorizer.decide(identity)
-    if not decision.allowed:
-        metrics.add(metrics.authz_denied, ("tcp", peer, decision.label))
-        log.info(
-            "inbound connection refused",
-            extra={"kv": {"source": str(identity), "reason": decision.reason}},
-        )
+    if not allow_connection(config, identity, metrics):
         return
     if config.app is None:
         return

@@ -45,7 +45,10 @@ CLASSES = ("error", "1xx", "2xx", "3xx", "4xx", "5xx")  # index = status // 100;
 
 
 class HttpStats:
-    """Request/response numbers of one (direction, peer); touched on every request."""
+    """Request/response numbers of one (direction, peer, route); touched on every request.
+
+    `route` is the route's name from the snapshot (bounded: never the raw path), `default`
+    for traffic no route configuration names."""
 
     __slots__ = ("bytes_in", "bytes_out", "counts", "requests", "responses", "sums")
 
@@ -68,7 +71,7 @@ class HttpStats:
 
 class Metrics:
     def __init__(self) -> None:
-        self._http: dict[tuple[str, str], HttpStats] = {}
+        self._http: dict[tuple[str, str, str], HttpStats] = {}
         self.tcp_bytes: dict[tuple[str, str, str], int] = {}  # (direction, peer, in|out)
         self.connections: dict[tuple[str, str], int] = {}  # (direction, protocol) total
         self.open: dict[tuple[str, str], int] = {}  # (direction, protocol) now
@@ -79,16 +82,22 @@ class Metrics:
         self.refused: dict[tuple[str, str], int] = {}  # (direction, reason): bad client input
         self.timeouts: dict[tuple[str, str], int] = {}  # (direction, phase)
         self.ejections: dict[str, int] = {}  # upstream
+        self.retries: dict[tuple[str, str, str], int] = {}  # (upstream, route, reason)
+        self.budget_exhausted: dict[tuple[str, str], int] = {}  # (upstream, route)
+        self.proxy_errors: dict[tuple[str, str], int] = {}  # (direction, reason): own answers
+        self.faults: dict[tuple[str, str, str], int] = {}  # (upstream, route, delay|abort)
+        self.mirrors: dict[tuple[str, str], int] = {}  # (mirror upstream, result)
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
         self.gauges: Callable[[], dict[str, Any]] = dict  # filled in by the runtime
 
     def total_requests(self) -> int:
         return sum(stats.requests for stats in self._http.values())
 
-    def http(self, direction: str, peer: str) -> HttpStats:
-        stats = self._http.get((direction, peer))
+    def http(self, direction: str, peer: str, route: str = "default") -> HttpStats:
+        key = (direction, peer, route)
+        stats = self._http.get(key)
         if stats is None:
-            stats = self._http[(direction, peer)] = HttpStats()
+            stats = self._http[key] = HttpStats()
         return stats
 
     @staticmethod
@@ -109,8 +118,8 @@ class Metrics:
     def dump(self) -> dict[str, Any]:
         """Every number as plain JSON-able data."""
         http = [
-            [d, p, s.requests, s.responses, s.counts, s.sums, s.bytes_in, s.bytes_out]
-            for (d, p), s in self._http.items()
+            [d, p, r, s.requests, s.responses, s.counts, s.sums, s.bytes_in, s.bytes_out]
+            for (d, p, r), s in self._http.items()
         ]
         return {
             "http": http,
@@ -124,6 +133,11 @@ class Metrics:
             "refused": [[*k, v] for k, v in self.refused.items()],
             "timeouts": [[*k, v] for k, v in self.timeouts.items()],
             "ejections": [[k, v] for k, v in self.ejections.items()],
+            "retries": [[*k, v] for k, v in self.retries.items()],
+            "budget_exhausted": [[*k, v] for k, v in self.budget_exhausted.items()],
+            "proxy_errors": [[*k, v] for k, v in self.proxy_errors.items()],
+            "faults": [[*k, v] for k, v in self.faults.items()],
+            "mirrors": [[*k, v] for k, v in self.mirrors.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
             "gauges": self.gauges(),
         }
@@ -132,17 +146,18 @@ class Metrics:
 def merge(dumps: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Add up the dumps of several worker processes (gauges: the first worker's)."""
     out: dict[str, Any] = {"gauges": {}}
-    http: dict[tuple[str, str], list[Any]] = {}
+    http: dict[tuple[str, str, str], list[Any]] = {}
     tables: dict[str, dict[tuple[Any, ...], int]] = {}
     for n, dump in enumerate(dumps):
         if n == 0:
             out["gauges"] = dump.get("gauges", {})
-        for d, p, req, resp, counts, sums, b_in, b_out in dump.get("http", []):
-            acc = http.get((d, p))
+        for d, p, r, req, resp, counts, sums, b_in, b_out in dump.get("http", []):
+            acc = http.get((d, p, r))
             if acc is None:
-                http[(d, p)] = [
+                http[(d, p, r)] = [
                     d,
                     p,
+                    r,
                     req,
                     list(resp),
                     [list(c) for c in counts],
@@ -151,15 +166,15 @@ def merge(dumps: Iterable[dict[str, Any]]) -> dict[str, Any]:
                     b_out,
                 ]
                 continue
-            acc[2] += req
-            acc[3] = [a + b for a, b in zip(acc[3], resp, strict=True)]
-            acc[4] = [
+            acc[3] += req
+            acc[4] = [a + b for a, b in zip(acc[4], resp, strict=True)]
+            acc[5] = [
                 [a + b for a, b in zip(x, y, strict=True)]
-                for x, y in zip(acc[4], counts, strict=True)
+                for x, y in zip(acc[5], counts, strict=True)
             ]
-            acc[5] = [a + b for a, b in zip(acc[5], sums, strict=True)]
-            acc[6] += b_in
-            acc[7] += b_out
+            acc[6] = [a + b for a, b in zip(acc[6], sums, strict=True)]
+            acc[7] += b_in
+            acc[8] += b_out
         for name, rows in dump.items():
             if name in ("http", "gauges"):
                 continue
@@ -180,35 +195,40 @@ class _DumpCollector(Collector):
         dump = self._source()
         p = "weft_proxy_"
         requests = CounterMetricFamily(
-            p + "requests", "HTTP requests received", labels=["direction", "peer"]
+            p + "requests", "HTTP requests received", labels=["direction", "peer", "route"]
         )
         responses = CounterMetricFamily(
             p + "responses",
             "HTTP responses sent, by status class ('error': none could be sent)",
-            labels=["direction", "peer", "status_class"],
+            labels=["direction", "peer", "route", "status_class"],
         )
         latency = HistogramMetricFamily(
             p + "response_latency_seconds",
             "Time from a request's head to the end of its response",
-            labels=["direction", "peer", "status_class"],
+            labels=["direction", "peer", "route", "status_class"],
         )
         http_bytes = CounterMetricFamily(
             p + "http_bytes",
             "HTTP bytes from (in) and to (out) the downstream",
             labels=["direction", "peer", "way"],
         )
-        for d, peer, req, resp, counts, sums, b_in, b_out in dump["http"]:
-            requests.add_metric([d, peer], req)
+        bytes_by_peer: dict[tuple[str, str], list[int]] = {}
+        for d, peer, route, req, resp, counts, sums, b_in, b_out in dump["http"]:
+            requests.add_metric([d, peer, route], req)
             for cls, n in enumerate(resp):
                 if not n:
                     continue
                 label = CLASSES[cls]
-                responses.add_metric([d, peer, label], n)
+                responses.add_metric([d, peer, route, label], n)
                 cumulative, buckets = 0, []
                 for bound, count in zip((*BUCKETS, float("inf")), counts[cls], strict=True):
                     cumulative += count
                     buckets.append((_le(bound), cumulative))
-                latency.add_metric([d, peer, label], buckets, sums[cls])
+                latency.add_metric([d, peer, route, label], buckets, sums[cls])
+            acc = bytes_by_peer.setdefault((d, peer), [0, 0])
+            acc[0] += b_in
+            acc[1] += b_out
+        for (d, peer), (b_in, b_out) in bytes_by_peer.items():
             http_bytes.add_metric([d, peer, "in"], b_in)
             http_bytes.add_metric([d, peer, "out"], b_out)
         yield from (requests, responses, latency, http_bytes)
@@ -282,6 +302,41 @@ class _DumpCollector(Collector):
             "Endpoints ejected by failure accrual",
             ["upstream"],
             dump["ejections"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "retries",
+            "Requests tried again by a route's retry policy, by what failed",
+            ["upstream", "route", "reason"],
+            dump.get("retries", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "retry_budget_exhausted",
+            "Retries a route's policy allowed but the upstream's retry budget refused",
+            ["upstream", "route"],
+            dump.get("budget_exhausted", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "proxy_errors",
+            "Answers the proxy made itself (x-weft-proxy-error), by reason",
+            ["direction", "reason"],
+            dump.get("proxy_errors", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "faults_injected",
+            "Requests a route's fault injection delayed or aborted",
+            ["upstream", "route", "fault"],
+            dump.get("faults", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "mirrored_requests",
+            "Copies of requests sent to a mirror, by result",
+            ["upstream", "result"],
+            dump.get("mirrors", []),
         )
         yield _family(
             CounterMetricFamily,

@@ -23,12 +23,15 @@ from ._splice import Counter, splice
 from ._stream import Stream
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._cluster import Cluster
+    from ._listener_host import ListenerHost
+    from ._metrics import HttpStats
+    from ._snapshot import Upstream
 
 log = logging.getLogger("weft.proxy")
 
 
-async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
+async def _serve_http(runtime: ListenerHost, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
     connection = HttpConnection(
         stream,
         router,
@@ -48,7 +51,25 @@ async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type
         runtime.metrics.closed("outbound", "http")
 
 
-async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> None:
+def _routed(runtime: ListenerHost, upstream: Upstream, cluster: Cluster, stats: HttpStats) -> Route:
+    """An HTTP upstream's route, with its route table when it has routes (schema v2)."""
+    config = runtime.config
+    assert config is not None
+    if upstream.table.implicit:
+        return Route(cluster=cluster, stats=stats, peer=upstream.name)
+    return Route(
+        cluster=cluster,
+        stats=stats,
+        peer=upstream.name,
+        table=upstream.table,
+        clusters=config.clusters,
+        budget=runtime.budgets.get(upstream.name),
+        metrics=runtime.metrics,
+        background=runtime.background,
+    )
+
+
+async def serve_upstream(runtime: ListenerHost, sock: socket.socket, name: str) -> None:
     stream = Stream(sock)
     try:
         config = runtime.config
@@ -75,12 +96,13 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
                 cached: Route | Reject = decided[1]
                 return cached
             cluster = current.clusters.get(name) if current else None
-            if cluster is None:
+            upstream = current.snapshot.upstream(name) if current else None
+            if cluster is None or upstream is None:
                 result: Route | Reject = Reject(
                     502, f"upstream {name!r} is no longer in the snapshot", stats
                 )
             else:
-                result = Route(cluster=cluster, stats=stats, peer=name)
+                result = _routed(runtime, upstream, cluster, stats)
             decided[0], decided[1] = current, result
             return result
 
@@ -89,7 +111,7 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
         stream.close()
 
 
-async def _serve_tcp(runtime: Runtime, stream: Stream, name: str) -> None:
+async def _serve_tcp(runtime: ListenerHost, stream: Stream, name: str) -> None:
     config = runtime.config
     cluster = config.clusters.get(name) if config else None
     if cluster is None:
@@ -123,7 +145,7 @@ async def _serve_tcp(runtime: Runtime, stream: Stream, name: str) -> None:
         metrics.add(metrics.tcp_bytes, ("outbound", name, "out"), counter.b_to_a)
 
 
-async def serve_forward_proxy(runtime: Runtime, sock: socket.socket) -> None:
+async def serve_forward_proxy(runtime: ListenerHost, sock: socket.socket) -> None:
     stream = Stream(sock)
     metrics = runtime.metrics
 
@@ -146,13 +168,11 @@ async def serve_forward_proxy(runtime: Runtime, sock: socket.socket) -> None:
             return Reject(
                 400, f"upstream {upstream.name!r} is opaque TCP: use CONNECT to reach it", stats
             )
-        return Route(
-            cluster=cluster,
-            stats=stats,
-            peer=upstream.name,
-            target=target.target or None,
-            connect=target.connect,
-        )
+        if target.connect:
+            return Route(cluster=cluster, stats=stats, peer=upstream.name, connect=True)
+        route = _routed(runtime, upstream, cluster, stats)
+        route.target = target.target or None
+        return route
 
     try:
         await _serve_http(runtime, stream, route)

@@ -59,7 +59,12 @@ def view(runtime: Runtime) -> dict[str, Any]:
                     "active_connections": pool.active if pool else 0,
                 }
             )
-        upstreams[name] = {"balancer": cluster.balancer.strategy, "endpoints": endpoints}
+        entry: dict[str, Any] = {"balancer": cluster.balancer.strategy, "endpoints": endpoints}
+        budget = runtime.budgets.get(name)
+        if budget is not None:
+            # Retries the budget would allow now (deposits and withdrawals in its ttl window).
+            entry["retry_budget_available"] = int(budget.balance(now) // budget.withdraw_cost)
+        upstreams[name] = entry
     certificate = None
     if config is not None:
         leaf = config.tls.leaf

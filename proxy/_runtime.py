@@ -19,13 +19,17 @@ from typing import Any
 import trio
 
 from . import _report as report
+from ._accrual import AccrualPolicy
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
-from ._http_forward import HttpConnection, HttpOptions
+from ._http_forward import HttpConnection
 from ._inbound import serve_inbound
+from ._listener_host import Config as Config
+from ._listener_host import RuntimeOptions as RuntimeOptions
 from ._metrics import Metrics
 from ._outbound import serve_forward_proxy, serve_upstream
+from ._retry_budget import RetryBudget
 from ._snapshot import Snapshot, decode_document, parse_snapshot
 from ._source import ApplyResult
 from ._stream import accept, bind_listener
@@ -35,26 +39,7 @@ from ._tls import Signature, TlsMaterial, files_signature, load_tls
 log = logging.getLogger("weft.proxy")
 
 ListenerKey = tuple[str, str]  # (role, upstream name or "")
-
-
-@dataclass(frozen=True, slots=True)
-class RuntimeOptions:
-    http: HttpOptions = HttpOptions()  # noqa: RUF009 - frozen
-    detect_timeout: float = 10.0
-    reuse_port: bool = False
-    # Workers: the ports the parent reserved for listeners the snapshot binds to port 0.
-    port_overrides: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """One applied snapshot with what was built from it; replaced whole, never mutated."""
-
-    snapshot: Snapshot
-    tls: TlsMaterial
-    authorizer: Authorizer
-    clusters: dict[str, Cluster]
-    app: Cluster | None
+_NEVER_EJECT = AccrualPolicy(max_failures=2**62)
 
 
 @dataclass(eq=False)
@@ -99,6 +84,8 @@ class Runtime:
         self.tap = tap
         self.config: Config | None = None
         self.clusters: dict[str, Cluster] = {}
+        self.budgets: dict[str, RetryBudget] = {}  # per upstream; kept across snapshots
+        self.mirrors_in_flight = 0
         self.app: Cluster | None = None
         self.listeners: dict[ListenerKey, ListenerHandle] = {}
         self.connections: set[HttpConnection] = set()
@@ -213,22 +200,42 @@ class Runtime:
 
         # 2. Commit.
         clusters: dict[str, Cluster] = {}
+        referenced = {
+            (ref.upstream, ref.subset)
+            for upstream in snapshot.upstreams
+            for ref in upstream.table.backends()
+            if ref.subset
+        }
         for upstream in snapshot.upstreams:
-            cluster = self.clusters.get(upstream.name) or Cluster(
-                upstream.name, metrics=self.metrics, tls=self._tls_material
-            )
-            cluster.configure(
-                [
-                    (EndpointAddress(e.address, e.port, e.identity), e.weight)
-                    for e in upstream.endpoints
-                ],
-                strategy=upstream.balancer,
-                timeouts=upstream.timeouts,
-                pool=upstream.pool,
-                accrual=upstream.accrual,
-                opaque=upstream.protocol == "tcp",
-            )
-            clusters[upstream.name] = cluster
+            # One cluster for the upstream, and one per subset (its endpoints that carry the
+            # subset's name): a route's backend may be either.
+            subsets = upstream.subsets() | {s for u, s in referenced if u == upstream.name}
+            for subset in ["", *sorted(subsets)]:
+                cluster_key = f"{upstream.name}/{subset}" if subset else upstream.name
+                cluster = self.clusters.get(cluster_key) or Cluster(
+                    cluster_key, metrics=self.metrics, tls=self._tls_material
+                )
+                cluster.configure(
+                    [
+                        (EndpointAddress(e.address, e.port, e.identity), e.weight)
+                        for e in upstream.endpoints
+                        if not subset or subset in e.subsets
+                    ],
+                    strategy=upstream.balancer,
+                    timeouts=upstream.timeouts,
+                    pool=upstream.pool,
+                    accrual=upstream.accrual,
+                    opaque=upstream.protocol == "tcp",
+                )
+                clusters[cluster_key] = cluster
+            old_budget = self.budgets.get(upstream.name)
+            if old_budget is None or old_budget.policy != upstream.table.budget:
+                self.budgets[upstream.name] = RetryBudget(
+                    upstream.table.budget, trio.current_time()
+                )
+        for name in list(self.budgets):
+            if snapshot.upstream(name) is None:
+                del self.budgets[name]
         for name, cluster in self.clusters.items():
             if name not in clusters:
                 cluster.close()
@@ -242,6 +249,10 @@ class Runtime:
                 strategy="round_robin",
                 timeouts=inbound.timeouts,
                 pool=inbound.pool,
+                # The local application is the only endpoint: ejecting it for its own 5xx
+                # answers would turn all of its traffic into the proxy's 503s. Failure accrual
+                # belongs to the callers' side, where there are other endpoints to go to.
+                accrual=_NEVER_EJECT,
             )
         elif self.app is not None:
             self.app.close()
@@ -315,6 +326,11 @@ class Runtime:
                 handle.sock.close()
             raise
         return handles, fresh
+
+    def background(self, task: Any, *args: Any) -> None:
+        """Start a task that outlives the request that asked for it (a mirrored copy)."""
+        if self._conn_nursery is not None and not self.draining:
+            self._conn_nursery.start_soon(task, *args)
 
     def _start_listener(self, handle: ListenerHandle) -> None:
         assert self._listener_nursery is not None

@@ -19,9 +19,13 @@ from ca import SpiffeId
 from ._accrual import AccrualPolicy
 from ._authz import Rule, check_source
 from ._errors import SnapshotError
+from ._route_table import RouteTable, build_table
 from ._schema import snapshot_validator
 
-SCHEMA_ID = "weft.proxy.snapshot/v1"
+SCHEMA_V1 = "weft.proxy.snapshot/v1"
+SCHEMA_V2 = "weft.proxy.snapshot/v2"
+SCHEMA_ID = SCHEMA_V2
+_V2_UPSTREAM_FIELDS = ("routes", "precedence", "retry_budget")
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -62,6 +66,7 @@ class Endpoint:
     port: int
     weight: int
     identity: SpiffeId
+    subsets: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str:
@@ -80,6 +85,10 @@ class Upstream:
     timeouts: Timeouts
     pool: PoolPolicy
     accrual: AccrualPolicy
+    table: RouteTable
+
+    def subsets(self) -> set[str]:
+        return {name for e in self.endpoints for name in e.subsets}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +241,33 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
             sid = _identity(e["identity"], f"{path}.endpoints[{j}].identity", problems)
             if sid is None:
                 continue
-            ep = Endpoint(e["address"], int(e["port"]), int(e.get("weight", 1)), sid)
+            ep = Endpoint(
+                e["address"],
+                int(e["port"]),
+                int(e.get("weight", 1)),
+                sid,
+                frozenset(e.get("subsets", ())),
+            )
             if ep.key in keys:
                 problems.append(f"{path}.endpoints[{j}]: endpoint {ep.key} is listed twice")
             keys.add(ep.key)
             endpoints.append(ep)
+        if doc["schema"] == SCHEMA_V1:
+            for name in _V2_UPSTREAM_FIELDS:
+                if name in u:
+                    problems.append(f"{path}.{name}: needs schema {SCHEMA_V2!r}")
+            if any("subsets" in e for e in u["endpoints"]):
+                problems.append(f"{path}.endpoints: subsets need schema {SCHEMA_V2!r}")
+        table = build_table(
+            u["name"],
+            u.get("routes"),
+            precedence=u.get("precedence", "order"),
+            budget=u.get("retry_budget"),
+            path=f"{path}.",
+            problems=problems,
+        )
+        if u["protocol"] == "tcp" and "routes" in u:
+            problems.append(f"{path}.routes: an opaque TCP upstream has no HTTP routes")
         address = u.get("address", "127.0.0.1")
         port = int(u["port"]) if "port" in u else None
         claim(address, port, f"{path}.port")
@@ -251,8 +282,22 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
                 timeouts=_timeouts(u.get("timeouts")),
                 pool=_pool(u.get("pool")),
                 accrual=_accrual(u.get("failure_accrual"), f"{path}.failure_accrual", problems),
+                table=table,
             )
         )
+    by_name = {u.name: u for u in upstreams}
+    for i, u in enumerate(upstreams):
+        if u.table.implicit:
+            continue
+        for ref in sorted(u.table.backends(), key=lambda r: r.cluster_key):
+            target = by_name.get(ref.upstream)
+            if target is None:
+                problems.append(
+                    f"upstreams[{i}].routes: backend {ref.upstream!r} is not an upstream of this "
+                    "snapshot"
+                )
+            elif target.protocol != "http":
+                problems.append(f"upstreams[{i}].routes: backend {ref.upstream!r} is not HTTP")
 
     forward = None
     if "forward_proxy" in doc:

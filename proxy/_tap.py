@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import trio
 
-from ._http_forward import Observer
+from ._http_plan import Observer
 
 
 class Tap(Observer):

@@ -45,6 +45,8 @@ class Write:
         return sum(len(op.key) + (len(op.value) if isinstance(op, Put) else 0) for op in self.ops)
 
     def ranges(self) -> list[tuple[bytes, bytes]]:
+        """The keys this write touches or guards: writes whose ranges overlap never share a
+        transaction (a guard must see the other write's effect, not run before it)."""
         out = []
         for op in self.ops:
             start = op.key.encode()
@@ -52,6 +54,9 @@ class Write:
                 out.append((start, prefix_end(start)))
             else:
                 out.append((start, start + b"\0"))
+        for compare in self.compares:
+            start = compare.key.encode()
+            out.append((start, prefix_end(start) if compare.prefix else start + b"\0"))
         return out
 
 

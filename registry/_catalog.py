@@ -256,6 +256,29 @@ class Catalog:
         kv = self.mirror.raw.get(self.keys.prefix + "kvflags/" + key)
         return int(kv.value) if kv else 0
 
+    # -- traffic resources (config/<kind>/<name>) --------------------------------------------
+
+    async def put_config(self, items: Sequence[tuple[str, str, bytes]], *, seen: int) -> int:
+        """Store resources in one transaction (all or none); the revision they got.
+
+        `seen` is the revision the batch was validated against: if any resource changed
+        after it (a concurrent apply), nothing is written and Conflict says so, because the
+        rules across resources (one Route per service) were checked against a stale view.
+        """
+        ops: list[Put | Delete] = [Put(self.keys.config(k, n), value) for k, n, value in items]
+        guard = [Compare("mod", self.keys.config(), "<", seen + 1, prefix=True)]
+        result = await self._commit(ops, guard)
+        if not result.succeeded:
+            raise Conflict("traffic resources changed while this apply was checked; apply again")
+        return result.revision
+
+    async def delete_config(self, kind: str, name: str) -> int:
+        """Delete one resource; NotFound if it is not stored. The revision of the delete."""
+        key = self.keys.config(kind, name)
+        if key not in self.mirror.raw:
+            raise NotFound(f"no {kind} named {name!r}")
+        return (await self._commit([Delete(key)])).revision
+
     # -- leases ------------------------------------------------------------------------------
 
     async def grant_lease(self, ttl: int, owner: Token | None) -> int:

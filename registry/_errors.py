@@ -2,6 +2,7 @@
 
     RegistryError
     ├── InvalidInput        a request body or parameter breaks a rule (HTTP 400); names the field
+    │   └── InvalidResources    a batch of traffic resources is refused; `problems` lists them all
     ├── PayloadTooLarge     a request body is over the limit (HTTP 413)
     ├── NotFound            the named service, instance, check, key or lease does not exist (404)
     ├── Forbidden           the token may not do this (HTTP 403)
@@ -25,6 +26,16 @@ class RegistryError(Exception):
 
 class InvalidInput(RegistryError):
     status = 400
+
+
+class InvalidResources(InvalidInput):
+    """A batch of resources was refused as a whole; every problem names document and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        shown = problems[0] if len(problems) == 1 else f"{len(problems)} problems, first: "
+        shown = shown if len(problems) == 1 else shown + problems[0]
+        super().__init__(shown, field=problems[0].partition(": ")[2].partition(":")[0] or None)
+        self.problems = problems
 
 
 class PayloadTooLarge(RegistryError):

@@ -169,21 +169,29 @@ _FIELDS = {
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    """One txn guard, e.g. `Compare("mod", key, "=", 42)` or `Compare("version", key, "=", 0)`."""
+    """One txn guard, e.g. `Compare("mod", key, "=", 42)` or `Compare("version", key, "=", 0)`.
+
+    With `prefix`, the guard must hold for every key under `key` (etcd's compare over a
+    range), e.g. "nothing under config/ changed after revision N".
+    """
 
     target: Literal["version", "create", "mod", "value", "lease"]
     key: str
     op: Literal["=", "!=", ">", "<"]
     operand: int | bytes
+    prefix: bool = False
 
     def to_json(self) -> dict[str, Any]:
         operand: str = _b64(self.operand) if isinstance(self.operand, bytes) else str(self.operand)
-        return {
+        out = {
             "key": _b64(self.key),
             "target": _TARGETS[self.target],
             "result": _RESULTS[self.op],
             _FIELDS[self.target]: operand,
         }
+        if self.prefix:
+            out["range_end"] = _b64(prefix_end(self.key))
+        return out
 
 
 @dataclass

@@ -22,6 +22,7 @@ class APIError(RegistryError):
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.status = status
+        self.problems: list[str] = []  # a refused batch of resources: every problem
 
 
 class ServerUnreachable(Unavailable):
@@ -233,6 +234,34 @@ class RegistryClient:
         body = {"csr": csr_pem, "dns_names": dns_names, "ip_addresses": ip_addresses}
         return (await self.request("POST", "/v1/ca/server-certificate", json=body)).json()
 
+    # -- traffic resources -------------------------------------------------------------------
+
+    async def apply_resources(
+        self, docs: list[dict[str, Any]], *, dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        """Store a batch (validated as a whole); per resource: kind, name, action, revision."""
+        body = {"resources": docs, "dry_run": dry_run}
+        results: list[dict[str, Any]] = (
+            await self.request("POST", "/v1/resources", json=body)
+        ).json()["results"]
+        return results
+
+    async def resources(
+        self, kind: str | None = None, *, index: int | None = None, wait: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        body, idx = await self.get_json("/v1/resources", kind=kind, index=index, wait=wait)
+        return body["resources"], idx
+
+    async def resource(self, kind: str, name: str) -> dict[str, Any] | None:
+        resp = await self.request("GET", f"/v1/resources/{kind}/{name}", allow_404=True)
+        return None if resp.status_code == 404 else resp.json()
+
+    async def delete_resource(self, kind: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = (
+            await self.request("DELETE", f"/v1/resources/{kind}/{name}")
+        ).json()
+        return result
+
     # -- KV (Consul routes) ------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> bytes | None:
@@ -256,7 +285,9 @@ def _api_error(resp: httpx.Response) -> APIError:
         body = resp.json()
         error = body.get("error", {}) if isinstance(body, dict) else {}
         if isinstance(error, dict) and error.get("message"):
-            return APIError(resp.status_code, error["message"], error.get("field"))
+            api_error = APIError(resp.status_code, error["message"], error.get("field"))
+            api_error.problems = list(error.get("problems") or [])
+            return api_error
     except ValueError:
         pass
     text = resp.text.strip() or resp.reason_phrase

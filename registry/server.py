@@ -17,7 +17,7 @@ from typing import Protocol
 
 import trio
 
-from . import _openapi, consul, native
+from . import _openapi, _resource_api, consul, native
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
@@ -26,7 +26,7 @@ from ._config import ConfigError, ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
 from ._duties import HealthDuties
 from ._endpoints import Area, json_reply
-from ._errors import RegistryError
+from ._errors import InvalidResources, RegistryError
 from ._fanout import Hub
 from ._keys import Keys
 from ._leader import lead
@@ -61,6 +61,7 @@ class RegistryApp:
         self.router = Router()
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
+        _resource_api.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         SERVER_AREA.mount(self.router, self)
@@ -88,8 +89,10 @@ class RegistryApp:
                 resp = Response.text(message + "\n", status)
                 resp.headers.extend(headers)
                 return resp
-            body = {"error": {"message": message, "field": field, "status": status}}
-            return Response.json(body, status=status, headers=headers)
+            error: dict[str, object] = {"message": message, "field": field, "status": status}
+            if isinstance(exc, InvalidResources):
+                error["problems"] = exc.problems
+            return Response.json({"error": error}, status=status, headers=headers)
         except Exception:
             log.error(
                 "internal error on %s %s:\n%s", request.method, request.path, traceback.format_exc()

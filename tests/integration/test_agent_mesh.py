@@ -115,7 +115,7 @@ def test_a_calls_b_through_both_sidecars_with_mtls(mesh: Mesh) -> None:
     admin = sidecar["proxy"]["admin"]
     metrics = httpx.get(f"http://{admin}/metrics").text
     # B's sidecar served them inbound, to the client certificate of shop's identity.
-    assert 'weft_proxy_requests_total{direction="inbound",peer="shop"}' in metrics
+    assert 'weft_proxy_requests_total{direction="inbound",peer="shop",route="default"}' in metrics
     config = httpx.get(f"http://{admin}/config").json()
     assert config["applied"]["version"] == sidecar["applied_version"]
     # The private key was made on the host and only the owner may read it; it shares one

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import shutil
 import signal
 import socket
@@ -311,12 +312,15 @@ class HttpApp:
     GET /chunked?parts=N&size=S   a chunked response of N parts
     GET /status/NNN     that status
     GET /sleep?s=X      answers after X seconds
+    GET /flaky?p=P      503 with probability P (0.3), else 200: a seeded draw, so a run of
+                        requests in order fails the same way every time
     Every answer waits `delay` seconds first (a slow instance).
     """
 
     def __init__(self, name: str, *, delay: float = 0.0) -> None:
         self.name = name
         self.delay = delay
+        self.rng = random.Random(name)
         self.seen: list[Seen] = []
         self.closed_connections = 0
         self.port = 0
@@ -403,6 +407,9 @@ class HttpApp:
             await self._send(conn, stream, h11.EndOfMessage())
         elif url.path.startswith("/status/"):
             await self._json(conn, stream, {"instance": self.name}, status=int(url.path[8:]))
+        elif url.path == "/flaky":
+            failed = self.rng.random() < float(query.get("p", "0.3"))
+            await self._json(conn, stream, {"instance": self.name}, status=503 if failed else 200)
         elif url.path == "/sleep":
             await trio.sleep(float(query.get("s", "1")))
             await self._json(conn, stream, {"instance": self.name})

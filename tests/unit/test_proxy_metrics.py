@@ -25,7 +25,8 @@ def test_requests_responses_latency_and_bytes_are_exported() -> None:
     m.add(m.authz_denied, ("http", "web", "rule:no-web"), 2)
     m.opened("inbound", "http")
     got = samples(render(m.dump))
-    lbl = (("direction", "outbound"), ("peer", "billing"))
+    peer = (("direction", "outbound"), ("peer", "billing"))
+    lbl = (*peer, ("route", "default"))
     assert got[("weft_proxy_requests_total", lbl)] == 4
     assert got[("weft_proxy_responses_total", (*lbl, ("status_class", "2xx")))] == 2
     assert got[("weft_proxy_responses_total", (*lbl, ("status_class", "5xx")))] == 1
@@ -35,7 +36,7 @@ def test_requests_responses_latency_and_bytes_are_exported() -> None:
     assert got[(bucket, tuple(sorted((*two, ("le", "0.0005")))))] == 1  # sub-millisecond bucket
     assert got[(bucket, tuple(sorted((*two, ("le", "0.0025")))))] == 2
     assert got[(bucket, tuple(sorted((*two, ("le", "+Inf")))))] == 2
-    assert got[("weft_proxy_http_bytes_total", (*lbl, ("way", "out")))] == 4000
+    assert got[("weft_proxy_http_bytes_total", (*peer, ("way", "out")))] == 4000
     key = (
         "weft_proxy_tls_handshake_failures_total",
         (("direction", "inbound"), ("reason", "unknown_ca")),
@@ -58,11 +59,11 @@ def test_dumps_of_several_workers_add_up() -> None:
     b.add(b.tls_failures, ("inbound", "eof"), 2)
     merged = merge([a.dump(), b.dump()])
     got = samples(render(lambda: merged))
-    web = (("direction", "inbound"), ("peer", "web"), ("status_class", "2xx"))
+    web = (("direction", "inbound"), ("peer", "web"), ("route", "default"), ("status_class", "2xx"))
     assert got[("weft_proxy_responses_total", web)] == 2
     assert (
         "weft_proxy_responses_total",
-        (("direction", "inbound"), ("peer", "api"), ("status_class", "5xx")),
+        (("direction", "inbound"), ("peer", "api"), ("route", "default"), ("status_class", "5xx")),
     ) in got
     assert (
         got[
@@ -72,4 +73,30 @@ def test_dumps_of_several_workers_add_up() -> None:
             )
         ]
         == 3
+    )
+
+
+def test_routes_retries_budget_and_own_answers_are_exported_by_route() -> None:
+    m = Metrics()
+    m.http("outbound", "books", "get-book").observe(200, 0.001, 1, 2)
+    m.http("outbound", "books", "list").observe(200, 0.001, 1, 2)
+    m.add(m.retries, ("books", "get-book", "503"), 3)
+    m.add(m.budget_exhausted, ("books", "get-book"))
+    m.add(m.proxy_errors, ("outbound", "no_route"))
+    merged = merge([m.dump(), m.dump()])
+    got = samples(render(lambda: merged))
+    route = (
+        ("direction", "outbound"),
+        ("peer", "books"),
+        ("route", "list"),
+        ("status_class", "2xx"),
+    )
+    assert got[("weft_proxy_responses_total", route)] == 2
+    retried = (("reason", "503"), ("route", "get-book"), ("upstream", "books"))
+    assert got[("weft_proxy_retries_total", retried)] == 6
+    exhausted = (("route", "get-book"), ("upstream", "books"))
+    assert got[("weft_proxy_retry_budget_exhausted_total", exhausted)] == 2
+    assert (
+        got[("weft_proxy_proxy_errors_total", (("direction", "outbound"), ("reason", "no_route")))]
+        == 2
     )

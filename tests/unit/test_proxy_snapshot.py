@@ -118,7 +118,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     [
         ("version", -1, "version: -1 is less than the minimum 0"),
         ("version", "7", "version: must be integer"),
-        ("schema", "v2", "schema: must be"),
+        ("schema", "weft.proxy.snapshot/v3", 'schema: "weft.proxy.snapshot/v3" is not one of'),
         ("identity", KeyError, "identity: is required"),
         ("identity", "spiffe://weft.test/ns/default/svc/Bad", "identity: 'spiffe"),
         ("bogus", 1, "bogus: unknown field"),
@@ -238,3 +238,34 @@ def test_the_shipped_schema_is_a_valid_json_schema() -> None:
 def test_the_validator_refuses_keywords_it_does_not_implement() -> None:
     with pytest.raises(UnsupportedSchema, match="oneOf"):
         Validator({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}})
+
+
+def test_v1_is_still_accepted_but_its_documents_cannot_use_v2_fields() -> None:
+    v1 = parse_snapshot(full_doc())
+    assert v1.upstream("b").table.implicit  # one `default` route, as v1 always behaved
+    doc = full_doc()
+    doc["upstreams"][0]["routes"] = [{"name": "all"}]
+    doc["upstreams"][0]["endpoints"][0]["subsets"] = ["v1"]
+    problems = problems_of(doc)
+    assert "upstreams[0].routes: needs schema 'weft.proxy.snapshot/v2'" in problems
+    assert "upstreams[0].endpoints: subsets need schema 'weft.proxy.snapshot/v2'" in problems
+    doc["schema"] = "weft.proxy.snapshot/v2"
+    v2 = parse_snapshot(doc)
+    assert [r.name for r in v2.upstream("b").table.rules] == ["all"]
+    assert v2.upstream("b").subsets() == {"v1"}
+
+
+def test_v2_routes_must_name_http_upstreams_of_the_document() -> None:
+    doc = full_doc()
+    doc["schema"] = "weft.proxy.snapshot/v2"
+    doc["upstreams"][0]["routes"] = [
+        {"name": "a", "backends": [{"upstream": "redis"}]},
+        {"name": "b", "mirror": {"upstream": "elsewhere"}},
+    ]
+    doc["upstreams"][1]["routes"] = [{"name": "c"}]
+    problems = problems_of(doc)
+    assert "upstreams[0].routes: backend 'redis' is not HTTP" in problems
+    assert (
+        "upstreams[0].routes: backend 'elsewhere' is not an upstream of this snapshot" in problems
+    )
+    assert "upstreams[1].routes: an opaque TCP upstream has no HTTP routes" in problems

@@ -1,0 +1,56 @@
+"""What the listeners' connection handlers need of the running proxy, and nothing more.
+
+`_inbound`, `_outbound` and `_authorize` take a `ListenerHost` (the `Runtime` is one), so
+they depend on this small face rather than on `_runtime`, which starts them: no import
+circle between the runtime and the listeners. `Config` is one applied snapshot with what was
+built from it; `RuntimeOptions` are the settings every connection reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._http_forward import HttpConnection, HttpOptions
+
+if TYPE_CHECKING:
+    from ._authz import Authorizer
+    from ._cluster import Cluster
+    from ._metrics import Metrics
+    from ._retry_budget import RetryBudget
+    from ._snapshot import Snapshot
+    from ._tap import Tap
+    from ._tls import TlsMaterial
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    http: HttpOptions = HttpOptions()  # noqa: RUF009 - frozen
+    detect_timeout: float = 10.0
+    reuse_port: bool = False
+    # Workers: the ports the parent reserved for listeners the snapshot binds to port 0.
+    port_overrides: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One applied snapshot with what was built from it; replaced whole, never mutated."""
+
+    snapshot: Snapshot
+    tls: TlsMaterial
+    authorizer: Authorizer
+    clusters: dict[str, Cluster]
+    app: Cluster | None
+
+
+class ListenerHost(Protocol):
+    options: RuntimeOptions
+    metrics: Metrics
+    tap: Tap
+    config: Config | None
+    connections: set[HttpConnection]
+    draining: bool
+    budgets: dict[str, RetryBudget]  # per upstream
+
+    def background(self, task: Any, *args: Any) -> None:
+        """Start a task that outlives the request that asked for it (a mirrored copy)."""

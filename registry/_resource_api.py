@@ -1,0 +1,333 @@
+"""Traffic resources over HTTP: Weft's native `/v1/resources` and Consul-style `/v1/config`.
+
+    POST   /v1/resources                {"resources": [...], "dry_run": false}  apply a batch
+    GET    /v1/resources[?kind=Route]   every stored resource (blocking with ?index=)
+    GET    /v1/resources/{kind}/{name}
+    DELETE /v1/resources/{kind}/{name}
+    PUT    /v1/config                   {"Kind", "Name", "Spec", "Meta"?}: one resource
+    GET    /v1/config/{kind}[/{name}]   the same, in Consul's config-entry shape
+    DELETE /v1/config/{kind}/{name}
+
+A batch is validated as a whole (`_resources.validate_all`, also against what is stored)
+and then written in one etcd transaction, or not at all: a refusal (400) lists every problem,
+each naming the document and the field. Writing needs an operator token. Each stored
+resource carries its revision (the etcd revision it was written at) in `metadata.revision`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._context import Context
+from ._endpoints import Area, Body, Param, json_reply, ref
+from ._errors import InvalidInput, InvalidResources, NotFound
+from ._mirror import CONFIG
+from ._resources import API_VERSION, KINDS, Resource, validate_all
+from .web import Request, Response, Router
+
+MAX_BATCH = 128  # one etcd transaction
+
+
+def _encode(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def stored(ctx: Context) -> list[tuple[Resource, int, int]]:
+    """(resource, create revision, mod revision) of everything under config/, sorted."""
+    prefix = ctx.keys.config()
+    out = []
+    for key, kv in ctx.mirror.raw.items():
+        if not key.startswith(prefix):
+            continue
+        kind, _, name = key[len(prefix) :].partition("/")
+        try:
+            doc = json.loads(kv.value)
+        except ValueError:
+            continue
+        out.append((Resource(kind, name, doc), kv.create_revision, kv.mod_revision))
+    out.sort(key=lambda r: (r[0].kind, r[0].name))
+    return out
+
+
+def _view(resource: Resource, created: int, revision: int) -> dict[str, Any]:
+    doc = json.loads(json.dumps(resource.doc))
+    doc["metadata"]["revision"] = revision
+    doc["metadata"]["createRevision"] = created
+    return doc
+
+
+def _consul_view(resource: Resource, created: int, revision: int) -> dict[str, Any]:
+    return {
+        "Kind": resource.kind,
+        "Name": resource.name,
+        "Meta": resource.doc["metadata"].get("labels", {}),
+        "Spec": resource.spec,
+        "CreateIndex": created,
+        "ModifyIndex": revision,
+    }
+
+
+def _kind(raw: str) -> str:
+    for kind in KINDS:
+        if raw.lower() in (kind.lower(), kind.lower() + "s"):
+            return kind
+    raise InvalidInput(f"kind: {raw!r} is not one of {', '.join(KINDS)}", field="kind")
+
+
+_OBJECT: dict[str, Any] = {"type": "object"}
+SCHEMAS: dict[str, Any] = {
+    "ResourceBatch": {
+        "type": "object",
+        "required": ["resources"],
+        "additionalProperties": False,
+        "properties": {
+            "resources": {
+                "type": "array",
+                "maxItems": MAX_BATCH,
+                "items": ref("Resource"),
+                "description": "validated as a whole, stored in one transaction or not at all",
+            },
+            "dry_run": {"type": "boolean"},
+        },
+    },
+    "Resource": {
+        "type": "object",
+        "description": "A traffic resource (docs/traffic.md): Route, ServiceDefaults or Subset",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": API_VERSION},
+            "kind": {"enum": list(KINDS)},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "labels": {"type": "object"},
+                    "revision": {"type": "integer", "description": "the server's; ignored"},
+                    "createRevision": {"type": "integer", "description": "the server's"},
+                },
+            },
+            "spec": _OBJECT,
+        },
+    },
+    "ConfigEntry": {
+        "type": "object",
+        "description": "A traffic resource in Consul's config-entry shape",
+        "properties": {
+            "Kind": {"enum": list(KINDS)},
+            "Name": {"type": "string"},
+            "Meta": _OBJECT,
+            "Spec": _OBJECT,
+            "CreateIndex": {"type": "integer"},
+            "ModifyIndex": {"type": "integer"},
+        },
+    },
+}
+_BLOCKING = (
+    Param("index", {"type": "integer", "minimum": 0}, "Block until the index is past this."),
+    Param("wait", {"type": "string", "example": "30s"}, "Longest wait (default 5m, max 10m)."),
+)
+_KIND_NAME = {
+    "kind": Param("kind", description="Route, ServiceDefaults or Subset"),
+    "name": Param("name", description="The resource's metadata.name"),
+}
+_KIND = {"kind": _KIND_NAME["kind"]}
+
+AREA: Area[Context] = Area("native", "traffic", SCHEMAS)
+CONSUL_AREA: Area[Context] = Area("consul", "consul-config", SCHEMAS)
+
+
+def mount(router: Router, ctx: Context) -> None:
+    AREA.mount(router, ctx)
+    CONSUL_AREA.mount(router, ctx)
+
+
+async def store(ctx: Context, docs: list[Any], *, dry_run: bool) -> list[dict[str, Any]]:
+    """Validate a batch as a whole (also against what is stored) and write it in one
+    transaction guarded by the revision it was checked at."""
+    if len(docs) > MAX_BATCH:
+        raise InvalidInput(
+            f"resources: at most {MAX_BATCH} in one apply, not {len(docs)}", field="resources"
+        )
+    seen = ctx.mirror.revision
+    current = {(r.kind, r.name): (r, rev) for r, _, rev in stored(ctx)}
+    resources, problems = validate_all(docs, [r for r, _ in current.values()])
+    if problems:
+        raise InvalidResources(problems)
+    results: list[dict[str, Any]] = []
+    writes = []
+    for r in resources:
+        # Revision and createRevision are the server's to say, never stored.
+        meta = {k: v for k, v in r.doc["metadata"].items() if k in ("name", "labels")}
+        doc = {"apiVersion": r.doc["apiVersion"], "kind": r.kind, "metadata": meta, "spec": r.spec}
+        old = current.get((r.kind, r.name))
+        if old is not None and old[0].doc == doc:
+            results.append(
+                {"kind": r.kind, "name": r.name, "action": "unchanged", "revision": old[1]}
+            )
+            continue
+        writes.append((r.kind, r.name, _encode(doc)))
+        action = "configured" if old is not None else "created"
+        results.append({"kind": r.kind, "name": r.name, "action": action})
+    if writes and not dry_run:
+        revision = await ctx.catalog.put_config(writes, seen=seen)
+        for item in results:
+            item.setdefault("revision", revision)
+    return results
+
+
+def _find(ctx: Context, request: Request) -> tuple[Resource, int, int]:
+    ctx.reader(request)
+    kind, name = _kind(request.params["kind"]), request.params["name"]
+    for r, c, m in stored(ctx):
+        if r.kind == kind and r.name == name:
+            return r, c, m
+    raise NotFound(f"no {kind} named {name!r}")
+
+
+async def _delete(ctx: Context, request: Request) -> tuple[Resource, int]:
+    ctx.authorizer.operator(ctx.token(request), "deleting traffic resources")
+    resource, _, _ = _find(ctx, request)
+    return resource, await ctx.catalog.delete_config(resource.kind, resource.name)
+
+
+@AREA.route(
+    "POST",
+    "/v1/resources",
+    summary="Apply a batch of traffic resources (operator); 400 lists every problem",
+    errors=(409, 503),
+    body=Body(ref("ResourceBatch")),
+    ok=json_reply("What each resource became", _OBJECT),
+)
+async def apply_resources(ctx: Context, request: Request) -> Response:
+    ctx.authorizer.operator(ctx.token(request), "applying traffic resources")
+    body = request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("resources"), list):
+        raise InvalidInput('body: expected {"resources": [...]}', field="resources")
+    unknown = set(body) - {"resources", "dry_run"}
+    if unknown:
+        raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
+    dry_run = bool(body.get("dry_run"))
+    results = await store(ctx, body["resources"], dry_run=dry_run)
+    return Response.json({"dry_run": dry_run, "results": results})
+
+
+@AREA.route(
+    "GET",
+    "/v1/resources",
+    summary="Stored traffic resources (a blocking query with ?index=)",
+    auth="read",
+    errors=(400,),
+    query=(Param("kind", description="Only this kind"), *_BLOCKING),
+    ok=json_reply("The resources, with metadata.revision", _OBJECT),
+)
+async def list_resources(ctx: Context, request: Request) -> Response:
+    ctx.reader(request)
+    kind = request.arg("kind")
+    wanted = _kind(kind) if kind else None
+    index = await ctx.block(request, lambda: ctx.mirror.index(CONFIG), (CONFIG,))
+    items = [_view(r, c, m) for r, c, m in stored(ctx) if wanted is None or r.kind == wanted]
+    return Response.json(
+        {"resources": items},
+        headers=[("X-Weft-Index", str(index)), ("X-Consul-Index", str(index))],
+    )
+
+
+@AREA.route(
+    "GET",
+    "/v1/resources/{kind}/{name}",
+    summary="One traffic resource",
+    auth="read",
+    errors=(400, 404),
+    path_params=_KIND_NAME,
+    ok=json_reply("The resource", ref("Resource")),
+)
+async def get_resource(ctx: Context, request: Request) -> Response:
+    return Response.json(_view(*_find(ctx, request)))
+
+
+@AREA.route(
+    "DELETE",
+    "/v1/resources/{kind}/{name}",
+    summary="Delete a traffic resource (operator)",
+    errors=(400, 404, 503),
+    path_params=_KIND_NAME,
+    ok=json_reply("Deleted, and at which revision", _OBJECT),
+)
+async def delete_resource(ctx: Context, request: Request) -> Response:
+    resource, revision = await _delete(ctx, request)
+    return Response.json(
+        {"kind": resource.kind, "name": resource.name, "deleted": True, "revision": revision}
+    )
+
+
+@CONSUL_AREA.route(
+    "PUT",
+    "/v1/config",
+    summary="Write one traffic resource as a Consul config entry {Kind, Name, Spec, Meta?}",
+    errors=(409, 503),
+    body=Body(ref("ConfigEntry")),
+    ok=json_reply("true", {"type": "boolean"}),
+)
+async def put_config_entry(ctx: Context, request: Request) -> Response:
+    ctx.authorizer.operator(ctx.token(request), "applying traffic resources")
+    body = request.json()
+    if not isinstance(body, dict):
+        raise InvalidInput("body: expected a config entry object", field="body")
+    unknown = set(body) - {"Kind", "Name", "Spec", "Meta"}
+    if unknown:
+        raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
+    doc: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": body.get("Kind"),
+        "metadata": {"name": body.get("Name")},
+        "spec": body.get("Spec"),
+    }
+    if body.get("Meta"):
+        doc["metadata"]["labels"] = body["Meta"]
+    await store(ctx, [doc], dry_run=False)
+    return Response.json(True)
+
+
+@CONSUL_AREA.route(
+    "GET",
+    "/v1/config/{kind}",
+    summary="The traffic resources of a kind, as Consul config entries",
+    auth="read",
+    errors=(400,),
+    path_params=_KIND,
+    query=_BLOCKING,
+    ok=json_reply("Config entries", {"type": "array", "items": ref("ConfigEntry")}),
+)
+async def list_config_entries(ctx: Context, request: Request) -> Response:
+    ctx.reader(request)
+    kind = _kind(request.params["kind"])
+    index = await ctx.block(request, lambda: ctx.mirror.index(CONFIG), (CONFIG,))
+    items = [_consul_view(r, c, m) for r, c, m in stored(ctx) if r.kind == kind]
+    return Response.json(items, headers=[("X-Consul-Index", str(index))])
+
+
+@CONSUL_AREA.route(
+    "GET",
+    "/v1/config/{kind}/{name}",
+    summary="One traffic resource as a Consul config entry",
+    auth="read",
+    errors=(400, 404),
+    path_params=_KIND_NAME,
+    ok=json_reply("The config entry", ref("ConfigEntry")),
+)
+async def get_config_entry(ctx: Context, request: Request) -> Response:
+    return Response.json(_consul_view(*_find(ctx, request)))
+
+
+@CONSUL_AREA.route(
+    "DELETE",
+    "/v1/config/{kind}/{name}",
+    summary="Delete a traffic resource (operator)",
+    errors=(400, 404, 503),
+    path_params=_KIND_NAME,
+    ok=json_reply("true", {"type": "boolean"}),
+)
+async def delete_config_entry(ctx: Context, request: Request) -> Response:
+    await _delete(ctx, request)
+    return Response.json(True)
