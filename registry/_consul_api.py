@@ -16,6 +16,7 @@ from ._context import Context, consul_response
 from ._errors import InvalidInput, NotFound
 from ._mirror import CATALOG, HEALTH, kv_topic, service_topic
 from ._model import Status
+from ._numbers import parse_index
 from .web import Request, Response, Router
 
 TAGS = ("consul",)
@@ -123,10 +124,10 @@ def mount(router: Router, ctx: Context) -> None:
         ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
         output = request.arg("note")
         if output is None and request.body:
-            try:
-                output = str(json.loads(request.body).get("Output", ""))
-            except (ValueError, AttributeError):
-                raise InvalidInput('body: expected {"Output": "..."}') from None
+            body = request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("Output", ""), str):
+                raise InvalidInput('body: expected {"Output": "..."}', field="Output")
+            output = body.get("Output", "")
         await ctx.catalog.update_check(node, check_id, status, output or "")
         return Response(status=200, body=b"", content_type="text/plain")
 
@@ -144,14 +145,19 @@ def mount(router: Router, ctx: Context) -> None:
 
     @route("PUT", "/v1/agent/check/update/{check_id}")
     async def check_update(request: Request) -> Response:
+        body = request.json() if request.body else {}
         try:
-            body = json.loads(request.body or b"{}")
+            if not isinstance(body, dict) or not isinstance(body.get("Output", ""), str):
+                raise ValueError
             status = Status(str(body.get("Status", "")).lower())
-        except (ValueError, AttributeError):
+            if status is Status.MAINTENANCE:
+                raise ValueError
+        except ValueError:
             raise InvalidInput(
-                'body: expected {"Status": "passing|warning|critical", "Output": "..."}'
+                'body: expected {"Status": "passing|warning|critical", "Output": "..."}',
+                field="Status",
             ) from None
-        request.query.setdefault("note", [str(body.get("Output", ""))])
+        request.query.setdefault("note", [body.get("Output", "")])
         return await set_check(request, status)
 
     @route("PUT", "/v1/agent/maintenance")
@@ -314,17 +320,7 @@ def mount(router: Router, ctx: Context) -> None:
 
     def int_arg(request: Request, name: str) -> int | None:
         raw = request.arg(name)
-        if raw is None:
-            return None
-        try:
-            value = int(raw)
-            if value < 0:
-                raise ValueError
-            return value
-        except ValueError:
-            raise InvalidInput(
-                f"{name}: {raw!r} is not a non-negative integer", field=name
-            ) from None
+        return None if raw is None else parse_index(raw, name)
 
     @route("PUT", "/v1/kv/{key:path}")
     async def kv_put(request: Request) -> Response:

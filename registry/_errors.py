@@ -2,6 +2,8 @@
 
     RegistryError
     ├── InvalidInput        a request body or parameter breaks a rule (HTTP 400); names the field
+    │   └── InvalidNumber   a number or duration is NaN, infinite, out of range or not a number;
+    │                       also a ValueError, so settings loaders report it as a bad setting
     ├── PayloadTooLarge     a request body is over the limit (HTTP 413)
     ├── NotFound            the named service, instance, check, key or lease does not exist (404)
     ├── Forbidden           the token may not do this (HTTP 403)
@@ -25,6 +27,10 @@ class RegistryError(Exception):
 
 class InvalidInput(RegistryError):
     status = 400
+
+
+class InvalidNumber(InvalidInput, ValueError):
+    pass
 
 
 class PayloadTooLarge(RegistryError):

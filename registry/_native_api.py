@@ -20,13 +20,18 @@ from ._validate import (
     CHECK_SHAPE,
     address,
     build_check,
+    identity,
     instance_id,
+    kind,
     meta,
+    namespace,
     node_name,
     port,
     protocol,
     service_name,
+    source,
     tags,
+    text,
     weights,
 )
 from .web import Request, Response, Router
@@ -57,6 +62,14 @@ BATCH_SHAPE: dict[str, F] = {
     "deletes": F("objlist", REF_SHAPE),
 }
 MAX_BATCH = 5000
+OUTPUT_LIMIT = 64 * 1024  # a check's output (Consul's OutputMaxSize defaults to 4 KiB)
+
+
+def _output(value: str) -> str:
+    # Probe output is whatever the app answered (CR, escapes and all): bounded, not filtered.
+    if len(value) > OUTPUT_LIMIT:
+        raise InvalidInput(f"output: at most {OUTPUT_LIMIT} characters", field="output")
+    return value
 
 
 def parse_lease(raw: str, field: str = "lease") -> int:
@@ -106,7 +119,7 @@ def registration_from_native(
         service=name,
         id=iid,
         node=node,
-        namespace=data.get("namespace", "default"),
+        namespace=namespace(data.get("namespace", "default"), at("namespace")),
         address=address(data.get("address", ""), at("address")),
         node_address=address(data.get("node_address", request.peer), at("node_address")),
         port=port(data["port"], at("port")),
@@ -115,12 +128,10 @@ def registration_from_native(
         meta=meta(data.get("meta", {}), at("meta")),
         weights=Weights(passing, warning),
         sidecar_port=port(data.get("sidecar_port", 0), at("sidecar_port"), allow_zero=True),
-        identity=data.get("identity", ""),
-        source=data.get("source", default_source),
-        kind=data.get("kind", ""),
+        identity=identity(data.get("identity", ""), at("identity")),
+        source=source(data.get("source", default_source), at("source")),
+        kind=kind(data.get("kind", ""), at("kind")),
     )
-    if inst.namespace != "default":
-        service_name(inst.namespace, at("namespace"))
     checks: list[Check] = []
     seen: set[str] = set()
     specs = data.get("checks", [])
@@ -359,7 +370,10 @@ def mount(router: Router, ctx: Context) -> None:
         from ._validate import status as parse_status
 
         check = await ctx.catalog.update_check(
-            node, check_id, parse_status(data["status"], "status"), data.get("output", "")
+            node,
+            check_id,
+            parse_status(data["status"], "status"),
+            _output(data.get("output", "")),
         )
         return Response.json(check_view(check))
 
@@ -387,8 +401,9 @@ def mount(router: Router, ctx: Context) -> None:
         if token is None or token.role is Role.READ:
             raise Forbidden("granting a lease needs an operator, agent or adapter token")
         data = decode(request.json(), {"ttl": F("int")})
-        lease = await ctx.catalog.grant_lease(data.get("ttl", 10), token)
-        return Response.json({"id": f"{lease:x}", "ttl": data.get("ttl", 10)})
+        ttl = data.get("ttl", 10)
+        lease = await ctx.catalog.grant_lease(ttl, token)
+        return Response.json({"id": f"{lease:x}", "ttl": ttl})
 
     def owned_lease(request: Request) -> int:
         token = ctx.token(request)
@@ -427,11 +442,13 @@ def mount(router: Router, ctx: Context) -> None:
             raise InvalidInput("role: is required (operator, agent, adapter or read)", field="role")
         if data.get("node"):
             node_name(data["node"], "node")
+        if data.get("source"):
+            source(data["source"], "source")
         secret, token = await ctx.catalog.create_token(
             data["role"],
             node=data.get("node", ""),
             source=data.get("source", ""),
-            description=data.get("description", ""),
+            description=text(data.get("description", ""), "description", limit=256),
         )
         return Response.json({**token.public(), "secret": secret}, status=200)
 
