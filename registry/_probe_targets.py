@@ -81,7 +81,10 @@ def http_url(value: str, field: str) -> str:
             f"{_shown(value)} is not a URL of 1-2048 visible ASCII characters (no spaces or "
             "control characters; percent-encode anything else)",
         )
-    url = urlsplit(value)
+    try:
+        url = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise _fail(field, f"{_shown(value)} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.netloc:
         raise _fail(field, f"{_shown(value)} is not an http:// or https:// URL")
     # urlsplit leaves the port as text and raises only when asked; ask now, not in the prober.

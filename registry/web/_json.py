@@ -77,6 +77,11 @@ def _int(text: str) -> Any:
 
 def loads(body: bytes) -> Any:
     """The document in `body`, or JSONRejected saying what is wrong and where."""
+    try:
+        # json.loads(bytes) would also guess UTF-16 and UTF-32; JSON on the wire is UTF-8.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JSONRejected("request body is not UTF-8 text") from None
     if nesting_depth(body) > MAX_DEPTH:
         raise JSONRejected(f"request body nests arrays/objects deeper than {MAX_DEPTH} levels")
     found: list[_Bad] = []
@@ -97,10 +102,8 @@ def loads(body: bytes) -> Any:
 
     try:
         doc = json.loads(
-            body, parse_constant=bad, parse_float=number(_float), parse_int=number(_int)
+            text, parse_constant=bad, parse_float=number(_float), parse_int=number(_int)
         )
-    except UnicodeDecodeError:
-        raise JSONRejected("request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise JSONRejected(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
