@@ -6,6 +6,7 @@ results pushed by the host, and tokens. The OpenAPI document describes it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._acl import Role, Token
@@ -186,7 +187,8 @@ def check_view(check: Check) -> dict[str, Any]:
     }
     for name in ("ttl", "http", "tcp", "interval", "timeout", "deregister_critical_after"):
         value = getattr(check, name)
-        if value:
+        # A NaN stored by an older version would make the whole answer invalid JSON.
+        if value and (not isinstance(value, float) or math.isfinite(value)):
             out[name] = value
     if check.args:
         out["args"] = list(check.args)
