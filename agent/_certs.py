@@ -1,16 +1,18 @@
 """Mesh certificates for the host's services: keys made here, CSRs sent, renewals on time.
 
-Per service with a sidecar: `<data_dir>/certs/<service>.key` (0600, never sent anywhere),
-`<service>.crt` (leaf + chain) and the shared `bundle.pem`, each written atomically (a temp
-file renamed over the old one) so a proxy never reads half a file. Renewal happens at a random
-point between 60% and 90% of the certificate's life; while the CA is away the agent retries
-with backoff and the proxies keep the certificate they have.
+Per service with a sidecar: `<data_dir>/certs/<service>.pem`, the key (made here, never sent
+anywhere) and its certificate chain in one file (0600), and the shared `bundle.pem`, each
+replaced by one rename (`_cert_bundle` says why key and certificate share a file), so a proxy
+never reads half a file nor a key that is not its certificate's. A certificate on disk is
+reused at start only if it passes `reuse_problem` against the last trust bundle known, and is
+checked again when the CA's bundle arrives. Renewal happens at a random point between 60% and
+90% of the certificate's life; while the CA is away the agent retries with backoff and the
+proxies keep the certificate they have.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,24 +24,21 @@ from cryptography import x509
 
 from ca import CertificateLifecycle, SpiffeId, make_key_and_csr
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.lifecycle import Backoff, write_atomic
+
+from ._cert_bundle import Pair, reuse_problem
 
 log = logging.getLogger("weft.agent.certs")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    tmp.replace(path)
+def store_pair(path: Path, pair: Pair) -> None:
+    """Key and chain in one rename: whatever happens, `path` holds a matching pair."""
+    write_atomic(path, pair.combined(), 0o600)
 
 
 @dataclass(frozen=True)
 class CertFiles:
-    cert: Path
+    cert: Path  # the same file as `key`: key, then chain
     key: Path
     bundle: Path
 
@@ -67,19 +66,23 @@ class CertManager:
         self.client = client
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        self.dir.chmod(0o700)
+        for leftover in self.dir.glob(".*.tmp"):  # from a write cut short by a crash
+            leftover.unlink(missing_ok=True)
         self.lifetime = lifetime
         self.clock = clock
         self.rng = rng
         self.held: dict[str, Held] = {}
         self.changed = trio.Event()  # set when any file was rewritten
-        self.bundle_pem = ""
+        try:  # the last bundle known: what a restart without any server can check against
+            self.bundle_pem = (self.dir / "bundle.pem").read_text()
+        except (OSError, UnicodeDecodeError):
+            self.bundle_pem = ""
         self._wake = trio.Event()
 
     def files(self, service: str) -> CertFiles:
-        return CertFiles(
-            self.dir / f"{service}.crt", self.dir / f"{service}.key", self.dir / "bundle.pem"
-        )
+        pem = self.dir / f"{service}.pem"
+        return CertFiles(pem, pem, self.dir / "bundle.pem")
 
     def retry_now(self) -> None:
         """The servers answer again: retry every pending renewal at once, not after backoff."""
@@ -104,26 +107,45 @@ class CertManager:
         self._wake.set()
 
     def _adopt_existing(self, name: str, held: Held) -> None:
-        """A restarted agent reuses a valid certificate on disk instead of asking again."""
-        files = self.files(name)
-        try:
-            cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-            files.key.stat()
-        except (OSError, ValueError):
+        """A restarted agent reuses a certificate on disk instead of asking again, but only
+        one that matches its key, is valid now, is for this identity and chains to the
+        trust bundle; anything else is replaced by a new key and certificate."""
+        path = self.files(name).cert
+        problem = reuse_problem(path, held.identity, self.bundle_pem, self.clock())
+        if problem is not None:
+            if path.exists():
+                log.info(
+                    "not reusing the certificate on disk: %s",
+                    problem,
+                    extra={"kv": {"identity": held.identity.uri, "file": str(path)}},
+                )
             return
-        uris = []
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-        except x509.ExtensionNotFound:
-            pass
-        if held.identity.uri not in uris or cert.not_valid_after_utc <= self.clock():
-            return
+        cert = x509.load_pem_x509_certificate(Pair.parse(path.read_bytes()).chain_pem)
         held.renew_at = held.lifecycle.installed(
             cert.not_valid_before_utc, cert.not_valid_after_utc
         )
         held.not_after = cert.not_valid_after_utc
         held.serial = format(cert.serial_number, "x")
+
+    def _recheck(self) -> None:
+        """The trust bundle changed: a held certificate that no longer chains to it (the CA
+        was replaced while the agent was away) is renewed now, not at its renewal time."""
+        for name, held in self.held.items():
+            if held.not_after is None:
+                continue
+            problem = reuse_problem(
+                self.files(name).cert, held.identity, self.bundle_pem, self.clock()
+            )
+            if problem is not None:
+                log.warning("renewing the certificate for %s now: %s", held.identity.uri, problem)
+                self.held[name] = Held(
+                    held.identity,
+                    CertificateLifecycle(self.rng),
+                    not_after=held.not_after,
+                    serial=held.serial,
+                    renewals=held.renewals,
+                )
+                self._wake.set()
 
     async def renew(self, name: str) -> None:
         held = self.held[name]
@@ -136,10 +158,9 @@ class CertManager:
             lifetime=lifetime,
         )
         files = self.files(name)
-        # Key first, then the certificate: a proxy that reloads between the two writes
-        # fails to pair them and keeps its previous pair, never a mismatched one for long.
-        write_atomic(files.key, made.key_pem, 0o600)
-        write_atomic(files.cert, signed["full_chain_pem"].encode())
+        store_pair(files.cert, Pair(made.key_pem, signed["full_chain_pem"].encode()))
+        for legacy in (f"{name}.crt", f"{name}.key"):  # the two-file layout of older agents
+            (self.dir / legacy).unlink(missing_ok=True)
         self._write_bundle(signed["bundle_pem"])
         cert = x509.load_pem_x509_certificate(signed["certificate_pem"].encode())
         renew_at = held.lifecycle.installed(cert.not_valid_before_utc, cert.not_valid_after_utc)
@@ -163,6 +184,7 @@ class CertManager:
         if pem and pem != self.bundle_pem:
             write_atomic(self.dir / "bundle.pem", pem.encode())
             self.bundle_pem = pem
+            self._recheck()
             self._signal()
 
     def _signal(self) -> None:
@@ -197,11 +219,13 @@ class CertManager:
     async def _follow_bundle(self) -> None:
         """Keep bundle.pem equal to the CA's roots (a rotation adds, then drops, a root)."""
         index = None
+        backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
                 roots, index = await self.client.ca_roots(index=index, wait="5m")
                 self._write_bundle(roots["bundle_pem"])
+                backoff.reset()
             except (APIError, ServerUnreachable, OSError) as exc:
                 log.debug("trust bundle not refreshed: %s", exc)
                 index = None
-                await trio.sleep(2)
+                await trio.sleep(backoff.next())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.validation import parse_duration
+from registry.web import connection_settings_problem
 
 from ._errors import ConfigError
 
@@ -47,6 +48,27 @@ class AgentConfig:
         "root the servers' CA must have (see `weft ca status`)",
     )
     api_listen: str = opt("127.0.0.1:8501", "the agent's local API (proxies, `weft check`)")
+    api_max_connections: int = opt(
+        1024, "local API connections held at once; more get 503 (fits under LimitNOFILE)"
+    )
+    api_max_connections_per_ip: int = opt(
+        0, "local API connections from one address (0: no cap; every client is loopback)"
+    )
+    api_head_timeout: float = opt(
+        10.0, "time to receive a whole request head, from its first byte", parse=parse_duration
+    )
+    api_body_timeout: float = opt(
+        30.0, "time to receive a whole request body, from the end of its head", parse=parse_duration
+    )
+    api_idle_timeout: float = opt(
+        75.0, "how long a keep-alive connection may sit with no request", parse=parse_duration
+    )
+    api_send_timeout: float = opt(
+        30.0, "how long a client may take to read a response", parse=parse_duration
+    )
+    api_read_ahead_bytes: int = opt(
+        64 * 1024, "bytes read ahead from a client while its last request is answered"
+    )
     lease_ttl: float = opt(
         15.0, "how long this node's instances outlive a dead agent", parse=parse_duration
     )
@@ -90,6 +112,9 @@ class AgentConfig:
         _, sep, port = self.api_listen.rpartition(":")
         if not sep or not port.isdigit():
             raise ConfigError("api_listen", f"{self.api_listen!r} is not host:port")
+        problem = connection_settings_problem(self, "api_")
+        if problem:
+            raise ConfigError(*problem)
         if not 5 <= self.lease_ttl <= 3600:
             raise ConfigError("lease_ttl", "must be 5s-1h")
         if self.sync_interval < 1:

@@ -16,11 +16,9 @@ file is refused and the old set kept); SIGTERM deregisters, then drains the prox
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import signal
 import socket
 import ssl
 from pathlib import Path
@@ -33,11 +31,12 @@ import trio
 from ca import SpiffeId, fingerprint_sha256
 from registry.checks import Status
 from registry.client import APIError, RegistryClient, ServerUnreachable
-from registry.web import HTTPServer
+from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
+from registry.web import HTTPServer, Limits
 
 from . import _snapshots
 from ._api import LocalAPI
-from ._certs import CertManager, write_atomic
+from ._certs import CertManager
 from ._checks import CheckRunner
 from ._config import AgentConfig, normalise_fingerprint
 from ._definitions import (
@@ -111,7 +110,7 @@ class Agent:
         want = normalise_fingerprint(self.config.ca_fingerprint)
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=10.0)
         async with httpx.AsyncClient(verify=ctx, timeout=10) as http:
             while True:
                 for server in self.config.servers:
@@ -140,11 +139,10 @@ class Agent:
                             "do not match the fingerprint; refusing to join",
                         )
                 self.notifier.status("waiting for a server to show its CA")
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+                await trio.sleep(backoff.next())
 
     async def _learn_trust_domain(self, client: RegistryClient) -> str:
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
                 roots, _ = await client.ca_roots()
@@ -152,8 +150,7 @@ class Agent:
             except (APIError, ServerUnreachable) as exc:
                 self.notifier.status(f"waiting for the CA: {exc}")
                 log.info("waiting for the CA (%s)", exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+                await trio.sleep(backoff.next())
 
     def identity(self, d: ServiceDef) -> str:
         return SpiffeId(self.trust_domain, d.namespace, d.name).uri if self.trust_domain else ""
@@ -313,8 +310,9 @@ class Agent:
         self.notifier.ready(line)
         log.info("ready", extra={"kv": {"status": line}})
         if self.config.ready_file:
-            Path(self.config.ready_file).write_text(
-                json.dumps({"address": self.api_address, "pid": os.getpid(), "node": self.node})
+            write_ready_file(
+                self.config.ready_file,
+                {"address": self.api_address, "pid": os.getpid(), "node": self.node},
             )
         while True:  # keep STATUS= current for `systemctl status`
             await trio.sleep(5)
@@ -350,47 +348,57 @@ class Agent:
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
             set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
         )
-        http = HTTPServer(api, long_request=lambda r: "index" in r.query)
+        config = self.config
+        http = HTTPServer(
+            api,
+            limits=Limits(
+                head_timeout=config.api_head_timeout,
+                body_timeout=config.api_body_timeout,
+                idle_timeout=config.api_idle_timeout,
+                send_timeout=config.api_send_timeout,
+                read_ahead=config.api_read_ahead_bytes,
+                max_connections=config.api_max_connections,
+                max_connections_per_ip=config.api_max_connections_per_ip,
+            ),
+            long_request=lambda r: "index" in r.query,
+        )
+
+        async def start(nursery: trio.Nursery) -> None:
+            bound = await nursery.start(http.serve, host or "127.0.0.1", int(port))
+            self.api_address = f"{bound[0]}:{bound[1]}"
+            self.supervisor = ProxySupervisor(
+                command=self.config.proxy_command,
+                api_url=f"http://{self.api_address}",
+                run_dir=self.data / "proxies",
+                workers=self.config.proxy_workers,
+                grace=self.config.grace,
+            )
+            nursery.start_soon(self._watchdog)
+            if any(d.sidecar_port for d in self.defs) and not self.trust_domain:
+                self.trust_domain = await self._learn_trust_domain(client)
+            self._apply(self.defs)
+            for task in (
+                self.registrar.run,
+                self.checks.run,
+                self._certs_after_sync,
+                self.upstreams.run,
+                self.supervisor.run,
+                self._republish_loop,
+                self._become_ready,
+            ):
+                nursery.start_soon(task)
+
         try:
-            async with trio.open_nursery() as nursery:
-                bound = await nursery.start(http.serve, host or "127.0.0.1", int(port))
-                self.api_address = f"{bound[0]}:{bound[1]}"
-                self.supervisor = ProxySupervisor(
-                    command=self.config.proxy_command,
-                    api_url=f"http://{self.api_address}",
-                    run_dir=self.data / "proxies",
-                    workers=self.config.proxy_workers,
-                    grace=self.config.grace,
-                )
-                nursery.start_soon(self._watchdog)
-                if any(d.sidecar_port for d in self.defs) and not self.trust_domain:
-                    self.trust_domain = await self._learn_trust_domain(client)
-                self._apply(self.defs)
-                for task in (
-                    self.registrar.run,
-                    self.checks.run,
-                    self._certs_after_sync,
-                    self.upstreams.run,
-                    self.supervisor.run,
-                    self._republish_loop,
-                    self._become_ready,
-                ):
-                    nursery.start_soon(task)
-                await self._signals()
-                await self._stop(nursery, http)
+            # The stop itself is bounded (deregistration 5 s, a settling second); the proxies
+            # then drain within `grace` while the nursery is cancelled.
+            await serve_until_signalled(
+                start, drain=lambda: self._stop(http), reload=self.reload, grace=7.0
+            )
         finally:
             with trio.CancelScope(shield=True):
                 await client.aclose()
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    self.reload()
-                else:
-                    return
-
-    async def _stop(self, nursery: trio.Nursery, http: HTTPServer) -> None:
+    async def _stop(self, http: HTTPServer) -> None:
         self.notifier.stopping()
         log.info("stopping: deregistering, then draining proxies")
         with trio.move_on_after(5):
@@ -401,4 +409,3 @@ class Agent:
         # while they drain within the grace period.
         self.supervisor.set_proxies([])
         http.shutdown()
-        nursery.cancel_scope.cancel()

@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.lifecycle import Backoff
 
 from ._definitions import ServiceDef
 
@@ -103,7 +104,7 @@ class Registrar:
         self.synced.set()
 
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=10.0)
         while True:
             try:
                 await self.sync()
@@ -114,7 +115,7 @@ class Registrar:
                     )
                     self.connected = True
                     self.on_reconnected()
-                backoff = 0.5
+                backoff.reset()
                 await self._hold()
             except APIError as exc:
                 if exc.status == 404 and "lease" in exc.message:
@@ -127,8 +128,7 @@ class Registrar:
                         "lost the registry: %s; data plane keeps its last snapshot", exc.message
                     )
                 self.connected = False
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+            await trio.sleep(backoff.next())
 
     def _lease_lost(self) -> None:
         log.warning("our lease is gone (expired while away?); registering again")

@@ -31,6 +31,8 @@ from typing import Any
 
 import trio
 
+from registry.lifecycle import Backoff
+
 log = logging.getLogger("weft.agent.proxies")
 
 
@@ -124,7 +126,7 @@ class ProxySupervisor:
         ]
 
     async def _supervise(self, running: Running) -> None:
-        backoff = 1.0
+        backoff = Backoff(initial=1.0, maximum=30.0)
         with running.scope:
             while True:
                 self.ready_file(running.spec.proxy_id).unlink(missing_ok=True)
@@ -146,7 +148,9 @@ class ProxySupervisor:
                             await self._stop(proc)
                 running.last_exit, running.pid = code, None
                 ran = trio.current_time() - running.started_at
-                backoff = 1.0 if ran > 30 else min(backoff * 2, 30.0)
+                if ran > 30:  # it ran well for a while: this is a new failure, not a crash loop
+                    backoff.reset()
+                delay = backoff.next()
                 running.restarts += 1
                 log.warning(
                     "proxy exited; restarting",
@@ -154,11 +158,11 @@ class ProxySupervisor:
                         "kv": {
                             "proxy": running.spec.proxy_id,
                             "status": code,
-                            "in_seconds": backoff,
+                            "in_seconds": round(delay, 3),
                         }
                     },
                 )
-                await trio.sleep(backoff)
+                await trio.sleep(delay)
 
     async def _stop(self, proc: trio.Process) -> None:
         _signal_group(proc.pid, signal.SIGTERM)

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.lifecycle import Backoff
 
 log = logging.getLogger("weft.agent.upstreams")
 
@@ -58,7 +59,7 @@ class UpstreamWatcher:
     async def _watch(self, name: str, scope: trio.CancelScope) -> None:
         with scope:
             index: int | None = None
-            backoff = 0.5
+            backoff = Backoff(initial=0.5, maximum=5.0)
             while True:
                 try:
                     instances, new_index = await self.client.service(
@@ -67,10 +68,9 @@ class UpstreamWatcher:
                 except (APIError, ServerUnreachable) as exc:
                     log.debug("upstream %s not refreshed (%s); keeping the last view", name, exc)
                     index = None
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await trio.sleep(backoff.next())
                     continue
-                backoff = 0.5
+                backoff.reset()
                 # An index that went backwards (another server answered): start over.
                 index = None if new_index < (index or 0) else new_index
                 if self.instances.get(name) != instances or name not in self.known:

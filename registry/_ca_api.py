@@ -36,6 +36,7 @@ from ca import (
 )
 
 from ._acl import Role, Token
+from ._backoff import Backoff
 from ._context import Context, consul_response
 from ._decode import F, decode
 from ._errors import Forbidden, InvalidInput, RegistryError
@@ -234,6 +235,7 @@ class CAExtension:
         if self.authority is None:
             return
         ctx, authority = self.ctx, self.authority
+        backoff = Backoff(initial=1.0, maximum=30.0)
         while True:
             deadline = trio.current_time() + 60
             if authority.initialised:
@@ -247,11 +249,13 @@ class CAExtension:
                     await authority.refresh()
                 elif authority.status().next_change is not None and await authority.tick():
                     log.info("retired CA root dropped from the trust bundle")
+                backoff.reset()
             except ca.NotInitialised:
                 pass
             except (CAError, EtcdError) as exc:
-                log.warning("CA upkeep failed (retrying): %s", exc)
-                await trio.sleep(1)
+                delay = backoff.next()
+                log.warning("CA upkeep failed (retrying in %.1fs): %s", delay, exc)
+                await trio.sleep(delay)
 
     # -- HTTP ----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._acl import Token, hash_secret, new_token
+from ._acl import Role, Token, hash_secret, new_token
 from ._batcher import WriteBatcher
 from ._errors import Conflict, InvalidInput, NotFound, RegistryError, Unavailable
 from ._keys import Keys
@@ -342,8 +342,31 @@ class Catalog:
         return token
 
     async def revoke_token(self, accessor: str) -> Token:
-        for token in self.tokens():
-            if token.accessor == accessor:
-                await self._commit([Delete(self.keys.token(token.secret_hash))])
+        """Delete a token; the last operator token is kept (409), since without one nobody
+        could create tokens again except by `weft server --recover-operator`."""
+        for _ in range(5):
+            token = next((t for t in self.tokens() if t.accessor == accessor), None)
+            if token is None:
+                raise NotFound(f"no token with accessor {accessor!r}", field="accessor")
+            compares = []
+            if token.role is Role.OPERATOR:
+                others = [
+                    t for t in self.tokens() if t.role is Role.OPERATOR and t.accessor != accessor
+                ]
+                if not others:
+                    raise Conflict(
+                        f"token {accessor} is the last operator token; revoking it would lock "
+                        "everyone out of the cluster. Create another operator token first "
+                        "(`weft token create --role operator`), then revoke this one. If every "
+                        "operator secret is lost, run `weft server --recover-operator` on a "
+                        "server host.",
+                        field="accessor",
+                    )
+                # Two revokes racing (on two servers) must not both pass: each deletes only
+                # while another operator token still exists.
+                compares.append(Compare("version", self.keys.token(others[0].secret_hash), ">", 0))
+            result = await self._commit([Delete(self.keys.token(token.secret_hash))], compares)
+            if result.succeeded:
                 return token
-        raise NotFound(f"no token with accessor {accessor!r}", field="accessor")
+            await self.sync.caught_up(result.revision)
+        raise Unavailable("the token list kept changing while revoking; try again")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._numbers import parse_duration
+from .web import connection_settings_problem
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,30 @@ class ServerConfig:
     tls_cert_file: str = opt("", "serve HTTPS with this certificate chain")
     tls_key_file: str = opt("", "private key for --tls-cert-file")
     max_body_bytes: int = opt(1 << 20, "largest request body accepted")
+    max_connections: int = opt(
+        8192, "client connections held at once; more get 503 (fits under LimitNOFILE=65536)"
+    )
+    max_connections_per_ip: int = opt(
+        2048, "connections held at once from one address (0: no cap, behind a load balancer)"
+    )
+    head_timeout: float = opt(
+        10.0, "time to receive a whole request head, from its first byte", parse=parse_duration
+    )
+    body_timeout: float = opt(
+        30.0, "time to receive a whole request body, from the end of its head", parse=parse_duration
+    )
+    idle_timeout: float = opt(
+        75.0, "how long a keep-alive connection may sit with no request", parse=parse_duration
+    )
+    send_timeout: float = opt(
+        30.0, "how long a client may take to read a response", parse=parse_duration
+    )
+    read_ahead_bytes: int = opt(
+        64 * 1024, "bytes read ahead from a client while its last request is answered"
+    )
+    view_cache_bytes: int = opt(
+        64 << 20, "memory for rendered catalog views shared by blocking queries"
+    )
     min_check_interval: float = opt(
         1.0, "shortest HTTP/TCP check interval (seconds)", parse=parse_duration
     )
@@ -71,7 +96,14 @@ class ServerConfig:
     ca_sign_rate: float = opt(100.0, "certificate signings per second allowed per token")
     ca_sign_burst: float = opt(200.0, "burst of signings allowed per token")
     bootstrap: bool = opt(False, "create the first operator token and print it once")
-    bootstrap_token_file: str = opt("", "write the bootstrap token to this file (mode 0600)")
+    bootstrap_token_file: str = opt(
+        "", "write the bootstrap (or recovered) operator token to this file (mode 0600)"
+    )
+    recover_operator: bool = opt(
+        False,
+        "mint a new operator token if none is left, then exit (needs this server's etcd "
+        "access and CA key-encryption key; binds no port)",
+    )
     ready_file: str = opt("", "write {address, pid} as JSON here once serving")
     grace: float = opt(10.0, "seconds in-flight requests get on shutdown", parse=parse_duration)
     log_format: str = opt("text", "log line format: text or json")
@@ -94,6 +126,11 @@ class ServerConfig:
             raise ConfigError("etcd_key_file", "give both --etcd-cert-file and --etcd-key-file")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes", "must be at least 1024")
+        problem = connection_settings_problem(self)
+        if problem:
+            raise ConfigError(*problem)
+        if self.view_cache_bytes < 0:
+            raise ConfigError("view_cache_bytes", "must be 0 (no cache) or more")
         if self.log_format not in ("text", "json"):
             raise ConfigError("log_format", "must be text or json")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -102,5 +139,9 @@ class ServerConfig:
             raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
         if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
             raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
+        if self.recover_operator and self.bootstrap:
+            raise ConfigError(
+                "recover_operator", "give --bootstrap or --recover-operator, not both"
+            )
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

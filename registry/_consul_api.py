@@ -186,11 +186,12 @@ def mount(router: Router, ctx: Context) -> None:
         name = request.params["name"]
         topic = service_topic(name)
         index = await ctx.block(request, lambda: ctx.mirror.index(topic), (topic,))
-        tags = request.query.get("tag", [])
+        tags = sorted(set(request.query.get("tag", [])))
         body = ctx.cached_json(
             request,
             index,
             lambda: views.catalog_service(ctx.mirror, name, tags=tags, datacenter=dc),
+            variant=tuple(tags),
         )
         return consul_response(body, index)
 
@@ -223,13 +224,14 @@ def mount(router: Router, ctx: Context) -> None:
         topic = service_topic(name)
         index = await ctx.block(request, lambda: ctx.mirror.index(topic), (topic,))
         passing = request.flag("passing")
-        tags = request.query.get("tag", [])
+        tags = sorted(set(request.query.get("tag", [])))
         body = ctx.cached_json(
             request,
             index,
             lambda: views.health_service(
                 ctx.mirror, name, passing=passing, tags=tags, datacenter=dc
             ),
+            variant=(passing, *tags),
         )
         return consul_response(body, index)
 

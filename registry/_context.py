@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +18,7 @@ from ._keys import Keys
 from ._mirror import Mirror, Topic
 from ._numbers import parse_index, parse_wait
 from ._validate import CheckRules
+from ._view_cache import ViewCache
 from .web import Request, Response
 
 DEFAULT_WAIT = 300.0  # Consul: 5 minutes
@@ -35,6 +36,7 @@ class RegistryOptions:
     check_rules: CheckRules = field(default_factory=CheckRules)
     advertise: str = "127.0.0.1:8500"
     reap_interval: float = 1.0
+    view_cache_bytes: int = 64 << 20
 
 
 class Context:
@@ -55,7 +57,7 @@ class Context:
         self.catalog = catalog
         self.clock = clock
         self.authorizer = Authorizer(anonymous_reads=options.anonymous_reads)
-        self._cache: OrderedDict[tuple[str, ...], tuple[int, bytes]] = OrderedDict()
+        self._views = ViewCache(options.view_cache_bytes)
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -122,28 +124,25 @@ class Context:
                 return current
 
     def cached_json(
-        self, request: Request, index: int, render: Callable[[], object], *, extra: tuple = ()
+        self,
+        request: Request,
+        index: int,
+        render: Callable[[], object],
+        *,
+        variant: tuple[str | bool, ...] = (),
     ) -> bytes:
-        """The view rendered once per index: a thousand watchers woken together share it."""
-        import json
+        """The view rendered once per index: a thousand watchers woken together share it.
 
-        key = (
-            request.path,
-            *sorted(
-                f"{k}={v[-1]}"
-                for k, v in request.query.items()
-                if k not in ("index", "wait", "token", "stale", "consistent")
-            ),
-            *map(str, extra),
-        )
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == index:
-            self._cache.move_to_end(key)
-            return hit[1]
-        body = json.dumps(render(), separators=(",", ":")).encode()
-        self._cache[key] = (index, body)
-        if len(self._cache) > 2048:
-            self._cache.popitem(last=False)
+        The view is the request's path; `variant` is what else changes the rendering, already
+        normalised by the handler (sorted tags, flags as booleans). Nothing else of the query
+        is part of the key, so arbitrary parameters cannot fill or thrash the cache.
+        """
+        key = (request.path, *variant)
+        body = self._views.get(key, index)
+        if body is None:
+            body = json.dumps(render(), separators=(",", ":")).encode()
+            key_size = len(request.path) + sum(len(v) for v in variant if isinstance(v, str))
+            self._views.put(key, index, body, key_size)
         return body
 
 

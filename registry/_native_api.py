@@ -287,7 +287,7 @@ def mount(router: Router, ctx: Context) -> None:
                 instances = [i for i in instances if i["status"] == "passing"]
             return {"service": name, "instances": instances}
 
-        body = ctx.cached_json(request, index, render)
+        body = ctx.cached_json(request, index, render, variant=(passing,))
         return Response(
             body=body, headers=[("X-Weft-Index", str(index)), ("X-Consul-Index", str(index))]
         )

@@ -6,6 +6,7 @@ import logging
 
 import trio
 
+from ._backoff import Backoff
 from ._fanout import Hub
 from ._mirror import Mirror
 from .etcd import EtcdClient, EtcdCompacted, EtcdError
@@ -23,15 +24,14 @@ class MirrorSync:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read the whole prefix, then follow it forever; reports started once loaded."""
         prefix = self.mirror.keys.prefix
-        backoff = 0.2
+        backoff = Backoff(initial=0.2, maximum=5.0)
         while True:
             try:
                 snapshot = await self.etcd.range_all(prefix)
                 break
             except EtcdError as exc:
                 log.warning("cannot read the registry from etcd yet (%s); retrying", exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5)
+                await trio.sleep(backoff.next())
         self.mirror.load(snapshot.kvs, snapshot.revision)
         self.healthy = True
         log.info(
@@ -56,15 +56,14 @@ class MirrorSync:
                 self.hub.notify_revision(self.mirror.revision)
 
     async def _reload(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(initial=0.2, maximum=5.0)
         while True:
             try:
                 snapshot = await self.etcd.range_all(self.mirror.keys.prefix)
                 break
             except EtcdError as exc:
                 log.warning("re-read of the registry failed (%s); retrying", exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5)
+                await trio.sleep(backoff.next())
         changes = self.mirror.resync(snapshot.kvs, snapshot.revision)
         self.hub.notify(changes)
         self.hub.notify_revision(self.mirror.revision)

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import trio
 
+from ._backoff import Backoff
 from ._etcd_types import (
     _UNAUTHENTICATED,
     _UNAVAILABLE_CODES,
@@ -389,7 +390,7 @@ class EtcdClient:
         send: trio.MemorySendChannel[WatchBatch],
     ) -> None:
         state = _WatchState(next_revision=start_revision)
-        backoff = 0.1
+        backoff = Backoff(initial=0.1, maximum=5.0)
         while True:
             endpoint = self.endpoints[self._current]
             try:
@@ -400,7 +401,7 @@ class EtcdClient:
                 raise
             except (httpx.HTTPError, EtcdError, ValueError, KeyError, _StreamEnded) as exc:
                 if state.delivered_any:
-                    backoff = 0.1
+                    backoff.reset()
                 log.info(
                     "etcd watch on %s broke (%s); resuming from revision %d",
                     endpoint,
@@ -409,8 +410,7 @@ class EtcdClient:
                 )
             self._rotate()
             state.delivered_any = False
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await trio.sleep(backoff.next())
 
     async def _watch_attempt(
         self,

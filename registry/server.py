@@ -8,23 +8,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
-import ssl
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import trio
 
 from . import _consul_api, _native_api, _openapi
+from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
-from ._config import ServerConfig, split_host_port
+from ._config import ConfigError, ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
 from ._duties import HealthDuties
 from ._errors import RegistryError
@@ -32,7 +30,9 @@ from ._fanout import Hub
 from ._keys import Keys
 from ._leader import lead
 from ._mirror import Mirror
+from ._signals import serve_until_signalled
 from ._sync import MirrorSync
+from ._tls_files import server_context
 from ._validate import CheckRules
 from .etcd import EtcdClient, EtcdTLS
 from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
@@ -132,20 +132,9 @@ def _etcd_client(config: ServerConfig) -> EtcdClient:
     )
 
 
-def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
-    if not config.tls_cert_file:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    return ctx
-
-
-def _write_private(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
+def write_private(path: str, text: str) -> None:
+    """A secret for the operator (a token): mode 0600 from the first byte, written whole."""
+    write_atomic(path, text.encode(), 0o600)
 
 
 class RegistryServer:
@@ -177,14 +166,29 @@ class RegistryServer:
             check_rules=CheckRules(config.min_check_interval, config.min_deregister_critical_after),
             advertise=config.advertise or config.listen,
             reap_interval=config.reap_interval,
+            view_cache_bytes=config.view_cache_bytes,
         )
         self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
         self.extensions = list(extensions or [])
         self.app = RegistryApp(self.ctx, self.extensions)
         self.http = HTTPServer(
             self.app,
-            limits=Limits(max_body=config.max_body_bytes, grace=config.grace),
-            ssl_context=_ssl_context(config),
+            limits=Limits(
+                max_body=config.max_body_bytes,
+                head_timeout=config.head_timeout,
+                body_timeout=config.body_timeout,
+                idle_timeout=config.idle_timeout,
+                send_timeout=config.send_timeout,
+                read_ahead=config.read_ahead_bytes,
+                max_connections=config.max_connections,
+                max_connections_per_ip=config.max_connections_per_ip,
+                grace=config.grace,
+            ),
+            ssl_context=(
+                server_context(config.tls_cert_file, config.tls_key_file)
+                if config.tls_cert_file
+                else None
+            ),
             long_request=lambda request: "index" in request.query,
         )
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -193,42 +197,43 @@ class RegistryServer:
     async def serve(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        async def start(nursery: trio.Nursery) -> None:
+            await nursery.start(self.sync.run)
+            nursery.start_soon(self.batcher.run)
+            if self.config.bootstrap:
+                await self._bootstrap()
+            duties = HealthDuties(
+                self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
+            )
+            nursery.start_soon(
+                lead, self.etcd, self.keys.leader("health"), self.identity, duties.run
+            )
+            for extension in self.extensions:
+                await extension.start(self.ctx, self.etcd)
+                nursery.start_soon(extension.run)
+            bound = await nursery.start(self.http.serve, *self._bind)
+            address = f"{bound[0]}:{bound[1]}"
+            if self.config.ready_file:
+                write_ready_file(
+                    self.config.ready_file,
+                    {"address": address, "url": self.url(bound), "pid": os.getpid()},
+                )
+            log.info(
+                "serving",
+                extra={
+                    "kv": {"address": address, "url": self.url(bound), "prefix": self.keys.prefix}
+                },
+            )
+            task_status.started(bound)
+            if self.on_ready is not None:
+                self.on_ready(f"serving on {self.url(bound)}")
+
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.sync.run)
-                nursery.start_soon(self.batcher.run)
-                if self.config.bootstrap:
-                    await self._bootstrap()
-                duties = HealthDuties(
-                    self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
-                )
-                nursery.start_soon(
-                    lead, self.etcd, self.keys.leader("health"), self.identity, duties.run
-                )
-                for extension in self.extensions:
-                    await extension.start(self.ctx, self.etcd)
-                    nursery.start_soon(extension.run)
-                bound = await nursery.start(self.http.serve, *self._bind)
-                address = f"{bound[0]}:{bound[1]}"
-                if self.config.ready_file:
-                    Path(self.config.ready_file).write_text(
-                        json.dumps({"address": address, "url": self.url(bound), "pid": os.getpid()})
-                    )
-                log.info(
-                    "serving",
-                    extra={
-                        "kv": {
-                            "address": address,
-                            "url": self.url(bound),
-                            "prefix": self.keys.prefix,
-                        }
-                    },
-                )
-                task_status.started(bound)
-                if self.on_ready is not None:
-                    self.on_ready(f"serving on {self.url(bound)}")
-                await self._until_stopped()
-                nursery.cancel_scope.cancel()
+            # The drain bound is a little over the HTTP grace: HTTPServer closes what is left
+            # at `grace` itself, and this waits for it to finish doing so.
+            await serve_until_signalled(
+                start, drain=self._drain, reload=self.reload, grace=self.config.grace + 1
+            )
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
@@ -240,35 +245,28 @@ class RegistryServer:
             host = f"[{host}]"
         return f"{scheme}://{host}:{bound[1]}"
 
-    async def _until_stopped(self) -> None:
-        # HTTPServer.serve returns after shutdown() has drained; this waits for the signal.
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    self._reload()
-                    continue
-                log.info(
-                    "stopping: draining requests",
-                    extra={"kv": {"grace_seconds": self.config.grace}},
-                )
-                self.http.shutdown()
-                with trio.move_on_after(self.config.grace + 1):
-                    await self.http.wait_drained()
-                return
+    async def _drain(self) -> None:
+        self.http.shutdown()
+        await self.http.wait_drained()
 
-    def _reload(self) -> None:
-        if self.http.ssl_context is not None:
-            try:
-                self.http.ssl_context.load_cert_chain(
-                    self.config.tls_cert_file, self.config.tls_key_file
-                )
-                log.info(
-                    "reloaded TLS certificate", extra={"kv": {"file": self.config.tls_cert_file}}
-                )
-            except (OSError, ssl.SSLError) as exc:
-                log.error("kept the old TLS certificate: %s", exc)
-        else:
-            log.info("SIGHUP: nothing to reload")
+    def reload(self) -> bool:
+        """SIGHUP: a new TLS context from the certificate files, swapped in only if it loads
+        completely; otherwise the running one is untouched. True if a new one was taken."""
+        if self.http.ssl_context is None:
+            log.info("SIGHUP: no TLS certificate configured, nothing to reload")
+            return False
+        try:
+            fresh = server_context(self.config.tls_cert_file, self.config.tls_key_file)
+        except ConfigError as exc:
+            log.error(
+                "TLS reload refused, still serving the previous certificate: %s",
+                exc,
+                extra={"kv": {"file": self.config.tls_cert_file, "field": exc.field}},
+            )
+            return False
+        self.http.ssl_context = fresh  # new connections use it; open ones keep theirs
+        log.info("reloaded TLS certificate", extra={"kv": {"file": self.config.tls_cert_file}})
+        return True
 
     async def _bootstrap(self) -> None:
         created = await self.catalog.create_bootstrap_token()
@@ -277,7 +275,7 @@ class RegistryServer:
             return
         secret, token = created
         if self.config.bootstrap_token_file:
-            _write_private(self.config.bootstrap_token_file, secret + "\n")
+            write_private(self.config.bootstrap_token_file, secret + "\n")
             log.info(
                 "bootstrap operator token written",
                 extra={
@@ -308,6 +306,14 @@ def run(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> 
     """Run `weft server` until SIGTERM; exit status 1 if it cannot start."""
     from ca import CAError, InvalidKeyEncryptionKey
 
+    if config.recover_operator:
+        from ._recovery import recover_command
+
+        try:
+            return recover_command(config)
+        except InvalidKeyEncryptionKey as exc:
+            log.error("invalid configuration: %s", exc)
+            return 64
     try:
         extensions = standard_extensions(config)
     except InvalidKeyEncryptionKey as exc:
@@ -315,6 +321,10 @@ def run(config: ServerConfig, on_ready: Callable[[str], None] | None = None) -> 
         return 64
     try:
         server = RegistryServer(config, extensions=extensions, on_ready=on_ready)
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 64
+    try:
         trio.run(server.serve)
     except CAError as exc:
         log.error("cannot start: %s", exc)

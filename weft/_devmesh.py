@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from registry.lifecycle import write_atomic, write_ready_file
+
 
 class DevError(Exception):
     pass
@@ -146,7 +148,13 @@ def _service_file(
     return text
 
 
-def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int:
+def run(
+    workdir: Path,
+    *,
+    server_port: int = 8500,
+    announce: Any = print,
+    ready_file: Path | None = None,
+) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True)
@@ -217,7 +225,7 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
         )
         info = _wait_for(
             "weft server",
-            lambda: ready.exists() and ready.stat().st_size and json.loads(ready.read_text()),
+            lambda: ready.exists() and json.loads(ready.read_text()),
             children,
         )
         url, token = info["url"], token_file.read_text().strip()
@@ -228,8 +236,7 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
             token,
             {"role": "agent", "node": "dev", "description": "weft dev"},
         )
-        (workdir / "agent.token").write_text(agent_token["secret"])
-        (workdir / "agent.token").chmod(0o600)
+        write_atomic(workdir / "agent.token", agent_token["secret"].encode(), 0o600)
 
         services = workdir / "services.d"
         services.mkdir()
@@ -268,11 +275,7 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
         children.start("agent", [*weft, "agent", "run", "--config", str(workdir / "agent.toml")])
         agent = _wait_for(
             "the agent to be ready",
-            lambda: (
-                agent_ready.exists()
-                and agent_ready.stat().st_size
-                and json.loads(agent_ready.read_text())
-            ),
+            lambda: agent_ready.exists() and json.loads(agent_ready.read_text()),
             children,
             timeout=60,
         )
@@ -294,6 +297,17 @@ def run(workdir: Path, *, server_port: int = 8500, announce: Any = print) -> int
             ],
         )
         announce(_guide(url, token, workdir, web, agent["address"], admins))
+        if ready_file is not None:
+            write_ready_file(
+                ready_file,
+                {
+                    "url": url,
+                    "web": web,
+                    "agent": agent["address"],
+                    "token_file": str(token_file),
+                    "pid": os.getpid(),
+                },
+            )
         load_log = workdir / "logs" / "load.log"
         seen = 0
         while not stop["now"]:

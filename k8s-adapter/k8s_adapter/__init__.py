@@ -6,9 +6,10 @@ them with diffed, batched writes; with `--to-k8s` it publishes registry services
 selector-less Services and EndpointSlices. Replicas elect one writer with a Lease.
 
 Pure cores (no sockets, no clock): `_selection`, `_naming`, `_mapping`, `_entry`, `_diff`,
-`_cluster`, `_lease_state`, `_export`, `_backoff`. Thin trio I/O around them: `_kube`,
+`_cluster`, `_lease_state`, `_export`. Thin trio I/O around them: `_kube`,
 `_credentials`, `_informer`, `_registry_sync`, `_election`, `_to_k8s`, `_status_http`, and
-`_adapter`, which assembles them. Uses `registry.client` and `ca`, nothing else of Weft.
+`_adapter`, which assembles them. Uses `registry.client`, `registry.lifecycle` (backoff,
+signals, ready file) and `ca`, nothing else of Weft.
 """
 
 from typing import Any

@@ -9,10 +9,8 @@ resyncs both sides.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import socket
 from importlib import metadata
 from pathlib import Path
@@ -21,8 +19,8 @@ from typing import Any
 import trio
 
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.lifecycle import Backoff, serve_until_signalled, write_ready_file
 
-from ._backoff import Backoff
 from ._cluster import ClusterState
 from ._credentials import SERVICE_ACCOUNT_DIR, load
 from ._election import LeaderElector
@@ -177,15 +175,14 @@ class Adapter:
                 nursery.start_soon(self._check_token)
                 nursery.start_soon(self._campaign)
                 if s.ready_file:
-                    Path(s.ready_file).write_text(
-                        json.dumps(
-                            {
-                                "address": self.address,
-                                "url": f"http://{self.address}",
-                                "pid": os.getpid(),
-                                "identity": self.identity,
-                            }
-                        )
+                    write_ready_file(
+                        s.ready_file,
+                        {
+                            "address": self.address,
+                            "url": f"http://{self.address}",
+                            "pid": os.getpid(),
+                            "identity": self.identity,
+                        },
                     )
                 log.info(
                     "started",
@@ -350,22 +347,13 @@ class Adapter:
 
 
 async def serve(adapter: Adapter) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(adapter.run)
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    adapter.reload()
-                    continue
-                log.info(
-                    "stopping: handing over",
-                    extra={"kv": {"grace_seconds": adapter.settings.grace}},
-                )
-                with trio.move_on_after(adapter.settings.grace):
-                    await adapter.stop()
-                nursery.cancel_scope.cancel()
-                return
+    """Run until SIGTERM/SIGINT (hand over within the grace period); SIGHUP reloads."""
+    await serve_until_signalled(
+        lambda nursery: nursery.start(adapter.run),
+        drain=adapter.stop,
+        reload=adapter.reload,
+        grace=adapter.settings.grace,
+    )
 
 
 def run(settings: AdapterSettings) -> int:

@@ -27,8 +27,8 @@ from typing import Any
 import trio
 
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.lifecycle import Backoff
 
-from ._backoff import Backoff
 from ._cluster import ClusterState
 from ._diff import Plan, plan
 from ._entry import Entry, EntryKey

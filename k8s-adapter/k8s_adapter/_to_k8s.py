@@ -16,8 +16,8 @@ from typing import Any
 import trio
 
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.lifecycle import Backoff
 
-from ._backoff import Backoff
 from ._errors import Conflict, KubeError, KubeUnavailable, NotFound
 from ._export import SERVICE_LABEL, ExportRules, KubePlan, ObjKey, desired_objects, kube_plan
 from ._kube import KubeClient

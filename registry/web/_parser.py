@@ -33,6 +33,7 @@ class _Building:
     body: list[bytes] = field(default_factory=list)
     body_size: int = 0
     head_size: int = 0
+    head_done: bool = False
 
 
 class RequestParser:
@@ -52,11 +53,20 @@ class RequestParser:
         self._current: _Building | None = None
         self._done: list[ParsedRequest] = []
         self._error: ProtocolError | None = None
+        self._begun = 0
 
     @property
     def in_request(self) -> bool:
         """True between the first byte of a request and its end (for read timeouts)."""
         return self._current is not None
+
+    @property
+    def phase(self) -> tuple[str, int]:
+        """("idle" | "head" | "body", requests begun so far): a change starts a client clock."""
+        current = self._current
+        if current is None:
+            return "idle", self._begun
+        return ("body" if current.head_done else "head"), self._begun
 
     def feed(self, data: bytes) -> list[ParsedRequest]:
         if self._error:
@@ -74,10 +84,16 @@ class RequestParser:
         done, self._done = self._done, []
         return done
 
+    def drain(self) -> list[ParsedRequest]:
+        """Requests completed before `feed` raised (a pipelined good request before a bad one)."""
+        done, self._done = self._done, []
+        return done
+
     # httptools callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._current = _Building()
+        self._begun += 1
 
     def on_url(self, url: bytes) -> None:
         assert self._current is not None
@@ -95,6 +111,7 @@ class RequestParser:
     def on_headers_complete(self) -> None:
         current = self._current
         assert current is not None
+        current.head_done = True
         for name, value in current.headers:
             if name == b"content-length":
                 try:

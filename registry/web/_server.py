@@ -1,21 +1,25 @@
-"""The trio side of the HTTP server: accept, read, call the app, write. Nothing else."""
+"""The trio side of the HTTP server: accept within the caps, hand each connection over."""
 
 from __future__ import annotations
 
-import email.utils
+import contextlib
+import errno
 import logging
 import math
+import os
+import resource
+import socket as stdlib_socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http import HTTPStatus
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 import trio
 
-from ._parser import ParsedRequest, ProtocolError, RequestParser
+from ._admission import Admission, fit_under_fd_limit
+from ._connection import Connection
 from ._routing import Request, Response
+from ._wire import serialize
 
 log = logging.getLogger("weft.http")
 
@@ -24,68 +28,52 @@ App = Callable[[Request], Awaitable[Response]]
 
 @dataclass(frozen=True)
 class Limits:
+    """All a client can make a server hold, and for how long (docs/security.md has the why).
+
+    The defaults suit a daemon's small API (the adapter's probes, the demo apps); `weft server`
+    and the agent fill theirs from their settings.
+    """
+
     max_head_bytes: int = 64 * 1024
     max_headers: int = 100
     max_body: int = 1 << 20
-    head_timeout: float = 10.0  # from a request's first byte to the end of its head (slowloris)
-    body_timeout: float = 30.0
+    head_timeout: float = 10.0  # the whole head, from its first byte; not restarted per byte
+    body_timeout: float = 30.0  # the whole body, from the end of the head
     idle_timeout: float = 75.0  # keep-alive connection with no request in progress
+    send_timeout: float = 30.0  # a response the client does not take in this long is dropped
     tls_handshake_timeout: float = 10.0
+    read_ahead: int = 64 * 1024  # bytes held from a client while its last request is answered
+    max_connections: int = 1024  # lowered at start if it does not fit under RLIMIT_NOFILE
+    max_connections_per_ip: int = 256  # 0: no per-address cap (behind a load balancer)
     grace: float = 10.0  # how long in-flight requests get on shutdown
 
 
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
+def connection_settings_problem(config: Any, prefix: str = "") -> tuple[str, str] | None:
+    """(field, problem) in the settings that become `Limits`, or None. Shared by `weft server`
+    and the agent, whose fields carry the `api_` prefix."""
 
+    def get(name: str) -> Any:
+        return getattr(config, prefix + name)
 
-class _Date:
-    """The Date header, formatted at most once per second."""
-
-    value = b""
-    second = -1
-
-    @classmethod
-    def now(cls) -> bytes:
-        second = int(time.time())
-        if second != cls.second:
-            cls.second = second
-            cls.value = email.utils.formatdate(second, usegmt=True).encode()
-        return cls.value
-
-
-def serialize(response: Response, *, keep_alive: bool, head_only: bool = False) -> bytes:
-    lines = [
-        b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, "").encode()),
-        b"date: " + _Date.now() + b"\r\n",
-        b"content-type: " + response.content_type.encode() + b"\r\n",
-        b"content-length: %d\r\n" % len(response.body),
-    ]
-    for name, value in response.headers:
-        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    if not keep_alive:
-        lines.append(b"connection: close\r\n")
-    lines.append(b"\r\n")
-    if not head_only:
-        lines.append(response.body)
-    return b"".join(lines)
-
-
-def to_request(parsed: ParsedRequest, peer: str) -> Request:
-    target = parsed.target.decode("latin-1")
-    split = urlsplit(target)
-    query = parse_qs(split.query, keep_blank_values=True) if split.query else {}
-    headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in parsed.headers}
-    return Request(
-        method=parsed.method,
-        path=unquote(split.path) or "/",
-        query=query,
-        headers=headers,
-        body=parsed.body,
-        peer=peer,
-    )
+    if get("max_connections") < 1:
+        return prefix + "max_connections", "must be at least 1"
+    if get("max_connections_per_ip") < 0:
+        return prefix + "max_connections_per_ip", "must be 0 (no cap) or more"
+    for name in ("head_timeout", "body_timeout", "idle_timeout", "send_timeout"):
+        value = get(name)
+        if not 0 < value <= 3600:  # also refuses NaN
+            return prefix + name, f"must be more than 0s and at most 1h, not {value}"
+    if get("read_ahead_bytes") < 1024:
+        return prefix + "read_ahead_bytes", "must be at least 1024"
+    return None
 
 
 class HTTPServer:
-    """Serves `app` on one address until cancelled or `shutdown()`; drains on the way out."""
+    """Serves `app` on one address until cancelled or `shutdown()`; drains on the way out.
+
+    Connections over `max_connections` (or `max_connections_per_ip` from one address) are
+    refused at once: plain HTTP gets a 503 with Retry-After and is closed, TLS is closed.
+    """
 
     def __init__(
         self,
@@ -93,18 +81,21 @@ class HTTPServer:
         *,
         limits: Limits | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        # Requests that may wait a long time (blocking queries): hung up on at shutdown.
+        # Requests that may wait a long time (blocking queries): hung up on at shutdown and
+        # when the client goes away.
         long_request: Callable[[Request], bool] = lambda request: False,
     ) -> None:
         self.app = app
         self.limits = limits or Limits()
         self.ssl_context = ssl_context
         self.long_request = long_request
-        self._stopping = trio.Event()
-        self._idle: set[trio.CancelScope] = set()
-        self._long: set[trio.CancelScope] = set()
+        self.admission = Admission(self.limits.max_connections, self.limits.max_connections_per_ip)
+        self.stopping = trio.Event()
+        self._connections: set[Connection] = set()
         self._busy = 0
         self._drained = trio.Event()
+        self._refused = 0
+        self._refusal_logged = -math.inf
 
     async def wait_drained(self) -> None:
         """Returns once shutdown() was called and no request is in progress."""
@@ -114,10 +105,19 @@ class HTTPServer:
         """Stop accepting; idle connections close now, busy ones after their response, and
         long requests (blocking queries, which could hold the drain for minutes) at once:
         their clients ask again, maybe another server."""
-        self._stopping.set()
-        for scope in list(self._idle) + list(self._long):
-            scope.cancel()
+        self.stopping.set()
+        for connection in list(self._connections):
+            connection.stop()
         if self._busy == 0:
+            self._drained.set()
+
+    # Connection calls these around each request (the drain waits for them).
+    def request_started(self) -> None:
+        self._busy += 1
+
+    def request_finished(self) -> None:
+        self._busy -= 1
+        if self._busy == 0 and self.stopping.is_set():
             self._drained.set()
 
     async def serve(
@@ -127,165 +127,108 @@ class HTTPServer:
         *,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        self._fit_fd_limit()
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
         async with trio.open_nursery() as nursery:
-            connections = trio.CancelScope()
+            accepting = trio.CancelScope()
 
             async def accept_all() -> None:
-                with connections:
-                    await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+                with accepting:
+                    async with trio.open_nursery() as accepters:
+                        for listener in listeners:
+                            accepters.start_soon(self._accept, listener, nursery)
 
             nursery.start_soon(accept_all)
             task_status.started((bound[0], bound[1]))
-            await self._stopping.wait()
+            await self.stopping.wait()
+            accepting.cancel()
             for listener in listeners:
                 await listener.aclose()
-            connections.cancel()
             with trio.move_on_after(self.limits.grace):
                 await self._drained.wait()
             nursery.cancel_scope.cancel()
 
-    async def _handle(self, stream: trio.abc.Stream) -> None:
-        try:
-            peer = stream.socket.getpeername()[0]  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            peer = ""
-        try:
-            if self.ssl_context is not None:
-                stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
-                with trio.fail_after(self.limits.tls_handshake_timeout):
-                    await stream.do_handshake()
-            await self._converse(stream, peer)
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            trio.TooSlowError,
-            ssl.SSLError,
-            OSError,
-        ):
-            pass
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(1):
-                    await stream.aclose()
-
-    async def _converse(self, stream: trio.abc.Stream, peer: str) -> None:
-        """Answer requests in order; a reader task reads ahead for the whole connection, so
-        a client hanging up during a long request is noticed without per-request tasks."""
-        limits = self.limits
-        parser = RequestParser(
-            max_head_bytes=limits.max_head_bytes,
-            max_headers=limits.max_headers,
-            max_body=limits.max_body,
-        )
-        conn = _Connection()
-        send, receive = trio.open_memory_channel[ParsedRequest | ProtocolError | None](math.inf)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read_ahead, stream, parser, send, conn)
+    def _fit_fd_limit(self) -> None:
+        """Make room for the connection cap under RLIMIT_NOFILE, or lower the cap to fit."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        fit = fit_under_fd_limit(self.admission.max_connections, soft, hard)
+        if fit.soft_limit != soft:
             try:
-                await self._answer(stream, peer, receive, conn)
-            finally:
-                nursery.cancel_scope.cancel()
-
-    async def _answer(
-        self,
-        stream: trio.abc.Stream,
-        peer: str,
-        receive: trio.MemoryReceiveChannel[ParsedRequest | ProtocolError | None],
-        conn: _Connection,
-    ) -> None:
-        async for item in receive:
-            if item is None:
-                return
-            if isinstance(item, ProtocolError):
-                body = Response.text(item.message + "\n", item.status)
-                await stream.send_all(serialize(body, keep_alive=False))
-                return
-            if self._stopping.is_set():
-                return
-            request = to_request(item, peer)
-            long = self.long_request(request)
-            self._busy += 1
-            conn.start_request()
-            try:
-                with trio.CancelScope() as scope:
-                    conn.scope = scope
-                    if long:
-                        self._long.add(scope)
-                    response = await self.app(request)
-            finally:
-                self._long.discard(scope)
-                conn.end_request(limits_idle=self.limits.idle_timeout)
-                self._busy -= 1
-                if self._busy == 0 and self._stopping.is_set():
-                    self._drained.set()
-            if scope.cancelled_caught:
-                return  # the client went away, or the server is stopping
-            keep_alive = item.keep_alive and not self._stopping.is_set()
-            await stream.send_all(
-                serialize(response, keep_alive=keep_alive, head_only=request.method == "HEAD")
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fit.soft_limit, hard))
+            except (ValueError, OSError):
+                fit = fit_under_fd_limit(self.admission.max_connections, soft, soft)
+        if fit.lowered:
+            log.warning(
+                "max_connections %d does not fit under the open-file limit %d "
+                "(raise LimitNOFILE); taking at most %d connections",
+                self.admission.max_connections,
+                fit.soft_limit,
+                fit.cap,
             )
-            if not keep_alive:
-                return
+        self.admission.max_connections = fit.cap
 
-    async def _read_ahead(
-        self,
-        stream: trio.abc.Stream,
-        parser: RequestParser,
-        send: trio.MemorySendChannel[ParsedRequest | ProtocolError | None],
-        conn: _Connection,
-    ) -> None:
-        limits = self.limits
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            if parser.in_request:
-                deadline = trio.current_time() + limits.head_timeout
-            elif conn.scope is not None:
-                deadline = math.inf  # a request is being answered: no idle clock
-            else:
-                deadline = trio.current_time() + limits.idle_timeout
-            with trio.CancelScope(deadline=deadline) as scope:
-                conn.read_scope = scope
-                idle = not parser.in_request and conn.scope is None
-                if idle:
-                    self._idle.add(scope)
-                try:
-                    data = await stream.receive_some(65536)
-                finally:
-                    self._idle.discard(scope)
-                    conn.read_scope = None
-            if scope.cancelled_caught:
-                if parser.in_request and conn.scope is None and not self._stopping.is_set():
-                    late = Response.text("request took too long to arrive\n", 408)
-                    await stream.send_all(serialize(late, keep_alive=False))
-                send.send_nowait(None)
-                return
-            if not data:
-                if conn.scope is not None:
-                    conn.scope.cancel()  # hung up mid-request: stop working for nobody
-                send.send_nowait(None)
-                return
             try:
-                for request in parser.feed(bytes(data)):
-                    send.send_nowait(request)
-            except ProtocolError as exc:
-                send.send_nowait(exc)
-                return
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                # Out of descriptors or memory: the caps should prevent it, but if not, back
+                # off rather than spin; the connections already open keep being served.
+                log.warning("cannot accept a connection: %s; retrying in 0.1s", exc)
+                await trio.sleep(0.1)
+                continue
+            try:
+                ip = stream.socket.getpeername()[0]
+            except OSError:
+                stream.socket.close()  # reset before we got to it
+                continue
+            refused = self.admission.admit(ip)
+            if refused is not None:
+                self._refuse(stream, refused)
+                continue
+            nursery.start_soon(self._serve_connection, stream, ip)
+
+    async def _serve_connection(self, stream: trio.SocketStream, ip: str) -> None:
+        connection = Connection(self, stream, ip)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+            self.admission.release(ip)
+
+    def _refuse(self, stream: trio.SocketStream, reason: str) -> None:
+        """Answer 503 and close, without a task: a flood of refusals costs no memory."""
+        sock = stream.socket
+        try:
+            if self.ssl_context is None:
+                fd = sock.fileno()
+                with contextlib.suppress(OSError):
+                    os.read(fd, 65536)  # what already arrived: closing over it would reset
+                with contextlib.suppress(OSError):
+                    os.write(fd, _refusal(reason))
+                    sock.shutdown(stdlib_socket.SHUT_WR)
+        finally:
+            sock.close()
+        self._refused += 1
+        now = trio.current_time()
+        if now - self._refusal_logged >= 10:
+            log.warning(
+                "refusing connections: %s (%d refused so far)",
+                reason,
+                self._refused,
+                extra={"kv": {"refused": self._refused}},
+            )
+            self._refusal_logged = now
 
 
-class _Connection:
-    """What the reader and the answering loop of one connection share."""
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-    def __init__(self) -> None:
-        self.scope: trio.CancelScope | None = None  # the request being answered
-        self.read_scope: trio.CancelScope | None = None  # the reader's current receive
 
-    def start_request(self) -> None:
-        # The reader may be waiting under an idle deadline: a request in progress has none.
-        if self.read_scope is not None:
-            self.read_scope.deadline = math.inf
-
-    def end_request(self, *, limits_idle: float) -> None:
-        self.scope = None
-        if self.read_scope is not None:
-            self.read_scope.deadline = trio.current_time() + limits_idle
+def _refusal(reason: str) -> bytes:
+    response = Response.text(f"{reason}; try again shortly\n", 503)
+    response.headers.append(("Retry-After", "1"))
+    return serialize(response, keep_alive=False)

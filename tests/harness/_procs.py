@@ -93,6 +93,7 @@ def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     stdin: int | None = subprocess.DEVNULL,
+    open_files: int | None = None,
 ) -> Proc:
     full_env = dict(os.environ)
     full_env["PYTHONUNBUFFERED"] = "1"
@@ -108,10 +109,21 @@ def spawn(
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=None if open_files is None else _limit_open_files(open_files),
         )
     finally:
         log_file.close()
     return Proc(args, log_path, popen)
+
+
+def _limit_open_files(limit: int):  # type: ignore[no-untyped-def]
+    """What systemd's LimitNOFILE= does, for a child started here."""
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
 
 
 def weft_command() -> list[str]:

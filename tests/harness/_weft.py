@@ -23,7 +23,9 @@ class WeftServer:
         args: Sequence[str] = (),
         listen: str = "127.0.0.1:0",
         bootstrap: bool = True,
+        open_files: int | None = None,
     ) -> None:
+        self.open_files = open_files  # the child's RLIMIT_NOFILE, as LimitNOFILE= sets it
         self.etcd_endpoints = list(etcd_endpoints)
         self.prefix = prefix
         self.name = f"server{next(_names)}"
@@ -66,7 +68,9 @@ class WeftServer:
     def start(self, timeout: float = 30.0) -> WeftServer:
         ready = self.dir / "ready.json"
         ready.unlink(missing_ok=True)
-        self.proc = spawn(self.command(), log_path=self.dir / "server.log")
+        self.proc = spawn(
+            self.command(), log_path=self.dir / "server.log", open_files=self.open_files
+        )
         info = self.proc.wait_ready_file(ready, timeout=timeout)
         self.url = info["url"]
         self.address = info["address"]
@@ -103,7 +107,9 @@ class WeftAgent:
         *,
         node: str,
         extra: dict[str, object] | None = None,
+        open_files: int | None = None,
     ) -> None:
+        self.open_files = open_files  # the child's RLIMIT_NOFILE, as LimitNOFILE= sets it
         self.node = node
         self.dir = workdir / f"agent-{node}"
         self.services_dir = self.dir / "services.d"
@@ -149,6 +155,7 @@ class WeftAgent:
             [*weft_command(), "agent", "run", "--config", str(config)],
             log_path=self.dir / "agent.log",
             env=env,
+            open_files=self.open_files,
         )
         if wait:
             self.address = self.proc.wait_ready_file(ready, timeout=timeout)["address"]

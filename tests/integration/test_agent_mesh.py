@@ -118,10 +118,12 @@ def test_a_calls_b_through_both_sidecars_with_mtls(mesh: Mesh) -> None:
     assert 'weft_proxy_requests_total{direction="inbound",peer="shop"}' in metrics
     config = httpx.get(f"http://{admin}/config").json()
     assert config["applied"]["version"] == sidecar["applied_version"]
-    # The private key was made on the host and only the owner may read it.
-    key = b.dir / "data" / "certs" / "billing.key"
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert b"PRIVATE KEY" in key.read_bytes()
+    # The private key was made on the host and only the owner may read it; it shares one
+    # file with its certificate (the sidecars above served mTLS from it), so the two are
+    # always replaced together.
+    pem = b.dir / "data" / "certs" / "billing.pem"
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in pem.read_bytes() and b"CERTIFICATE" in pem.read_bytes()
 
 
 def test_killed_agent_leaves_catalog_and_comes_back_without_touching_the_other(

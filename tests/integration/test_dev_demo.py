@@ -44,7 +44,16 @@ def _descendants(pid: int) -> set[int]:
 
 def test_weft_dev_runs_the_demo_and_ctrl_c_stops_everything(tmp_path) -> None:
     dev = spawn(
-        [*weft_command(), "dev", "--dir", str(tmp_path / "dev"), "--port", "0"],
+        [
+            *weft_command(),
+            "dev",
+            "--dir",
+            str(tmp_path / "dev"),
+            "--port",
+            "0",
+            "--ready-file",
+            str(tmp_path / "dev-ready.json"),
+        ],
         log_path=tmp_path / "dev.out",
     )
     started = time.monotonic()
@@ -57,6 +66,8 @@ def test_weft_dev_runs_the_demo_and_ctrl_c_stops_everything(tmp_path) -> None:
         assert time.monotonic() - started < 60
         url = re.search(r"export WEFT_ADDR=(http://\S+)", text).group(1)
         web = re.search(r"curl -s (http://\S+/)\n", text).group(1)
+        ready = dev.wait_ready_file(tmp_path / "dev-ready.json", timeout=10)
+        assert (ready["url"], ready["web"], ready["pid"]) == (url, web, dev.pid)
         services = httpx.get(url + "/v1/catalog/services").json()
         assert {"web", "api", "prices"} <= set(services)
         for name in ("web", "api", "prices"):

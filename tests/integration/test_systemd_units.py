@@ -40,3 +40,22 @@ def test_systemd_analyze_verify_is_clean(unit: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == "", result.stdout + result.stderr
+
+
+def test_every_unit_sets_an_open_file_limit_its_connection_cap_fits_under() -> None:
+    from agent._config import AgentConfig
+    from registry._config import ServerConfig
+    from registry.web._admission import FD_RESERVE
+
+    caps = {
+        "weft-server.service": ServerConfig().max_connections,
+        "weft-agent.service": AgentConfig().api_max_connections,
+    }
+    for unit in UNITS:
+        limits = [
+            line.split("=", 1)[1]
+            for line in unit.read_text().splitlines()
+            if line.startswith("LimitNOFILE=")
+        ]
+        assert limits, f"{unit.name} sets no LimitNOFILE"
+        assert caps[unit.name] + FD_RESERVE <= int(limits[0]), unit.name

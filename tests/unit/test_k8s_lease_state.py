@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from k8s_adapter._backoff import Backoff
 from k8s_adapter._lease_state import Election, LeaseRecord, micro_time
 
 
@@ -124,11 +123,5 @@ def test_never_two_leaders_at_once(steps) -> None:
             assert store.rec is not None and store.rec.holder == leaders[0]
 
 
-def test_backoff_grows_is_capped_and_resets() -> None:
-    b = Backoff(initial=1, maximum=8, rand=lambda: 1.0)
-    assert [b.next() for _ in range(6)] == [1, 2, 4, 8, 8, 8]
-    b.reset()
-    assert b.next() == 1
-    low = Backoff(initial=1, maximum=8, rand=lambda: 0.0)
-    assert low.next() == 0.5  # never zero
+def test_micro_time_keeps_microseconds() -> None:
     assert micro_time(0.5).endswith(".500000Z")

@@ -25,10 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=8500,
         help="preferred server port (another is used if taken) [default: 8500]",
     )
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write {url, web, agent, token_file, pid} as JSON here once the demo is up",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from weft._devmesh import run as run_dev
 
-    return run_dev(args.dir.resolve(), server_port=args.port)
+    ready = args.ready_file.resolve() if args.ready_file else None
+    return run_dev(args.dir.resolve(), server_port=args.port, ready_file=ready)
