@@ -17,7 +17,7 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_api, _native_api, _openapi
+from . import _openapi, consul, native
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
@@ -25,6 +25,7 @@ from ._catalog import Catalog
 from ._config import ConfigError, ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
 from ._duties import HealthDuties
+from ._endpoints import Area, json_reply
 from ._errors import RegistryError
 from ._fanout import Hub
 from ._keys import Keys
@@ -58,26 +59,13 @@ class RegistryApp:
     def __init__(self, ctx: Context, extensions: Sequence[Extension] = ()) -> None:
         self.ctx = ctx
         self.router = Router()
-        _consul_api.mount(self.router, ctx)
-        _native_api.mount(self.router, ctx)
+        consul.mount(self.router, ctx)
+        native.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
-        self.router.add("GET", "/v1/openapi.json", self._openapi)
-        self.router.add("GET", "/v1/weft/health", self._health)
-        self._openapi_body = json.dumps(_openapi.document()).encode()
-
-    async def _openapi(self, request: Request) -> Response:
-        return Response(body=self._openapi_body)
-
-    async def _health(self, request: Request) -> Response:
-        ctx = self.ctx
-        healthy = ctx.catalog.sync.healthy
-        body = {
-            "status": "ok" if healthy else "loading",
-            "revision": ctx.mirror.revision,
-            "blocking_queries": ctx.hub.waiting,
-        }
-        return Response.json(body, status=200 if healthy else 503)
+        SERVER_AREA.mount(self.router, self)
+        # Rendered from the routes just mounted: the document describes what is served.
+        self.openapi_body = json.dumps(_openapi.document(self.router.routes)).encode()
 
     async def __call__(self, request: Request) -> Response:
         route = None
@@ -116,6 +104,41 @@ class RegistryApp:
                 },
                 status=500,
             )
+
+
+SERVER_AREA: Area[RegistryApp] = Area("server", "server", {"Health": {"type": "object"}})
+
+
+@SERVER_AREA.route(
+    "GET",
+    "/v1/openapi.json",
+    summary="This document",
+    auth="open",
+    ok=json_reply("The OpenAPI 3.1 document", {"type": "object"}),
+)
+async def openapi(app: RegistryApp, request: Request) -> Response:
+    return Response(body=app.openapi_body)
+
+
+_HEALTH_SCHEMA = {"$ref": "#/components/schemas/Health"}
+
+
+@SERVER_AREA.route(
+    "GET",
+    "/v1/weft/health",
+    summary="Server readiness (503 while its mirror of etcd is loading)",
+    auth="open",
+    ok={200: json_reply("Ready", _HEALTH_SCHEMA), 503: json_reply("Loading", _HEALTH_SCHEMA)},
+)
+async def health(app: RegistryApp, request: Request) -> Response:
+    ctx = app.ctx
+    healthy = ctx.catalog.sync.healthy
+    body = {
+        "status": "ok" if healthy else "loading",
+        "revision": ctx.mirror.revision,
+        "blocking_queries": ctx.hub.waiting,
+    }
+    return Response.json(body, status=200 if healthy else 503)
 
 
 def _etcd_client(config: ServerConfig) -> EtcdClient:

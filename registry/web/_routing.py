@@ -86,6 +86,8 @@ class Route:
     handler: Handler
     name: str
     tags: frozenset[str]
+    # What the route was declared as (the registry's `Endpoint`): the OpenAPI document reads it.
+    endpoint: Any = None
 
 
 _PARAM = re.compile(r"\{(\w+)(?::(path))?\}")
@@ -120,8 +122,11 @@ class Router:
         *,
         name: str = "",
         tags: tuple[str, ...] = (),
+        endpoint: Any = None,
     ) -> None:
-        route = Route(method, pattern, _compile(pattern), handler, name or pattern, frozenset(tags))
+        route = Route(
+            method, pattern, _compile(pattern), handler, name or pattern, frozenset(tags), endpoint
+        )
         self.routes.append(route)
         if "{" not in pattern:
             self._exact[(method, pattern)] = route

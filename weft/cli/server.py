@@ -12,7 +12,7 @@ ENV_PREFIX = "WEFT_SERVER_"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from registry._config import ServerConfig
+    from registry import ServerConfig
 
     parser = subparsers.add_parser(
         "server",
@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from registry._config import ServerConfig
-    from registry.server import run as run_server
+    from registry import ServerConfig, run_server
 
     try:
         config = load_settings(
