@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ._decode import parse_duration
+from ._numbers import parse_duration
 from .web import connection_settings_problem
 
 
@@ -24,7 +24,7 @@ def opt(default: Any, help: str, **extra: Any) -> Any:
 
 def split_host_port(value: str, field: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(field, f"{value!r} is not host:port (e.g. 127.0.0.1:8500)")
     return host.strip("[]") or "0.0.0.0", int(port)
 

@@ -12,11 +12,11 @@ import trio
 
 from ._acl import Authorizer, Role, Token
 from ._catalog import Catalog
-from ._decode import parse_duration
-from ._errors import Forbidden, InvalidInput
+from ._errors import Forbidden
 from ._fanout import Hub
 from ._keys import Keys
 from ._mirror import Mirror, Topic
+from ._numbers import parse_index, parse_wait
 from ._validate import CheckRules
 from ._view_cache import ViewCache
 from .web import Request, Response
@@ -107,24 +107,12 @@ class Context:
     ) -> int:
         """Wait while the view's index is not past `?index` (up to `?wait`); its index now."""
         raw_index = request.arg("index")
+        # `wait` is checked even without `index` (when Consul ignores it): a bad one is a 400.
+        wait = parse_wait(request.arg("wait"), "wait", default=DEFAULT_WAIT, maximum=MAX_WAIT)
         current = view_index()
         if raw_index is None:
             return current
-        try:
-            index = int(raw_index)
-            if index < 0:
-                raise ValueError
-        except ValueError:
-            raise InvalidInput(
-                f"index: {raw_index!r} is not a non-negative integer", field="index"
-            ) from None
-        raw_wait = request.arg("wait")
-        wait = DEFAULT_WAIT
-        if raw_wait:
-            try:
-                wait = min(parse_duration(raw_wait), MAX_WAIT)
-            except ValueError as exc:
-                raise InvalidInput(f"wait: {exc}", field="wait") from None
+        index = parse_index(raw_index, "index")
         if index == 0 or current > index:
             return current
         # Jitter spreads the wake-ups of clients that all started together (as Consul does).

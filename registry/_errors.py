@@ -2,7 +2,9 @@
 
     RegistryError
     ├── InvalidInput        a request body or parameter breaks a rule (HTTP 400); names the field
-    │   └── InvalidResources    a batch of traffic resources is refused; `problems` lists them all
+    │   ├── InvalidResources  a batch of traffic resources is refused; `problems` lists them all
+    │   └── InvalidNumber     a number or duration is NaN, infinite, out of range or not a number;
+    │                         also a ValueError, so settings loaders report it as a bad setting
     ├── PayloadTooLarge     a request body is over the limit (HTTP 413)
     ├── NotFound            the named service, instance, check, key or lease does not exist (404)
     ├── Forbidden           the token may not do this (HTTP 403)
@@ -36,6 +38,10 @@ class InvalidResources(InvalidInput):
         shown = shown if len(problems) == 1 else shown + problems[0]
         super().__init__(shown, field=problems[0].partition(": ")[2].partition(":")[0] or None)
         self.problems = problems
+
+
+class InvalidNumber(InvalidInput, ValueError):
+    pass
 
 
 class PayloadTooLarge(RegistryError):

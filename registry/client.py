@@ -295,9 +295,9 @@ def _api_error(resp: httpx.Response) -> APIError:
 
 
 def _seconds(wait: str) -> float:
-    from ._decode import parse_duration
+    from ._numbers import parse_wait
 
     try:
-        return parse_duration(wait)
-    except ValueError:
+        return parse_wait(wait, default=300.0, maximum=600.0)
+    except ValueError:  # the server will refuse it and say why
         return 300.0

@@ -9,6 +9,7 @@ from .._context import Context, consul_response
 from .._endpoints import Area, Body, Param, Reply, json_reply, ref
 from .._errors import InvalidInput
 from .._mirror import kv_topic
+from .._numbers import parse_index
 from ..web import Request, Response
 from ._schemas import BLOCKING, BOOL, INDEX_HEADERS, SCHEMAS, STRINGS
 
@@ -39,15 +40,7 @@ def _entry(ctx: Context, key: str) -> dict[str, object]:
 
 def _int_arg(request: Request, name: str) -> int | None:
     raw = request.arg(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-        if value < 0:
-            raise ValueError
-        return value
-    except ValueError:
-        raise InvalidInput(f"{name}: {raw!r} is not a non-negative integer", field=name) from None
+    return None if raw is None else parse_index(raw, name)
 
 
 def _writer(ctx: Context, request: Request) -> None:
