@@ -56,6 +56,19 @@ class ServerConfig:
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
     )
+    compaction_retention: float = opt(
+        600.0,
+        "etcd history kept when the leader compacts (0: never compact); watches broken for "
+        "less than this resume without a full re-read",
+        parse=parse_duration,
+    )
+    compaction_interval: float = opt(60.0, "how often the leader compacts", parse=parse_duration)
+    etcd_quota_bytes: int = opt(
+        2 * 1024**3, "etcd's --quota-backend-bytes; health warns at 70 % of it"
+    )
+    etcd_status_interval: float = opt(
+        10.0, "how often each server reads etcd's database size", parse=parse_duration
+    )
     ca_kek_file: str = opt(
         "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
     )
@@ -102,5 +115,13 @@ class ServerConfig:
             raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
         if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
             raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
+        if self.compaction_retention < 0:
+            raise ConfigError("compaction_retention", "must be 0 (off) or positive")
+        if self.compaction_interval <= 0:
+            raise ConfigError("compaction_interval", "must be positive")
+        if self.etcd_quota_bytes < 0:
+            raise ConfigError("etcd_quota_bytes", "must be 0 (unknown) or positive")
+        if self.etcd_status_interval <= 0:
+            raise ConfigError("etcd_status_interval", "must be positive")
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

@@ -274,6 +274,14 @@ class EtcdClient:
             responses=list(answer.get("responses", ())),
         )
 
+    async def compact(self, revision: int) -> None:
+        """Drop the history before `revision` (already compacted past it: nothing to do)."""
+        try:
+            await self.call("/v3/kv/compaction", {"revision": str(revision)})
+        except EtcdRequestError as exc:
+            if "required revision has been compacted" not in exc.message:
+                raise
+
     # -- leases ----------------------------------------------------------------------------
 
     async def lease_grant(self, ttl: int) -> int:

@@ -15,6 +15,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,7 @@ from ._config import ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
 from ._duties import HealthDuties
 from ._errors import RegistryError
+from ._etcd_upkeep import StorageMonitor, compact_forever
 from ._fanout import Hub
 from ._keys import Keys
 from ._leader import lead
@@ -55,8 +57,15 @@ class Extension(Protocol):
 class RegistryApp:
     """Routing and error rendering: Consul routes answer errors in plain text, others in JSON."""
 
-    def __init__(self, ctx: Context, extensions: Sequence[Extension] = ()) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        extensions: Sequence[Extension] = (),
+        *,
+        storage: StorageMonitor | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.storage = storage
         self.router = Router()
         _consul_api.mount(self.router, ctx)
         _native_api.mount(self.router, ctx)
@@ -72,11 +81,14 @@ class RegistryApp:
     async def _health(self, request: Request) -> Response:
         ctx = self.ctx
         healthy = ctx.catalog.sync.healthy
-        body = {
+        body: dict[str, object] = {
             "status": "ok" if healthy else "loading",
             "revision": ctx.mirror.revision,
             "blocking_queries": ctx.hub.waiting,
         }
+        if self.storage is not None:
+            body["etcd"] = self.storage.report()
+            body["warnings"] = self.storage.warnings()
         return Response.json(body, status=200 if healthy else 503)
 
     async def __call__(self, request: Request) -> Response:
@@ -180,7 +192,10 @@ class RegistryServer:
         )
         self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
         self.extensions = list(extensions or [])
-        self.app = RegistryApp(self.ctx, self.extensions)
+        self.storage = StorageMonitor(
+            self.etcd, quota_bytes=config.etcd_quota_bytes, interval=config.etcd_status_interval
+        )
+        self.app = RegistryApp(self.ctx, self.extensions, storage=self.storage)
         self.http = HTTPServer(
             self.app,
             limits=Limits(max_body=config.max_body_bytes, grace=config.grace),
@@ -199,11 +214,9 @@ class RegistryServer:
                 nursery.start_soon(self.batcher.run)
                 if self.config.bootstrap:
                     await self._bootstrap()
-                duties = HealthDuties(
-                    self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
-                )
+                nursery.start_soon(self.storage.run)
                 nursery.start_soon(
-                    lead, self.etcd, self.keys.leader("health"), self.identity, duties.run
+                    lead, self.etcd, self.keys.leader("health"), self.identity, self._duties
                 )
                 for extension in self.extensions:
                     await extension.start(self.ctx, self.etcd)
@@ -232,6 +245,23 @@ class RegistryServer:
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
+
+    async def _duties(self) -> None:
+        """What the leading server does: health duties and etcd compaction."""
+        duties = HealthDuties(
+            self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(duties.run)
+            if self.config.compaction_retention > 0:
+                nursery.start_soon(
+                    partial(
+                        compact_forever,
+                        self.etcd,
+                        retention=self.config.compaction_retention,
+                        interval=self.config.compaction_interval,
+                    )
+                )
 
     def url(self, bound: tuple[str, int]) -> str:
         scheme = "https" if self.config.tls_cert_file else "http"
