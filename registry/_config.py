@@ -56,6 +56,12 @@ class ServerConfig:
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
     )
+    staleness_bound: float = opt(
+        5.0,
+        "longest this server may be cut off from etcd (or its watch behind) before it reports "
+        "unhealthy (503), no known leader, and checks tokens of writes against etcd itself",
+        parse=parse_duration,
+    )
     compaction_retention: float = opt(
         600.0,
         "etcd history kept when the leader compacts (0: never compact); watches broken for "
@@ -115,6 +121,8 @@ class ServerConfig:
             raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
         if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
             raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
+        if self.staleness_bound <= 0:
+            raise ConfigError("staleness_bound", "must be positive")
         if self.compaction_retention < 0:
             raise ConfigError("compaction_retention", "must be 0 (off) or positive")
         if self.compaction_interval <= 0:

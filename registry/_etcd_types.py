@@ -208,3 +208,4 @@ class WatchStatus:
 
     connected: bool = False
     down_since: float = 0.0
+    epoch: int = 0  # how many times a stream has been established

@@ -547,6 +547,7 @@ class EtcdClient:
                     if state.status is not None:
                         state.status.connected = True
                         state.status.down_since = 0.0
+                        state.status.epoch += 1
                     continue
                 if result.get("fragment"):
                     # More of this revision follows: deliver the revision whole, and never

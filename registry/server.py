@@ -14,7 +14,7 @@ import ssl
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -22,13 +22,14 @@ from typing import Protocol
 import trio
 
 from . import _consul_api, _native_api, _openapi
+from ._acl import hash_secret
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ServerConfig, split_host_port
-from ._context import Context, RegistryOptions
+from ._context import Context, RegistryOptions, token_secret
 from ._duties import HealthDuties
-from ._errors import RegistryError
+from ._errors import Forbidden, RegistryError, Unavailable
 from ._etcd_upkeep import StorageMonitor, compact_forever
 from ._fanout import Hub
 from ._keys import Keys
@@ -36,7 +37,7 @@ from ._leader import lead
 from ._mirror import Mirror
 from ._sync import MirrorSync
 from ._validate import CheckRules
-from .etcd import EtcdClient, EtcdTLS
+from .etcd import EtcdClient, EtcdError, EtcdTLS
 from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
 
 log = logging.getLogger("weft.server")
@@ -80,24 +81,77 @@ class RegistryApp:
 
     async def _health(self, request: Request) -> Response:
         ctx = self.ctx
-        healthy = ctx.catalog.sync.healthy
+        stale = ctx.catalog.sync.stale_reason()
+        healthy = stale is None
         body: dict[str, object] = {
-            "status": "ok" if healthy else "loading",
+            "status": "ok" if healthy else ("loading" if not ctx.catalog.sync.healthy else "stale"),
             "revision": ctx.mirror.revision,
             "blocking_queries": ctx.hub.waiting,
         }
+        if stale is not None:
+            body["reason"] = stale
         if self.storage is not None:
             body["etcd"] = self.storage.report()
             body["warnings"] = self.storage.warnings()
         return Response.json(body, status=200 if healthy else 503)
 
     async def __call__(self, request: Request) -> Response:
+        stale = self.ctx.catalog.sync.stale_reason()
+        if stale is None:
+            return await self._dispatch(request)
+        # A server that cannot vouch for its view of etcd says so on every Consul answer and
+        # checks a write's token against etcd itself: a token revoked through another server
+        # while this one was cut off must not work here.
+        if request.method not in ("GET", "HEAD") and token_secret(request):
+            refused = await self._verify_token(request, stale)
+            if refused is not None:
+                return refused
+        if request.path == "/v1/status/leader":
+            return Response.json("")  # what Consul answers while it has no leader
+        resp = await self._dispatch(request)
+        resp.headers = [
+            ("X-Consul-KnownLeader", "false") if name == "X-Consul-KnownLeader" else (name, value)
+            for name, value in resp.headers
+        ]
+        return resp
+
+    async def _verify_token(self, request: Request, stale: str) -> Response | None:
+        """None if the request's token is in etcd right now, else the answer refusing it."""
+        secret = token_secret(request) or ""
+        key = self.ctx.keys.token(hash_secret(secret))
+        with trio.move_on_after(2):
+            try:
+                stored = await self.ctx.catalog.etcd.get(key)
+            except EtcdError:
+                pass
+            else:
+                if stored is not None:
+                    return None
+                return await self._dispatch_error(
+                    request, Forbidden("the token sent is not recognised (revoked, or a typo?)")
+                )
+        return await self._dispatch_error(
+            request,
+            Unavailable(f"cannot verify the token against etcd ({stale}); try another server"),
+        )
+
+    async def _dispatch_error(self, request: Request, exc: RegistryError) -> Response:
+        async def refuse(request: Request) -> Response:
+            raise exc
+
+        return await self._dispatch(request, refuse)
+
+    async def _dispatch(
+        self,
+        request: Request,
+        handler: Callable[[Request], Awaitable[Response]] | None = None,
+    ) -> Response:
         route = None
         try:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
-            return await route.handler(request)
+            return await (handler or route.handler)(request)
         except (HTTPError, RegistryError) as exc:
             status = exc.status
             message, field = exc.message, exc.field
@@ -176,7 +230,9 @@ class RegistryServer:
         self.keys = Keys(config.etcd_prefix)
         self.mirror = Mirror(self.keys)
         self.hub = Hub()
-        self.sync = MirrorSync(self.etcd, self.mirror, self.hub)
+        self.sync = MirrorSync(
+            self.etcd, self.mirror, self.hub, staleness_bound=config.staleness_bound
+        )
         self.batcher = WriteBatcher(self.etcd)
         self.catalog = Catalog(
             self.etcd, self.keys, self.mirror, self.sync, self.batcher, clock=clock
@@ -215,6 +271,7 @@ class RegistryServer:
                 if self.config.bootstrap:
                     await self._bootstrap()
                 nursery.start_soon(self.storage.run)
+                nursery.start_soon(self.sync.probe_forever)
                 nursery.start_soon(
                     lead, self.etcd, self.keys.leader("health"), self.identity, self._duties
                 )
