@@ -6,7 +6,7 @@ their DeregisterCriticalServiceAfter. Agent-run checks are the agent's business.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 import trio
@@ -17,6 +17,7 @@ from ._errors import RegistryError
 from ._health import Streak, critical_too_long, next_status, ttl_expired
 from ._mirror import Mirror
 from ._model import Check, Status
+from .etcd import Compare
 
 log = logging.getLogger("weft.registry.health")
 
@@ -36,7 +37,9 @@ class HealthDuties:
         clock: Callable[[], float],
         interval: float = 1.0,
         max_probes: int = 64,
+        guard: Sequence[Compare] = (),
     ) -> None:
+        self.guard = list(guard)  # the leadership's lease: etcd refuses writes once it is gone
         self.catalog = catalog
         self.mirror = mirror
         self.clock = clock
@@ -86,7 +89,7 @@ class HealthDuties:
                 extra={"kv": {"service": service, "node": node}},
             )
             try:
-                await self.catalog.deregister(inst)
+                await self.catalog.deregister(inst, guard=self.guard)
             except RegistryError as exc:
                 log.warning("could not deregister %s: %s", iid, exc)
         for key in list(self._due):
@@ -120,7 +123,9 @@ class HealthDuties:
 
     async def _set(self, check: Check, status: Status, output: str) -> None:
         try:
-            await self.catalog.update_check(check.node, check.id, status, output, expected=check)
+            await self.catalog.update_check(
+                check.node, check.id, status, output, expected=check, guard=self.guard
+            )
         except RegistryError as exc:
             # Conflict: someone updated it meanwhile (a TTL pass); the next sweep re-decides.
             log.debug("check %s not updated: %s", check.id, exc)

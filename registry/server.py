@@ -33,7 +33,7 @@ from ._errors import Forbidden, RegistryError, Unavailable
 from ._etcd_upkeep import StorageMonitor, compact_forever
 from ._fanout import Hub
 from ._keys import Keys
-from ._leader import lead
+from ._leader import Leadership, lead
 from ._mirror import Mirror
 from ._sync import MirrorSync
 from ._validate import CheckRules
@@ -303,10 +303,14 @@ class RegistryServer:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
 
-    async def _duties(self) -> None:
+    async def _duties(self, leadership: Leadership) -> None:
         """What the leading server does: health duties and etcd compaction."""
         duties = HealthDuties(
-            self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
+            self.catalog,
+            self.mirror,
+            clock=self.clock,
+            interval=self.config.reap_interval,
+            guard=leadership.guard(),
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(duties.run)
