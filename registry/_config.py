@@ -70,7 +70,7 @@ class ServerConfig:
     )
     compaction_interval: float = opt(60.0, "how often the leader compacts", parse=parse_duration)
     etcd_quota_bytes: int = opt(
-        2 * 1024**3, "etcd's --quota-backend-bytes; health warns at 70 % of it"
+        2 * 1024**3, "etcd's --quota-backend-bytes; health warns at 70 percent of it"
     )
     etcd_status_interval: float = opt(
         10.0, "how often each server reads etcd's database size", parse=parse_duration
