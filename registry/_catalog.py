@@ -148,8 +148,9 @@ class Catalog:
             Delete(self.keys.instance_checks(inst.service, inst.node, inst.id), prefix=True),
         ]
 
-    async def deregister(self, inst: Instance) -> None:
-        await self._commit(self._deregistration_ops(inst))
+    async def deregister(self, inst: Instance, *, guard: Sequence[Compare] = ()) -> None:
+        """Remove an instance and its checks; `guard` compares must hold (or nothing changes)."""
+        await self._commit(self._deregistration_ops(inst), list(guard))
 
     async def apply_batch(
         self, upserts: Sequence[Registration], deletes: Sequence[Instance]
@@ -187,6 +188,7 @@ class Catalog:
         output: str | None = None,
         *,
         expected: Check | None = None,
+        guard: Sequence[Compare] = (),
     ) -> Check:
         """Set a check's status (and refresh its TTL), compare-and-swap against concurrent
         updates; `expected` makes it fail with Conflict if someone changed it first."""
@@ -205,7 +207,7 @@ class Catalog:
             key = self.keys.check(check.service, check.node, check.instance, check.id)
             result = await self._commit(
                 [Put(key, encode_check(updated), check.lease)],
-                [Compare("mod", key, "=", check.modify_index)],
+                [Compare("mod", key, "=", check.modify_index), *guard],
             )
             if result.succeeded:
                 return updated

@@ -81,6 +81,25 @@ class ServerConfig:
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
     )
+    staleness_bound: float = opt(
+        5.0,
+        "longest this server may be cut off from etcd (or its watch behind) before it reports "
+        "unhealthy (503), no known leader, and checks tokens of writes against etcd itself",
+        parse=parse_duration,
+    )
+    compaction_retention: float = opt(
+        600.0,
+        "etcd history kept when the leader compacts (0: never compact); watches broken for "
+        "less than this resume without a full re-read",
+        parse=parse_duration,
+    )
+    compaction_interval: float = opt(60.0, "how often the leader compacts", parse=parse_duration)
+    etcd_quota_bytes: int = opt(
+        2 * 1024**3, "etcd's --quota-backend-bytes; health warns at 70 percent of it"
+    )
+    etcd_status_interval: float = opt(
+        10.0, "how often each server reads etcd's database size", parse=parse_duration
+    )
     ca_kek_file: str = opt(
         "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
     )
@@ -143,5 +162,15 @@ class ServerConfig:
             raise ConfigError(
                 "recover_operator", "give --bootstrap or --recover-operator, not both"
             )
+        if self.staleness_bound <= 0:
+            raise ConfigError("staleness_bound", "must be positive")
+        if self.compaction_retention < 0:
+            raise ConfigError("compaction_retention", "must be 0 (off) or positive")
+        if self.compaction_interval <= 0:
+            raise ConfigError("compaction_interval", "must be positive")
+        if self.etcd_quota_bytes < 0:
+            raise ConfigError("etcd_quota_bytes", "must be 0 (unknown) or positive")
+        if self.etcd_status_interval <= 0:
+            raise ConfigError("etcd_status_interval", "must be positive")
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

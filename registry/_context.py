@@ -69,13 +69,7 @@ class Context:
         """
         if "weft.token" in request.state:
             return request.state["weft.token"]
-        secret = request.headers.get("x-consul-token") or request.headers.get("x-weft-token")
-        if not secret:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                secret = auth[7:].strip()
-        if not secret:
-            secret = request.arg("token")
+        secret = token_secret(request)
         token = None
         if secret:
             token = self.catalog.lookup_token(secret)
@@ -144,6 +138,16 @@ class Context:
             key_size = len(request.path) + sum(len(v) for v in variant if isinstance(v, str))
             self._views.put(key, index, body, key_size)
         return body
+
+
+def token_secret(request: Request) -> str | None:
+    """The secret a request carries (X-Consul-Token, Authorization: Bearer, or ?token=)."""
+    secret = request.headers.get("x-consul-token") or request.headers.get("x-weft-token")
+    if not secret:
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            secret = auth[7:].strip()
+    return secret or request.arg("token") or None
 
 
 def consul_response(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 import trio
@@ -22,6 +22,7 @@ from ._errors import RegistryError
 from ._health import Streak, critical_too_long, next_status, ttl_expired
 from ._mirror import Mirror
 from ._model import Check, Status
+from .etcd import Compare
 
 log = logging.getLogger("weft.registry.health")
 
@@ -48,7 +49,9 @@ class HealthDuties:
         clock: Callable[[], float],
         interval: float = 1.0,
         max_probes: int = 64,
+        guard: Sequence[Compare] = (),
     ) -> None:
+        self.guard = list(guard)  # the leadership's lease: etcd refuses writes once it is gone
         self.catalog = catalog
         self.mirror = mirror
         self.clock = clock
@@ -104,7 +107,7 @@ class HealthDuties:
                 extra={"kv": {"service": service, "node": node}},
             )
             try:
-                await self.catalog.deregister(inst)
+                await self.catalog.deregister(inst, guard=self.guard)
             except RegistryError as exc:
                 log.warning("could not deregister %s: %s", iid, exc)
         for key in list(self._due):
@@ -146,7 +149,9 @@ class HealthDuties:
 
     async def _set(self, check: Check, status: Status, output: str) -> None:
         try:
-            await self.catalog.update_check(check.node, check.id, status, output, expected=check)
+            await self.catalog.update_check(
+                check.node, check.id, status, output, expected=check, guard=self.guard
+            )
         except RegistryError as exc:
             # Conflict: someone updated it meanwhile (a TTL pass); the next sweep re-decides.
             log.debug("check %s not updated: %s", check.id, exc)

@@ -207,3 +207,13 @@ class EtcdTLS:
         if self.cert_file:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         return ctx
+
+
+@dataclass
+class WatchStatus:
+    """What a watch's owner can see of it: whether a stream is established right now, and
+    since when it has not been (`trio.current_time()`; 0 while connected)."""
+
+    connected: bool = False
+    down_since: float = 0.0
+    epoch: int = 0  # how many times a stream has been established

@@ -9,6 +9,7 @@
     config/<kind>/<name>                                routing/policy resources
     ca/...                                              the CA's state
     leader/<duty>                                       leader election among servers
+    sync-barrier                                        written by a server whose watch reconnected
 
 Instances are keyed by node as well as by ID because, as in Consul, an instance ID is unique
 only within its node.

@@ -53,6 +53,10 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.topics or self.kv_keys)
 
+    def merge(self, other: Changes) -> None:
+        self.topics |= other.topics
+        self.kv_keys |= other.kv_keys
+
 
 InstanceKey = tuple[str, str]  # (node, instance id)
 
@@ -84,50 +88,53 @@ class Mirror:
             self._apply_one(Event("PUT", kv), Changes())
         self.revision = revision
 
-    def apply(self, events: Iterable[Event], revision: int) -> Changes:
+    def apply(self, events: Iterable[Event], revision: int, *, advance: bool = True) -> Changes:
+        """Apply watch events; `advance=False` applies part of a batch without moving the
+        mirror's revision (the sync applies big batches in chunks, see `_sync.py`)."""
         changes = Changes()
         for event in events:
             self._apply_one(event, changes)
-            if event.kv.mod_revision > self.revision:
+            if advance and event.kv.mod_revision > self.revision:
                 self.revision = event.kv.mod_revision
-        self.revision = max(self.revision, revision)
+        if advance:
+            self.revision = max(self.revision, revision)
         return changes
+
+    def advance(self, events: Iterable[Event], revision: int) -> None:
+        """Move the revision past `events` (applied with advance=False) and `revision`."""
+        top = max((event.kv.mod_revision for event in events), default=0)
+        self.revision = max(self.revision, top, revision)
+
+    def resync_events(self, kvs: Iterable[KeyValue], revision: int) -> list[Event]:
+        """The events that turn the contents into a fresh read (after compaction): O(n)."""
+        known = self._mod_revisions()
+        events: list[Event] = []
+        for kv in kvs:
+            if known.pop(kv.key, None) != kv.mod_revision:
+                events.append(Event("PUT", kv))
+        # Whatever the fresh read no longer has was deleted while the watch was away.
+        for key in known:
+            events.append(Event("DELETE", KeyValue(key, b"", 0, revision, 0, 0)))
+        return events
 
     def resync(self, kvs: Iterable[KeyValue], revision: int) -> Changes:
         """Replace the contents with a fresh read (after compaction), as a set of changes."""
-        fresh = {kv.key: kv for kv in kvs}
-        events: list[Event] = []
-        for key, old in self._all_kvs().items():
-            if key not in fresh:
-                gone = KeyValue(key, b"", 0, revision, 0, 0)
-                events.append(Event("DELETE", gone, old))
-        for key, kv in fresh.items():
-            previous = self._all_kvs().get(key)
-            if previous is None or previous.mod_revision != kv.mod_revision:
-                events.append(Event("PUT", kv))
-        return self.apply(events, revision)
+        return self.apply(self.resync_events(kvs, revision), revision)
 
-    def _all_kvs(self) -> dict[str, KeyValue]:
-        out = dict(self.raw)
+    def _mod_revisions(self) -> dict[str, int]:
+        """Every key the mirror holds, with the revision it was last written at."""
+        out = {key: kv.mod_revision for key, kv in self.raw.items()}
+        kv_key = self.keys.kv
         for key, kv in self.kv.items():
-            out[self.keys.kv(key)] = kv
+            out[kv_key(key)] = kv.mod_revision
+        instance_key, check_key = self.keys.instance, self.keys.check
         for service, insts in self.instances.items():
             for (node, iid), inst in insts.items():
-                out[self.keys.instance(service, node, iid)] = KeyValue(
-                    self.keys.instance(service, node, iid),
-                    b"",
-                    inst.create_index,
-                    inst.modify_index,
-                    0,
-                    inst.lease,
-                )
+                out[instance_key(service, node, iid)] = inst.modify_index
         for service, per_inst in self.checks.items():
             for (node, iid), checks in per_inst.items():
                 for cid, check in checks.items():
-                    key = self.keys.check(service, node, iid, cid)
-                    out[key] = KeyValue(
-                        key, b"", check.create_index, check.modify_index, 0, check.lease
-                    )
+                    out[check_key(service, node, iid, cid)] = check.modify_index
         return out
 
     def _bump(self, changes: Changes, revision: int, *topics: Topic) -> None:
@@ -220,9 +227,12 @@ class Mirror:
     def _apply_kv(self, key: str, kv: KeyValue, deleted: bool) -> None:
         if deleted:
             self.kv.pop(key, None)
+            # Re-inserted at the end, so the dict stays in revision order and the oldest
+            # tombstone is always the first: evicting one is O(1), not a scan of 10,000.
+            self._kv_tombstones.pop(key, None)
             self._kv_tombstones[key] = kv.mod_revision
             if len(self._kv_tombstones) > _TOMBSTONES_KEPT:
-                oldest = min(self._kv_tombstones, key=self._kv_tombstones.__getitem__)
+                oldest = next(iter(self._kv_tombstones))
                 self._tombstone_floor = max(self._tombstone_floor, self._kv_tombstones.pop(oldest))
         else:
             self.kv[key] = kv

@@ -12,30 +12,33 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import trio
 
 from . import _openapi, _resource_api, consul, native
+from ._acl import hash_secret
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ConfigError, ServerConfig, split_host_port
-from ._context import Context, RegistryOptions
+from ._context import Context, RegistryOptions, token_secret
 from ._duties import HealthDuties
 from ._endpoints import Area, json_reply
-from ._errors import InvalidResources, RegistryError
+from ._errors import Forbidden, InvalidResources, RegistryError, Unavailable
+from ._etcd_upkeep import StorageMonitor, compact_forever
 from ._fanout import Hub
 from ._keys import Keys
-from ._leader import lead
+from ._leader import Leadership, lead
 from ._mirror import Mirror
 from ._signals import serve_until_signalled
 from ._sync import MirrorSync
 from ._tls_files import server_context
 from ._validate import CheckRules
-from .etcd import EtcdClient, EtcdTLS
+from .etcd import EtcdClient, EtcdError, EtcdTLS
 from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
 
 log = logging.getLogger("weft.server")
@@ -56,8 +59,15 @@ class Extension(Protocol):
 class RegistryApp:
     """Routing and error rendering: Consul routes answer errors in plain text, others in JSON."""
 
-    def __init__(self, ctx: Context, extensions: Sequence[Extension] = ()) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        extensions: Sequence[Extension] = (),
+        *,
+        storage: StorageMonitor | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.storage = storage
         self.router = Router()
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
@@ -69,12 +79,62 @@ class RegistryApp:
         self.openapi_body = json.dumps(_openapi.document(self.router.routes)).encode()
 
     async def __call__(self, request: Request) -> Response:
+        stale = self.ctx.catalog.sync.stale_reason()
+        if stale is None:
+            return await self._dispatch(request)
+        # A server that cannot vouch for its view of etcd says so on every Consul answer and
+        # checks a write's token against etcd itself: a token revoked through another server
+        # while this one was cut off must not work here.
+        if request.method not in ("GET", "HEAD") and token_secret(request):
+            refused = await self._verify_token(request, stale)
+            if refused is not None:
+                return refused
+        if request.path == "/v1/status/leader":
+            return Response.json("")  # what Consul answers while it has no leader
+        resp = await self._dispatch(request)
+        resp.headers = [
+            ("X-Consul-KnownLeader", "false") if name == "X-Consul-KnownLeader" else (name, value)
+            for name, value in resp.headers
+        ]
+        return resp
+
+    async def _verify_token(self, request: Request, stale: str) -> Response | None:
+        """None if the request's token is in etcd right now, else the answer refusing it."""
+        secret = token_secret(request) or ""
+        key = self.ctx.keys.token(hash_secret(secret))
+        with trio.move_on_after(2):
+            try:
+                stored = await self.ctx.catalog.etcd.get(key)
+            except EtcdError:
+                pass
+            else:
+                if stored is not None:
+                    return None
+                return await self._dispatch_error(
+                    request, Forbidden("the token sent is not recognised (revoked, or a typo?)")
+                )
+        return await self._dispatch_error(
+            request,
+            Unavailable(f"cannot verify the token against etcd ({stale}); try another server"),
+        )
+
+    async def _dispatch_error(self, request: Request, exc: RegistryError) -> Response:
+        async def refuse(request: Request) -> Response:
+            raise exc
+
+        return await self._dispatch(request, refuse)
+
+    async def _dispatch(
+        self,
+        request: Request,
+        handler: Callable[[Request], Awaitable[Response]] | None = None,
+    ) -> Response:
         route = None
         try:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
-            return await route.handler(request)
+            return await (handler or route.handler)(request)
         except (HTTPError, RegistryError) as exc:
             status = exc.status
             message, field = exc.message, exc.field
@@ -129,18 +189,27 @@ _HEALTH_SCHEMA = {"$ref": "#/components/schemas/Health"}
 @SERVER_AREA.route(
     "GET",
     "/v1/weft/health",
-    summary="Server readiness (503 while its mirror of etcd is loading)",
+    summary="Server readiness (503 while its mirror of etcd is loading or stale)",
     auth="open",
-    ok={200: json_reply("Ready", _HEALTH_SCHEMA), 503: json_reply("Loading", _HEALTH_SCHEMA)},
+    ok={
+        200: json_reply("Ready", _HEALTH_SCHEMA),
+        503: json_reply("Loading or stale", _HEALTH_SCHEMA),
+    },
 )
 async def health(app: RegistryApp, request: Request) -> Response:
     ctx = app.ctx
-    healthy = ctx.catalog.sync.healthy
-    body = {
-        "status": "ok" if healthy else "loading",
+    stale = ctx.catalog.sync.stale_reason()
+    healthy = stale is None
+    body: dict[str, object] = {
+        "status": "ok" if healthy else ("loading" if not ctx.catalog.sync.healthy else "stale"),
         "revision": ctx.mirror.revision,
         "blocking_queries": ctx.hub.waiting,
     }
+    if stale is not None:
+        body["reason"] = stale
+    if app.storage is not None:
+        body["etcd"] = app.storage.report()
+        body["warnings"] = app.storage.warnings()
     return Response.json(body, status=200 if healthy else 503)
 
 
@@ -179,7 +248,9 @@ class RegistryServer:
         self.keys = Keys(config.etcd_prefix)
         self.mirror = Mirror(self.keys)
         self.hub = Hub()
-        self.sync = MirrorSync(self.etcd, self.mirror, self.hub)
+        self.sync = MirrorSync(
+            self.etcd, self.mirror, self.hub, staleness_bound=config.staleness_bound
+        )
         self.batcher = WriteBatcher(self.etcd)
         self.catalog = Catalog(
             self.etcd, self.keys, self.mirror, self.sync, self.batcher, clock=clock
@@ -196,7 +267,10 @@ class RegistryServer:
         )
         self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
         self.extensions = list(extensions or [])
-        self.app = RegistryApp(self.ctx, self.extensions)
+        self.storage = StorageMonitor(
+            self.etcd, quota_bytes=config.etcd_quota_bytes, interval=config.etcd_status_interval
+        )
+        self.app = RegistryApp(self.ctx, self.extensions, storage=self.storage)
         self.http = HTTPServer(
             self.app,
             limits=Limits(
@@ -228,11 +302,10 @@ class RegistryServer:
             nursery.start_soon(self.batcher.run)
             if self.config.bootstrap:
                 await self._bootstrap()
-            duties = HealthDuties(
-                self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
-            )
+            nursery.start_soon(self.storage.run)
+            nursery.start_soon(self.sync.probe_forever)
             nursery.start_soon(
-                lead, self.etcd, self.keys.leader("health"), self.identity, duties.run
+                lead, self.etcd, self.keys.leader("health"), self.identity, self._duties
             )
             for extension in self.extensions:
                 await extension.start(self.ctx, self.etcd)
@@ -263,6 +336,27 @@ class RegistryServer:
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
+
+    async def _duties(self, leadership: Leadership) -> None:
+        """What the leading server does: health duties and etcd compaction."""
+        duties = HealthDuties(
+            self.catalog,
+            self.mirror,
+            clock=self.clock,
+            interval=self.config.reap_interval,
+            guard=leadership.guard(),
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(duties.run)
+            if self.config.compaction_retention > 0:
+                nursery.start_soon(
+                    partial(
+                        compact_forever,
+                        self.etcd,
+                        retention=self.config.compaction_retention,
+                        interval=self.config.compaction_interval,
+                    )
+                )
 
     def url(self, bound: tuple[str, int]) -> str:
         scheme = "https" if self.config.tls_cert_file else "http"
