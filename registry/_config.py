@@ -56,6 +56,15 @@ class ServerConfig:
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
     )
+    dns_listen: str = opt(
+        "127.0.0.1:8600", "address of the DNS interface, UDP and TCP (empty: no DNS)"
+    )
+    dns_domain: str = opt("consul", "the DNS domain answered for (others are refused)")
+    dns_service_ttl: float = opt(0.0, "TTL of service answers (seconds)", parse=parse_duration)
+    dns_node_ttl: float = opt(0.0, "TTL of node answers (seconds)", parse=parse_duration)
+    dns_include_warning: bool = opt(
+        False, "DNS answers include instances whose checks warn (not only passing ones)"
+    )
     ca_kek_file: str = opt(
         "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
     )
@@ -102,5 +111,11 @@ class ServerConfig:
             raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
         if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
             raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
+        if self.dns_listen:
+            split_host_port(self.dns_listen, "dns_listen")
+        if not 0 <= self.dns_service_ttl <= 86400 or not 0 <= self.dns_node_ttl <= 86400:
+            raise ConfigError("dns_service_ttl", "DNS TTLs must be between 0s and 24h")
+        if not self.dns_domain.strip(".") or " " in self.dns_domain:
+            raise ConfigError("dns_domain", f"{self.dns_domain!r} is not a domain name")
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

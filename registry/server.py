@@ -26,6 +26,8 @@ from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ServerConfig, split_host_port
 from ._context import Context, RegistryOptions
+from ._dns import DNSOptions
+from ._dns_server import DNSServer
 from ._duties import HealthDuties
 from ._errors import RegistryError
 from ._fanout import Hub
@@ -187,6 +189,19 @@ class RegistryServer:
             ssl_context=_ssl_context(config),
             long_request=lambda request: "index" in request.query,
         )
+        self.dns: DNSServer | None = None
+        if config.dns_listen:
+            self.dns = DNSServer(
+                self.mirror,
+                DNSOptions(
+                    domain=config.dns_domain.strip("."),
+                    datacenter=config.datacenter,
+                    service_ttl=int(config.dns_service_ttl),
+                    node_ttl=int(config.dns_node_ttl),
+                    include_warning=config.dns_include_warning,
+                ),
+            )
+            self._dns_bind = split_host_port(config.dns_listen, "dns_listen")
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._bind = (host, port)
 
@@ -208,12 +223,15 @@ class RegistryServer:
                 for extension in self.extensions:
                     await extension.start(self.ctx, self.etcd)
                     nursery.start_soon(extension.run)
+                ready: dict[str, object] = {}
+                if self.dns is not None:
+                    dns_bound = await nursery.start(self.dns.serve, *self._dns_bind)
+                    ready["dns"] = f"{dns_bound[0]}:{dns_bound[1]}"
                 bound = await nursery.start(self.http.serve, *self._bind)
                 address = f"{bound[0]}:{bound[1]}"
                 if self.config.ready_file:
-                    Path(self.config.ready_file).write_text(
-                        json.dumps({"address": address, "url": self.url(bound), "pid": os.getpid()})
-                    )
+                    ready.update(address=address, url=self.url(bound), pid=os.getpid())
+                    Path(self.config.ready_file).write_text(json.dumps(ready))
                 log.info(
                     "serving",
                     extra={
