@@ -56,6 +56,9 @@ class ServerConfig:
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
     )
+    session_min_ttl: float = opt(
+        10.0, "shortest session TTL accepted (Consul: 10s)", parse=parse_duration
+    )
     dns_listen: str = opt(
         "127.0.0.1:8600", "address of the DNS interface, UDP and TCP (empty: no DNS)"
     )
@@ -111,6 +114,8 @@ class ServerConfig:
             raise ConfigError("ca_kek", "give the key-encryption key once: a file or the value")
         if self.ca_sign_rate <= 0 or self.ca_sign_burst < 1:
             raise ConfigError("ca_sign_rate", "rate must be positive and burst at least 1")
+        if not 1 <= self.session_min_ttl <= 86400:
+            raise ConfigError("session_min_ttl", "must be between 1s and 24h")
         if self.dns_listen:
             split_host_port(self.dns_listen, "dns_listen")
         if not 0 <= self.dns_service_ttl <= 86400 or not 0 <= self.dns_node_ttl <= 86400:

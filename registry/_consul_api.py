@@ -5,11 +5,12 @@ Routes are tagged "consul": errors are plain text, as Consul answers them.
 
 from __future__ import annotations
 
-import base64
+import functools
 import json
 
 import weft
 
+from . import _consul_sessions
 from . import _consul_views as views
 from ._consul_input import registration_from_consul
 from ._context import Context, consul_response
@@ -30,6 +31,8 @@ def mount(router: Router, ctx: Context) -> None:
         return add
 
     dc = ctx.options.datacenter
+    for method, pattern, handler in _consul_sessions.ROUTES:
+        router.add(method, pattern, functools.partial(handler, ctx), tags=TAGS)
 
     # -- agent -------------------------------------------------------------------------------
 
@@ -267,15 +270,7 @@ def mount(router: Router, ctx: Context) -> None:
     # -- KV ----------------------------------------------------------------------------------
 
     def kv_entry(key: str) -> dict[str, object]:
-        kv = ctx.mirror.kv[key]
-        return {
-            "LockIndex": 0,
-            "Key": key,
-            "Flags": ctx.catalog.kv_flags(key),
-            "Value": base64.b64encode(kv.value).decode() if kv.value else None,
-            "CreateIndex": kv.create_revision,
-            "ModifyIndex": kv.mod_revision,
-        }
+        return _consul_sessions.kv_entry(ctx, key)
 
     @route("GET", "/v1/kv/{key:path}")
     async def kv_get(request: Request) -> Response:
@@ -334,13 +329,8 @@ def mount(router: Router, ctx: Context) -> None:
             raise InvalidInput("key: a KV key must not be empty", field="key")
         if len(key.encode()) > 1024:
             raise InvalidInput("key: at most 1024 bytes", field="key")
-        for unsupported in ("acquire", "release"):
-            if request.arg(unsupported) is not None:
-                raise InvalidInput(
-                    f"{unsupported}: sessions and locks are not supported", field=unsupported
-                )
-        ok = await ctx.catalog.kv_put(
-            key, request.body, flags=int_arg(request, "flags") or 0, cas=int_arg(request, "cas")
+        ok = await _consul_sessions.kv_write(
+            ctx, request, key, flags=int_arg(request, "flags") or 0, cas=int_arg(request, "cas")
         )
         return Response.json(ok)
 

@@ -17,6 +17,7 @@ from ._errors import Forbidden, InvalidInput
 from ._fanout import Hub
 from ._keys import Keys
 from ._mirror import Mirror, Topic
+from ._sessions import Sessions
 from ._validate import CheckRules
 from .web import Request, Response
 
@@ -35,6 +36,7 @@ class RegistryOptions:
     check_rules: CheckRules = field(default_factory=CheckRules)
     advertise: str = "127.0.0.1:8500"
     reap_interval: float = 1.0
+    session_min_ttl: float = 10.0
 
 
 class Context:
@@ -45,6 +47,7 @@ class Context:
         mirror: Mirror,
         hub: Hub,
         catalog: Catalog,
+        sessions: Sessions,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -53,6 +56,7 @@ class Context:
         self.mirror = mirror
         self.hub = hub
         self.catalog = catalog
+        self.sessions = sessions
         self.clock = clock
         self.authorizer = Authorizer(anonymous_reads=options.anonymous_reads)
         self._cache: OrderedDict[tuple[str, ...], tuple[int, bytes]] = OrderedDict()

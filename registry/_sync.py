@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
 from ._fanout import Hub
-from ._mirror import Mirror
+from ._mirror import Changes, Mirror
 from .etcd import EtcdClient, EtcdCompacted, EtcdError
 
 log = logging.getLogger("weft.registry.sync")
@@ -19,6 +20,8 @@ class MirrorSync:
         self.mirror = mirror
         self.hub = hub
         self.healthy = False
+        # Called with every batch of changes before waiters wake (sessions start lock-delays).
+        self.listeners: list[Callable[[Changes], None]] = []
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read the whole prefix, then follow it forever; reports started once loaded."""
@@ -51,6 +54,8 @@ class MirrorSync:
         async with self.etcd.watch(self.mirror.keys.prefix, start_revision=start) as batches:
             async for batch in batches:
                 changes = self.mirror.apply(batch.events, batch.revision)
+                for listener in self.listeners:
+                    listener(changes)
                 if changes:
                     self.hub.notify(changes)
                 self.hub.notify_revision(self.mirror.revision)
@@ -66,6 +71,8 @@ class MirrorSync:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5)
         changes = self.mirror.resync(snapshot.kvs, snapshot.revision)
+        for listener in self.listeners:
+            listener(changes)
         self.hub.notify(changes)
         self.hub.notify_revision(self.mirror.revision)
 

@@ -297,9 +297,11 @@ class EtcdClient:
             raise EtcdLeaseNotFound(f"etcd lease {lease_id:x} has expired or was revoked")
         return ttl
 
-    async def lease_revoke(self, lease_id: int) -> None:
+    async def lease_revoke(self, lease_id: int) -> int:
+        """Revoke a lease (its keys go with it); returns the revision after."""
         try:
-            await self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            answer = await self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            return int(answer.get("header", {}).get("revision", 0))
         except EtcdRequestError as exc:
             if "lease not found" in exc.message:
                 raise EtcdLeaseNotFound(f"etcd lease {lease_id:x} does not exist") from exc

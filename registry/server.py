@@ -34,6 +34,7 @@ from ._fanout import Hub
 from ._keys import Keys
 from ._leader import lead
 from ._mirror import Mirror
+from ._sessions import Sessions
 from ._sync import MirrorSync
 from ._validate import CheckRules
 from .etcd import EtcdClient, EtcdTLS
@@ -179,8 +180,20 @@ class RegistryServer:
             check_rules=CheckRules(config.min_check_interval, config.min_deregister_critical_after),
             advertise=config.advertise or config.listen,
             reap_interval=config.reap_interval,
+            session_min_ttl=config.session_min_ttl,
         )
-        self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
+        self.sessions = Sessions(
+            self.etcd,
+            self.keys,
+            self.mirror,
+            self.catalog,
+            self.hub,
+            min_ttl=config.session_min_ttl,
+        )
+        self.sync.listeners.append(self.sessions.on_changes)
+        self.ctx = Context(
+            options, self.keys, self.mirror, self.hub, self.catalog, self.sessions, clock=clock
+        )
         self.extensions = list(extensions or [])
         self.app = RegistryApp(self.ctx, self.extensions)
         self.http = HTTPServer(
@@ -212,6 +225,7 @@ class RegistryServer:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.sync.run)
                 nursery.start_soon(self.batcher.run)
+                nursery.start_soon(self.sessions.run)
                 if self.config.bootstrap:
                     await self._bootstrap()
                 duties = HealthDuties(
