@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from ._acl import Token, hash_secret, new_token
 from ._batcher import WriteBatcher
-from ._errors import Conflict, InvalidInput, NotFound, RegistryError, Unavailable
+from ._errors import (
+    Conflict,
+    InvalidInput,
+    InvalidSession,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
 from ._keys import Keys
 from ._mirror import Mirror
 from ._model import Check, Instance, Status, encode_check, encode_instance, replace
@@ -26,6 +33,7 @@ from .etcd import (
     EtcdError,
     EtcdLeaseNotFound,
     EtcdUnavailable,
+    Get,
     Put,
     TxnResult,
 )
@@ -89,6 +97,29 @@ class Catalog:
     ) -> TxnResult:
         """One atomic write (for the session, lock and transaction endpoints)."""
         return await self._commit(ops, compares)
+
+    async def transact(
+        self, compares: list[Compare], ops: Sequence[Put | Delete | Get]
+    ) -> TxnResult:
+        """One etcd transaction that may read as well as write (Consul's /v1/txn), sent as
+        it is rather than group-committed; returns once this server's mirror includes it."""
+        try:
+            result = await self.etcd.txn(compares, ops)
+        except EtcdLeaseNotFound as exc:
+            raise InvalidSession("invalid session: its lease ended meanwhile") from exc
+        except EtcdUnavailable as exc:
+            raise Unavailable(f"etcd is unavailable: {exc}") from exc
+        except EtcdError as exc:
+            raise RegistryError(f"etcd refused the transaction: {exc}") from exc
+        if result.succeeded and not await self.sync.caught_up(result.revision):
+            log.warning("txn at revision %d not seen by the watch within 5s", result.revision)
+        return result
+
+    def registration_ops(self, reg: Registration) -> list[Put | Delete]:
+        return self._registration_ops(reg, replace_checks=False)
+
+    def deregistration_ops(self, inst: Instance) -> list[Put | Delete]:
+        return self._deregistration_ops(inst)
 
     # -- instances ---------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import json
 
 import weft
 
-from . import _consul_sessions
+from . import _consul_sessions, _consul_txn
 from . import _consul_views as views
 from ._consul_input import registration_from_consul
 from ._context import Context, consul_response
@@ -31,7 +31,7 @@ def mount(router: Router, ctx: Context) -> None:
         return add
 
     dc = ctx.options.datacenter
-    for method, pattern, handler in _consul_sessions.ROUTES:
+    for method, pattern, handler in (*_consul_sessions.ROUTES, *_consul_txn.ROUTES):
         router.add(method, pattern, functools.partial(handler, ctx), tags=TAGS)
 
     # -- agent -------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def mount(router: Router, ctx: Context) -> None:
         return consul_response(json.dumps([kv_entry(key)]).encode(), index)
 
     def kv_writer(request: Request) -> None:
-        ctx.authorizer.operator(ctx.token(request), "writing KV")
+        ctx.kv_writer(ctx.token(request), request.params["key"])
 
     def int_arg(request: Request, name: str) -> int | None:
         raw = request.arg(name)

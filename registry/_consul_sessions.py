@@ -60,7 +60,7 @@ async def kv_write(
 
 async def session_create(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
-    body = json.loads(request.body) if request.body.strip() else None
+    body = request.json() if request.body.strip() else None
     session = session_from_consul(
         body, node=ctx.node_of(token), min_ttl=ctx.options.session_min_ttl
     )

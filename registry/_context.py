@@ -91,6 +91,10 @@ class Context:
         self.authorizer.read(token)
         return token
 
+    def kv_writer(self, token: Token | None, key: str) -> None:
+        """May this token write (or lock, or delete) KV key `key`?"""
+        self.authorizer.operator(token, "writing KV")
+
     def node_of(self, token: Token | None) -> str:
         """The node a Consul-style agent call acts on."""
         if token is not None and token.role is Role.AGENT:

@@ -38,6 +38,7 @@ from ._etcd_types import (
     EtcdTLS,
     EtcdUnavailable,
     Event,
+    Get,
     KeyValue,
     Put,
     RangeResult,
@@ -60,6 +61,7 @@ __all__ = [
     "EtcdRequestError",
     "EtcdUnavailable",
     "Event",
+    "Get",
     "KeyValue",
     "Put",
     "RangeResult",
@@ -257,8 +259,8 @@ class EtcdClient:
     async def txn(
         self,
         compare: Sequence[Compare] = (),
-        success: Sequence[Put | Delete] = (),
-        failure: Sequence[Put | Delete] = (),
+        success: Sequence[Put | Delete | Get] = (),
+        failure: Sequence[Put | Delete | Get] = (),
     ) -> TxnResult:
         body: dict[str, Any] = {
             "compare": [c.to_json() for c in compare],
