@@ -1,8 +1,10 @@
 """Protocol detection from a connection's first bytes (Linkerd-style). Pure.
 
-The proxy peeks at what a client sends first and tells HTTP/1.x from anything else, which it
-then forwards as opaque TCP. Server-speaks-first protocols (SMTP, MySQL, ...) send nothing
-first, so they must be declared `tcp` in the snapshot rather than detected.
+The inbound proxy peeks at what a mesh client without ALPN sends first: a strict HTTP/1.x
+request line is served as HTTP, anything else (HTTP/2, TLS, other bytes) is refused with 400,
+never spliced, so that on an `http` inbound every byte the application gets went through the
+HTTP rules. Protocols other than HTTP/1.1 (and server-speaks-first ones such as SMTP or MySQL,
+which send nothing first) must be declared `tcp` in the snapshot.
 """
 
 from __future__ import annotations

@@ -61,14 +61,26 @@ class ListenerError(ProxyError):
 class HttpError(ProxyError):
     """A message breaks HTTP/1.1 framing rules or a configured limit.
 
-    `status` is what the proxy answers (400, 431, 501, ...) when it still can, and
-    `reason` is the short text that goes in the response body and the log.
+    `status` is what the proxy answers (400, 431, 501, ...) when it still can, `reason` is
+    the short text that goes in the response body and the log, and `label` is a stable metric
+    label for why (`weft_proxy_http_refused_total{reason=...}`).
     """
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, label: str = "") -> None:
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+        self.label = label or _DEFAULT_LABELS.get(status, "malformed")
+
+
+_DEFAULT_LABELS = {
+    408: "head_timeout",
+    413: "too_large",
+    417: "expectation",
+    431: "head_too_large",
+    501: "unsupported_coding",
+    505: "http_version",
+}
 
 
 class StreamClosed(ProxyError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ._errors import HttpError
+from ._hop_by_hop import FRAMING_CRITICAL, is_identity_header
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -26,17 +27,21 @@ MAX_LINE = 4096
 MAX_TRAILER_BYTES = 16 * 1024
 
 
+def _bad(status: int, reason: str) -> HttpError:
+    return HttpError(status, reason, label="bad_chunked_framing")
+
+
 def parse_chunk_size(line: bytes, status: int = 400) -> int:
     """The size of a chunk from its size line (without CRLF); extensions are allowed."""
     semi = line.find(b";")
     digits, ext = (line, b"") if semi < 0 else (line[:semi], line[semi:])
     if not _HEX.fullmatch(digits.rstrip(b" \t")):
-        raise HttpError(status, f"invalid chunk size {line[:40]!r}")
+        raise _bad(status, f"invalid chunk size {line[:40]!r}")
     if ext and not _EXT.fullmatch(line[len(digits.rstrip(b" \t")) :]):
-        raise HttpError(status, f"invalid chunk extension in {line[:40]!r}")
+        raise _bad(status, f"invalid chunk extension in {line[:40]!r}")
     size = int(digits, 16)
     if size >= 1 << 62:
-        raise HttpError(status, f"chunk size {line[:40]!r} is too large")
+        raise _bad(status, f"chunk size {line[:40]!r} is too large")
     return size
 
 
@@ -81,23 +86,23 @@ class ChunkedScanner:
             elif state == _DATA_END:
                 if n - pos < 2:
                     if n - pos == 1 and buf[pos] != 13:
-                        raise HttpError(status, "chunk data is not followed by CRLF")
+                        raise _bad(status, "chunk data is not followed by CRLF")
                     return pos
                 if buf[pos] != 13 or buf[pos + 1] != 10:
-                    raise HttpError(status, "chunk data is not followed by CRLF")
+                    raise _bad(status, "chunk data is not followed by CRLF")
                 pos += 2
                 self._state = _SIZE
             elif state == _SIZE:
                 end = buf.find(b"\r\n", pos, pos + MAX_LINE + 2)
                 if end < 0:
                     if n - pos > MAX_LINE:
-                        raise HttpError(status, "chunk size line is too long")
+                        raise _bad(status, "chunk size line is too long")
                     if b"\n" in buf[pos:n]:
-                        raise HttpError(status, "chunk size line ends without CR")
+                        raise _bad(status, "chunk size line ends without CR")
                     return pos
                 line = bytes(buf[pos:end])
                 if b"\n" in line or b"\r" in line:
-                    raise HttpError(status, "bare CR or LF in a chunk size line")
+                    raise _bad(status, "bare CR or LF in a chunk size line")
                 size = parse_chunk_size(line, status)
                 pos = end + 2
                 if size:
@@ -109,7 +114,7 @@ class ChunkedScanner:
                 end = buf.find(b"\r\n", pos, pos + MAX_LINE + 2)
                 if end < 0:
                     if n - pos > MAX_LINE:
-                        raise HttpError(status, "trailer field line is too long")
+                        raise _bad(status, "trailer field line is too long")
                     return pos
                 line = bytes(buf[pos:end])
                 pos = end + 2
@@ -118,8 +123,15 @@ class ChunkedScanner:
                     return pos
                 self._trailer_bytes += len(line) + 2
                 if self._trailer_bytes > MAX_TRAILER_BYTES:
-                    raise HttpError(status, "trailer section is too large")
+                    raise _bad(status, "trailer section is too large")
                 if not _FIELD.fullmatch(line):
-                    raise HttpError(status, f"invalid trailer field {line[:40]!r}")
+                    raise _bad(status, f"invalid trailer field {line[:40]!r}")
+                if status == 400:
+                    name = line[: line.find(b":")].lower()
+                    # Trailers are forwarded verbatim, so an identity header cannot be
+                    # stripped from one, and a framing field there is forbidden (RFC 9110
+                    # §6.5.1) yet some servers merge trailers into the head: refuse both.
+                    if is_identity_header(name) or name in FRAMING_CRITICAL:
+                        raise _bad(status, f"{line[:40]!r} is not allowed in a request trailer")
             else:
                 return pos

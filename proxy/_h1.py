@@ -4,7 +4,11 @@
 obs-fold and bad characters. This module adds the framing rules a proxy must enforce so that
 it and the application behind it always agree where a message ends (RFC 9112 §6): one
 Content-Length at most, never together with Transfer-Encoding, `chunked` as the only transfer
-coding of a request and never in HTTP/1.0, one Host. Anything else is an `HttpError` carrying
+coding of a request and never in HTTP/1.0, one Host, and a Connection header that names none
+of the framing headers (`_hop_by_hop`). Request targets are normalized: an absolute-form
+`http://` target becomes origin-form with Host set to its authority (RFC 9112 §3.2.2: the
+target's authority wins), so the application never sees two hosts; any other form is refused
+except `*` for OPTIONS and an authority for CONNECT. Anything else is an `HttpError` carrying
 the status to answer. Bodies are not touched here (see `_framing`).
 """
 
@@ -15,6 +19,12 @@ from dataclasses import dataclass
 import httptools
 
 from ._errors import HttpError
+from ._hop_by_hop import (
+    FRAMING_CRITICAL,
+    check_connection_tokens,
+    connection_tokens,
+    dropped_names,
+)
 
 # Body framing of a message, as decided from its head.
 NO_BODY = 0
@@ -22,20 +32,6 @@ LENGTH = 1
 CHUNKED = 2
 UNTIL_CLOSE = 3  # responses only: the body runs until the connection closes
 
-# Headers that describe one connection, never the message (RFC 9110 §7.6.1). Transfer-Encoding
-# is one too, but the proxy forwards chunked bodies byte for byte, so the header goes with them.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"upgrade",
-    }
-)
 
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -122,34 +118,20 @@ def find_head(buf: bytes | bytearray, limits: Limits) -> int:
     return end + 4
 
 
-_TOKENS: dict[tuple[bytes, ...], frozenset[bytes]] = {}
-_DROPPED: dict[frozenset[bytes], frozenset[bytes]] = {}
-
-
-def _tokens(values: list[bytes]) -> frozenset[bytes]:
-    """The tokens of Connection headers; the few values seen in practice are remembered."""
-    key = tuple(values)
-    found = _TOKENS.get(key)
-    if found is not None:
-        return found
-    out = set()
-    for value in values:
-        for item in value.split(b","):
-            item = item.strip().lower()
-            if item:
-                out.add(item)
-    tokens = frozenset(out)
-    if len(_TOKENS) < 256:
-        _TOKENS[key] = tokens
-    return tokens
-
-
 def _content_length(values: list[bytes], status: int) -> int:
     if len(values) > 1:
-        raise HttpError(status, "more than one Content-Length header (request smuggling risk)")
+        raise HttpError(
+            status,
+            "more than one Content-Length header (request smuggling risk)",
+            label="ambiguous_framing",
+        )
     value = values[0].strip()
     if not value.isdigit() or len(value) > 18:
-        raise HttpError(status, f"Content-Length {value[:40]!r} is not a non-negative integer")
+        raise HttpError(
+            status,
+            f"Content-Length {value[:40]!r} is not a non-negative integer",
+            label="ambiguous_framing",
+        )
     return int(value)
 
 
@@ -173,7 +155,11 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
     version = parser.get_http_version()
     if version not in ("1.1", "1.0"):
         if version in ("0.9", ""):
-            raise HttpError(400, "the request line has no HTTP version (HTTP/0.9 is not served)")
+            raise HttpError(
+                400,
+                "the request line has no HTTP version (HTTP/0.9 is not served)",
+                label="http_version",
+            )
         raise HttpError(505, f"HTTP version {version} is not supported (use HTTP/1.1)")
     http10 = version == "1.0"
     method = parser.get_method()
@@ -203,19 +189,27 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
             request_id = value
 
     if len(hosts) > 1:
-        raise HttpError(400, "more than one Host header")
+        raise HttpError(400, "more than one Host header", label="ambiguous_host")
     if not hosts and not http10:
-        raise HttpError(400, "HTTP/1.1 request without a Host header")
+        raise HttpError(400, "HTTP/1.1 request without a Host header", label="ambiguous_host")
     if te:
         if http10:
-            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            raise HttpError(
+                400, "Transfer-Encoding in an HTTP/1.0 request", label="ambiguous_framing"
+            )
         if cl:
             raise HttpError(
-                400, "both Content-Length and Transfer-Encoding (request smuggling risk)"
+                400,
+                "both Content-Length and Transfer-Encoding (request smuggling risk)",
+                label="ambiguous_framing",
             )
         codings = [c.strip().lower() for v in te for c in v.split(b",")]
         if codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
-            raise HttpError(400, "Transfer-Encoding must end with exactly one 'chunked'")
+            raise HttpError(
+                400,
+                "Transfer-Encoding must end with exactly one 'chunked'",
+                label="ambiguous_framing",
+            )
         if len(codings) != 1:
             raise HttpError(501, "transfer codings other than 'chunked' are not supported")
         framing, length = CHUNKED, 0
@@ -225,10 +219,21 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
     else:
         framing, length = NO_BODY, 0
 
-    tokens = _tokens(conn) if conn else frozenset()
+    tokens = connection_tokens(conn) if conn else frozenset()
+    if tokens:
+        check_connection_tokens(tokens, 400)
     keep_alive = (b"keep-alive" in tokens) if http10 else (b"close" not in tokens)
-    if upgrade and b"upgrade" not in tokens:
+    if upgrade and (b"upgrade" not in tokens or b"h2c" in upgrade.lower()):
+        # h2c is never switched to: HTTP/2 frames after a 101 would carry headers (identity
+        # ones too) that no proxy rule ever sees. The request is served as HTTP/1.1 instead.
         upgrade = b""
+    target = collector.url
+    if target[:1] != b"/" or method == b"CONNECT":
+        target, host = _normalize_target(method, target)
+        if host is not None:
+            headers = [h for h in headers if h[0] != b"host"]
+            headers.append((b"host", b"Host", host))
+            hosts = [host]
     expect_continue = False
     if expect:
         if expect.strip().lower() != b"100-continue":
@@ -242,13 +247,50 @@ def parse_request_head(raw: bytes, limits: Limits) -> Head:
         keep_alive=keep_alive,
         connection_tokens=tokens,
         method=method,
-        target=collector.url,
+        target=target,
         host=hosts[0] if hosts else b"",
         upgrade=upgrade,
         expect_continue=expect_continue,
         size=size,
         request_id=request_id,
     )
+
+
+def _normalize_target(method: bytes, target: bytes) -> tuple[bytes, bytes | None]:
+    """(origin-form target, the Host it implies or None) for a target not in origin form."""
+    if method == b"CONNECT":
+        if not target or b"/" in target or b"@" in target:
+            raise HttpError(
+                400, "CONNECT needs an authority target such as 'billing:443'", label="bad_target"
+            )
+        return target, None
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise HttpError(400, "the '*' target is only for OPTIONS", label="bad_target")
+        return target, None
+    scheme = target[:8].lower()
+    if scheme.startswith(b"http://"):
+        rest = target[7:]
+        cut = len(rest)
+        for sep in (b"/", b"?", b"#"):
+            i = rest.find(sep)
+            if 0 <= i < cut:
+                cut = i
+        authority, path = rest[:cut], rest[cut:]
+        if not authority or b"@" in authority:
+            raise HttpError(
+                400,
+                f"absolute target {target[:80]!r} needs a host and no user information",
+                label="bad_target",
+            )
+        if not path.startswith(b"/"):
+            path = b"/" + path
+        return path, authority
+    if scheme.startswith(b"https://"):
+        raise HttpError(
+            400, "an https:// target must be tunnelled with CONNECT", label="bad_target"
+        )
+    raise HttpError(400, f"malformed request target {target[:80]!r}", label="bad_target")
 
 
 def parse_response_head(raw: bytes, request_method: bytes, limits: Limits) -> Head:
@@ -295,9 +337,15 @@ def parse_response_head(raw: bytes, request_method: bytes, limits: Limits) -> He
     else:
         framing = UNTIL_CLOSE
     http10 = version == "1.0"
-    tokens = _tokens(conn) if conn else frozenset()
+    tokens = connection_tokens(conn) if conn else frozenset()
+    if tokens:
+        check_connection_tokens(tokens, 502)
     keep_alive = (b"keep-alive" in tokens) if http10 else (b"close" not in tokens)
     if framing == UNTIL_CLOSE:
+        keep_alive = False
+    elif status in (204, 304) and (te or (cl and cl[0].strip() != b"0")):
+        # A bodiless answer that announces a body: if the upstream sends one anyway it would
+        # be read as the next request's response, so this connection is not reused.
         keep_alive = False
     return Head(
         headers=headers,
@@ -313,15 +361,7 @@ def parse_response_head(raw: bytes, request_method: bytes, limits: Limits) -> He
 
 
 def _dropped(head: Head) -> frozenset[bytes]:
-    tokens = head.connection_tokens
-    if not tokens:
-        return HOP_BY_HOP
-    found = _DROPPED.get(tokens)
-    if found is None:
-        found = HOP_BY_HOP | tokens
-        if len(_DROPPED) < 256:
-            _DROPPED[tokens] = found
-    return found
+    return dropped_names(head.connection_tokens)
 
 
 def encode_request(
@@ -336,7 +376,7 @@ def encode_request(
     An upgrade request keeps `Upgrade` and gets `Connection: upgrade`, so the upstream can
     switch protocols; everything else the proxy decides per connection.
     """
-    dropped = _dropped(head) | drop if drop else _dropped(head)
+    dropped = (_dropped(head) | drop) - FRAMING_CRITICAL if drop else _dropped(head)
     # An HTTP/1.0 request goes on as HTTP/1.0 so that the answer cannot be chunked, which an
     # HTTP/1.0 client could not read; the proxy still asks to keep its own connection open.
     version = b" HTTP/1.0\r\nConnection: keep-alive\r\n" if head.http10 else b" HTTP/1.1\r\n"

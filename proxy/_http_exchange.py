@@ -88,7 +88,7 @@ class Exchange:
         try:
             route = conn.router(head)
         except HttpError as exc:
-            await self._fail(exc.status, exc.reason, close=True)
+            await conn.refuse(exc, head=head, started=self.started)
             return None
         if isinstance(route, Reject):
             if route.stats is not None:
@@ -131,6 +131,7 @@ class Exchange:
             try:
                 body_end = scanner.scan(buf)
             except HttpError as exc:
+                conn.count_refusal(exc.label)
                 await self._fail(exc.status, exc.reason, close=True)
                 return None
             complete = scanner.done
@@ -288,7 +289,15 @@ class Exchange:
             route.stats.observe(101, time.perf_counter() - self.started, head.size, resp.size)
             if conn.observer.active:
                 conn.publish(head, 101, self.started, lease)
-            await splice(conn.down, lease.conn, a_first=rest, b_first=rbuf)
+            moved = await splice(
+                conn.down,
+                lease.conn,
+                a_first=rest,
+                b_first=rbuf,
+                idle_timeout=conn.options.tunnel_idle_timeout,
+            )
+            if moved.timed_out:
+                conn.count_timeout("tunnel_idle")
             return None, True, False
         if resp.framing not in (LENGTH, CHUNKED, NO_BODY):
             state.must_close("the response is delimited by the end of the connection")
@@ -408,6 +417,7 @@ class Exchange:
             raise error
         if isinstance(error, HttpError) and error.status < 500:
             lease.abandon()
+            conn.count_refusal(error.label)
             await self._fail(error.status, error.reason, close=True)
             return None
         lease.done(ok=False, reusable=False, transport_failure=True)
@@ -435,7 +445,11 @@ class Exchange:
             conn.enter(TUNNEL, float("inf"))
             if conn.observer.active:
                 conn.publish(head, 200, self.started, lease)
-            await splice(conn.down, lease.conn, a_first=buf)
+            moved = await splice(
+                conn.down, lease.conn, a_first=buf, idle_timeout=conn.options.tunnel_idle_timeout
+            )
+            if moved.timed_out:
+                conn.count_timeout("tunnel_idle")
             lease.done(ok=True, reusable=False)
         except BaseException:
             lease.abandon()

@@ -26,7 +26,7 @@ import trio
 from ._conn_state import ConnState, S
 from ._errors import ClientGone, HttpError, StreamClosed
 from ._h1 import Head, Limits, find_head, local_response, parse_request_head
-from ._metrics import HttpStats
+from ._metrics import HttpStats, Metrics
 from ._stream import Stream
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ class HttpOptions:
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     body_timeout: float = 60.0  # inactivity while a body streams
+    # Upgraded (WebSocket) connections, CONNECT tunnels and opaque TCP: closed after this long
+    # with no byte either way.
+    tunnel_idle_timeout: float = 3600.0
 
 
 @dataclass(slots=True)
@@ -87,7 +90,7 @@ HEAD = "head"  # reading a request head (header_timeout)
 IDLE = "idle"  # waiting for the next request (idle_timeout)
 RESPONSE = "response"  # waiting for the upstream's answer (the upstream's response timeout)
 BODY = "body"  # a body is streaming (body_timeout since the last bytes)
-TUNNEL = "tunnel"  # upgraded or CONNECT: no timeout
+TUNNEL = "tunnel"  # upgraded or CONNECT: the splice's own idle timeout (tunnel_idle_timeout)
 DRAIN = "drain"  # not a timeout: shutdown closing an idle connection
 
 
@@ -102,8 +105,10 @@ class HttpConnection:
         direction: str,
         options: HttpOptions,
         observer: Observer,
+        metrics: Metrics | None = None,
     ) -> None:
         self.down = down
+        self.metrics = metrics
         self.router = router
         self.direction = direction
         self.options = options
@@ -143,10 +148,16 @@ class HttpConnection:
 
     # -- the request loop ---------------------------------------------------------------------
 
-    async def serve(self, initial: bytes = b"") -> None:
+    async def serve(self, initial: bytes = b"", *, refusal: HttpError | None = None) -> None:
+        """Serve requests; with `refusal`, answer that error at once and close instead (a
+        connection the layer before decided not to serve, such as one that is not HTTP/1.1)."""
         try:
             with self.scope:
-                await self._loop(initial)
+                if refusal is not None:
+                    self.state.error(refusal.reason)
+                    await self.refuse(refusal)
+                else:
+                    await self._loop(initial)
         except ClientGone:
             self.state.eof()
             return
@@ -206,7 +217,7 @@ class HttpConnection:
                         return parse_request_head(buf[:n], options.limits), buf[n:]
                 except HttpError as exc:
                     state.error(exc.reason)
-                    await self.reply_error(exc.status, exc.reason, None, close=True)
+                    await self.refuse(exc)
                     return None
                 if state.state == S.IDLE:
                     state.head_bytes()
@@ -227,6 +238,8 @@ class HttpConnection:
         self.state.timeout()
         if phase == HEAD and partial_head:
             detail = f"request head not complete within {self.options.header_timeout:g}s"
+            self.count_refusal("head_timeout")
+            self.count_timeout(HEAD)
             await self._send_final(408, detail, None, None, 0.0)
         elif phase == RESPONSE and self.waiting is not None:
             head, route, lease, started = self.waiting
@@ -238,6 +251,7 @@ class HttpConnection:
             )
             await self._send_final(504, detail, route.stats, head, started)
         elif phase == BODY:
+            self.count_timeout(BODY)
             log.info("body stalled; connection closed", extra={"kv": {"direction": self.direction}})
 
     async def _send_final(
@@ -254,6 +268,30 @@ class HttpConnection:
             await self.down.send_all(data)
         except StreamClosed as exc:
             raise ClientGone(str(exc)) from exc
+
+    def count_timeout(self, phase: str) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.add(metrics.timeouts, (self.direction, phase))
+
+    def count_refusal(self, label: str) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.add(metrics.refused, (self.direction, label))
+
+    async def refuse(
+        self,
+        exc: HttpError,
+        stats: HttpStats | None = None,
+        *,
+        head: Head | None = None,
+        started: float = 0.0,
+    ) -> None:
+        """Answer a request the client got wrong and close: nothing of it went anywhere."""
+        self.count_refusal(exc.label)
+        await self.reply_error(
+            exc.status, exc.reason, stats, close=True, head=head, started=started
+        )
 
     async def reply_error(
         self,

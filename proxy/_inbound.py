@@ -3,9 +3,18 @@
 Other proxies connect here with mTLS. A client whose certificate the trust bundle does not
 vouch for, or that has no SPIFFE ID of this trust domain, is refused right after the
 handshake and counted in `weft_proxy_tls_handshake_failures_total{direction="inbound"}` by
-reason. HTTP/1.1 (ALPN `http/1.1`, or detected from the first bytes) is authorized per request
-and refused with 403 and an `x-weft-denied` header; anything else is authorized once and
-refused by closing the connection, then spliced to the local application.
+reason.
+
+What reaches the application depends only on the declared inbound protocol:
+- `http`: HTTP/1.1 and nothing else. ALPN `http/1.1` goes straight to the HTTP layer; without
+  ALPN the first bytes must be a strict request line (`_detect`) within `detect_timeout`, else
+  the client gets 400 (or 408 when it was too slow) and the connection closes. Nothing is ever
+  spliced raw, so every request the application parses went through the strict parser, and
+  `x-weft-client-id` is always the verified caller: what the client sent under any identity
+  header name is stripped (`_hop_by_hop.strip_identity`) and the proxy sets its own. Requests
+  are authorized one by one (403 with `x-weft-denied`). CONNECT is refused (405): the inbound
+  port serves an application, it is no proxy.
+- `tcp`: authorized once (refused by closing), then spliced both ways with an idle timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from ca import SpiffeId
 from ._detect import Protocol, detect
 from ._errors import HttpError, StreamClosed, TlsRefused, UpstreamError
 from ._h1 import Head
+from ._hop_by_hop import CLIENT_ID, strip_identity
 from ._http_forward import HttpConnection, Reject, Route
 from ._splice import Counter, splice
 from ._stream import TlsStream
@@ -31,7 +41,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("weft.proxy")
 
-_CLIENT_ID = b"x-weft-client-id"
+_NOT_HTTP = {
+    Protocol.HTTP2: ("http2", "HTTP/2 is not served here (the inbound protocol is http/1.1)"),
+    Protocol.TLS: ("tls", "a TLS handshake inside the mesh's mTLS is not HTTP/1.1"),
+    Protocol.OPAQUE: (
+        "not_http1",
+        "not a strict HTTP/1.1 request line (method SP target SP HTTP/1.x CRLF)",
+    ),
+}
 
 
 async def serve_inbound(runtime: Runtime, sock: socket.socket) -> None:
@@ -80,36 +97,60 @@ async def _after_handshake(runtime: Runtime, stream: TlsStream, identity: Spiffe
     config = runtime.config
     assert config is not None and config.snapshot.inbound is not None
     inbound = config.snapshot.inbound
-    first = b""
     if inbound.protocol == "tcp":
-        protocol = Protocol.OPAQUE
-    elif stream.alpn == ALPN_HTTP1:
-        protocol = Protocol.HTTP1
-    else:
-        protocol, first = await _sniff(runtime, stream)
-    if protocol is Protocol.HTTP1:
+        await _serve_opaque(runtime, stream, identity)
+        return
+    if stream.alpn == ALPN_HTTP1:
+        await _serve_http(runtime, stream, identity, b"")
+        return
+    found, first = await _sniff(runtime, stream)
+    if found is Protocol.HTTP1:
         await _serve_http(runtime, stream, identity, first)
+        return
+    metrics = runtime.metrics
+    if found is None:
+        metrics.add(metrics.timeouts, ("inbound", "detect"))
+    if not first:
+        return  # silence, or gone without a word: nothing to answer
+    if found is None:
+        refusal = HttpError(
+            408,
+            f"no complete request line within {runtime.options.detect_timeout:g}s",
+            label="detect_timeout",
+        )
     else:
-        await _serve_opaque(runtime, stream, identity, first)
+        label, reason = _NOT_HTTP[found]
+        refusal = HttpError(400, reason, label=label)
+    log.info(
+        "inbound connection refused: not HTTP/1.1",
+        extra={"kv": {"source": str(identity), "reason": refusal.label}},
+    )
+    await _serve_http(runtime, stream, identity, b"", refusal=refusal)
 
 
-async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol, bytes]:
-    """Peek at the client's first bytes to tell HTTP/1 from anything else."""
+async def _sniff(runtime: Runtime, stream: TlsStream) -> tuple[Protocol | None, bytes]:
+    """The protocol the client's first bytes start, or None if it did not say within
+    `detect_timeout` (with what it did send)."""
     buf = b""
     with trio.move_on_after(runtime.options.detect_timeout):
         while True:
             data = await stream.recv()
-            if not data:
-                break
+            if not data:  # the client is done sending: decide on what it sent
+                return detect(buf) or Protocol.OPAQUE, buf
             buf += data
             found = detect(buf)
             if found is not None:
                 return found, buf
-    return Protocol.OPAQUE, buf  # nothing, or not enough, to tell: forward it as it is
+    return None, buf
 
 
 async def _serve_http(
-    runtime: Runtime, stream: TlsStream, identity: SpiffeId, first: bytes
+    runtime: Runtime,
+    stream: TlsStream,
+    identity: SpiffeId,
+    first: bytes,
+    *,
+    refusal: HttpError | None = None,
 ) -> None:
     metrics = runtime.metrics
     peer = identity.service
@@ -119,6 +160,15 @@ async def _serve_http(
     decided: list[Any] = [None, None]  # (config, Route | Reject): decided once per snapshot
 
     def route(head: Head) -> Route | Reject:
+        # Whatever the client sent as an identity is not its identity: the verified one is
+        # added below (Route.add), whatever the routing decision.
+        head.headers = strip_identity(head.headers)
+        if head.method == b"CONNECT":
+            raise HttpError(
+                405,
+                "CONNECT is not served on a service's inbound port",
+                label="connect_not_allowed",
+            )
         config = runtime.config
         if decided[0] is config and config is not None:
             cached: Route | Reject = decided[1]
@@ -126,7 +176,9 @@ async def _serve_http(
                 metrics.add(metrics.authz_denied, ("http", peer, cached.label))
             return cached
         if config is None or config.app is None:
-            raise HttpError(503, "this proxy has no inbound application configured")
+            raise HttpError(
+                503, "this proxy has no inbound application configured", label="no_application"
+            )
         decision = config.authorizer.decide(identity)
         result: Route | Reject
         if not decision.allowed:
@@ -143,8 +195,7 @@ async def _serve_http(
                 cluster=config.app,
                 stats=stats,
                 peer=peer,
-                add=[(_CLIENT_ID, client_id)],
-                drop=frozenset({_CLIENT_ID}),
+                add=[(CLIENT_ID, client_id)],
             )
         decided[0], decided[1] = config, result
         return result
@@ -155,21 +206,20 @@ async def _serve_http(
         direction="inbound",
         options=runtime.options.http,
         observer=runtime.tap,
+        metrics=metrics,
     )
     metrics.opened("inbound", "http")
     runtime.connections.add(connection)
     try:
         if runtime.draining:
             connection.drain()
-        await connection.serve(first)
+        await connection.serve(first, refusal=refusal)
     finally:
         runtime.connections.discard(connection)
         metrics.closed("inbound", "http")
 
 
-async def _serve_opaque(
-    runtime: Runtime, stream: TlsStream, identity: SpiffeId, first: bytes
-) -> None:
+async def _serve_opaque(runtime: Runtime, stream: TlsStream, identity: SpiffeId) -> None:
     config = runtime.config
     assert config is not None
     metrics = runtime.metrics
@@ -193,7 +243,14 @@ async def _serve_opaque(
             log.warning("inbound application unreachable", extra={"kv": {"error": str(exc)}})
             return
         try:
-            await splice(stream, lease.conn, a_first=first, counter=counter)
+            await splice(
+                stream,
+                lease.conn,
+                counter=counter,
+                idle_timeout=runtime.options.http.tunnel_idle_timeout,
+            )
+            if counter.timed_out:
+                metrics.add(metrics.timeouts, ("inbound", "tcp_idle"))
             lease.done(ok=True, reusable=False)
         except BaseException:
             lease.abandon()

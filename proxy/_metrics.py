@@ -76,6 +76,8 @@ class Metrics:
         self.handshakes: dict[tuple[str, str], int] = {}  # (direction, full|resumed)
         self.authz_denied: dict[tuple[str, str, str], int] = {}  # (protocol, peer, reason)
         self.upstream_failures: dict[tuple[str, str], int] = {}  # (upstream, reason)
+        self.refused: dict[tuple[str, str], int] = {}  # (direction, reason): bad client input
+        self.timeouts: dict[tuple[str, str], int] = {}  # (direction, phase)
         self.ejections: dict[str, int] = {}  # upstream
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
         self.gauges: Callable[[], dict[str, Any]] = dict  # filled in by the runtime
@@ -119,6 +121,8 @@ class Metrics:
             "handshakes": [[*k, v] for k, v in self.handshakes.items()],
             "authz_denied": [[*k, v] for k, v in self.authz_denied.items()],
             "upstream_failures": [[*k, v] for k, v in self.upstream_failures.items()],
+            "refused": [[*k, v] for k, v in self.refused.items()],
+            "timeouts": [[*k, v] for k, v in self.timeouts.items()],
             "ejections": [[k, v] for k, v in self.ejections.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
             "gauges": self.gauges(),
@@ -257,6 +261,20 @@ class _DumpCollector(Collector):
             "Attempts to an upstream endpoint that failed",
             ["upstream", "reason"],
             dump["upstream_failures"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "http_refused",
+            "Requests (or connections) refused for what the client sent, by reason",
+            ["direction", "reason"],
+            dump.get("refused", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "timeouts",
+            "Connections cut by a timeout, by phase (head, detect, tunnel_idle, tcp_idle, ...)",
+            ["direction", "phase"],
+            dump.get("timeouts", []),
         )
         yield _family(
             CounterMetricFamily,

@@ -42,6 +42,9 @@ class ServeSettings(Protocol):
     def detect_timeout(self) -> float: ...
 
     @property
+    def tunnel_idle_timeout(self) -> float: ...
+
+    @property
     def max_header_bytes(self) -> int: ...
 
     @property

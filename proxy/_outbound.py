@@ -15,7 +15,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ._errors import UpstreamError
+from ._errors import HttpError, UpstreamError
 from ._h1 import Head
 from ._http_forward import HttpConnection, Reject, Route
 from ._route import route_forward
@@ -30,7 +30,12 @@ log = logging.getLogger("weft.proxy")
 
 async def _serve_http(runtime: Runtime, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
     connection = HttpConnection(
-        stream, router, direction="outbound", options=runtime.options.http, observer=runtime.tap
+        stream,
+        router,
+        direction="outbound",
+        options=runtime.options.http,
+        observer=runtime.tap,
+        metrics=runtime.metrics,
     )
     runtime.metrics.opened("outbound", "http")
     runtime.connections.add(connection)
@@ -59,6 +64,12 @@ async def serve_upstream(runtime: Runtime, sock: socket.socket, name: str) -> No
         decided: list[Any] = [None, None]  # (config, Route | Reject): once per snapshot
 
         def route(head: Head) -> Route | Reject:
+            if head.method == b"CONNECT":
+                raise HttpError(
+                    405,
+                    f"CONNECT is served by the forward-proxy listener, not upstream {name!r}'s",
+                    label="connect_not_allowed",
+                )
             current = runtime.config
             if decided[0] is current:
                 cached: Route | Reject = decided[1]
@@ -94,7 +105,14 @@ async def _serve_tcp(runtime: Runtime, stream: Stream, name: str) -> None:
             log.warning("upstream unreachable", extra={"kv": {"upstream": name, "error": str(exc)}})
             return
         try:
-            await splice(stream, lease.conn, counter=counter)
+            await splice(
+                stream,
+                lease.conn,
+                counter=counter,
+                idle_timeout=runtime.options.http.tunnel_idle_timeout,
+            )
+            if counter.timed_out:
+                metrics.add(metrics.timeouts, ("outbound", "tcp_idle"))
             lease.done(ok=True, reusable=False)
         except BaseException:
             lease.abandon()

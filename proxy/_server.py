@@ -87,6 +87,7 @@ def runtime_options(settings: ServeSettings, **extra: Any) -> RuntimeOptions:
             header_timeout=settings.header_timeout,
             idle_timeout=settings.idle_timeout,
             body_timeout=settings.body_timeout,
+            tunnel_idle_timeout=settings.tunnel_idle_timeout,
         ),
         detect_timeout=settings.detect_timeout,
         **extra,

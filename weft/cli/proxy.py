@@ -53,7 +53,16 @@ class ProxySettings:
         60.0, parse=parse_duration, help="a body that makes no progress this long is cut"
     )
     detect_timeout: float = setting(
-        10.0, parse=parse_duration, help="wait this long for a client's first bytes to detect HTTP"
+        10.0,
+        parse=parse_duration,
+        help="an inbound client without ALPN must send a complete HTTP/1.1 request line "
+        "within this (else 408 and close)",
+    )
+    tunnel_idle_timeout: float = setting(
+        3600.0,
+        parse=parse_duration,
+        help="WebSocket/upgraded connections, CONNECT tunnels and opaque TCP with no byte "
+        "either way this long are closed",
     )
     max_header_bytes: int = setting(65536, help="largest request head accepted (431 beyond)")
     max_headers: int = setting(100, help="most header fields in a request (431 beyond)")
@@ -95,6 +104,7 @@ class ProxySettings:
             "idle_timeout",
             "body_timeout",
             "detect_timeout",
+            "tunnel_idle_timeout",
         ):
             value = getattr(self, name)
             if not 0 < value <= 86400:
