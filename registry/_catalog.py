@@ -357,10 +357,23 @@ class Catalog:
     # -- tokens ------------------------------------------------------------------------------
 
     async def create_token(
-        self, role: str, *, node: str = "", source: str = "", description: str = ""
+        self,
+        role: str,
+        *,
+        node: str = "",
+        source: str = "",
+        description: str = "",
+        key_prefix: dict[str, str] | None = None,
+        key: dict[str, str] | None = None,
     ) -> tuple[str, Token]:
         secret, token = new_token(
-            role, node=node, source=source, description=description, now=self.clock()
+            role,
+            node=node,
+            source=source,
+            description=description,
+            now=self.clock(),
+            key_prefix=key_prefix,
+            key=key,
         )
         await self._commit([Put(self.keys.token(token.secret_hash), token.to_json())])
         return secret, token

@@ -305,7 +305,8 @@ def mount(router: Router, ctx: Context) -> None:
         return consul_response(json.dumps([kv_entry(key)]).encode(), index)
 
     def kv_writer(request: Request) -> None:
-        ctx.kv_writer(ctx.token(request), request.params["key"])
+        recursive = request.method == "DELETE" and request.flag("recurse")
+        ctx.kv_writer(ctx.token(request), request.params["key"], prefix=recursive)
 
     def int_arg(request: Request, name: str) -> int | None:
         raw = request.arg(name)

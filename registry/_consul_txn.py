@@ -19,8 +19,8 @@ async def txn(ctx: Context, request: Request) -> Response:
         rules=ctx.options.check_rules,
     )
     plan = planner.plan(request.json())
-    for key in plan.kv_writes:
-        ctx.kv_writer(token, key)
+    for key, prefix in plan.kv_writes:
+        ctx.kv_writer(token, key, prefix=prefix)
     for inst in plan.instances:
         ctx.authorizer.write_instance(token, inst)
     status, answer = await run(plan, ctx.catalog, ctx.mirror, ctx.keys)

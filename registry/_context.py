@@ -91,9 +91,9 @@ class Context:
         self.authorizer.read(token)
         return token
 
-    def kv_writer(self, token: Token | None, key: str) -> None:
-        """May this token write (or lock, or delete) KV key `key`?"""
-        self.authorizer.operator(token, "writing KV")
+    def kv_writer(self, token: Token | None, key: str, *, prefix: bool = False) -> None:
+        """May this token write (or lock, or delete) KV key `key` (or every key under it)?"""
+        self.authorizer.write_kv(token, key, prefix=prefix)
 
     def node_of(self, token: Token | None) -> str:
         """The node a Consul-style agent call acts on."""

@@ -421,7 +421,14 @@ def mount(router: Router, ctx: Context) -> None:
         ctx.authorizer.operator(ctx.token(request), "creating tokens")
         data = decode(
             request.json(),
-            {"role": F("str"), "node": F("str"), "source": F("str"), "description": F("str")},
+            {
+                "role": F("str"),
+                "node": F("str"),
+                "source": F("str"),
+                "description": F("str"),
+                "key_prefix": F("strmap"),
+                "key": F("strmap"),
+            },
         )
         if "role" not in data:
             raise InvalidInput("role: is required (operator, agent, adapter or read)", field="role")
@@ -432,6 +439,8 @@ def mount(router: Router, ctx: Context) -> None:
             node=data.get("node", ""),
             source=data.get("source", ""),
             description=data.get("description", ""),
+            key_prefix=data.get("key_prefix"),
+            key=data.get("key"),
         )
         return Response.json({**token.public(), "secret": secret}, status=200)
 

@@ -89,7 +89,7 @@ class Plan:
     guards: list[tuple[int, Compare, Callable[[], str]]] = field(default_factory=list)
     results: list[Results] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)  # failed while planning
-    kv_writes: list[str] = field(default_factory=list)  # for access control
+    kv_writes: list[tuple[str, bool]] = field(default_factory=list)  # (key, prefix): ACLs
     instances: list[Any] = field(default_factory=list)  # (Instance) for access control
     _written: set[str] = field(default_factory=set)
     _deleted_prefixes: list[str] = field(default_factory=list)
@@ -213,7 +213,7 @@ class Planner:
         mod_now = lambda: self._mod(full)  # noqa: E731 - read when a guard failed
 
         if verb in ("set", "cas", "lock", "unlock", "delete", "delete-tree", "delete-cas"):
-            plan.kv_writes.append(key)
+            plan.kv_writes.append((key, verb == "delete-tree"))
         if verb in ("set", "cas"):
             self._claim(plan, key, where)
             ops, compares = self.catalog.kv_put_ops(
