@@ -10,7 +10,7 @@ import json
 
 import weft
 
-from . import _consul_sessions, _consul_txn
+from . import _consul_checks, _consul_nodes, _consul_sessions, _consul_txn
 from . import _consul_views as views
 from ._consul_input import registration_from_consul
 from ._context import Context, consul_response
@@ -31,7 +31,12 @@ def mount(router: Router, ctx: Context) -> None:
         return add
 
     dc = ctx.options.datacenter
-    for method, pattern, handler in (*_consul_sessions.ROUTES, *_consul_txn.ROUTES):
+    for method, pattern, handler in (
+        *_consul_sessions.ROUTES,
+        *_consul_txn.ROUTES,
+        *_consul_nodes.ROUTES,
+        *_consul_checks.ROUTES,
+    ):
         router.add(method, pattern, functools.partial(handler, ctx), tags=TAGS)
 
     # -- agent -------------------------------------------------------------------------------

@@ -150,10 +150,9 @@ def _wants(qtype: int, rdata: dns.rdata.Rdata) -> bool:
 def _node(
     qname: dns.name.Name, qtype: int, node: str, mirror: Mirror, options: DNSOptions
 ) -> _Answer:
-    address = ""
-    for name, addr in mirror.node_addresses.items():
+    for name in mirror.node_names():
         if name.lower() == node:
-            address = addr
+            address = mirror.node_address(name)
             break
     else:
         return _nxdomain()
@@ -242,7 +241,7 @@ def _service(
     if qtype in (_SRV, _ANY):
         seen_targets: set[str] = set()
         for inst, port in chosen:
-            address = inst.effective_address
+            address = inst.address or mirror.node_address(inst.node)
             target = _hex_name(address, options)
             rdata = _address_record(address)
             if target is None or rdata is None:
@@ -261,7 +260,7 @@ def _service(
             return result
     seen: set[str] = set()
     for inst, _port in chosen:
-        address = inst.effective_address
+        address = inst.address or mirror.node_address(inst.node)
         rdata = _address_record(address)
         if rdata is None or address in seen or not _wants(qtype, rdata):
             continue

@@ -8,6 +8,7 @@
     kvheld/<key>                                        the session holding its lock, on the
                                                         session's lease (expiry releases it)
     sessions/<id>                                       Consul session (JSON), on its own lease
+    nodes/<node>                                        a node's declared address and meta
     tokens/<sha256 of secret>                           access token record (JSON)
     leases/<lease-id hex>                               who owns a lease (on the lease itself)
     maint/<node>                                        node maintenance (JSON: reason)
@@ -55,6 +56,9 @@ class Keys:
 
     def kv_holder(self, key: str = "") -> str:
         return f"{self.prefix}kvheld/{key}"
+
+    def node(self, node: str = "") -> str:
+        return f"{self.prefix}nodes/{node}"
 
     def session(self, session_id: str = "") -> str:
         return f"{self.prefix}sessions/{session_id}"

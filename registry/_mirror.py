@@ -74,6 +74,7 @@ class Mirror:
         self.kv: dict[str, KeyValue] = {}
         self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
         self.maint: dict[str, dict[str, str]] = {}
+        self.nodes: dict[str, dict[str, object]] = {}  # node -> declared address, meta
         self._index: dict[Topic, int] = {}
         self._kv_tombstones: dict[str, int] = {}
         self._tombstone_floor = 0
@@ -182,6 +183,14 @@ class Mirror:
                     self._bump(changes, rev, kv_topic(parts[0]))
                     if deleted and old is not None:
                         self._released.append((parts[0], old.value.decode()))
+                elif kind == "nodes":
+                    node = parts[0]
+                    if deleted:
+                        self.nodes.pop(node, None)
+                    else:
+                        self.nodes[node] = json.loads(kv.value)
+                    services = set(self.by_node.get(node, {}).values())
+                    self._bump(changes, rev, CATALOG, *(service_topic(s) for s in services))
                 elif kind == "sessions":
                     self._bump(changes, rev, SESSIONS)
                     if deleted and old is not None:
@@ -285,6 +294,22 @@ class Mirror:
             if key.startswith(prefix) and rev > best:
                 best = rev
         return max(best or self.start_revision, 1)
+
+    def node_address(self, node: str) -> str:
+        """A node's address, the same in every view: what a registration of the node itself
+        declared (`/v1/catalog/register`), else what its instances' registrations said (the
+        agent's `node_address`, or the address the registration came from)."""
+        record = self.nodes.get(node)
+        if record is not None and record.get("address"):
+            return str(record["address"])
+        return self.node_addresses.get(node, "")
+
+    def node_meta(self, node: str) -> dict[str, str]:
+        record = self.nodes.get(node)
+        return dict(record.get("meta", {})) if record else {}  # type: ignore[call-overload]
+
+    def node_names(self) -> list[str]:
+        return sorted(set(self.by_node) | set(self.nodes))
 
     def instance(self, service: str, node: str, iid: str) -> Instance | None:
         return self.instances.get(service, {}).get((node, iid))

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_api, _native_api, _openapi
+from . import _consul_api, _consul_query, _native_api, _openapi
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
@@ -41,6 +41,26 @@ from .etcd import EtcdClient, EtcdTLS
 from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
 
 log = logging.getLogger("weft.server")
+
+# Paths of Consul's API: an unknown one answers a plain-text 404 as Consul does, so every
+# Consul client sees one shape of "not found" (the native API answers JSON errors).
+CONSUL_PREFIXES = (
+    "/v1/agent",
+    "/v1/catalog",
+    "/v1/health",
+    "/v1/kv",
+    "/v1/session",
+    "/v1/txn",
+    "/v1/acl",
+    "/v1/status",
+    "/v1/event",
+    "/v1/query",
+    "/v1/coordinate",
+    "/v1/operator",
+    "/v1/connect",
+    "/v1/config",
+    "/v1/internal",
+)
 
 
 class Extension(Protocol):
@@ -88,14 +108,16 @@ class RegistryApp:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
+            if "consul" in route.tags:
+                return await _consul_query.around(
+                    request, route.pattern, self.ctx.options.datacenter, route.handler
+                )
             return await route.handler(request)
         except (HTTPError, RegistryError) as exc:
             status = exc.status
             message, field = exc.message, exc.field
             consul = route is not None and "consul" in route.tags
-            if route is None and request.path.startswith(
-                ("/v1/agent", "/v1/catalog", "/v1/health", "/v1/kv")
-            ):
+            if route is None and request.path.startswith(CONSUL_PREFIXES):
                 consul = True
             headers = [("Allow", exc.allow)] if isinstance(exc, HTTPError) and exc.allow else []
             headers += retry_after_header(exc)  # type: ignore[arg-type]
