@@ -14,7 +14,7 @@ from . import _consul_checks, _consul_nodes, _consul_sessions, _consul_txn
 from . import _consul_views as views
 from ._consul_input import registration_from_consul
 from ._context import Context, consul_response
-from ._errors import InvalidInput, NotFound
+from ._errors import Forbidden, InvalidInput, NotFound
 from ._mirror import CATALOG, HEALTH, kv_topic, service_topic
 from ._model import Status
 from .web import Request, Response, Router
@@ -279,14 +279,21 @@ def mount(router: Router, ctx: Context) -> None:
 
     @route("GET", "/v1/kv/{key:path}")
     async def kv_get(request: Request) -> Response:
-        ctx.reader(request)
+        token = ctx.reader(request)
         key = request.params["key"]
+        if not ctx.authorizer.read_kv(token, key) and not (
+            request.flag("recurse") or request.query.get("keys") is not None
+        ):
+            raise Forbidden(f"this token's KV rules deny reading key {key!r}")
         recurse, keys_only = request.flag("recurse"), request.query.get("keys") is not None
         if recurse or keys_only:
             index = await ctx.block(
                 request, lambda: ctx.mirror.kv_prefix_index(key), (), kv_prefix=key
             )
-            matching = sorted(k for k in ctx.mirror.kv if k.startswith(key))
+            # Keys a `deny` rule hides are left out of listings, as Consul's ACLs filter them.
+            matching = sorted(
+                k for k in ctx.mirror.kv if k.startswith(key) and ctx.authorizer.read_kv(token, k)
+            )
             if not matching:
                 return consul_response(b"", index, status=404, content_type="text/plain")
             if keys_only:

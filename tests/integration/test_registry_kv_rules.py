@@ -44,6 +44,19 @@ def test_key_prefix_rules_decide_which_keys_a_token_writes(server: WeftServer) -
     assert keys == ["app/frozen/override"]
 
 
+def test_deny_rules_hide_keys_from_reads(server: WeftServer) -> None:
+    operator = client(server)
+    for key in ("app/a", "app/secret/b", "app/secret/c"):
+        operator.kv.put(key, "v")
+    secret = token(server, role="read", key_prefix={"app/secret/": "deny"})
+    reader = client(server, secret)
+    assert reader.kv.get("app/a")[1]["Value"] == b"v"
+    with pytest.raises(consul.ACLPermissionDenied, match="deny"):
+        reader.kv.get("app/secret/b")
+    assert [e["Key"] for e in reader.kv.get("app/", recurse=True)[1]] == ["app/a"]
+    assert reader.kv.get("app/", keys=True)[1] == ["app/a"]
+
+
 def test_a_transaction_with_one_forbidden_key_writes_nothing(server: WeftServer) -> None:
     secret = token(server, role="read", key_prefix={"app/": "write"})
     answer = httpx.put(
