@@ -23,6 +23,10 @@ from typing import Any
 from ._errors import InvalidInput
 
 MAX_EXPRESSION = 4096
+MAX_PATTERN = 256
+# A group holding a quantifier and quantified itself, like (a+)+ or (x*)*: the shape of
+# regular expressions that backtrack exponentially (Python's re has no time limit).
+_NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*}][^)]*\)\s*[+*{]")
 
 
 class FilterError(InvalidInput):
@@ -166,6 +170,11 @@ class _Parser:
             )
         if word == "matches":
             pattern = self.value()
+            if len(pattern) > MAX_PATTERN or _NESTED_QUANTIFIER.search(pattern):
+                raise FilterError(
+                    f"regular expression {pattern[:40]!r} is refused: at most {MAX_PATTERN} "
+                    "characters and no quantified group that holds a quantifier, like (a+)+"
+                )
             try:
                 regex = re.compile(pattern)
             except re.error as exc:

@@ -70,6 +70,8 @@ def test_expressions_select_as_consul_does(expression: str, expected: bool) -> N
         ("Service.Meta[env] == x", "quoted key"),
         ("Service.Port is full", "expected 'empty'"),
         ("x" * 5000, "at most"),
+        ('Service.Service matches "(a+)+$"', "refused"),
+        ('Service.Service matches "(x*)*y"', "refused"),
     ],
 )
 def test_bad_expressions_are_errors_that_say_why(expression: str, says: str) -> None:
