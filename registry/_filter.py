@@ -24,6 +24,7 @@ from ._errors import InvalidInput
 
 MAX_EXPRESSION = 4096
 MAX_PATTERN = 256
+MAX_DEPTH = 32  # parentheses and `not`s: the parser recurses, and so do the predicates
 # A group holding a quantifier and quantified itself, like (a+)+ or (x*)*: the shape of
 # regular expressions that backtrack exponentially (Python's re has no time limit).
 _NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*}][^)]*\)\s*[+*{]")
@@ -81,6 +82,7 @@ class _Parser:
     def __init__(self, tokens: list[_Tok], fields: frozenset[str] | None) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0
         self.fields = {f.lower() for f in fields} if fields is not None else None
 
     def peek(self, offset: int = 0) -> _Tok | None:
@@ -123,6 +125,15 @@ class _Parser:
         return left
 
     def factor(self) -> Predicate:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise FilterError(f"nested deeper than {MAX_DEPTH} levels")
+            return self._factor()
+        finally:
+            self.depth -= 1
+
+    def _factor(self) -> Predicate:
         if self.is_word("not") and not self.is_word("in", 1):
             self.pos += 1
             inner = self.factor()

@@ -71,6 +71,8 @@ def test_expressions_select_as_consul_does(expression: str, expected: bool) -> N
         ("Service.Port is full", "expected 'empty'"),
         ("x" * 5000, "at most"),
         ('Service.Service matches "(a+)+$"', "refused"),
+        ("(" * 2000 + "Service.Port == 1" + ")" * 2000, "nested deeper"),
+        ("not " * 1000 + "Service.Port == 1", "nested deeper"),
         ('Service.Service matches "(x*)*y"', "refused"),
     ],
 )
