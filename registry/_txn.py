@@ -5,6 +5,8 @@ server's mirror; etcd then applies all of it or none of it. A guard that fails i
 found again on the mirror (caught up to the revision etcd answered at), so the answer names
 the operation that failed, as Consul's `Errors: [{OpIndex, What}]` does.
 
+Check operations set a check's status (`set`), read it (`get`) or remove it (`delete`).
+
 Limits of mapping onto one etcd transaction: each key is written at most once per
 transaction, a key written earlier in the transaction cannot be checked or locked later in
 it, and the whole plan must fit etcd's 128 operations per transaction. Those are refused
@@ -21,11 +23,12 @@ from typing import Any
 
 from ._catalog import Catalog, Registration
 from ._consul_input import registration_from_consul
-from ._consul_views import service_json
+from ._consul_views import check_json, service_json
 from ._decode import F, decode
 from ._errors import InvalidInput, InvalidSession
 from ._keys import Keys
 from ._mirror import Mirror
+from ._model import Check, Status, encode_check, replace
 from ._sessions import Sessions
 from ._validate import CheckRules
 from .etcd import Compare, Delete, Get, KeyValue, Put
@@ -64,11 +67,34 @@ SERVICE_SHAPE: dict[str, F] = {
     "Namespace": F("any", ignored=True),
     "Partition": F("any", ignored=True),
 }
+CHECK_SHAPE: dict[str, F] = {
+    "Verb": F("str"),
+    "Check": F(
+        "obj",
+        {
+            "Node": F("str"),
+            "CheckID": F("str"),
+            "Name": F("str"),
+            "Status": F("str"),
+            "Notes": F("str"),
+            "Output": F("str"),
+            "ServiceID": F("str"),
+            "ServiceName": F("any", ignored=True),
+            "ServiceTags": F("any", ignored=True),
+            "Type": F("any", ignored=True),
+            "Definition": F("any", ignored=True),
+            "Namespace": F("any", ignored=True),
+            "Partition": F("any", ignored=True),
+            "CreateIndex": F("any", ignored=True),
+            "ModifyIndex": F("any", ignored=True),
+        },
+    ),
+}
 OP_SHAPE: dict[str, F] = {
     "KV": F("obj", KV_SHAPE),
     "Service": F("obj", SERVICE_SHAPE),
+    "Check": F("obj", CHECK_SHAPE),
     "Node": F("anymap"),
-    "Check": F("anymap"),
 }
 
 Results = Callable[["Outcome"], list[dict[str, Any]]]
@@ -151,10 +177,12 @@ class Planner:
                 self._kv(plan, i, spec, f"{where}.KV")
             elif kind == "Service":
                 self._service(plan, i, spec, f"{where}.Service")
+            elif kind == "Check":
+                self._check(plan, i, spec, f"{where}.Check")
             else:
                 raise InvalidInput(
                     f"{where}.{kind}: {kind} operations are not supported in a transaction "
-                    "here; use KV and Service operations",
+                    "here; use KV, Service and Check operations",
                     field=f"{where}.{kind}",
                 )
         if len(plan.ops) > ETCD_MAX_OPS:
@@ -423,9 +451,100 @@ class Planner:
         plan.ops.extend(self.catalog.deregistration_ops(found))
         plan.results.append(lambda outcome: [])
 
+    def _check(self, plan: Plan, i: int, spec: dict[str, Any], where: str) -> None:
+        """Check verbs: `get`, `delete`, and `set` of a status. A set on an existing check
+        changes its status and output and keeps what it runs; a new one is status-only (its
+        registrant owns the status, as for `/v1/catalog/register`)."""
+        verb = spec.get("Verb", "")
+        body = spec.get("Check", {})
+        node = body.get("Node") or self.node
+        check_id = body.get("CheckID", "")
+        if verb not in ("set", "get", "delete"):
+            raise InvalidInput(
+                f"{where}.Verb: {verb!r} is not one of set, get, delete", field=f"{where}.Verb"
+            )
+        if not check_id:
+            raise InvalidInput(f"{where}.Check.CheckID: is required", field=f"{where}.Check")
+        found = self.mirror.find_check(node, check_id)
+        if verb == "set":
+            status = _status(body.get("Status", "critical"), f"{where}.Check.Status")
+            if found is not None:
+                check = replace(found, status=status, output=body.get("Output", found.output))
+                inst = self.mirror.instance(found.service, node, found.instance)
+            else:
+                iid = body.get("ServiceID", "")
+                inst = self.mirror.find_instance(node, iid) if iid else None
+                if inst is None:
+                    raise InvalidInput(
+                        f"{where}.Check.ServiceID: a new check needs the ID of a service on "
+                        f"node {node!r} (node-level checks are not supported)",
+                        field=f"{where}.Check.ServiceID",
+                    )
+                check = Check(
+                    id=check_id,
+                    node=node,
+                    service=inst.service,
+                    instance=inst.id,
+                    name=body.get("Name", check_id),
+                    status=status,
+                    notes=body.get("Notes", ""),
+                    output=body.get("Output", ""),
+                    runner="adapter",
+                    lease=inst.lease,  # it leaves with its instance
+                )
+            key = self.keys.check(check.service, node, check.instance, check.id)
+            self._claim(plan, "\0check" + key, where)
+            if inst is not None:
+                plan.instances.append(inst)
+            plan.ops.append(Put(key, encode_check(check), check.lease))
+            if found is not None:
+                plan.guard(
+                    i,
+                    Compare("mod", key, "=", found.modify_index),
+                    lambda: f'check "{check_id}" changed meanwhile',
+                )
+            plan.results.append(lambda outcome: [{"Check": self._check_view(node, check_id)}])
+            return
+        if found is None:
+            plan.errors.append((i, f'check "{check_id}" on node "{node}" doesn\'t exist'))
+            plan.results.append(lambda outcome: [])
+            return
+        key = self.keys.check(found.service, node, found.instance, found.id)
+        inst = self.mirror.instance(found.service, node, found.instance)
+        if verb == "get":
+            plan.guard(
+                i,
+                Compare("mod", key, "=", found.modify_index),
+                lambda: f'check "{check_id}" changed meanwhile',
+            )
+            view = check_json(found, inst)
+            plan.results.append(lambda outcome: [{"Check": view}])
+            return
+        self._claim(plan, "\0check" + key, where)
+        if inst is not None:
+            plan.instances.append(inst)
+        plan.ops.append(Delete(key))
+        plan.results.append(lambda outcome: [])
+
+    def _check_view(self, node: str, check_id: str) -> dict[str, Any]:
+        check = self.mirror.find_check(node, check_id)
+        if check is None:
+            return {}
+        return check_json(check, self.mirror.instance(check.service, node, check.instance))
+
     def _service_view(self, node: str, iid: str) -> dict[str, Any] | None:
         inst = self.mirror.find_instance(node, iid)
         return service_json(inst) if inst else None
+
+
+def _status(raw: str, where: str) -> Status:
+    try:
+        status = Status(str(raw).lower())
+    except ValueError:
+        status = Status.MAINTENANCE
+    if status is Status.MAINTENANCE:
+        raise InvalidInput(f"{where}: {raw!r} is not passing, warning or critical", field=where)
+    return status
 
 
 def guard_holds(mirror: Mirror, keys: Keys, compare: Compare) -> bool:
@@ -434,6 +553,14 @@ def guard_holds(mirror: Mirror, keys: Keys, compare: Compare) -> bool:
     current: KeyValue | None
     if split is not None and split[0] == "kv":
         current = mirror.kv.get(split[1][0])
+    elif split is not None and split[0] == "health":
+        service, node, iid, cid = split[1]
+        check = mirror.checks_of(service, node, iid).get(cid)
+        current = (
+            KeyValue(compare.key, b"", check.create_index, check.modify_index, 1, check.lease)
+            if check
+            else None
+        )
     elif split is not None and split[0] == "services":
         inst = mirror.instance(*split[1])
         current = (

@@ -160,6 +160,25 @@ def test_service_operations_in_a_transaction(server: WeftServer) -> None:
     assert [e["ServiceID"] for e in c.catalog.service("api")[1]] == ["api-1"]
     got = txn.put([{"Service": {"Verb": "get", "Node": "weft", "Service": {"ID": "api-1"}}}])
     assert got["Results"][0]["Service"]["Tags"] == ["v1"]
+    checked = txn.put(
+        [
+            {
+                "Check": {
+                    "Verb": "set",
+                    "Check": {"CheckID": "api-ok", "ServiceID": "api-1", "Status": "passing"},
+                }
+            },
+            {"KV": {"Verb": "set", "Key": "api/healthy", "Value": b64("yes")}},
+        ]
+    )
+    assert checked["Results"][0]["Check"]["Status"] == "passing"
+    assert [e["Service"]["ID"] for e in c.health.service("api", passing=True)[1]] == ["api-1"]
+    txn.put([{"Check": {"Verb": "set", "Check": {"CheckID": "api-ok", "Status": "critical"}}}])
+    assert c.health.service("api", passing=True)[1] == []
+    got = txn.put([{"Check": {"Verb": "get", "Check": {"CheckID": "api-ok"}}}])
+    assert got["Results"][0]["Check"]["Status"] == "critical"
+    txn.put([{"Check": {"Verb": "delete", "Check": {"CheckID": "api-ok"}}}])
+    assert "api-ok" not in c.agent.checks()
     txn.put([{"Service": {"Verb": "delete", "Node": "weft", "Service": {"ID": "api-1"}}}])
     assert c.catalog.service("api")[1] == []
 
@@ -173,6 +192,7 @@ def test_service_operations_in_a_transaction(server: WeftServer) -> None:
         ([{"KV": {"Verb": "set", "Key": "a"}}, {"KV": {"Verb": "set", "Key": "a"}}], "[1].KV.Key"),
         ([{"KV": {"Verb": "set", "Key": "a"}, "Service": {}}], "[0]"),
         ([{"Node": {"Verb": "set"}}], "[0].Node"),
+        ([{"Check": {"Verb": "set", "Check": {"CheckID": "x"}}}], "[0].Check.Check.ServiceID"),
         ([{"KV": {"Verb": "set", "Key": f"k{i}"}} for i in range(65)], "body"),
         ({"KV": {}}, "body"),
     ],
