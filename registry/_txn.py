@@ -21,15 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._catalog import Catalog, Registration
-from ._consul_input import registration_from_consul
-from ._consul_views import check_json, service_json
+from ._catalog import Catalog
 from ._decode import F, decode
 from ._errors import InvalidInput, InvalidSession
 from ._keys import Keys
 from ._mirror import Mirror
-from ._model import Check, Status, encode_check, replace
 from ._sessions import Sessions
+from ._txn_catalog import CHECK_SHAPE, SERVICE_SHAPE, plan_check, plan_service
 from ._validate import CheckRules
 from .etcd import Compare, Delete, Get, KeyValue, Put
 
@@ -59,36 +57,6 @@ KV_SHAPE: dict[str, F] = {
     "Session": F("str"),
     "Namespace": F("any", ignored=True),
     "Partition": F("any", ignored=True),
-}
-SERVICE_SHAPE: dict[str, F] = {
-    "Verb": F("str"),
-    "Node": F("str"),
-    "Service": F("anymap"),
-    "Namespace": F("any", ignored=True),
-    "Partition": F("any", ignored=True),
-}
-CHECK_SHAPE: dict[str, F] = {
-    "Verb": F("str"),
-    "Check": F(
-        "obj",
-        {
-            "Node": F("str"),
-            "CheckID": F("str"),
-            "Name": F("str"),
-            "Status": F("str"),
-            "Notes": F("str"),
-            "Output": F("str"),
-            "ServiceID": F("str"),
-            "ServiceName": F("any", ignored=True),
-            "ServiceTags": F("any", ignored=True),
-            "Type": F("any", ignored=True),
-            "Definition": F("any", ignored=True),
-            "Namespace": F("any", ignored=True),
-            "Partition": F("any", ignored=True),
-            "CreateIndex": F("any", ignored=True),
-            "ModifyIndex": F("any", ignored=True),
-        },
-    ),
 }
 OP_SHAPE: dict[str, F] = {
     "KV": F("obj", KV_SHAPE),
@@ -176,9 +144,9 @@ class Planner:
             if kind == "KV":
                 self._kv(plan, i, spec, f"{where}.KV")
             elif kind == "Service":
-                self._service(plan, i, spec, f"{where}.Service")
+                plan_service(self, plan, i, spec, f"{where}.Service")
             elif kind == "Check":
-                self._check(plan, i, spec, f"{where}.Check")
+                plan_check(self, plan, i, spec, f"{where}.Check")
             else:
                 raise InvalidInput(
                     f"{where}.{kind}: {kind} operations are not supported in a transaction "
@@ -195,7 +163,7 @@ class Planner:
 
     # -- KV ------------------------------------------------------------------------------
 
-    def _claim(self, plan: Plan, key: str, where: str, *, prefix: bool = False) -> None:
+    def claim(self, plan: Plan, key: str, where: str, *, prefix: bool = False) -> None:
         """Refuse a second write to a key (or an overlapping prefix) in one transaction."""
         clash = (
             any(k.startswith(key) for k in plan._written)
@@ -243,7 +211,7 @@ class Planner:
         if verb in ("set", "cas", "lock", "unlock", "delete", "delete-tree", "delete-cas"):
             plan.kv_writes.append((key, verb == "delete-tree"))
         if verb in ("set", "cas"):
-            self._claim(plan, key, where)
+            self.claim(plan, key, where)
             ops, compares = self.catalog.kv_put_ops(
                 key,
                 value,
@@ -256,7 +224,7 @@ class Planner:
                 plan.guard(i, compare, lambda: f"current modify index {mod_now()} != {index}")
             plan.results.append(self._written_entry(key, flags))
         elif verb in ("lock", "unlock"):
-            self._claim(plan, key, where)
+            self.claim(plan, key, where)
             try:
                 planned = (self.sessions.lock_ops if verb == "lock" else self.sessions.unlock_ops)(
                     key, value, session, flags=flags
@@ -326,7 +294,7 @@ class Planner:
             plan.results.append(lambda outcome: [])
         else:  # delete, delete-tree, delete-cas
             prefix = verb == "delete-tree"
-            self._claim(plan, key, where, prefix=prefix)
+            self.claim(plan, key, where, prefix=prefix)
             ops, compares = self.catalog.kv_delete_ops(
                 key, recurse=prefix, cas=index if verb == "delete-cas" else None
             )
@@ -406,145 +374,6 @@ class Planner:
         return build
 
     # -- services ------------------------------------------------------------------------
-
-    def _service(self, plan: Plan, i: int, spec: dict[str, Any], where: str) -> None:
-        verb = spec.get("Verb", "")
-        node = spec.get("Node") or self.node
-        body = dict(spec.get("Service", {}))
-        if verb == "set":
-            if "Service" in body and "Name" not in body:
-                body["Name"] = body.pop("Service")
-            for ignored in ("CreateIndex", "ModifyIndex", "Datacenter"):
-                body.pop(ignored, None)
-            reg: Registration = registration_from_consul(
-                body, node=node, node_address=self.node_address, rules=self.rules
-            )
-            inst = reg.instance
-            # Instance keys never collide with KV keys: a NUL cannot be in a KV key's path.
-            self._claim(plan, f"\0service/{inst.service}/{node}/{inst.id}", where)
-            plan.instances.append(inst)
-            plan.ops.extend(self.catalog.registration_ops(reg))
-            plan.results.append(
-                lambda outcome: [{"Service": self._service_view(node, inst.id) or {}}]
-            )
-            return
-        if verb not in ("get", "delete"):
-            raise InvalidInput(
-                f"{where}.Verb: {verb!r} is not one of set, get, delete", field=f"{where}.Verb"
-            )
-        iid = body.get("ID") or body.get("Service") or ""
-        found = self.mirror.find_instance(node, iid) if isinstance(iid, str) else None
-        if found is None:
-            plan.errors.append((i, f'service "{iid}" on node "{node}" doesn\'t exist'))
-            plan.results.append(lambda outcome: [])
-            return
-        key = self.keys.instance(found.service, found.node, found.id)
-        if verb == "get":
-            plan.guard(
-                i, Compare("mod", key, "=", found.modify_index), lambda: f'service "{iid}" changed'
-            )
-            view = service_json(found)
-            plan.results.append(lambda outcome: [{"Service": view}])
-            return
-        self._claim(plan, f"\0service/{found.service}/{node}/{found.id}", where)
-        plan.instances.append(found)
-        plan.ops.extend(self.catalog.deregistration_ops(found))
-        plan.results.append(lambda outcome: [])
-
-    def _check(self, plan: Plan, i: int, spec: dict[str, Any], where: str) -> None:
-        """Check verbs: `get`, `delete`, and `set` of a status. A set on an existing check
-        changes its status and output and keeps what it runs; a new one is status-only (its
-        registrant owns the status, as for `/v1/catalog/register`)."""
-        verb = spec.get("Verb", "")
-        body = spec.get("Check", {})
-        node = body.get("Node") or self.node
-        check_id = body.get("CheckID", "")
-        if verb not in ("set", "get", "delete"):
-            raise InvalidInput(
-                f"{where}.Verb: {verb!r} is not one of set, get, delete", field=f"{where}.Verb"
-            )
-        if not check_id:
-            raise InvalidInput(f"{where}.Check.CheckID: is required", field=f"{where}.Check")
-        found = self.mirror.find_check(node, check_id)
-        if verb == "set":
-            status = _status(body.get("Status", "critical"), f"{where}.Check.Status")
-            if found is not None:
-                check = replace(found, status=status, output=body.get("Output", found.output))
-                inst = self.mirror.instance(found.service, node, found.instance)
-            else:
-                iid = body.get("ServiceID", "")
-                inst = self.mirror.find_instance(node, iid) if iid else None
-                if inst is None:
-                    raise InvalidInput(
-                        f"{where}.Check.ServiceID: a new check needs the ID of a service on "
-                        f"node {node!r} (node-level checks are not supported)",
-                        field=f"{where}.Check.ServiceID",
-                    )
-                check = Check(
-                    id=check_id,
-                    node=node,
-                    service=inst.service,
-                    instance=inst.id,
-                    name=body.get("Name", check_id),
-                    status=status,
-                    notes=body.get("Notes", ""),
-                    output=body.get("Output", ""),
-                    runner="adapter",
-                    lease=inst.lease,  # it leaves with its instance
-                )
-            key = self.keys.check(check.service, node, check.instance, check.id)
-            self._claim(plan, "\0check" + key, where)
-            if inst is not None:
-                plan.instances.append(inst)
-            plan.ops.append(Put(key, encode_check(check), check.lease))
-            if found is not None:
-                plan.guard(
-                    i,
-                    Compare("mod", key, "=", found.modify_index),
-                    lambda: f'check "{check_id}" changed meanwhile',
-                )
-            plan.results.append(lambda outcome: [{"Check": self._check_view(node, check_id)}])
-            return
-        if found is None:
-            plan.errors.append((i, f'check "{check_id}" on node "{node}" doesn\'t exist'))
-            plan.results.append(lambda outcome: [])
-            return
-        key = self.keys.check(found.service, node, found.instance, found.id)
-        inst = self.mirror.instance(found.service, node, found.instance)
-        if verb == "get":
-            plan.guard(
-                i,
-                Compare("mod", key, "=", found.modify_index),
-                lambda: f'check "{check_id}" changed meanwhile',
-            )
-            view = check_json(found, inst)
-            plan.results.append(lambda outcome: [{"Check": view}])
-            return
-        self._claim(plan, "\0check" + key, where)
-        if inst is not None:
-            plan.instances.append(inst)
-        plan.ops.append(Delete(key))
-        plan.results.append(lambda outcome: [])
-
-    def _check_view(self, node: str, check_id: str) -> dict[str, Any]:
-        check = self.mirror.find_check(node, check_id)
-        if check is None:
-            return {}
-        return check_json(check, self.mirror.instance(check.service, node, check.instance))
-
-    def _service_view(self, node: str, iid: str) -> dict[str, Any] | None:
-        inst = self.mirror.find_instance(node, iid)
-        return service_json(inst) if inst else None
-
-
-def _status(raw: str, where: str) -> Status:
-    try:
-        status = Status(str(raw).lower())
-    except ValueError:
-        status = Status.MAINTENANCE
-    if status is Status.MAINTENANCE:
-        raise InvalidInput(f"{where}: {raw!r} is not passing, warning or critical", field=where)
-    return status
 
 
 def guard_holds(mirror: Mirror, keys: Keys, compare: Compare) -> bool:
