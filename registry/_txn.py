@@ -1,11 +1,10 @@
-"""Consul's `/v1/txn`: a list of KV (and service) operations run as ONE etcd transaction.
+"""Consul's `/v1/txn`: a list of KV, Service and Check operations run as ONE etcd transaction
+(KV planning here; Service and Check planning in `_txn_catalog.py`).
 
 Planning turns each operation into etcd guards (compares), writes and reads, against this
 server's mirror; etcd then applies all of it or none of it. A guard that fails in etcd is
 found again on the mirror (caught up to the revision etcd answered at), so the answer names
 the operation that failed, as Consul's `Errors: [{OpIndex, What}]` does.
-
-Check operations set a check's status (`set`), read it (`get`) or remove it (`delete`).
 
 Limits of mapping onto one etcd transaction: each key is written at most once per
 transaction, a key written earlier in the transaction cannot be checked or locked later in
