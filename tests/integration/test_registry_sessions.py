@@ -202,3 +202,31 @@ def test_two_processes_contend_and_the_lock_is_handed_over(
     finally:
         for proc in (a, b):
             proc.kill()
+
+
+def test_two_servers_never_hand_one_lock_to_two_sessions(start_server) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = start_server()
+    second = start_server(bootstrap=False)
+    second.token = first.token
+    one, two = client(first), client(second)
+    sessions = (one.session.create(lock_delay=0), two.session.create(lock_delay=0))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for round_ in range(15):
+            key = f"contest/{round_}"
+            results = list(
+                pool.map(
+                    lambda pair: pair[0].kv.put(key, "x", acquire=pair[1]),
+                    [(one, sessions[0]), (two, sessions[1])],
+                )
+            )
+            assert results.count(True) == 1, (round_, results)
+            winner = sessions[results.index(True)]
+            # Both servers agree on the holder (each once its watch has the write).
+            for c in (one, two):
+                wait_until(
+                    lambda c=c: (c.kv.get(key)[1] or {}).get("Session") == winner,
+                    timeout=5,
+                    what="both servers to see the holder",
+                )
