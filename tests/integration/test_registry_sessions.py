@@ -217,7 +217,7 @@ def test_two_servers_never_hand_one_lock_to_two_sessions(start_server) -> None: 
             key = f"contest/{round_}"
             results = list(
                 pool.map(
-                    lambda pair: pair[0].kv.put(key, "x", acquire=pair[1]),
+                    lambda pair, key=key: pair[0].kv.put(key, "x", acquire=pair[1]),
                     [(one, sessions[0]), (two, sessions[1])],
                 )
             )
@@ -226,7 +226,9 @@ def test_two_servers_never_hand_one_lock_to_two_sessions(start_server) -> None: 
             # Both servers agree on the holder (each once its watch has the write).
             for c in (one, two):
                 wait_until(
-                    lambda c=c: (c.kv.get(key)[1] or {}).get("Session") == winner,
+                    lambda c=c, key=key, winner=winner: (
+                        (c.kv.get(key)[1] or {}).get("Session") == winner
+                    ),
                     timeout=5,
                     what="both servers to see the holder",
                 )
