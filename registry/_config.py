@@ -100,6 +100,18 @@ class ServerConfig:
     etcd_status_interval: float = opt(
         10.0, "how often each server reads etcd's database size", parse=parse_duration
     )
+    session_min_ttl: float = opt(
+        10.0, "shortest session TTL accepted (Consul: 10s)", parse=parse_duration
+    )
+    dns_listen: str = opt(
+        "127.0.0.1:8600", "address of the DNS interface, UDP and TCP (empty: no DNS)"
+    )
+    dns_domain: str = opt("consul", "the DNS domain answered for (others are refused)")
+    dns_service_ttl: float = opt(0.0, "TTL of service answers (seconds)", parse=parse_duration)
+    dns_node_ttl: float = opt(0.0, "TTL of node answers (seconds)", parse=parse_duration)
+    dns_include_warning: bool = opt(
+        False, "DNS answers include instances whose checks warn (not only passing ones)"
+    )
     ca_kek_file: str = opt(
         "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
     )
@@ -172,5 +184,13 @@ class ServerConfig:
             raise ConfigError("etcd_quota_bytes", "must be 0 (unknown) or positive")
         if self.etcd_status_interval <= 0:
             raise ConfigError("etcd_status_interval", "must be positive")
+        if not 1 <= self.session_min_ttl <= 86400:
+            raise ConfigError("session_min_ttl", "must be between 1s and 24h")
+        if self.dns_listen:
+            split_host_port(self.dns_listen, "dns_listen")
+        if not 0 <= self.dns_service_ttl <= 86400 or not 0 <= self.dns_node_ttl <= 86400:
+            raise ConfigError("dns_service_ttl", "DNS TTLs must be between 0s and 24h")
+        if not self.dns_domain.strip(".") or " " in self.dns_domain:
+            raise ConfigError("dns_domain", f"{self.dns_domain!r} is not a domain name")
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

@@ -17,6 +17,7 @@ from ._fanout import Hub
 from ._keys import Keys
 from ._mirror import Mirror, Topic
 from ._numbers import parse_index, parse_wait
+from ._sessions import Sessions
 from ._validate import CheckRules
 from ._view_cache import ViewCache
 from .web import Request, Response
@@ -37,6 +38,7 @@ class RegistryOptions:
     advertise: str = "127.0.0.1:8500"
     reap_interval: float = 1.0
     view_cache_bytes: int = 64 << 20
+    session_min_ttl: float = 10.0
 
 
 class Context:
@@ -47,6 +49,7 @@ class Context:
         mirror: Mirror,
         hub: Hub,
         catalog: Catalog,
+        sessions: Sessions,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -55,6 +58,7 @@ class Context:
         self.mirror = mirror
         self.hub = hub
         self.catalog = catalog
+        self.sessions = sessions
         self.clock = clock
         self.authorizer = Authorizer(anonymous_reads=options.anonymous_reads)
         self._views = ViewCache(options.view_cache_bytes)
@@ -82,6 +86,10 @@ class Context:
         token = self.token(request)
         self.authorizer.read(token)
         return token
+
+    def kv_writer(self, token: Token | None, key: str, *, prefix: bool = False) -> None:
+        """May this token write (or lock, or delete) KV key `key` (or every key under it)?"""
+        self.authorizer.write_kv(token, key, prefix=prefix)
 
     def node_of(self, token: Token | None) -> str:
         """The node a Consul-style agent call acts on."""

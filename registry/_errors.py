@@ -9,6 +9,7 @@
     ├── NotFound            the named service, instance, check, key or lease does not exist (404)
     ├── Forbidden           the token may not do this (HTTP 403)
     ├── Conflict            a compare-and-swap lost (HTTP 409)
+    ├── InvalidSession      a lock call names a session that does not exist (500, as Consul)
     └── Unavailable         etcd cannot be reached or the server is shutting down (HTTP 503)
 
 etcd errors (`registry.etcd.EtcdError`) are turned into these where they enter the catalog.
@@ -58,6 +59,10 @@ class Forbidden(RegistryError):
 
 class Conflict(RegistryError):
     status = 409
+
+
+class InvalidSession(RegistryError):
+    status = 500
 
 
 class Unavailable(RegistryError):

@@ -150,6 +150,20 @@ class Delete:
         return {"request_delete_range": body}
 
 
+@dataclass(frozen=True, slots=True)
+class Get:
+    """A read inside a transaction (its answer is in `TxnResult.responses`, in order)."""
+
+    key: str
+    prefix: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        body = {"key": _b64(self.key)}
+        if self.prefix:
+            body["range_end"] = _b64(prefix_end(self.key))
+        return {"request_range": body}
+
+
 _TARGETS = {
     "version": "VERSION",
     "create": "CREATE",

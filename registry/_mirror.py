@@ -28,6 +28,7 @@ MAINT: Topic = ("maint",)
 CONFIG: Topic = ("config",)
 CA: Topic = ("ca",)
 LEADER: Topic = ("leader",)
+SESSIONS: Topic = ("sessions",)
 
 
 def service_topic(name: str) -> Topic:
@@ -49,6 +50,9 @@ _TOMBSTONES_KEPT = 10_000
 class Changes:
     topics: set[Topic] = field(default_factory=set)
     kv_keys: set[str] = field(default_factory=set)
+    # KV key -> lock-delay seconds, for locks released because their session was invalidated
+    # (destroyed, expired, or a check failed) rather than by an explicit release.
+    invalidated: dict[str, float] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.topics or self.kv_keys)
@@ -56,6 +60,7 @@ class Changes:
     def merge(self, other: Changes) -> None:
         self.topics |= other.topics
         self.kv_keys |= other.kv_keys
+        self.invalidated.update(other.invalidated)
 
 
 InstanceKey = tuple[str, str]  # (node, instance id)
@@ -74,9 +79,13 @@ class Mirror:
         self.kv: dict[str, KeyValue] = {}
         self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
         self.maint: dict[str, dict[str, str]] = {}
+        self.nodes: dict[str, dict[str, object]] = {}  # node -> declared address, meta
         self._index: dict[Topic, int] = {}
         self._kv_tombstones: dict[str, int] = {}
         self._tombstone_floor = 0
+        self.kv_lock_changed: dict[str, int] = {}  # key -> revision its holder last changed
+        self._released: list[tuple[str, str]] = []  # (key, session) released in this batch
+        self._ended: dict[str, float] = {}  # session -> lock delay, ended in this batch
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -98,6 +107,14 @@ class Mirror:
                 self.revision = event.kv.mod_revision
         if advance:
             self.revision = max(self.revision, revision)
+        # etcd removes a session and the locks on its lease in one revision, and a watch
+        # response holds whole revisions: a lock whose session ended in the same batch was
+        # invalidated, not released.
+        for key, session in self._released:
+            if session in self._ended:
+                changes.invalidated[key] = self._ended[session]
+        self._released.clear()
+        self._ended.clear()
         return changes
 
     def advance(self, events: Iterable[Event], revision: int) -> None:
@@ -163,10 +180,29 @@ class Mirror:
                 changes.kv_keys.add(parts[0])
                 self._bump(changes, rev, kv_topic(parts[0]))
             else:
-                if deleted:
-                    self.raw.pop(kv.key, None)
-                else:
+                old = self.raw.pop(kv.key, None) if deleted else self.raw.get(kv.key)
+                if not deleted:
                     self.raw[kv.key] = kv
+                if kind == "kvheld":
+                    # A lock taken or released changes the key's Session: its readers wake.
+                    if parts[0] in self.kv:
+                        self.kv_lock_changed[parts[0]] = rev
+                    changes.kv_keys.add(parts[0])
+                    self._bump(changes, rev, kv_topic(parts[0]))
+                    if deleted and old is not None:
+                        self._released.append((parts[0], old.value.decode()))
+                elif kind == "nodes":
+                    node = parts[0]
+                    if deleted:
+                        self.nodes.pop(node, None)
+                    else:
+                        self.nodes[node] = json.loads(kv.value)
+                    services = set(self.by_node.get(node, {}).values())
+                    self._bump(changes, rev, CATALOG, *(service_topic(s) for s in services))
+                elif kind == "sessions":
+                    self._bump(changes, rev, SESSIONS)
+                    if deleted and old is not None:
+                        self._ended[parts[0]] = float(json.loads(old.value).get("lock_delay", 0))
                 if kind == "maint":
                     self._apply_maint(parts[0], kv, deleted, changes)
                 elif kind == "tokens":
@@ -237,6 +273,8 @@ class Mirror:
         else:
             self.kv[key] = kv
             self._kv_tombstones.pop(key, None)
+        if deleted and key not in self.kv:
+            self.kv_lock_changed.pop(key, None)
 
     def _apply_maint(self, node: str, kv: KeyValue, deleted: bool, changes: Changes) -> None:
         if deleted:
@@ -263,7 +301,26 @@ class Mirror:
         for key, rev in self._kv_tombstones.items():
             if key.startswith(prefix) and rev > best:
                 best = rev
+        for key, rev in self.kv_lock_changed.items():
+            if key.startswith(prefix) and rev > best:
+                best = rev
         return max(best or self.start_revision, 1)
+
+    def node_address(self, node: str) -> str:
+        """A node's address, the same in every view: what a registration of the node itself
+        declared (`/v1/catalog/register`), else what its instances' registrations said (the
+        agent's `node_address`, or the address the registration came from)."""
+        record = self.nodes.get(node)
+        if record is not None and record.get("address"):
+            return str(record["address"])
+        return self.node_addresses.get(node, "")
+
+    def node_meta(self, node: str) -> dict[str, str]:
+        record = self.nodes.get(node)
+        return dict(record.get("meta", {})) if record else {}  # type: ignore[call-overload]
+
+    def node_names(self) -> list[str]:
+        return sorted(set(self.by_node) | set(self.nodes))
 
     def instance(self, service: str, node: str, iid: str) -> Instance | None:
         return self.instances.get(service, {}).get((node, iid))

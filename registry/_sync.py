@@ -8,7 +8,7 @@ blocking queries meanwhile: no chunk holds it for more than a few milliseconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -46,6 +46,8 @@ class MirrorSync:
         # The first stream starts right after a full read; later ones resume after a gap and
         # are trusted once a barrier written after the reconnect has come back through them.
         self._synced_epoch = 1
+        # Called with every batch of changes before waiters wake (sessions start lock-delays).
+        self.listeners: list[Callable[[Changes], None]] = []
 
     def stale_reason(self) -> str | None:
         """Why this server's view of etcd cannot be trusted now (None: it can)."""
@@ -144,6 +146,8 @@ class MirrorSync:
             changes.merge(self.mirror.apply(events[start : start + CHUNK], 0, advance=False))
         if revision:
             self.mirror.advance(events, revision)
+        for listener in self.listeners:
+            listener(changes)
         if changes:
             self.hub.notify(changes)
         self.hub.notify_revision(self.mirror.revision)

@@ -223,13 +223,21 @@ class RegistryClient:
     # -- tokens ------------------------------------------------------------------------------
 
     async def create_token(
-        self, role: str, *, node: str = "", source: str = "", description: str = ""
+        self,
+        role: str,
+        *,
+        node: str = "",
+        source: str = "",
+        description: str = "",
+        key_prefix: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        body = {"role": role, "description": description}
+        body: dict[str, Any] = {"role": role, "description": description}
         if node:
             body["node"] = node
         if source:
             body["source"] = source
+        if key_prefix:
+            body["key_prefix"] = key_prefix
         return (await self.request("POST", "/v1/tokens", json=body)).json()
 
     async def tokens(self) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from ._etcd_types import (
     EtcdTLS,
     EtcdUnavailable,
     Event,
+    Get,
     KeyValue,
     Put,
     RangeResult,
@@ -62,6 +63,7 @@ __all__ = [
     "EtcdRequestError",
     "EtcdUnavailable",
     "Event",
+    "Get",
     "KeyValue",
     "Put",
     "RangeResult",
@@ -260,8 +262,8 @@ class EtcdClient:
     async def txn(
         self,
         compare: Sequence[Compare] = (),
-        success: Sequence[Put | Delete] = (),
-        failure: Sequence[Put | Delete] = (),
+        success: Sequence[Put | Delete | Get] = (),
+        failure: Sequence[Put | Delete | Get] = (),
     ) -> TxnResult:
         body: dict[str, Any] = {
             "compare": [c.to_json() for c in compare],
@@ -308,9 +310,11 @@ class EtcdClient:
             raise EtcdLeaseNotFound(f"etcd lease {lease_id:x} has expired or was revoked")
         return ttl
 
-    async def lease_revoke(self, lease_id: int) -> None:
+    async def lease_revoke(self, lease_id: int) -> int:
+        """Revoke a lease (its keys go with it); returns the revision after."""
         try:
-            await self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            answer = await self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            return int(answer.get("header", {}).get("revision", 0))
         except EtcdRequestError as exc:
             if "lease not found" in exc.message:
                 raise EtcdLeaseNotFound(f"etcd lease {lease_id:x} does not exist") from exc

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import trio
 
-from . import _openapi, _resource_api, consul, native
+from . import _consul_query, _openapi, _resource_api, consul, native
 from ._acl import hash_secret
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
@@ -26,6 +26,8 @@ from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ConfigError, ServerConfig, split_host_port
 from ._context import Context, RegistryOptions, token_secret
+from ._dns import DNSOptions
+from ._dns_server import DNSServer
 from ._duties import HealthDuties
 from ._endpoints import Area, json_reply
 from ._errors import Forbidden, InvalidResources, RegistryError, Unavailable
@@ -34,6 +36,7 @@ from ._fanout import Hub
 from ._keys import Keys
 from ._leader import Leadership, lead
 from ._mirror import Mirror
+from ._sessions import Sessions
 from ._signals import serve_until_signalled
 from ._sync import MirrorSync
 from ._tls_files import server_context
@@ -42,6 +45,26 @@ from .etcd import EtcdClient, EtcdError, EtcdTLS
 from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
 
 log = logging.getLogger("weft.server")
+
+# Paths of Consul's API: an unknown one answers a plain-text 404 as Consul does, so every
+# Consul client sees one shape of "not found" (the native API answers JSON errors).
+CONSUL_PREFIXES = (
+    "/v1/agent",
+    "/v1/catalog",
+    "/v1/health",
+    "/v1/kv",
+    "/v1/session",
+    "/v1/txn",
+    "/v1/acl",
+    "/v1/status",
+    "/v1/event",
+    "/v1/query",
+    "/v1/coordinate",
+    "/v1/operator",
+    "/v1/connect",
+    "/v1/config",
+    "/v1/internal",
+)
 
 
 class Extension(Protocol):
@@ -134,14 +157,17 @@ class RegistryApp:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
-            return await (handler or route.handler)(request)
+            chosen = handler or route.handler
+            if "consul" in route.tags:
+                return await _consul_query.around(
+                    request, route.pattern, self.ctx.options.datacenter, chosen
+                )
+            return await chosen(request)
         except (HTTPError, RegistryError) as exc:
             status = exc.status
             message, field = exc.message, exc.field
             consul = route is not None and "consul" in route.tags
-            if route is None and request.path.startswith(
-                ("/v1/agent", "/v1/catalog", "/v1/health", "/v1/kv")
-            ):
+            if route is None and request.path.startswith(CONSUL_PREFIXES):
                 consul = True
             headers = [("Allow", exc.allow)] if isinstance(exc, HTTPError) and exc.allow else []
             headers += retry_after_header(exc)  # type: ignore[arg-type]
@@ -264,8 +290,20 @@ class RegistryServer:
             advertise=config.advertise or config.listen,
             reap_interval=config.reap_interval,
             view_cache_bytes=config.view_cache_bytes,
+            session_min_ttl=config.session_min_ttl,
         )
-        self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
+        self.sessions = Sessions(
+            self.etcd,
+            self.keys,
+            self.mirror,
+            self.catalog,
+            self.hub,
+            min_ttl=config.session_min_ttl,
+        )
+        self.sync.listeners.append(self.sessions.on_changes)
+        self.ctx = Context(
+            options, self.keys, self.mirror, self.hub, self.catalog, self.sessions, clock=clock
+        )
         self.extensions = list(extensions or [])
         self.storage = StorageMonitor(
             self.etcd, quota_bytes=config.etcd_quota_bytes, interval=config.etcd_status_interval
@@ -291,6 +329,19 @@ class RegistryServer:
             ),
             long_request=lambda request: "index" in request.query,
         )
+        self.dns: DNSServer | None = None
+        if config.dns_listen:
+            self.dns = DNSServer(
+                self.mirror,
+                DNSOptions(
+                    domain=config.dns_domain.strip("."),
+                    datacenter=config.datacenter,
+                    service_ttl=int(config.dns_service_ttl),
+                    node_ttl=int(config.dns_node_ttl),
+                    include_warning=config.dns_include_warning,
+                ),
+            )
+            self._dns_bind = split_host_port(config.dns_listen, "dns_listen")
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._bind = (host, port)
 
@@ -300,6 +351,7 @@ class RegistryServer:
         async def start(nursery: trio.Nursery) -> None:
             await nursery.start(self.sync.run)
             nursery.start_soon(self.batcher.run)
+            nursery.start_soon(self.sessions.run)
             if self.config.bootstrap:
                 await self._bootstrap()
             nursery.start_soon(self.storage.run)
@@ -310,13 +362,15 @@ class RegistryServer:
             for extension in self.extensions:
                 await extension.start(self.ctx, self.etcd)
                 nursery.start_soon(extension.run)
+            ready: dict[str, object] = {}
+            if self.dns is not None:
+                dns_bound = await nursery.start(self.dns.serve, *self._dns_bind)
+                ready["dns"] = f"{dns_bound[0]}:{dns_bound[1]}"
             bound = await nursery.start(self.http.serve, *self._bind)
             address = f"{bound[0]}:{bound[1]}"
             if self.config.ready_file:
-                write_ready_file(
-                    self.config.ready_file,
-                    {"address": address, "url": self.url(bound), "pid": os.getpid()},
-                )
+                ready.update(address=address, url=self.url(bound), pid=os.getpid())
+                write_ready_file(self.config.ready_file, ready)
             log.info(
                 "serving",
                 extra={

@@ -13,7 +13,14 @@ from ._schemas import SCHEMAS
 AREA: Area[Context] = Area("native", "tokens", SCHEMAS)
 route = AREA.route
 
-TOKEN_SHAPE = {"role": F("str"), "node": F("str"), "source": F("str"), "description": F("str")}
+TOKEN_SHAPE = {
+    "role": F("str"),
+    "node": F("str"),
+    "source": F("str"),
+    "description": F("str"),
+    "key_prefix": F("strmap"),
+    "key": F("strmap"),
+}
 
 
 @route(
@@ -38,6 +45,8 @@ async def create_token(ctx: Context, request: Request) -> Response:
         node=data.get("node", ""),
         source=data.get("source", ""),
         description=text(data.get("description", ""), "description", limit=256),
+        key_prefix=data.get("key_prefix"),
+        key=data.get("key"),
     )
     return Response.json({**token.public(), "secret": secret}, status=200)
 
