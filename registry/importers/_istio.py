@@ -15,7 +15,6 @@ from typing import Any
 from ._names import rule_name, service_of
 from ._notes import Notes
 
-_DEFAULT_RETRIES = {"attempts": 2, "retryOn": ["reset", 503]}
 _RETRY_ON = {
     "5xx": "5xx",
     "gateway-error": "gateway-error",
@@ -115,7 +114,7 @@ def _retries(retries: Any, path: str, notes: Notes) -> dict[str, Any]:
             "unavailable, cancelled and 503, POSTs included; imported explicitly as "
             "retries {attempts: 2, retryOn: [reset, 503]} for idempotent requests only",
         )
-        return dict(_DEFAULT_RETRIES)
+        return {"attempts": 2, "retryOn": ["reset", 503]}
     notes.unknown(
         retries, path, {"attempts", "perTryTimeout", "retryOn", "retryIgnorePreviousHosts"}
     )
@@ -137,8 +136,8 @@ def _retries(retries: Any, path: str, notes: Notes) -> dict[str, Any]:
     if out["attempts"]:
         notes.note(
             path,
-            "non-idempotent requests (POST, PATCH) are not retried, as Istio "
-            "would: write a Weft Route with nonIdempotent: true to opt in",
+            "unlike Istio, non-idempotent requests (POST, PATCH) are not retried "
+            "(a Weft Route with nonIdempotent: true opts in)",
         )
     return out
 
@@ -193,7 +192,7 @@ def _http(rule: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[s
             backend["subset"] = d["subset"]
         if "weight" in dest:
             backend["weight"] = dest["weight"]
-        elif len(rule["route"]) > 1:
+        elif any("weight" in other for other in rule["route"]):
             backend["weight"] = 0  # Istio: an unweighted destination among weighted ones gets none
         backends.append(backend)
     if backends:

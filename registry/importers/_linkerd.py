@@ -135,7 +135,7 @@ def convert(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
         if route.get("isRetryable"):
             rule["retries"] = {
                 "attempts": RETRY_ATTEMPTS,
-                "retryOn": _failures(classes),
+                "retryOn": _failures(classes, where, notes),
                 "nonIdempotent": True,
             }
         if backends:
@@ -153,23 +153,25 @@ def convert(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
     return out
 
 
-def _failures(classes: list[dict[str, Any]]) -> list[Any]:
-    """retryOn for what the classes call a failure: 5xx unless a class says otherwise."""
-    if not classes:
-        return ["5xx"]
-    codes: list[Any] = []
-    for status in range(100, 600):
+def _failures(classes: list[dict[str, Any]], path: str, notes: Notes) -> list[Any]:
+    """retryOn for what the classes call a failure (the first class holding a status decides;
+    otherwise 5xx is a failure): `5xx` when all of 500-599 are, plus the other codes."""
+
+    def failure(status: int) -> bool:
         for c in classes:
             if c["status"]["min"] <= status <= c["status"]["max"]:
-                if c["failure"]:
-                    codes.append(status)
-                break
-        else:
-            if status >= 500:
-                codes.append(status)
-    if all(s in codes for s in range(500, 600)) and len(codes) == 100:
-        return ["5xx"]
-    return codes[:16] if codes else ["5xx"]
+                return bool(c["failure"])
+        return status >= 500
+
+    codes = [s for s in range(100, 600) if failure(s)]
+    out: list[Any] = []
+    if all(failure(s) for s in range(500, 600)):
+        out.append("5xx")
+        codes = [s for s in codes if s < 500]
+    if len(out) + len(codes) > 16:
+        notes.ignored(f"{path}.responseClasses", f"calls {len(codes)} statuses failures: only "
+                      "the first retry on them (Weft retries on at most 16 conditions)")
+    return (out + codes)[:16] or ["5xx"]
 
 
 def _misplaced(route: dict[str, Any], where: str, notes: Notes) -> dict[str, Any]:
