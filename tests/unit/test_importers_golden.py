@@ -31,5 +31,10 @@ def test_golden_document_compiles_to_the_expected_weft_resources(source: Path) -
 
 def test_every_kind_has_golden_documents() -> None:
     kinds = {p.parent.name for p in CASES}
-    assert kinds == {"serviceprofile", "virtualservice", "destinationrule", "httproute",
-                     "trafficsplit"}
+    assert kinds == {
+        "serviceprofile",
+        "virtualservice",
+        "destinationrule",
+        "httproute",
+        "trafficsplit",
+    }
