@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,10 +20,15 @@ import trio
 
 from registry.checks import Status
 from registry.client import APIError, ServerUnreachable
-from registry.validation import parse_duration
+from registry.validation import InvalidInput, parse_index, parse_wait
 from registry.web import HTTPError, Request, Response, Router
 
 from ._publisher import Publisher
+
+log = logging.getLogger("weft.agent.api")
+
+DEFAULT_WAIT = 60.0
+MAX_WAIT = 600.0
 
 
 class LocalAPI:
@@ -59,7 +65,14 @@ class LocalAPI:
             return await route.handler(request)
         except HTTPError as exc:
             return Response.json(
-                {"error": {"message": exc.message, "status": exc.status}}, status=exc.status
+                {"error": {"message": exc.message, "field": exc.field, "status": exc.status}},
+                status=exc.status,
+            )
+        except Exception:  # a bug answers 500 and is logged; it never ends the agent
+            log.exception("internal error on %s %s", request.method, request.path)
+            return Response.json(
+                {"error": {"message": "internal error (logged by the agent)", "status": 500}},
+                status=500,
             )
 
     def _authorized(self, request: Request) -> None:
@@ -107,11 +120,13 @@ class LocalAPI:
 
     async def _snapshot(self, request: Request) -> Response:
         proxy_id = request.params["proxy_id"]
+        # This endpoint answers without a token: its parameters are an attacker's to choose.
         try:
-            index = int(request.arg("index") or 0)
-            wait = min(parse_duration(request.arg("wait") or "60s"), 600.0)
-        except ValueError as exc:
-            raise HTTPError(400, f"bad index or wait: {exc}") from None
+            raw_index = request.arg("index")
+            index = parse_index(raw_index, "index") if raw_index is not None else 0
+            wait = parse_wait(request.arg("wait"), "wait", default=DEFAULT_WAIT, maximum=MAX_WAIT)
+        except InvalidInput as exc:
+            raise HTTPError(400, exc.message, field=exc.field) from None
         if proxy_id not in self.publisher.proxies:
             raise HTTPError(404, f"no proxy {proxy_id!r} on this agent")
         published = await self.publisher.wait_newer(proxy_id, index, trio.current_time() + wait)
@@ -124,11 +139,8 @@ class LocalAPI:
 
     async def _ack(self, request: Request) -> Response:
         proxy_id = request.params["proxy_id"]
-        try:
-            ack = json.loads(request.body)
-            if not isinstance(ack, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            raise HTTPError(400, f"ack body is not a JSON object: {exc}") from None
+        ack = request.json()
+        if not isinstance(ack, dict):
+            raise HTTPError(400, "ack body is not a JSON object")
         self.publisher.record_ack(proxy_id, ack)
         return Response.json({"recorded": True})

@@ -8,6 +8,7 @@ registry ends up with the host's view as soon as it is reachable again.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
@@ -127,23 +128,10 @@ class CheckRunner:
 
     async def _probe_loop(self, state: CheckState, scope: trio.CancelScope) -> None:
         definition = state.definition
-        spec = definition.spec
         with scope:
             async with httpx.AsyncClient() as http:
                 while True:
-                    if definition.kind == "http":
-                        result, output = await probe_http(
-                            http,
-                            spec["http"],
-                            method=spec.get("method", "GET"),
-                            headers=spec.get("header"),
-                            timeout=definition.timeout,
-                            tls_skip_verify=bool(spec.get("tls_skip_verify", False)),
-                        )
-                    elif definition.kind == "tcp":
-                        result, output = await probe_tcp(spec["tcp"], timeout=definition.timeout)
-                    else:
-                        result, output = await probe_exec(spec["args"], timeout=definition.timeout)
+                    result, output = await self._probe_once(definition, http)
                     status, state.streak = next_status(state.as_check(), result, state.streak)
                     if status is not state.status:
                         log.info(
@@ -154,7 +142,29 @@ class CheckRunner:
                         )
                         self._changed.set()
                     state.status, state.output = status, output
-                    await trio.sleep(definition.interval)
+                    await trio.sleep(_safe_interval(definition.interval))
+
+    @staticmethod
+    async def _probe_once(definition: CheckDef, http: httpx.AsyncClient) -> tuple[Status, str]:
+        # The probes never raise; this guard is for the definition itself (a spec that slipped
+        # past validation): one broken check turns critical, the agent and its other checks go on.
+        spec = definition.spec
+        try:
+            if definition.kind == "http":
+                return await probe_http(
+                    http,
+                    spec["http"],
+                    method=spec.get("method", "GET"),
+                    headers=spec.get("header"),
+                    timeout=definition.timeout,
+                    tls_skip_verify=bool(spec.get("tls_skip_verify", False)),
+                )
+            if definition.kind == "tcp":
+                return await probe_tcp(spec["tcp"], timeout=definition.timeout)
+            return await probe_exec(spec["args"], timeout=definition.timeout)
+        except Exception as exc:
+            log.warning("check %s could not run: %s", definition.id, exc)
+            return Status.CRITICAL, f"check could not run: {type(exc).__name__}: {exc}"
 
     async def _report_loop(self) -> None:
         while True:
@@ -184,6 +194,10 @@ class CheckRunner:
             cid: {"status": str(s.status), "output": s.output, "kind": s.definition.kind}
             for cid, s in self.checks.items()
         }
+
+
+def _safe_interval(value: float) -> float:
+    return value if math.isfinite(value) and value > 0 else 60.0
 
 
 def with_status(definition: CheckDef, status: Status) -> CheckDef:

@@ -13,7 +13,7 @@ from registry.web import connection_settings_problem
 
 from ._errors import ConfigError
 
-_FINGERPRINT = re.compile(r"^(sha256:)?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
+_FINGERPRINT = re.compile(r"(sha256:)?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}")
 
 
 def opt(default: Any, help: str, **extra: Any) -> Any:
@@ -103,7 +103,7 @@ class AgentConfig:
                 raise ConfigError("servers", f"{server!r} is not an http(s):// URL")
         if self.ca_file and self.ca_fingerprint:
             raise ConfigError("ca_fingerprint", "give ca_file or ca_fingerprint, not both")
-        if self.ca_fingerprint and not _FINGERPRINT.match(self.ca_fingerprint):
+        if self.ca_fingerprint and not _FINGERPRINT.fullmatch(self.ca_fingerprint):
             raise ConfigError(
                 "ca_fingerprint",
                 "expected a SHA-256 fingerprint: 32 hex bytes, "

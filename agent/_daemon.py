@@ -338,7 +338,14 @@ class Agent:
 
     async def run(self) -> None:
         bundle = await self._bundle_file()
-        client = RegistryClient(list(self.config.servers), token=self.token, ca_file=bundle)
+        # A hung server must cost one keepalive, not the lease: each request gets a third of
+        # the TTL, so the agent fails over to the next server with time to spare.
+        client = RegistryClient(
+            list(self.config.servers),
+            token=self.token,
+            ca_file=bundle,
+            timeout=min(10.0, self.config.lease_ttl / 3),
+        )
         self.client = client
         host, _, port = self.config.api_listen.rpartition(":")
         self.checks = CheckRunner(self._push_check)

@@ -33,11 +33,15 @@ from typing import Any
 
 from registry.validation import CHECK_SHAPE as NATIVE_CHECK_SHAPE
 from registry.validation import (
+    CheckRules,
     F,
     InvalidInput,
+    address,
+    build_check,
     decode,
     instance_id,
     meta,
+    namespace,
     port,
     protocol,
     service_name,
@@ -76,6 +80,10 @@ SHAPE = {
     "checks": F("objlist", CHECK_SHAPE),
 }
 CHECK_KINDS = ("ttl", "http", "tcp", "args")
+# The agent runs its checks at the intervals written (the server's minimums are for checks
+# it runs itself); every other rule is the registry's, so a file the agent accepts is one
+# the registry and the check runner accept too.
+_AGENT_RULES = CheckRules(min_interval=0.0, min_deregister_critical_after=0.0)
 
 
 @dataclass(frozen=True)
@@ -153,9 +161,7 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
             raise DefinitionError(file, required, "is required")
     name = service_name(data["name"], "name")
     sid = instance_id(data.get("id", name), "id")
-    namespace = data.get("namespace", "default")
-    if namespace != "default":
-        service_name(namespace, "namespace")
+    ns = namespace(data.get("namespace", "default"), "namespace")
     sidecar = data.get("sidecar", {})
     upstreams = []
     for i, up in enumerate(data.get("upstreams", [])):
@@ -167,7 +173,7 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
             UpstreamDef(
                 service=service_name(up["service"], f"{where}.service"),
                 local_port=port(up["local_port"], f"{where}.local_port"),
-                namespace=up.get("namespace", "default"),
+                namespace=namespace(up.get("namespace", "default"), f"{where}.namespace"),
             )
         )
     if upstreams and not sidecar:
@@ -198,6 +204,16 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
             f"service:{sid}" if len(data["checks"]) == 1 else f"service:{sid}:{i + 1}"
         )
         instance_id(cid, f"{where}.id")
+        build_check(
+            spec,
+            field=where,
+            check_id=cid,
+            node="",
+            service=name,
+            instance=sid,
+            runner="agent",
+            rules=_AGENT_RULES,
+        )
         checks.append(CheckDef(cid, kind, {**spec, "id": cid}))
     passing, warning = weights(data.get("weights", {}), "weights")
     authz = sidecar.get("authorization", {})
@@ -208,9 +224,9 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
         file=file,
         name=name,
         id=sid,
-        namespace=namespace,
+        namespace=ns,
         port=port(data["port"], "port"),
-        address=data.get("address", ""),
+        address=address(data.get("address", ""), "address"),
         protocol=protocol(data.get("protocol", "http"), "protocol"),
         tags=tags(data.get("tags", []), "tags"),
         meta=meta(data.get("meta", {}), "meta"),

@@ -7,19 +7,20 @@ from dataclasses import dataclass
 
 from ._errors import InvalidIdentity
 
+# Used with fullmatch (`$` would let "web\n" through).
 # A trust domain is a DNS-name-like string (SPIFFE spec: lowercase letters, digits, '.', '-', '_').
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$")
+_TRUST_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?")
 # Namespaces and services are DNS labels (RFC 1123), as in Kubernetes and Consul.
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def is_dns_label(value: str) -> bool:
     """True if `value` is an RFC 1123 label: 1-63 of [a-z0-9-], not starting/ending with '-'."""
-    return bool(_LABEL.match(value))
+    return bool(_LABEL.fullmatch(value))
 
 
 def check_trust_domain(value: str) -> str:
-    if not _TRUST_DOMAIN.match(value):
+    if not _TRUST_DOMAIN.fullmatch(value):
         raise InvalidIdentity(
             f"trust domain {value!r} is not valid: use lowercase letters, digits, '.', '-' or '_' "
             "(like a DNS name, e.g. 'weft.example.com')"

@@ -26,7 +26,7 @@ from ._material import load_certificates
 from ._state import RootRecord, signing_key_context
 
 _HOSTNAME = re.compile(
-    r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+    r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
 
 
@@ -171,7 +171,7 @@ class Signer:
 
 def _check_hostname(name: str) -> str:
     lowered = name.strip().lower().rstrip(".")
-    if len(lowered) > 253 or not _HOSTNAME.match(lowered):
+    if len(lowered) > 253 or not _HOSTNAME.fullmatch(lowered):
         raise InvalidIdentity(
             f"server name {name!r} is not a DNS name (dot-separated labels of a-z, 0-9 and '-', "
             "optionally starting with '*.')"

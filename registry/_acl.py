@@ -6,6 +6,12 @@
     read       reads only
 
 Whether a request with no token may read is a server setting (`anonymous_reads`).
+
+KV writes need an operator token, or a token of another role whose KV rules allow them,
+as Consul's `key_prefix` / `key` ACL rules do: `key` rules name one key, `key_prefix` rules
+every key under a prefix; an exact `key` rule beats any prefix, and the longest matching
+prefix beats shorter ones. Policies are `write` (and read), `read` and `deny` (no reads of
+those keys either).
 A token's secret is shown once, at creation; etcd stores its SHA-256 (secrets are 256-bit
 random strings, so a slow hash would add nothing).
 """
@@ -15,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from ._errors import Forbidden, InvalidInput
@@ -38,6 +45,18 @@ class Token:
     source: str = ""
     description: str = ""
     created_at: float = 0.0
+    key_prefix: Mapping[str, str] = field(default_factory=dict)
+    key: Mapping[str, str] = field(default_factory=dict)
+
+    def kv_policy(self, name: str) -> str | None:
+        """What this token's KV rules say of key `name` (None: no rule matches)."""
+        if name in self.key:
+            return self.key[name]
+        best: str | None = None
+        for prefix in self.key_prefix:
+            if name.startswith(prefix) and (best is None or len(prefix) > len(best)):
+                best = prefix
+        return self.key_prefix[best] if best is not None else None
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -50,6 +69,10 @@ class Token:
         data["role"] = Role(data["role"])
         return cls(**data)
 
+    @property
+    def kv_rules(self) -> dict[str, dict[str, str]]:
+        return {"key_prefix": dict(self.key_prefix), "key": dict(self.key)}
+
     def public(self) -> dict[str, object]:
         """What `weft token list` shows: everything but the hash."""
         return {
@@ -59,6 +82,8 @@ class Token:
             "source": self.source,
             "description": self.description,
             "created_at": self.created_at,
+            **({"key_prefix": dict(self.key_prefix)} if self.key_prefix else {}),
+            **({"key": dict(self.key)} if self.key else {}),
         }
 
 
@@ -70,8 +95,32 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+KV_POLICIES = ("read", "write", "deny")
+
+
+def check_kv_rules(rules: Mapping[str, object], field_name: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, policy in rules.items():
+        if policy not in KV_POLICIES:
+            raise InvalidInput(
+                f"{field_name}.{name}: policy {policy!r} is not one of read, write, deny",
+                field=f"{field_name}.{name}",
+            )
+        if len(name.encode()) > 1024:
+            raise InvalidInput(f"{field_name}: keys are at most 1024 bytes", field=field_name)
+        out[name] = str(policy)
+    return out
+
+
 def new_token(
-    role: Role | str, *, node: str = "", source: str = "", description: str = "", now: float
+    role: Role | str,
+    *,
+    node: str = "",
+    source: str = "",
+    description: str = "",
+    now: float,
+    key_prefix: Mapping[str, object] | None = None,
+    key: Mapping[str, object] | None = None,
 ) -> tuple[str, Token]:
     """A fresh (secret, token record) pair; checks the role's binding."""
     try:
@@ -91,6 +140,13 @@ def new_token(
         raise InvalidInput("only agent tokens are bound to a node", field="node")
     if role not in (Role.ADAPTER,) and source:
         raise InvalidInput("only adapter tokens are bound to a source", field="source")
+    prefixes = check_kv_rules(key_prefix or {}, "key_prefix")
+    exact = check_kv_rules(key or {}, "key")
+    if role is Role.OPERATOR and (prefixes or exact):
+        raise InvalidInput(
+            "key_prefix: an operator token writes every key; KV rules are for other roles",
+            field="key_prefix",
+        )
     secret = new_secret()
     token = Token(
         accessor=secrets.token_hex(8),
@@ -100,6 +156,8 @@ def new_token(
         source=source,
         description=description,
         created_at=now,
+        key_prefix=prefixes,
+        key=exact,
     )
     return secret, token
 
@@ -117,6 +175,37 @@ class Authorizer:
             raise Forbidden(f"{action} needs an operator token; none was sent")
         if token.role is not Role.OPERATOR:
             raise Forbidden(f"{action} needs an operator token; this one is {token.role}")
+
+    def write_kv(self, token: Token | None, key: str, *, prefix: bool = False) -> None:
+        """`prefix`: a write to every key under `key` (a recursive delete), which Consul
+        allows only if no narrower rule under it takes write away."""
+        if token is None:
+            raise Forbidden("writing KV needs a token; none was sent")
+        if token.role is Role.OPERATOR:
+            return
+        narrower = [
+            name
+            for rules in (token.key_prefix, token.key)
+            for name, policy in rules.items()
+            if prefix and name.startswith(key) and policy != "write"
+        ]
+        if narrower:
+            raise Forbidden(
+                f"this {token.role} token may not write every KV key under {key!r}: "
+                f"its rules keep {', '.join(map(repr, sorted(narrower)))} from writes"
+            )
+        if token.kv_policy(key) != "write":
+            allowed = sorted(p for p, policy in token.key_prefix.items() if policy == "write")
+            hint = (
+                f"its rules allow writes under {', '.join(map(repr, allowed))}"
+                if allowed
+                else "writing KV needs an operator token, or key_prefix rules that allow it"
+            )
+            raise Forbidden(f"this {token.role} token may not write KV key {key!r}: {hint}")
+
+    def read_kv(self, token: Token | None, key: str) -> bool:
+        """Whether the token may see key `key` (after `read`): only a `deny` rule hides one."""
+        return token is None or token.role is Role.OPERATOR or token.kv_policy(key) != "deny"
 
     def write_instance(self, token: Token | None, instance: Instance) -> None:
         self.write_node(token, instance.node, what=f"service instance {instance.id!r}")

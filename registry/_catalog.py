@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from ._acl import Role, Token, hash_secret, new_token
 from ._batcher import WriteBatcher
-from ._errors import Conflict, InvalidInput, NotFound, RegistryError, Unavailable
+from ._errors import (
+    Conflict,
+    InvalidInput,
+    InvalidSession,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
 from ._keys import Keys
 from ._mirror import Mirror
 from ._model import Check, Instance, Status, encode_check, encode_instance, replace
@@ -26,6 +33,7 @@ from .etcd import (
     EtcdError,
     EtcdLeaseNotFound,
     EtcdUnavailable,
+    Get,
     Put,
     TxnResult,
 )
@@ -83,6 +91,35 @@ class Catalog:
         if result.succeeded and not await self.sync.caught_up(result.revision):
             log.warning("write at revision %d not seen by the watch within 5s", result.revision)
         return result
+
+    async def commit(
+        self, ops: list[Put | Delete], compares: list[Compare] | None = None
+    ) -> TxnResult:
+        """One atomic write (for the session, lock and transaction endpoints)."""
+        return await self._commit(ops, compares)
+
+    async def transact(
+        self, compares: list[Compare], ops: Sequence[Put | Delete | Get]
+    ) -> TxnResult:
+        """One etcd transaction that may read as well as write (Consul's /v1/txn), sent as
+        it is rather than group-committed; returns once this server's mirror includes it."""
+        try:
+            result = await self.etcd.txn(compares, ops)
+        except EtcdLeaseNotFound as exc:
+            raise InvalidSession("invalid session: its lease ended meanwhile") from exc
+        except EtcdUnavailable as exc:
+            raise Unavailable(f"etcd is unavailable: {exc}") from exc
+        except EtcdError as exc:
+            raise RegistryError(f"etcd refused the transaction: {exc}") from exc
+        if result.succeeded and not await self.sync.caught_up(result.revision):
+            log.warning("txn at revision %d not seen by the watch within 5s", result.revision)
+        return result
+
+    def registration_ops(self, reg: Registration) -> list[Put | Delete]:
+        return self._registration_ops(reg, replace_checks=False)
+
+    def deregistration_ops(self, inst: Instance) -> list[Put | Delete]:
+        return self._deregistration_ops(inst)
 
     # -- instances ---------------------------------------------------------------------------
 
@@ -148,8 +185,9 @@ class Catalog:
             Delete(self.keys.instance_checks(inst.service, inst.node, inst.id), prefix=True),
         ]
 
-    async def deregister(self, inst: Instance) -> None:
-        await self._commit(self._deregistration_ops(inst))
+    async def deregister(self, inst: Instance, *, guard: Sequence[Compare] = ()) -> None:
+        """Remove an instance and its checks; `guard` compares must hold (or nothing changes)."""
+        await self._commit(self._deregistration_ops(inst), list(guard))
 
     async def apply_batch(
         self, upserts: Sequence[Registration], deletes: Sequence[Instance]
@@ -187,6 +225,7 @@ class Catalog:
         output: str | None = None,
         *,
         expected: Check | None = None,
+        guard: Sequence[Compare] = (),
     ) -> Check:
         """Set a check's status (and refresh its TTL), compare-and-swap against concurrent
         updates; `expected` makes it fail with Conflict if someone changed it first."""
@@ -205,7 +244,7 @@ class Catalog:
             key = self.keys.check(check.service, check.node, check.instance, check.id)
             result = await self._commit(
                 [Put(key, encode_check(updated), check.lease)],
-                [Compare("mod", key, "=", check.modify_index)],
+                [Compare("mod", key, "=", check.modify_index), *guard],
             )
             if result.succeeded:
                 return updated
@@ -226,34 +265,58 @@ class Catalog:
 
     # -- KV ----------------------------------------------------------------------------------
 
-    async def kv_put(
-        self, key: str, value: bytes, *, flags: int = 0, cas: int | None = None
-    ) -> bool:
+    def kv_put_ops(
+        self, key: str, value: bytes, *, flags: int = 0, cas: int | None = None, lease: int = 0
+    ) -> tuple[list[Put | Delete], list[Compare]]:
+        """The writes and guards of one KV put (shared by PUT /v1/kv, locks and /v1/txn)."""
         if len(value) > MAX_KV_VALUE:
             raise InvalidInput(
                 f"value of {len(value)} bytes is over the KV limit of {MAX_KV_VALUE} bytes",
                 field="value",
             )
         full = self.keys.kv(key)
-        ops: list[Put | Delete] = [Put(full, value)]
-        flags_key = self.keys.prefix + "kvflags/" + key
-        ops.append(Put(flags_key, str(flags).encode()) if flags else Delete(flags_key))
+        flags_key = self.keys.kv_flags(key)
+        ops: list[Put | Delete] = [
+            Put(full, value, lease),
+            Put(flags_key, str(flags).encode(), lease) if flags else Delete(flags_key),
+        ]
         compares = []
         if cas is not None:
             compares.append(
                 Compare("version", full, "=", 0) if cas == 0 else Compare("mod", full, "=", cas)
             )
+        return ops, compares
+
+    async def kv_put(
+        self, key: str, value: bytes, *, flags: int = 0, cas: int | None = None, lease: int = 0
+    ) -> bool:
+        ops, compares = self.kv_put_ops(key, value, flags=flags, cas=cas, lease=lease)
         return (await self._commit(ops, compares)).succeeded
 
+    def kv_delete_ops(
+        self, key: str, *, recurse: bool = False, cas: int | None = None
+    ) -> tuple[list[Put | Delete], list[Compare]]:
+        # A deleted key takes its flags, its lock and its LockIndex along (as in Consul).
+        ops: list[Put | Delete] = [
+            Delete(name, prefix=recurse)
+            for name in (
+                self.keys.kv(key),
+                self.keys.kv_flags(key),
+                self.keys.kv_lock_index(key),
+                self.keys.kv_holder(key),
+            )
+        ]
+        compares = (
+            [Compare("mod", self.keys.kv(key), "=", cas)] if cas is not None and not recurse else []
+        )
+        return ops, compares
+
     async def kv_delete(self, key: str, *, recurse: bool = False, cas: int | None = None) -> bool:
-        full = self.keys.kv(key)
-        flags_key = self.keys.prefix + "kvflags/" + key
-        ops: list[Put | Delete] = [Delete(full, prefix=recurse), Delete(flags_key, prefix=recurse)]
-        compares = [Compare("mod", full, "=", cas)] if cas is not None and not recurse else []
+        ops, compares = self.kv_delete_ops(key, recurse=recurse, cas=cas)
         return (await self._commit(ops, compares)).succeeded
 
     def kv_flags(self, key: str) -> int:
-        kv = self.mirror.raw.get(self.keys.prefix + "kvflags/" + key)
+        kv = self.mirror.raw.get(self.keys.kv_flags(key))
         return int(kv.value) if kv else 0
 
     # -- traffic resources (config/<kind>/<name>) --------------------------------------------
@@ -319,10 +382,23 @@ class Catalog:
     # -- tokens ------------------------------------------------------------------------------
 
     async def create_token(
-        self, role: str, *, node: str = "", source: str = "", description: str = ""
+        self,
+        role: str,
+        *,
+        node: str = "",
+        source: str = "",
+        description: str = "",
+        key_prefix: dict[str, str] | None = None,
+        key: dict[str, str] | None = None,
     ) -> tuple[str, Token]:
         secret, token = new_token(
-            role, node=node, source=source, description=description, now=self.clock()
+            role,
+            node=node,
+            source=source,
+            description=description,
+            now=self.clock(),
+            key_prefix=key_prefix,
+            key=key,
         )
         await self._commit([Put(self.keys.token(token.secret_hash), token.to_json())])
         return secret, token

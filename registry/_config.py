@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ._decode import parse_duration
+from ._numbers import parse_duration
 from .web import connection_settings_problem
 
 
@@ -24,7 +24,7 @@ def opt(default: Any, help: str, **extra: Any) -> Any:
 
 def split_host_port(value: str, field: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(field, f"{value!r} is not host:port (e.g. 127.0.0.1:8500)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -80,6 +80,37 @@ class ServerConfig:
     )
     reap_interval: float = opt(
         1.0, "how often TTLs and critical services are checked", parse=parse_duration
+    )
+    staleness_bound: float = opt(
+        5.0,
+        "longest this server may be cut off from etcd (or its watch behind) before it reports "
+        "unhealthy (503), no known leader, and checks tokens of writes against etcd itself",
+        parse=parse_duration,
+    )
+    compaction_retention: float = opt(
+        600.0,
+        "etcd history kept when the leader compacts (0: never compact); watches broken for "
+        "less than this resume without a full re-read",
+        parse=parse_duration,
+    )
+    compaction_interval: float = opt(60.0, "how often the leader compacts", parse=parse_duration)
+    etcd_quota_bytes: int = opt(
+        2 * 1024**3, "etcd's --quota-backend-bytes; health warns at 70 percent of it"
+    )
+    etcd_status_interval: float = opt(
+        10.0, "how often each server reads etcd's database size", parse=parse_duration
+    )
+    session_min_ttl: float = opt(
+        10.0, "shortest session TTL accepted (Consul: 10s)", parse=parse_duration
+    )
+    dns_listen: str = opt(
+        "127.0.0.1:8600", "address of the DNS interface, UDP and TCP (empty: no DNS)"
+    )
+    dns_domain: str = opt("consul", "the DNS domain answered for (others are refused)")
+    dns_service_ttl: float = opt(0.0, "TTL of service answers (seconds)", parse=parse_duration)
+    dns_node_ttl: float = opt(0.0, "TTL of node answers (seconds)", parse=parse_duration)
+    dns_include_warning: bool = opt(
+        False, "DNS answers include instances whose checks warn (not only passing ones)"
     )
     ca_kek_file: str = opt(
         "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
@@ -143,5 +174,23 @@ class ServerConfig:
             raise ConfigError(
                 "recover_operator", "give --bootstrap or --recover-operator, not both"
             )
+        if self.staleness_bound <= 0:
+            raise ConfigError("staleness_bound", "must be positive")
+        if self.compaction_retention < 0:
+            raise ConfigError("compaction_retention", "must be 0 (off) or positive")
+        if self.compaction_interval <= 0:
+            raise ConfigError("compaction_interval", "must be positive")
+        if self.etcd_quota_bytes < 0:
+            raise ConfigError("etcd_quota_bytes", "must be 0 (unknown) or positive")
+        if self.etcd_status_interval <= 0:
+            raise ConfigError("etcd_status_interval", "must be positive")
+        if not 1 <= self.session_min_ttl <= 86400:
+            raise ConfigError("session_min_ttl", "must be between 1s and 24h")
+        if self.dns_listen:
+            split_host_port(self.dns_listen, "dns_listen")
+        if not 0 <= self.dns_service_ttl <= 86400 or not 0 <= self.dns_node_ttl <= 86400:
+            raise ConfigError("dns_service_ttl", "DNS TTLs must be between 0s and 24h")
+        if not self.dns_domain.strip(".") or " " in self.dns_domain:
+            raise ConfigError("dns_domain", f"{self.dns_domain!r} is not a domain name")
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

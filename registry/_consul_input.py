@@ -18,12 +18,17 @@ from ._validate import (
     address,
     build_check,
     instance_id,
+    kind,
     meta,
+    namespace,
     port,
     service_name,
     tags,
     weights,
 )
+
+_TAGGED_ADDRESS = {"Address": F("str"), "Port": F("int")}
+MAX_TAGGED_ADDRESSES = 16
 
 _IGNORED = F("any", ignored=True)
 
@@ -75,7 +80,7 @@ REGISTER_SHAPE: dict[str, F] = {
     "ID": F("str"),
     "Tags": F("strlist"),
     "Address": F("str"),
-    "TaggedAddresses": F("anymap"),
+    "TaggedAddresses": F("anymap"),  # checked by tagged_addresses()
     "Meta": F("strmap"),
     "Port": F("int"),
     "Kind": F("str"),
@@ -131,7 +136,7 @@ def registration_from_consul(
         service=name,
         id=iid,
         node=node,
-        namespace=data.get("Namespace") or "default",
+        namespace=namespace(data.get("Namespace") or "default", "Namespace"),
         address=address(data.get("Address", ""), "Address"),
         node_address=node_address,
         port=inst_port,
@@ -139,8 +144,8 @@ def registration_from_consul(
         meta=meta(data.get("Meta", {}), "Meta"),
         weights=Weights(passing, warning),
         source=source,
-        kind=data.get("Kind", ""),
-        tagged_addresses=data.get("TaggedAddresses", {}),
+        kind=kind(data.get("Kind", ""), "Kind"),
+        tagged_addresses=tagged_addresses(data.get("TaggedAddresses", {}), "TaggedAddresses"),
         enable_tag_override=data.get("EnableTagOverride", False),
     )
     specs: list[tuple[str, dict[str, Any]]] = []
@@ -184,6 +189,25 @@ def registration_from_consul(
             )
         )
     return Registration(instance=instance, checks=tuple(checks))
+
+
+def tagged_addresses(values: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:
+    """Consul's {"lan_ipv4": {"Address": "10.0.0.1", "Port": 80}, ...}, and nothing else."""
+    if len(values) > MAX_TAGGED_ADDRESSES:
+        raise InvalidInput(
+            f"{field}: at most {MAX_TAGGED_ADDRESSES} tagged addresses, got {len(values)}",
+            field=field,
+        )
+    out = {}
+    for name, value in values.items():
+        where = f"{field}.{name}"
+        meta({name: ""}, field)  # the same charset as a meta key
+        entry = decode(value, _TAGGED_ADDRESS, path=where, fold_case=True)
+        out[name] = {
+            "Address": address(entry.get("Address", ""), f"{where}.Address"),
+            "Port": port(entry.get("Port", 0), f"{where}.Port", allow_zero=True),
+        }
+    return out
 
 
 def _has_kind(spec: dict[str, Any]) -> bool:

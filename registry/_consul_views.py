@@ -18,7 +18,7 @@ def node_id(node: str) -> str:
 
 
 def node_address(mirror: Mirror, node: str) -> str:
-    return mirror.node_addresses.get(node, "")
+    return mirror.node_address(node)
 
 
 def consul_status(status: Status) -> str:
@@ -91,9 +91,14 @@ def node_json(mirror: Mirror, node: str, datacenter: str) -> dict[str, Any]:
         "Node": node,
         "Address": address,
         "Datacenter": datacenter,
-        "TaggedAddresses": {"lan": address, "wan": address},
-        "Meta": {},
+        "TaggedAddresses": _tagged(mirror, node, address),
+        "Meta": mirror.node_meta(node),
     }
+
+
+def _tagged(mirror: Mirror, node: str, address: str) -> dict[str, str]:
+    declared = (mirror.nodes.get(node) or {}).get("tagged_addresses") or {}
+    return {"lan": address, "wan": address, **declared}  # type: ignore[dict-item]
 
 
 def _matches_tags(inst: Instance, wanted: list[str]) -> bool:
@@ -132,15 +137,15 @@ def catalog_service(
     for inst in _sorted(mirror.instances.get(name, {}).values()):
         if tags and not _matches_tags(inst, tags):
             continue
-        node_addr = inst.node_address or node_address(mirror, inst.node)
+        node_addr = node_address(mirror, inst.node)
         out.append(
             {
                 "ID": node_id(inst.node),
                 "Node": inst.node,
                 "Address": node_addr,
                 "Datacenter": datacenter,
-                "TaggedAddresses": {"lan": node_addr, "wan": node_addr},
-                "NodeMeta": {},
+                "TaggedAddresses": _tagged(mirror, inst.node, node_addr),
+                "NodeMeta": mirror.node_meta(inst.node),
                 "CreateIndex": inst.create_index,
                 "ModifyIndex": inst.modify_index,
                 "ServiceAddress": inst.address,
@@ -177,7 +182,7 @@ def catalog_services(mirror: Mirror) -> dict[str, list[str]]:
 
 def catalog_nodes(mirror: Mirror, datacenter: str) -> list[dict[str, Any]]:
     out = []
-    for node in sorted(mirror.by_node):
+    for node in mirror.node_names():
         entry = node_json(mirror, node, datacenter)
         insts = mirror.instances_on(node)
         entry["CreateIndex"] = min((i.create_index for i in insts), default=0)

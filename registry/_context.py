@@ -12,11 +12,12 @@ import trio
 
 from ._acl import Authorizer, Role, Token
 from ._catalog import Catalog
-from ._decode import parse_duration
-from ._errors import Forbidden, InvalidInput
+from ._errors import Forbidden
 from ._fanout import Hub
 from ._keys import Keys
 from ._mirror import Mirror, Topic
+from ._numbers import parse_index, parse_wait
+from ._sessions import Sessions
 from ._validate import CheckRules
 from ._view_cache import ViewCache
 from .web import Request, Response
@@ -37,6 +38,7 @@ class RegistryOptions:
     advertise: str = "127.0.0.1:8500"
     reap_interval: float = 1.0
     view_cache_bytes: int = 64 << 20
+    session_min_ttl: float = 10.0
 
 
 class Context:
@@ -47,6 +49,7 @@ class Context:
         mirror: Mirror,
         hub: Hub,
         catalog: Catalog,
+        sessions: Sessions,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -55,6 +58,7 @@ class Context:
         self.mirror = mirror
         self.hub = hub
         self.catalog = catalog
+        self.sessions = sessions
         self.clock = clock
         self.authorizer = Authorizer(anonymous_reads=options.anonymous_reads)
         self._views = ViewCache(options.view_cache_bytes)
@@ -69,13 +73,7 @@ class Context:
         """
         if "weft.token" in request.state:
             return request.state["weft.token"]
-        secret = request.headers.get("x-consul-token") or request.headers.get("x-weft-token")
-        if not secret:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                secret = auth[7:].strip()
-        if not secret:
-            secret = request.arg("token")
+        secret = token_secret(request)
         token = None
         if secret:
             token = self.catalog.lookup_token(secret)
@@ -88,6 +86,10 @@ class Context:
         token = self.token(request)
         self.authorizer.read(token)
         return token
+
+    def kv_writer(self, token: Token | None, key: str, *, prefix: bool = False) -> None:
+        """May this token write (or lock, or delete) KV key `key` (or every key under it)?"""
+        self.authorizer.write_kv(token, key, prefix=prefix)
 
     def node_of(self, token: Token | None) -> str:
         """The node a Consul-style agent call acts on."""
@@ -107,24 +109,12 @@ class Context:
     ) -> int:
         """Wait while the view's index is not past `?index` (up to `?wait`); its index now."""
         raw_index = request.arg("index")
+        # `wait` is checked even without `index` (when Consul ignores it): a bad one is a 400.
+        wait = parse_wait(request.arg("wait"), "wait", default=DEFAULT_WAIT, maximum=MAX_WAIT)
         current = view_index()
         if raw_index is None:
             return current
-        try:
-            index = int(raw_index)
-            if index < 0:
-                raise ValueError
-        except ValueError:
-            raise InvalidInput(
-                f"index: {raw_index!r} is not a non-negative integer", field="index"
-            ) from None
-        raw_wait = request.arg("wait")
-        wait = DEFAULT_WAIT
-        if raw_wait:
-            try:
-                wait = min(parse_duration(raw_wait), MAX_WAIT)
-            except ValueError as exc:
-                raise InvalidInput(f"wait: {exc}", field="wait") from None
+        index = parse_index(raw_index, "index")
         if index == 0 or current > index:
             return current
         # Jitter spreads the wake-ups of clients that all started together (as Consul does).
@@ -156,6 +146,16 @@ class Context:
             key_size = len(request.path) + sum(len(v) for v in variant if isinstance(v, str))
             self._views.put(key, index, body, key_size)
         return body
+
+
+def token_secret(request: Request) -> str | None:
+    """The secret a request carries (X-Consul-Token, Authorization: Bearer, or ?token=)."""
+    secret = request.headers.get("x-consul-token") or request.headers.get("x-weft-token")
+    if not secret:
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            secret = auth[7:].strip()
+    return secret or request.arg("token") or None
 
 
 def consul_response(

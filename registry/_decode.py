@@ -7,43 +7,13 @@ the decoder can fold case; Weft's native API is exact. Unknown fields are errors
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InvalidInput
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from a Go-style duration ('1m30s', '500ms', '10s') or a bare number of seconds."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a duration")
-    if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"{text!r} is negative")
-        return float(text)
-    text = text.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if value < 0:
-            raise ValueError(f"{text!r} is negative")
-        return value
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration (examples: '10s', '1m30s', '500ms')")
-    return total
+from ._numbers import parse_duration as parse_duration
+from ._numbers import parse_number
 
 
 @dataclass(frozen=True)
@@ -113,18 +83,9 @@ def _convert(value: Any, spec: F, path: str, fold_case: bool) -> Any:
             raise _fail(path, f"expected true or false, got {_type_name(value)}")
         return value
     if kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(path, f"expected a number, got {_type_name(value)}")
-        if kind == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise _fail(path, f"expected a whole number, got {value}")
-            return int(value)
-        return float(value)
+        return parse_number(value, path, integer=kind == "int", text=False)
     if kind == "duration":
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise _fail(path, str(exc)) from None
+        return parse_duration(value, path)
     if kind == "strlist":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _fail(path, "expected a list of strings")

@@ -1,12 +1,17 @@
 """What the leading registry server does for services registered straight through the API:
 expire TTL checks, run their HTTP/TCP checks, and remove instances critical for longer than
 their DeregisterCriticalServiceAfter. Agent-run checks are the agent's business.
+
+Nothing about one check may stop the duties for all the others (the leader would crash, the
+next server would take over, read the same check and crash too): each check is handled
+inside its own guard, and a check that cannot be handled is marked critical with the reason.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import httpx
 import trio
@@ -17,6 +22,7 @@ from ._errors import RegistryError
 from ._health import Streak, critical_too_long, next_status, ttl_expired
 from ._mirror import Mirror
 from ._model import Check, Status
+from .etcd import Compare
 
 log = logging.getLogger("weft.registry.health")
 
@@ -25,6 +31,13 @@ CheckKey = tuple[str, str, str, str]  # service, node, instance, check id
 
 def _key(check: Check) -> CheckKey:
     return (check.service, check.node, check.instance, check.id)
+
+
+def _interval(check: Check) -> float:
+    # Registration refuses a non-finite interval; a record that has one anyway is probed at
+    # the slowest sane pace rather than on every sweep (NaN) or never (inf).
+    value = check.interval
+    return value if math.isfinite(value) and value > 0 else 60.0
 
 
 class HealthDuties:
@@ -36,7 +49,9 @@ class HealthDuties:
         clock: Callable[[], float],
         interval: float = 1.0,
         max_probes: int = 64,
+        guard: Sequence[Compare] = (),
     ) -> None:
+        self.guard = list(guard)  # the leadership's lease: etcd refuses writes once it is gone
         self.catalog = catalog
         self.mirror = mirror
         self.clock = clock
@@ -52,7 +67,10 @@ class HealthDuties:
             trio.open_nursery() as nursery,
         ):
             while True:
-                await self.sweep(nursery, http)
+                try:
+                    await self.sweep(nursery, http)
+                except Exception:  # logged and retried: the duties outlive any one sweep
+                    log.exception("health sweep failed")
                 await trio.sleep(self.interval)
 
     async def sweep(self, nursery: trio.Nursery, http: httpx.AsyncClient) -> None:
@@ -64,16 +82,19 @@ class HealthDuties:
                 continue
             key = _key(check)
             live.add(key)
-            if ttl_expired(check, now):
-                await self._set(check, Status.CRITICAL, "TTL expired")
-            elif critical_too_long(check, now):
-                deregister[(check.service, check.node, check.instance)] = check
-            elif check.type in ("http", "tcp") and key not in self._running:
-                due = self._due.setdefault(key, now)
-                if now >= due:
-                    self._due[key] = now + check.interval
-                    self._running.add(key)
-                    nursery.start_soon(self._probe, check, http)
+            try:
+                if ttl_expired(check, now):
+                    await self._set(check, Status.CRITICAL, "TTL expired")
+                elif critical_too_long(check, now):
+                    deregister[(check.service, check.node, check.instance)] = check
+                elif check.type in ("http", "tcp") and key not in self._running:
+                    due = self._due.setdefault(key, now)
+                    if now >= due:
+                        self._due[key] = now + _interval(check)
+                        self._running.add(key)
+                        nursery.start_soon(self._probe, check, http)
+            except Exception as exc:
+                await self._broken(check, exc)
         for (service, node, iid), check in deregister.items():
             inst = self.mirror.instance(service, node, iid)
             if inst is None:
@@ -86,7 +107,7 @@ class HealthDuties:
                 extra={"kv": {"service": service, "node": node}},
             )
             try:
-                await self.catalog.deregister(inst)
+                await self.catalog.deregister(inst, guard=self.guard)
             except RegistryError as exc:
                 log.warning("could not deregister %s: %s", iid, exc)
         for key in list(self._due):
@@ -98,29 +119,39 @@ class HealthDuties:
         key = _key(check)
         try:
             async with self._probes:
-                if check.type == "http":
-                    result, output = await probes.probe_http(
-                        http,
-                        check.http,
-                        method=check.method,
-                        headers=check.header,
-                        timeout=check.timeout,
-                        tls_skip_verify=check.tls_skip_verify,
-                    )
-                else:
-                    result, output = await probes.probe_tcp(check.tcp, timeout=check.timeout)
+                result, output = await probes.probe(check, http)
             current = self.mirror.find_check(check.node, check.id) or check
             status, self._streaks[key] = next_status(
                 current, result, self._streaks.get(key, Streak())
             )
             if status is not current.status:
                 await self._set(current, status, output)
+        except Exception as exc:
+            await self._broken(check, exc)
         finally:
             self._running.discard(key)
 
+    async def _broken(self, check: Check, exc: Exception) -> None:
+        log.warning(
+            "check %s could not be handled: %s: %s",
+            check.id,
+            type(exc).__name__,
+            exc,
+            extra={"kv": {"service": check.service, "node": check.node}},
+        )
+        try:
+            if check.status is not Status.CRITICAL:
+                await self._set(
+                    check, Status.CRITICAL, f"check could not run: {type(exc).__name__}: {exc}"
+                )
+        except Exception as again:  # etcd away, or the record itself is unusable
+            log.warning("could not mark check %s critical: %s", check.id, again)
+
     async def _set(self, check: Check, status: Status, output: str) -> None:
         try:
-            await self.catalog.update_check(check.node, check.id, status, output, expected=check)
+            await self.catalog.update_check(
+                check.node, check.id, status, output, expected=check, guard=self.guard
+            )
         except RegistryError as exc:
             # Conflict: someone updated it meanwhile (a TTL pass); the next sweep re-decides.
             log.debug("check %s not updated: %s", check.id, exc)

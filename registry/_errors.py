@@ -2,11 +2,14 @@
 
     RegistryError
     ├── InvalidInput        a request body or parameter breaks a rule (HTTP 400); names the field
-    │   └── InvalidResources    a batch of traffic resources is refused; `problems` lists them all
+    │   ├── InvalidResources  a batch of traffic resources is refused; `problems` lists them all
+    │   └── InvalidNumber     a number or duration is NaN, infinite, out of range or not a number;
+    │                         also a ValueError, so settings loaders report it as a bad setting
     ├── PayloadTooLarge     a request body is over the limit (HTTP 413)
     ├── NotFound            the named service, instance, check, key or lease does not exist (404)
     ├── Forbidden           the token may not do this (HTTP 403)
     ├── Conflict            a compare-and-swap lost (HTTP 409)
+    ├── InvalidSession      a lock call names a session that does not exist (500, as Consul)
     └── Unavailable         etcd cannot be reached or the server is shutting down (HTTP 503)
 
 etcd errors (`registry.etcd.EtcdError`) are turned into these where they enter the catalog.
@@ -38,6 +41,10 @@ class InvalidResources(InvalidInput):
         self.problems = problems
 
 
+class InvalidNumber(InvalidInput, ValueError):
+    pass
+
+
 class PayloadTooLarge(RegistryError):
     status = 413
 
@@ -52,6 +59,10 @@ class Forbidden(RegistryError):
 
 class Conflict(RegistryError):
     status = 409
+
+
+class InvalidSession(RegistryError):
+    status = 500
 
 
 class Unavailable(RegistryError):

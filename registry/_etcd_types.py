@@ -150,6 +150,20 @@ class Delete:
         return {"request_delete_range": body}
 
 
+@dataclass(frozen=True, slots=True)
+class Get:
+    """A read inside a transaction (its answer is in `TxnResult.responses`, in order)."""
+
+    key: str
+    prefix: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        body = {"key": _b64(self.key)}
+        if self.prefix:
+            body["range_end"] = _b64(prefix_end(self.key))
+        return {"request_range": body}
+
+
 _TARGETS = {
     "version": "VERSION",
     "create": "CREATE",
@@ -207,3 +221,13 @@ class EtcdTLS:
         if self.cert_file:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         return ctx
+
+
+@dataclass
+class WatchStatus:
+    """What a watch's owner can see of it: whether a stream is established right now, and
+    since when it has not been (`trio.current_time()`; 0 while connected)."""
+
+    connected: bool = False
+    down_since: float = 0.0
+    epoch: int = 0  # how many times a stream has been established

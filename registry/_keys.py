@@ -3,12 +3,19 @@
     services/<service>/<node>/<instance-id>            instance record (JSON), owner's lease
     health/<service>/<node>/<instance-id>/<check-id>    check definition + state (JSON)
     kv/<key>                                            Consul-style KV value (raw bytes)
+    kvflags/<key>                                       its Consul flags (when not 0)
+    kvlock/<key>                                        its LockIndex (times it was acquired)
+    kvheld/<key>                                        the session holding its lock, on the
+                                                        session's lease (expiry releases it)
+    sessions/<id>                                       Consul session (JSON), on its own lease
+    nodes/<node>                                        a node's declared address and meta
     tokens/<sha256 of secret>                           access token record (JSON)
     leases/<lease-id hex>                               who owns a lease (on the lease itself)
     maint/<node>                                        node maintenance (JSON: reason)
     config/<kind>/<name>                                routing/policy resources
     ca/...                                              the CA's state
     leader/<duty>                                       leader election among servers
+    sync-barrier                                        written by a server whose watch reconnected
 
 Instances are keyed by node as well as by ID because, as in Consul, an instance ID is unique
 only within its node.
@@ -41,6 +48,21 @@ class Keys:
 
     def kv(self, key: str = "") -> str:
         return f"{self.prefix}kv/{key}"
+
+    def kv_flags(self, key: str = "") -> str:
+        return f"{self.prefix}kvflags/{key}"
+
+    def kv_lock_index(self, key: str = "") -> str:
+        return f"{self.prefix}kvlock/{key}"
+
+    def kv_holder(self, key: str = "") -> str:
+        return f"{self.prefix}kvheld/{key}"
+
+    def node(self, node: str = "") -> str:
+        return f"{self.prefix}nodes/{node}"
+
+    def session(self, session_id: str = "") -> str:
+        return f"{self.prefix}sessions/{session_id}"
 
     def token(self, secret_hash: str = "") -> str:
         return f"{self.prefix}tokens/{secret_hash}"

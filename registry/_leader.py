@@ -1,31 +1,47 @@
-"""Leader election among registry servers on an etcd lease, for duties only one may do."""
+"""Leader election among registry servers on an etcd lease, for duties only one may do.
+
+Leadership is fenced by the lease twice over: the duty is cancelled when the lease's deadline
+passes on the local clock (`_lease_fence.py`), whatever the keepalive call is doing; and the
+duty's writes carry `Leadership.guard()`, a txn compare that the leader key is still held
+under this lease, so a write etcd receives after the lease is gone is refused by etcd itself.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 
+from ._lease_fence import LeaseFence
 from .etcd import Compare, EtcdClient, EtcdError, EtcdLeaseNotFound, Put
 
 log = logging.getLogger("weft.registry.leader")
+
+
+@dataclass(frozen=True)
+class Leadership:
+    key: str
+    lease: int
+
+    def guard(self) -> list[Compare]:
+        """Txn compares that hold only while this leadership does."""
+        return [Compare("lease", self.key, "=", self.lease)]
 
 
 async def lead(
     etcd: EtcdClient,
     key: str,
     identity: str,
-    duty: Callable[[], Awaitable[None]],
+    duty: Callable[[Leadership], Awaitable[None]],
     *,
     ttl: int = 10,
+    clock: Callable[[], float] = trio.current_time,
 ) -> None:
-    """Forever: become leader for `key` when it is free, run `duty` while leading.
-
-    Leadership ends (and `duty` is cancelled) when the lease cannot be refreshed for a TTL,
-    so two servers never run the duty for longer than one TTL at once.
-    """
+    """Forever: become leader for `key` when it is free, run `duty` while leading."""
     while True:
+        sent = clock()
         try:
             lease = await etcd.lease_grant(ttl)
             won = await etcd.txn(
@@ -42,11 +58,13 @@ async def lead(
                 pass
             await trio.sleep(min(ttl / 3, 2.0))
             continue
+        fence = LeaseFence(ttl, sent)
         log.info("leading %s", key, extra={"kv": {"identity": identity}})
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_hold, etcd, lease, ttl, nursery.cancel_scope)
-                nursery.start_soon(duty)
+                nursery.start_soon(_hold, etcd, lease, ttl, fence, nursery.cancel_scope, clock)
+                nursery.start_soon(_watchdog, fence, nursery.cancel_scope, clock)
+                nursery.start_soon(duty, Leadership(key, lease))
         finally:
             log.info("no longer leading %s", key)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -56,18 +74,34 @@ async def lead(
                     pass
 
 
-async def _hold(etcd: EtcdClient, lease: int, ttl: int, scope: trio.CancelScope) -> None:
-    last_ok = trio.current_time()
+async def _watchdog(fence: LeaseFence, scope: trio.CancelScope, clock: Callable[[], float]) -> None:
+    """Cancel the duty the moment the lease may have ended, renewed or not."""
+    while True:
+        remaining = fence.remaining(clock())
+        if remaining <= 0:
+            break
+        await trio.sleep(remaining)  # renewals move the deadline; look again when it comes
+    log.warning("leader lease deadline passed without a renewal; stopping duties")
+    scope.cancel()
+
+
+async def _hold(
+    etcd: EtcdClient,
+    lease: int,
+    ttl: int,
+    fence: LeaseFence,
+    scope: trio.CancelScope,
+    clock: Callable[[], float],
+) -> None:
     while True:
         await trio.sleep(ttl / 3)
+        sent = clock()
         try:
-            await etcd.lease_keepalive(lease)
-            last_ok = trio.current_time()
+            # An answer after the deadline is worthless: the watchdog has already stopped us.
+            with trio.move_on_after(max(fence.remaining(sent), 0.01)):
+                fence.renewed(sent, await etcd.lease_keepalive(lease))
         except EtcdLeaseNotFound:
             scope.cancel()
             return
         except EtcdError as exc:
             log.warning("leader lease keepalive failed: %s", exc)
-            if trio.current_time() - last_ok > ttl:
-                scope.cancel()
-                return

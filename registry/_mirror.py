@@ -28,6 +28,7 @@ MAINT: Topic = ("maint",)
 CONFIG: Topic = ("config",)
 CA: Topic = ("ca",)
 LEADER: Topic = ("leader",)
+SESSIONS: Topic = ("sessions",)
 
 
 def service_topic(name: str) -> Topic:
@@ -49,9 +50,17 @@ _TOMBSTONES_KEPT = 10_000
 class Changes:
     topics: set[Topic] = field(default_factory=set)
     kv_keys: set[str] = field(default_factory=set)
+    # KV key -> lock-delay seconds, for locks released because their session was invalidated
+    # (destroyed, expired, or a check failed) rather than by an explicit release.
+    invalidated: dict[str, float] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.topics or self.kv_keys)
+
+    def merge(self, other: Changes) -> None:
+        self.topics |= other.topics
+        self.kv_keys |= other.kv_keys
+        self.invalidated.update(other.invalidated)
 
 
 InstanceKey = tuple[str, str]  # (node, instance id)
@@ -70,9 +79,13 @@ class Mirror:
         self.kv: dict[str, KeyValue] = {}
         self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
         self.maint: dict[str, dict[str, str]] = {}
+        self.nodes: dict[str, dict[str, object]] = {}  # node -> declared address, meta
         self._index: dict[Topic, int] = {}
         self._kv_tombstones: dict[str, int] = {}
         self._tombstone_floor = 0
+        self.kv_lock_changed: dict[str, int] = {}  # key -> revision its holder last changed
+        self._released: list[tuple[str, str]] = []  # (key, session) released in this batch
+        self._ended: dict[str, float] = {}  # session -> lock delay, ended in this batch
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -84,50 +97,61 @@ class Mirror:
             self._apply_one(Event("PUT", kv), Changes())
         self.revision = revision
 
-    def apply(self, events: Iterable[Event], revision: int) -> Changes:
+    def apply(self, events: Iterable[Event], revision: int, *, advance: bool = True) -> Changes:
+        """Apply watch events; `advance=False` applies part of a batch without moving the
+        mirror's revision (the sync applies big batches in chunks, see `_sync.py`)."""
         changes = Changes()
         for event in events:
             self._apply_one(event, changes)
-            if event.kv.mod_revision > self.revision:
+            if advance and event.kv.mod_revision > self.revision:
                 self.revision = event.kv.mod_revision
-        self.revision = max(self.revision, revision)
+        if advance:
+            self.revision = max(self.revision, revision)
+        # etcd removes a session and the locks on its lease in one revision, and a watch
+        # response holds whole revisions: a lock whose session ended in the same batch was
+        # invalidated, not released.
+        for key, session in self._released:
+            if session in self._ended:
+                changes.invalidated[key] = self._ended[session]
+        self._released.clear()
+        self._ended.clear()
         return changes
+
+    def advance(self, events: Iterable[Event], revision: int) -> None:
+        """Move the revision past `events` (applied with advance=False) and `revision`."""
+        top = max((event.kv.mod_revision for event in events), default=0)
+        self.revision = max(self.revision, top, revision)
+
+    def resync_events(self, kvs: Iterable[KeyValue], revision: int) -> list[Event]:
+        """The events that turn the contents into a fresh read (after compaction): O(n)."""
+        known = self._mod_revisions()
+        events: list[Event] = []
+        for kv in kvs:
+            if known.pop(kv.key, None) != kv.mod_revision:
+                events.append(Event("PUT", kv))
+        # Whatever the fresh read no longer has was deleted while the watch was away.
+        for key in known:
+            events.append(Event("DELETE", KeyValue(key, b"", 0, revision, 0, 0)))
+        return events
 
     def resync(self, kvs: Iterable[KeyValue], revision: int) -> Changes:
         """Replace the contents with a fresh read (after compaction), as a set of changes."""
-        fresh = {kv.key: kv for kv in kvs}
-        events: list[Event] = []
-        for key, old in self._all_kvs().items():
-            if key not in fresh:
-                gone = KeyValue(key, b"", 0, revision, 0, 0)
-                events.append(Event("DELETE", gone, old))
-        for key, kv in fresh.items():
-            previous = self._all_kvs().get(key)
-            if previous is None or previous.mod_revision != kv.mod_revision:
-                events.append(Event("PUT", kv))
-        return self.apply(events, revision)
+        return self.apply(self.resync_events(kvs, revision), revision)
 
-    def _all_kvs(self) -> dict[str, KeyValue]:
-        out = dict(self.raw)
+    def _mod_revisions(self) -> dict[str, int]:
+        """Every key the mirror holds, with the revision it was last written at."""
+        out = {key: kv.mod_revision for key, kv in self.raw.items()}
+        kv_key = self.keys.kv
         for key, kv in self.kv.items():
-            out[self.keys.kv(key)] = kv
+            out[kv_key(key)] = kv.mod_revision
+        instance_key, check_key = self.keys.instance, self.keys.check
         for service, insts in self.instances.items():
             for (node, iid), inst in insts.items():
-                out[self.keys.instance(service, node, iid)] = KeyValue(
-                    self.keys.instance(service, node, iid),
-                    b"",
-                    inst.create_index,
-                    inst.modify_index,
-                    0,
-                    inst.lease,
-                )
+                out[instance_key(service, node, iid)] = inst.modify_index
         for service, per_inst in self.checks.items():
             for (node, iid), checks in per_inst.items():
                 for cid, check in checks.items():
-                    key = self.keys.check(service, node, iid, cid)
-                    out[key] = KeyValue(
-                        key, b"", check.create_index, check.modify_index, 0, check.lease
-                    )
+                    out[check_key(service, node, iid, cid)] = check.modify_index
         return out
 
     def _bump(self, changes: Changes, revision: int, *topics: Topic) -> None:
@@ -156,10 +180,29 @@ class Mirror:
                 changes.kv_keys.add(parts[0])
                 self._bump(changes, rev, kv_topic(parts[0]))
             else:
-                if deleted:
-                    self.raw.pop(kv.key, None)
-                else:
+                old = self.raw.pop(kv.key, None) if deleted else self.raw.get(kv.key)
+                if not deleted:
                     self.raw[kv.key] = kv
+                if kind == "kvheld":
+                    # A lock taken or released changes the key's Session: its readers wake.
+                    if parts[0] in self.kv:
+                        self.kv_lock_changed[parts[0]] = rev
+                    changes.kv_keys.add(parts[0])
+                    self._bump(changes, rev, kv_topic(parts[0]))
+                    if deleted and old is not None:
+                        self._released.append((parts[0], old.value.decode()))
+                elif kind == "nodes":
+                    node = parts[0]
+                    if deleted:
+                        self.nodes.pop(node, None)
+                    else:
+                        self.nodes[node] = json.loads(kv.value)
+                    services = set(self.by_node.get(node, {}).values())
+                    self._bump(changes, rev, CATALOG, *(service_topic(s) for s in services))
+                elif kind == "sessions":
+                    self._bump(changes, rev, SESSIONS)
+                    if deleted and old is not None:
+                        self._ended[parts[0]] = float(json.loads(old.value).get("lock_delay", 0))
                 if kind == "maint":
                     self._apply_maint(parts[0], kv, deleted, changes)
                 elif kind == "tokens":
@@ -220,13 +263,18 @@ class Mirror:
     def _apply_kv(self, key: str, kv: KeyValue, deleted: bool) -> None:
         if deleted:
             self.kv.pop(key, None)
+            # Re-inserted at the end, so the dict stays in revision order and the oldest
+            # tombstone is always the first: evicting one is O(1), not a scan of 10,000.
+            self._kv_tombstones.pop(key, None)
             self._kv_tombstones[key] = kv.mod_revision
             if len(self._kv_tombstones) > _TOMBSTONES_KEPT:
-                oldest = min(self._kv_tombstones, key=self._kv_tombstones.__getitem__)
+                oldest = next(iter(self._kv_tombstones))
                 self._tombstone_floor = max(self._tombstone_floor, self._kv_tombstones.pop(oldest))
         else:
             self.kv[key] = kv
             self._kv_tombstones.pop(key, None)
+        if deleted and key not in self.kv:
+            self.kv_lock_changed.pop(key, None)
 
     def _apply_maint(self, node: str, kv: KeyValue, deleted: bool, changes: Changes) -> None:
         if deleted:
@@ -253,7 +301,26 @@ class Mirror:
         for key, rev in self._kv_tombstones.items():
             if key.startswith(prefix) and rev > best:
                 best = rev
+        for key, rev in self.kv_lock_changed.items():
+            if key.startswith(prefix) and rev > best:
+                best = rev
         return max(best or self.start_revision, 1)
+
+    def node_address(self, node: str) -> str:
+        """A node's address, the same in every view: what a registration of the node itself
+        declared (`/v1/catalog/register`), else what its instances' registrations said (the
+        agent's `node_address`, or the address the registration came from)."""
+        record = self.nodes.get(node)
+        if record is not None and record.get("address"):
+            return str(record["address"])
+        return self.node_addresses.get(node, "")
+
+    def node_meta(self, node: str) -> dict[str, str]:
+        record = self.nodes.get(node)
+        return dict(record.get("meta", {})) if record else {}  # type: ignore[call-overload]
+
+    def node_names(self) -> list[str]:
+        return sorted(set(self.by_node) | set(self.nodes))
 
     def instance(self, service: str, node: str, iid: str) -> Instance | None:
         return self.instances.get(service, {}).get((node, iid))

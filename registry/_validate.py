@@ -11,18 +11,34 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ca import is_dns_label
 
+from . import _probe_targets as _targets
 from ._decode import F
 from ._errors import InvalidInput
 from ._model import CHECK_TYPES, Check, Status
+from ._numbers import parse_duration, parse_number
 
-_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-_NODE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_META_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
+# Every pattern is used with fullmatch: `$` would also match before a trailing newline.
+_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_NODE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
+# Who registered an instance: `api`, `agent`, or an adapter's `k8s/<cluster>`.
+_SOURCE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}(/[a-z0-9][a-z0-9._-]{0,62})?")
+# Consul's service kinds ("" is a plain service); Weft stores them and does nothing else.
+KINDS = (
+    "",
+    "connect-proxy",
+    "mesh-gateway",
+    "terminating-gateway",
+    "ingress-gateway",
+    "api-gateway",
+)
+_IDENTITY = re.compile(r"spiffe://[a-z0-9._-]{1,255}/ns/[a-z0-9-]{1,63}/svc/[a-z0-9-]{1,63}")
+MAX_TEXT = 4096
+MAX_COUNT = 2**31 - 1  # SuccessBeforePassing and friends are Go ints in Consul
 PROTOCOLS = ("http", "tcp")
 
 # A check in the native shape (the API's instances, the agent's service definitions).
@@ -66,7 +82,7 @@ def service_name(value: str, field: str) -> str:
 
 
 def instance_id(value: str, field: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise InvalidInput(
             f"{field}: {value!r} is not a valid ID: use 1-128 letters, digits or . _ : @ -",
             field=field,
@@ -75,9 +91,60 @@ def instance_id(value: str, field: str) -> str:
 
 
 def node_name(value: str, field: str) -> str:
-    if not _NODE.match(value):
+    if not _NODE.fullmatch(value):
         raise InvalidInput(
             f"{field}: {value!r} is not a valid node name: use 1-128 letters, digits or . _ -",
+            field=field,
+        )
+    return value
+
+
+def namespace(value: str, field: str) -> str:
+    if value != "default" and not is_dns_label(value):
+        raise InvalidInput(
+            f"{field}: {value!r} is not a valid namespace: use a DNS label (1-63 lowercase "
+            "letters, digits or '-', starting and ending with a letter or digit)",
+            field=field,
+        )
+    return value
+
+
+def source(value: str, field: str) -> str:
+    if not _SOURCE.fullmatch(value):
+        raise InvalidInput(
+            f"{field}: {value!r} is not a valid source: use 1-63 lowercase letters, digits or "
+            "'.', '_', '-', optionally followed by '/' and another such name (like k8s/prod)",
+            field=field,
+        )
+    return value
+
+
+def kind(value: str, field: str) -> str:
+    if value not in KINDS:
+        raise InvalidInput(
+            f"{field}: {value!r} is not a service kind: use one of "
+            + ", ".join(repr(k) for k in KINDS),
+            field=field,
+        )
+    return value
+
+
+def identity(value: str, field: str) -> str:
+    if value and not _IDENTITY.fullmatch(value):
+        raise InvalidInput(
+            f"{field}: {value!r} is not a SPIFFE ID like spiffe://<trust-domain>/ns/<ns>/svc/<name>",
+            field=field,
+        )
+    return value
+
+
+def text(value: str, field: str, *, limit: int = MAX_TEXT) -> str:
+    """Free text (check names, notes, outputs): bounded, no NUL or other C0 control except
+    tab and newline."""
+    if len(value) > limit or any(c < " " and c not in "\t\n" for c in value) or "\x7f" in value:
+        raise InvalidInput(
+            f"{field}: at most {limit} characters, without control characters other than tab "
+            "and newline",
             field=field,
         )
     return value
@@ -99,7 +166,7 @@ def address(value: str, field: str) -> str:
         return value
     except ValueError:
         pass
-    if not _HOST.match(value):
+    if not _HOST.fullmatch(value):
         raise InvalidInput(
             f"{field}: {value!r} is neither an IP address nor a host name", field=field
         )
@@ -129,7 +196,7 @@ def meta(values: Mapping[str, str], field: str) -> dict[str, str]:
     if len(values) > 64:
         raise InvalidInput(f"{field}: at most 64 meta pairs, got {len(values)}", field=field)
     for key, value in values.items():
-        if not _META_KEY.match(key):
+        if not _META_KEY.fullmatch(key):
             raise InvalidInput(
                 f"{field}.{key}: a meta key is 1-128 letters, digits, '_' or '-'",
                 field=f"{field}.{key}",
@@ -194,58 +261,54 @@ def build_check(
             "service in the agent's services.d instead of through the API",
             field=f"{field}.args",
         )
-    interval = float(spec.get("interval", 0.0))
+    # Decoded values are already parsed; parse again so a caller that skipped `decode`
+    # (or a stored spec) still meets the same bounds.
+    interval = parse_duration(spec.get("interval", 0.0), f"{field}.interval")
     if kind in ("http", "tcp", "exec"):
         if not interval:
             raise InvalidInput(
                 f"{field}.interval: {kind} checks need an interval", field=f"{field}.interval"
             )
         interval = max(interval, rules.min_interval)
-    ttl = float(spec.get("ttl", 0.0))
+    ttl = parse_duration(spec.get("ttl", 0.0), f"{field}.ttl")
     if kind == "ttl" and ttl < 1:
         raise InvalidInput(f"{field}.ttl: must be at least 1s", field=f"{field}.ttl")
     if kind == "http":
-        url = urlsplit(spec["http"])
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise InvalidInput(
-                f"{field}.http: {spec['http']!r} is not an http(s) URL", field=f"{field}.http"
-            )
+        _targets.http_url(spec["http"], f"{field}.http")
     if kind == "tcp":
-        host, sep, tcp_port = spec["tcp"].rpartition(":")
-        if not sep or not host or not tcp_port.isdigit():
-            raise InvalidInput(
-                f"{field}.tcp: {spec['tcp']!r} is not host:port", field=f"{field}.tcp"
-            )
-        port(int(tcp_port), f"{field}.tcp")
-    timeout = float(spec.get("timeout", 10.0))
+        _targets.tcp_address(spec["tcp"], f"{field}.tcp")
+    args = _targets.exec_args(spec["args"], f"{field}.args") if kind == "exec" else ()
+    timeout = parse_duration(spec.get("timeout", 10.0), f"{field}.timeout")
     if timeout <= 0:
         raise InvalidInput(f"{field}.timeout: must be positive", field=f"{field}.timeout")
-    dcsa = float(spec.get("deregister_critical_after", 0.0))
+    dcsa = parse_duration(
+        spec.get("deregister_critical_after", 0.0), f"{field}.deregister_critical_after"
+    )
     if dcsa:
         dcsa = max(dcsa, rules.min_deregister_critical_after)
     counts: dict[str, Any] = {}
     for name in ("success_before_passing", "failures_before_warning", "failures_before_critical"):
-        value = int(spec.get(name, 0))
-        if value < 0:
-            raise InvalidInput(f"{field}.{name}: must not be negative", field=f"{field}.{name}")
-        counts[name] = value
-    method = spec.get("method", "GET").upper()
+        counts[name] = parse_number(
+            spec.get(name, 0), f"{field}.{name}", integer=True, maximum=MAX_COUNT, text=False
+        )
+    method = _targets.method(spec.get("method", "GET"), f"{field}.method")
+    header = _targets.headers(spec.get("header", {}), f"{field}.header")
     return Check(
         id=check_id,
         node=node,
         service=service,
         instance=instance,
-        name=spec.get("name") or f"{kind} check of {service}",
+        name=text(spec.get("name", ""), f"{field}.name", limit=256) or f"{kind} check of {service}",
         type=kind,
         status=status(spec.get("status", "critical"), f"{field}.status"),
-        notes=spec.get("notes", ""),
+        notes=text(spec.get("notes", ""), f"{field}.notes"),
         ttl=ttl,
         http=spec.get("http", ""),
         method=method,
-        header=dict(spec.get("header", {})),
+        header=header,
         tls_skip_verify=bool(spec.get("tls_skip_verify", False)),
         tcp=spec.get("tcp", ""),
-        args=tuple(spec.get("args", ())),
+        args=args,
         interval=interval,
         timeout=timeout,
         deregister_critical_after=dcsa,

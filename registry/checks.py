@@ -6,10 +6,17 @@
 
 Used by the registry server (for services registered straight through the API) and by the
 agent (for its host's services), with the status table (`next_status`, thresholds) they share.
+
+A probe never raises (cancellation aside): whatever goes wrong running it, including a check
+that should not have been accepted (a URL the client cannot parse, a header it cannot encode,
+a NaN timeout read back from etcd), is a `critical` result whose output says why. One bad
+check must not take down the prober that runs everybody else's.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import ssl
 from collections.abc import Mapping, Sequence
 
@@ -22,6 +29,22 @@ from ._model import Check as Check
 from ._model import Status as Status
 
 MAX_OUTPUT = 4096
+DEFAULT_TIMEOUT = 10.0
+
+log = logging.getLogger("weft.checks")
+
+
+def _timeout(value: float) -> float:
+    # A stored NaN or negative timeout would make trio.fail_after raise; fall back instead.
+    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+        return value
+    return DEFAULT_TIMEOUT
+
+
+def _broken(what: str, exc: BaseException) -> tuple[Status, str]:
+    log.warning("%s could not run: %s: %s", what, type(exc).__name__, exc)
+    output = f"{what}: check could not run: {type(exc).__name__}: {exc}"
+    return Status.CRITICAL, output[:MAX_OUTPUT]
 
 
 def classify_http(status_code: int) -> Status:
@@ -49,8 +72,9 @@ async def probe_http(
     timeout: float = 10.0,
     tls_skip_verify: bool = False,
 ) -> tuple[Status, str]:
-    flat = [(k, v) for k, values in (headers or {}).items() for v in values]
+    timeout = _timeout(timeout)
     try:
+        flat = [(k, v) for k, values in (headers or {}).items() for v in values]
         with trio.fail_after(timeout):
             if tls_skip_verify and url.startswith("https"):
                 ctx = ssl.create_default_context()
@@ -64,7 +88,12 @@ async def probe_http(
         return Status.CRITICAL, f"HTTP {method} {url}: timed out after {timeout:g}s"
     except httpx.HTTPError as exc:
         return Status.CRITICAL, f"HTTP {method} {url}: {exc or type(exc).__name__}"
-    body = resp.text[:MAX_OUTPUT]
+    except Exception as exc:  # InvalidURL, UnicodeEncodeError, idna's label errors, ...
+        return _broken(f"HTTP {method} {url}", exc)
+    try:
+        body = resp.text[:MAX_OUTPUT]
+    except Exception as exc:  # an undecodable body
+        body = f"(body not readable: {exc})"
     return (
         classify_http(resp.status_code),
         f"HTTP {method} {url}: {resp.status_code} {resp.reason_phrase} Output: {body}",
@@ -72,6 +101,7 @@ async def probe_http(
 
 
 async def probe_tcp(address: str, *, timeout: float = 10.0) -> tuple[Status, str]:
+    timeout = _timeout(timeout)
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
     try:
@@ -82,10 +112,15 @@ async def probe_tcp(address: str, *, timeout: float = 10.0) -> tuple[Status, str
         return Status.CRITICAL, f"TCP connect {address}: timed out after {timeout:g}s"
     except OSError as exc:
         return Status.CRITICAL, f"TCP connect {address}: {exc.strerror or exc}"
+    except Exception as exc:  # a bad port, a label IDNA refuses, ...
+        return _broken(f"TCP connect {address}", exc)
     return Status.PASSING, f"TCP connect {address}: Success"
 
 
 async def probe_exec(args: Sequence[str], *, timeout: float = 10.0) -> tuple[Status, str]:
+    timeout = _timeout(timeout)
+    if not args:
+        return Status.CRITICAL, "exec check: no program to run"
     try:
         with trio.fail_after(timeout):
             result = await trio.run_process(
@@ -95,5 +130,28 @@ async def probe_exec(args: Sequence[str], *, timeout: float = 10.0) -> tuple[Sta
         return Status.CRITICAL, f"{args[0]}: timed out after {timeout:g}s"
     except OSError as exc:
         return Status.CRITICAL, f"{args[0]}: could not run: {exc.strerror or exc}"
+    except Exception as exc:  # an argument with NUL, a non-string, ...
+        return _broken(str(args[0]), exc)
     output = (result.stdout + result.stderr).decode(errors="replace")[:MAX_OUTPUT]
     return classify_exit(result.returncode), output
+
+
+async def probe(check: Check, http: httpx.AsyncClient) -> tuple[Status, str]:
+    """Run `check` once by its type; never raises (see the module docstring)."""
+    try:
+        if check.type == "http":
+            return await probe_http(
+                http,
+                check.http,
+                method=check.method,
+                headers=check.header,
+                timeout=check.timeout,
+                tls_skip_verify=check.tls_skip_verify,
+            )
+        if check.type == "tcp":
+            return await probe_tcp(check.tcp, timeout=check.timeout)
+        if check.type == "exec":
+            return await probe_exec(check.args, timeout=check.timeout)
+    except Exception as exc:  # the probes catch their own; this is the last line
+        return _broken(f"{check.type} check {check.id}", exc)
+    return Status.CRITICAL, f"check {check.id}: a {check.type} check is not probed"

@@ -1,7 +1,10 @@
 """An async client of the registry's HTTP API (native and Consul routes), on httpx + trio.
 
 Used by the CLI, the agent and the Kubernetes adapter. Several server addresses may be given;
-requests that could not reach a server are tried on the next one.
+a request is tried on the next one when a server cannot be reached, does not answer within
+the request's deadline, or answers 502/503/504 (a POST only when it never connected). The
+deadline (`timeout`) covers the whole exchange; the agent keeps it under a third of its
+lease TTL, so a hung server costs one keepalive, not the lease.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import trio
 
 from ._errors import RegistryError, Unavailable
 
@@ -27,6 +31,9 @@ class APIError(RegistryError):
 
 class ServerUnreachable(Unavailable):
     """No registry server could be reached."""
+
+
+_FAIL_OVER = frozenset({502, 503, 504})
 
 
 class RegistryClient:
@@ -51,6 +58,7 @@ class RegistryClient:
             if cert:
                 verify.load_cert_chain(*cert)
         self._current = 0
+        self.timeout = timeout
         self.http = httpx.AsyncClient(
             verify=verify,
             timeout=httpx.Timeout(timeout),
@@ -83,31 +91,60 @@ class RegistryClient:
     ) -> httpx.Response:
         headers = {"X-Consul-Token": self.token} if self.token else {}
         body = content if json is None else jsonlib.dumps(json).encode()
+        # A POST that reached a server and got no answer may have been applied: it is tried
+        # again elsewhere only if it never connected. Everything else is safe to repeat.
+        repeatable = method.upper() != "POST"
+        deadline = timeout if timeout is not None else self.timeout
         failures = []
+        refused: httpx.Response | None = None
         for _ in range(len(self.addresses)):
-            url = self.addresses[self._current] + path
+            refused = None
+            address = self.addresses[self._current]
+            url = address + path
             try:
-                resp = await self.http.request(
-                    method,
-                    url,
-                    content=body,
-                    params=params,
-                    headers=headers,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                )
+                # One deadline for the whole exchange: httpx's timeouts are per read, and a
+                # stopped server that accepted the connection would hold a trickle forever.
+                with trio.fail_after(deadline):
+                    resp = await self.http.request(
+                        method,
+                        url,
+                        content=body,
+                        params=params,
+                        headers=headers,
+                        timeout=deadline,
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                failures.append(f"{self.addresses[self._current]}: {exc or type(exc).__name__}")
-                self._current = (self._current + 1) % len(self.addresses)
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+                self._rotate()
                 continue
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, trio.TooSlowError) as exc:
+                self._rotate()
+                what = str(exc) or (
+                    f"no answer within {deadline:g}s"
+                    if isinstance(exc, trio.TooSlowError | httpx.TimeoutException)
+                    else type(exc).__name__
+                )
+                if repeatable:
+                    failures.append(f"{address}: {what}")
+                    continue
                 raise ServerUnreachable(
-                    f"{self.addresses[self._current]} did not answer {method} {path}: "
-                    f"{exc or type(exc).__name__}"
+                    f"{address} did not answer {method} {path}: {what}"
                 ) from exc
+            if resp.status_code in _FAIL_OVER and repeatable:
+                # The server is up but cannot serve (cut off from etcd, draining): another may.
+                failures.append(f"{address}: HTTP {resp.status_code} {resp.text[:200].strip()}")
+                self._rotate()
+                refused = resp
+                continue
             if resp.status_code >= 400 and not (allow_404 and resp.status_code == 404):
                 raise _api_error(resp)
             return resp
-        raise ServerUnreachable("no registry server reachable: " + "; ".join(failures))
+        if refused is not None and len(self.addresses) == 1:
+            raise _api_error(refused)  # one server: its own answer says most
+        raise ServerUnreachable("no registry server could answer: " + "; ".join(failures))
+
+    def _rotate(self) -> None:
+        self._current = (self._current + 1) % len(self.addresses)
 
     async def get_json(self, path: str, **params: Any) -> tuple[Any, int]:
         """GET a JSON view and its index (`index`/`wait` params make it a blocking query)."""
@@ -186,13 +223,21 @@ class RegistryClient:
     # -- tokens ------------------------------------------------------------------------------
 
     async def create_token(
-        self, role: str, *, node: str = "", source: str = "", description: str = ""
+        self,
+        role: str,
+        *,
+        node: str = "",
+        source: str = "",
+        description: str = "",
+        key_prefix: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        body = {"role": role, "description": description}
+        body: dict[str, Any] = {"role": role, "description": description}
         if node:
             body["node"] = node
         if source:
             body["source"] = source
+        if key_prefix:
+            body["key_prefix"] = key_prefix
         return (await self.request("POST", "/v1/tokens", json=body)).json()
 
     async def tokens(self) -> list[dict[str, Any]]:
@@ -295,9 +340,9 @@ def _api_error(resp: httpx.Response) -> APIError:
 
 
 def _seconds(wait: str) -> float:
-    from ._decode import parse_duration
+    from ._numbers import parse_wait
 
     try:
-        return parse_duration(wait)
-    except ValueError:
+        return parse_wait(wait, default=300.0, maximum=600.0)
+    except ValueError:  # the server will refuse it and say why
         return 300.0

@@ -39,11 +39,13 @@ from ._etcd_types import (
     EtcdTLS,
     EtcdUnavailable,
     Event,
+    Get,
     KeyValue,
     Put,
     RangeResult,
     TxnResult,
     WatchBatch,
+    WatchStatus,
     _b64,
     prefix_end,
 )
@@ -61,11 +63,13 @@ __all__ = [
     "EtcdRequestError",
     "EtcdUnavailable",
     "Event",
+    "Get",
     "KeyValue",
     "Put",
     "RangeResult",
     "TxnResult",
     "WatchBatch",
+    "WatchStatus",
     "prefix_end",
 ]
 
@@ -258,8 +262,8 @@ class EtcdClient:
     async def txn(
         self,
         compare: Sequence[Compare] = (),
-        success: Sequence[Put | Delete] = (),
-        failure: Sequence[Put | Delete] = (),
+        success: Sequence[Put | Delete | Get] = (),
+        failure: Sequence[Put | Delete | Get] = (),
     ) -> TxnResult:
         body: dict[str, Any] = {
             "compare": [c.to_json() for c in compare],
@@ -272,6 +276,14 @@ class EtcdClient:
             revision=int(answer["header"]["revision"]),
             responses=list(answer.get("responses", ())),
         )
+
+    async def compact(self, revision: int) -> None:
+        """Drop the history before `revision` (already compacted past it: nothing to do)."""
+        try:
+            await self.call("/v3/kv/compaction", {"revision": str(revision)})
+        except EtcdRequestError as exc:
+            if "required revision has been compacted" not in exc.message:
+                raise
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -298,9 +310,11 @@ class EtcdClient:
             raise EtcdLeaseNotFound(f"etcd lease {lease_id:x} has expired or was revoked")
         return ttl
 
-    async def lease_revoke(self, lease_id: int) -> None:
+    async def lease_revoke(self, lease_id: int) -> int:
+        """Revoke a lease (its keys go with it); returns the revision after."""
         try:
-            await self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            answer = await self.call("/v3/lease/revoke", {"ID": str(lease_id)})
+            return int(answer.get("header", {}).get("revision", 0))
         except EtcdRequestError as exc:
             if "lease not found" in exc.message:
                 raise EtcdLeaseNotFound(f"etcd lease {lease_id:x} does not exist") from exc
@@ -354,6 +368,7 @@ class EtcdClient:
         start_revision: int,
         prev_kv: bool = False,
         liveness_interval: float = 5.0,
+        status: WatchStatus | None = None,
     ) -> AsyncIterator[trio.MemoryReceiveChannel[WatchBatch]]:
         """Stream changes to `key` (or its prefix) from `start_revision` on.
 
@@ -372,6 +387,7 @@ class EtcdClient:
                     prev_kv,
                     liveness_interval,
                     send,
+                    status,
                 )
                 try:
                     yield receive
@@ -388,8 +404,9 @@ class EtcdClient:
         prev_kv: bool,
         liveness_interval: float,
         send: trio.MemorySendChannel[WatchBatch],
+        status: WatchStatus | None = None,
     ) -> None:
-        state = _WatchState(next_revision=start_revision)
+        state = _WatchState(next_revision=start_revision, status=status)
         backoff = Backoff(initial=0.1, maximum=5.0)
         while True:
             endpoint = self.endpoints[self._current]
@@ -408,6 +425,9 @@ class EtcdClient:
                     exc or type(exc).__name__,
                     state.next_revision,
                 )
+            if status is not None and status.connected:
+                status.connected = False
+                status.down_since = trio.current_time()
             self._rotate()
             state.delivered_any = False
             await trio.sleep(backoff.next())
@@ -471,6 +491,9 @@ class EtcdClient:
             "key": _b64(key),
             "start_revision": str(state.next_revision),
             "progress_notify": True,
+            # etcd splits a huge response (one txn deleting 30,000 keys) into fragments of at
+            # most --max-request-bytes; each parses in milliseconds instead of one long stall.
+            "fragment": True,
         }
         if prefix:
             create["range_end"] = _b64(prefix_end(key))
@@ -492,6 +515,7 @@ class EtcdClient:
                     await self._authenticate(endpoint)
                     raise _StreamEnded("re-authenticated")
                 raise _map_error(code, message)
+            pending: list[Event] = []
             async for line in resp.aiter_lines():
                 if not line.strip():
                     continue
@@ -507,16 +531,36 @@ class EtcdClient:
                 if result.get("canceled"):
                     raise _StreamEnded(result.get("cancel_reason", "watch canceled by etcd"))
                 raw_events = result.get("events") or []
-                events = [
-                    Event(
-                        type="DELETE" if ev.get("type") == "DELETE" else "PUT",
-                        kv=KeyValue.from_json(ev["kv"]),
-                        prev_kv=KeyValue.from_json(ev["prev_kv"]) if ev.get("prev_kv") else None,
+                events: list[Event] = []
+                for start in range(0, len(raw_events), _DECODE_CHUNK):
+                    if start:
+                        # One recursive delete can bring 30,000 events in one message: decode
+                        # them in chunks so the loop keeps serving meanwhile.
+                        await trio.lowlevel.checkpoint()
+                    events.extend(
+                        Event(
+                            type="DELETE" if ev.get("type") == "DELETE" else "PUT",
+                            kv=KeyValue.from_json(ev["kv"]),
+                            prev_kv=KeyValue.from_json(ev["prev_kv"])
+                            if ev.get("prev_kv")
+                            else None,
+                        )
+                        for ev in raw_events[start : start + _DECODE_CHUNK]
                     )
-                    for ev in raw_events
-                ]
                 if result.get("created"):
+                    if state.status is not None:
+                        state.status.connected = True
+                        state.status.down_since = 0.0
+                        state.status.epoch += 1
                     continue
+                if result.get("fragment"):
+                    # More of this revision follows: deliver the revision whole, and never
+                    # resume from its middle.
+                    pending.extend(events)
+                    continue
+                if pending:
+                    events = pending + events
+                    pending = []
                 if events:
                     state.next_revision = events[-1].kv.mod_revision + 1
                     state.delivered_any = True
@@ -530,6 +574,10 @@ class EtcdClient:
 class _WatchState:
     next_revision: int
     delivered_any: bool = False
+    status: WatchStatus | None = None
+
+
+_DECODE_CHUNK = 1000
 
 
 class _StreamEnded(Exception):

@@ -12,33 +12,59 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import trio
 
-from . import _openapi, _resource_api, consul, native
+from . import _consul_query, _openapi, _resource_api, consul, native
+from ._acl import hash_secret
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
 from ._config import ConfigError, ServerConfig, split_host_port
-from ._context import Context, RegistryOptions
+from ._context import Context, RegistryOptions, token_secret
+from ._dns import DNSOptions
+from ._dns_server import DNSServer
 from ._duties import HealthDuties
 from ._endpoints import Area, json_reply
-from ._errors import InvalidResources, RegistryError
+from ._errors import Forbidden, InvalidResources, RegistryError, Unavailable
+from ._etcd_upkeep import StorageMonitor, compact_forever
 from ._fanout import Hub
 from ._keys import Keys
-from ._leader import lead
+from ._leader import Leadership, lead
 from ._mirror import Mirror
+from ._sessions import Sessions
 from ._signals import serve_until_signalled
 from ._sync import MirrorSync
 from ._tls_files import server_context
 from ._validate import CheckRules
-from .etcd import EtcdClient, EtcdTLS
+from .etcd import EtcdClient, EtcdError, EtcdTLS
 from .web import HTTPError, HTTPServer, Limits, Request, Response, Router
 
 log = logging.getLogger("weft.server")
+
+# Paths of Consul's API: an unknown one answers a plain-text 404 as Consul does, so every
+# Consul client sees one shape of "not found" (the native API answers JSON errors).
+CONSUL_PREFIXES = (
+    "/v1/agent",
+    "/v1/catalog",
+    "/v1/health",
+    "/v1/kv",
+    "/v1/session",
+    "/v1/txn",
+    "/v1/acl",
+    "/v1/status",
+    "/v1/event",
+    "/v1/query",
+    "/v1/coordinate",
+    "/v1/operator",
+    "/v1/connect",
+    "/v1/config",
+    "/v1/internal",
+)
 
 
 class Extension(Protocol):
@@ -56,8 +82,15 @@ class Extension(Protocol):
 class RegistryApp:
     """Routing and error rendering: Consul routes answer errors in plain text, others in JSON."""
 
-    def __init__(self, ctx: Context, extensions: Sequence[Extension] = ()) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        extensions: Sequence[Extension] = (),
+        *,
+        storage: StorageMonitor | None = None,
+    ) -> None:
         self.ctx = ctx
+        self.storage = storage
         self.router = Router()
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
@@ -69,19 +102,72 @@ class RegistryApp:
         self.openapi_body = json.dumps(_openapi.document(self.router.routes)).encode()
 
     async def __call__(self, request: Request) -> Response:
+        stale = self.ctx.catalog.sync.stale_reason()
+        if stale is None:
+            return await self._dispatch(request)
+        # A server that cannot vouch for its view of etcd says so on every Consul answer and
+        # checks a write's token against etcd itself: a token revoked through another server
+        # while this one was cut off must not work here.
+        if request.method not in ("GET", "HEAD") and token_secret(request):
+            refused = await self._verify_token(request, stale)
+            if refused is not None:
+                return refused
+        if request.path == "/v1/status/leader":
+            return Response.json("")  # what Consul answers while it has no leader
+        resp = await self._dispatch(request)
+        resp.headers = [
+            ("X-Consul-KnownLeader", "false") if name == "X-Consul-KnownLeader" else (name, value)
+            for name, value in resp.headers
+        ]
+        return resp
+
+    async def _verify_token(self, request: Request, stale: str) -> Response | None:
+        """None if the request's token is in etcd right now, else the answer refusing it."""
+        secret = token_secret(request) or ""
+        key = self.ctx.keys.token(hash_secret(secret))
+        with trio.move_on_after(2):
+            try:
+                stored = await self.ctx.catalog.etcd.get(key)
+            except EtcdError:
+                pass
+            else:
+                if stored is not None:
+                    return None
+                return await self._dispatch_error(
+                    request, Forbidden("the token sent is not recognised (revoked, or a typo?)")
+                )
+        return await self._dispatch_error(
+            request,
+            Unavailable(f"cannot verify the token against etcd ({stale}); try another server"),
+        )
+
+    async def _dispatch_error(self, request: Request, exc: RegistryError) -> Response:
+        async def refuse(request: Request) -> Response:
+            raise exc
+
+        return await self._dispatch(request, refuse)
+
+    async def _dispatch(
+        self,
+        request: Request,
+        handler: Callable[[Request], Awaitable[Response]] | None = None,
+    ) -> Response:
         route = None
         try:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
-            return await route.handler(request)
+            chosen = handler or route.handler
+            if "consul" in route.tags:
+                return await _consul_query.around(
+                    request, route.pattern, self.ctx.options.datacenter, chosen
+                )
+            return await chosen(request)
         except (HTTPError, RegistryError) as exc:
             status = exc.status
             message, field = exc.message, exc.field
             consul = route is not None and "consul" in route.tags
-            if route is None and request.path.startswith(
-                ("/v1/agent", "/v1/catalog", "/v1/health", "/v1/kv")
-            ):
+            if route is None and request.path.startswith(CONSUL_PREFIXES):
                 consul = True
             headers = [("Allow", exc.allow)] if isinstance(exc, HTTPError) and exc.allow else []
             headers += retry_after_header(exc)  # type: ignore[arg-type]
@@ -129,18 +215,27 @@ _HEALTH_SCHEMA = {"$ref": "#/components/schemas/Health"}
 @SERVER_AREA.route(
     "GET",
     "/v1/weft/health",
-    summary="Server readiness (503 while its mirror of etcd is loading)",
+    summary="Server readiness (503 while its mirror of etcd is loading or stale)",
     auth="open",
-    ok={200: json_reply("Ready", _HEALTH_SCHEMA), 503: json_reply("Loading", _HEALTH_SCHEMA)},
+    ok={
+        200: json_reply("Ready", _HEALTH_SCHEMA),
+        503: json_reply("Loading or stale", _HEALTH_SCHEMA),
+    },
 )
 async def health(app: RegistryApp, request: Request) -> Response:
     ctx = app.ctx
-    healthy = ctx.catalog.sync.healthy
-    body = {
-        "status": "ok" if healthy else "loading",
+    stale = ctx.catalog.sync.stale_reason()
+    healthy = stale is None
+    body: dict[str, object] = {
+        "status": "ok" if healthy else ("loading" if not ctx.catalog.sync.healthy else "stale"),
         "revision": ctx.mirror.revision,
         "blocking_queries": ctx.hub.waiting,
     }
+    if stale is not None:
+        body["reason"] = stale
+    if app.storage is not None:
+        body["etcd"] = app.storage.report()
+        body["warnings"] = app.storage.warnings()
     return Response.json(body, status=200 if healthy else 503)
 
 
@@ -179,7 +274,9 @@ class RegistryServer:
         self.keys = Keys(config.etcd_prefix)
         self.mirror = Mirror(self.keys)
         self.hub = Hub()
-        self.sync = MirrorSync(self.etcd, self.mirror, self.hub)
+        self.sync = MirrorSync(
+            self.etcd, self.mirror, self.hub, staleness_bound=config.staleness_bound
+        )
         self.batcher = WriteBatcher(self.etcd)
         self.catalog = Catalog(
             self.etcd, self.keys, self.mirror, self.sync, self.batcher, clock=clock
@@ -193,10 +290,25 @@ class RegistryServer:
             advertise=config.advertise or config.listen,
             reap_interval=config.reap_interval,
             view_cache_bytes=config.view_cache_bytes,
+            session_min_ttl=config.session_min_ttl,
         )
-        self.ctx = Context(options, self.keys, self.mirror, self.hub, self.catalog, clock=clock)
+        self.sessions = Sessions(
+            self.etcd,
+            self.keys,
+            self.mirror,
+            self.catalog,
+            self.hub,
+            min_ttl=config.session_min_ttl,
+        )
+        self.sync.listeners.append(self.sessions.on_changes)
+        self.ctx = Context(
+            options, self.keys, self.mirror, self.hub, self.catalog, self.sessions, clock=clock
+        )
         self.extensions = list(extensions or [])
-        self.app = RegistryApp(self.ctx, self.extensions)
+        self.storage = StorageMonitor(
+            self.etcd, quota_bytes=config.etcd_quota_bytes, interval=config.etcd_status_interval
+        )
+        self.app = RegistryApp(self.ctx, self.extensions, storage=self.storage)
         self.http = HTTPServer(
             self.app,
             limits=Limits(
@@ -217,6 +329,19 @@ class RegistryServer:
             ),
             long_request=lambda request: "index" in request.query,
         )
+        self.dns: DNSServer | None = None
+        if config.dns_listen:
+            self.dns = DNSServer(
+                self.mirror,
+                DNSOptions(
+                    domain=config.dns_domain.strip("."),
+                    datacenter=config.datacenter,
+                    service_ttl=int(config.dns_service_ttl),
+                    node_ttl=int(config.dns_node_ttl),
+                    include_warning=config.dns_include_warning,
+                ),
+            )
+            self._dns_bind = split_host_port(config.dns_listen, "dns_listen")
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._bind = (host, port)
 
@@ -226,24 +351,26 @@ class RegistryServer:
         async def start(nursery: trio.Nursery) -> None:
             await nursery.start(self.sync.run)
             nursery.start_soon(self.batcher.run)
+            nursery.start_soon(self.sessions.run)
             if self.config.bootstrap:
                 await self._bootstrap()
-            duties = HealthDuties(
-                self.catalog, self.mirror, clock=self.clock, interval=self.config.reap_interval
-            )
+            nursery.start_soon(self.storage.run)
+            nursery.start_soon(self.sync.probe_forever)
             nursery.start_soon(
-                lead, self.etcd, self.keys.leader("health"), self.identity, duties.run
+                lead, self.etcd, self.keys.leader("health"), self.identity, self._duties
             )
             for extension in self.extensions:
                 await extension.start(self.ctx, self.etcd)
                 nursery.start_soon(extension.run)
+            ready: dict[str, object] = {}
+            if self.dns is not None:
+                dns_bound = await nursery.start(self.dns.serve, *self._dns_bind)
+                ready["dns"] = f"{dns_bound[0]}:{dns_bound[1]}"
             bound = await nursery.start(self.http.serve, *self._bind)
             address = f"{bound[0]}:{bound[1]}"
             if self.config.ready_file:
-                write_ready_file(
-                    self.config.ready_file,
-                    {"address": address, "url": self.url(bound), "pid": os.getpid()},
-                )
+                ready.update(address=address, url=self.url(bound), pid=os.getpid())
+                write_ready_file(self.config.ready_file, ready)
             log.info(
                 "serving",
                 extra={
@@ -263,6 +390,27 @@ class RegistryServer:
         finally:
             with trio.CancelScope(shield=True):
                 await self.etcd.aclose()
+
+    async def _duties(self, leadership: Leadership) -> None:
+        """What the leading server does: health duties and etcd compaction."""
+        duties = HealthDuties(
+            self.catalog,
+            self.mirror,
+            clock=self.clock,
+            interval=self.config.reap_interval,
+            guard=leadership.guard(),
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(duties.run)
+            if self.config.compaction_retention > 0:
+                nursery.start_soon(
+                    partial(
+                        compact_forever,
+                        self.etcd,
+                        retention=self.config.compaction_retention,
+                        interval=self.config.compaction_interval,
+                    )
+                )
 
     def url(self, bound: tuple[str, int]) -> str:
         scheme = "https" if self.config.tls_cert_file else "http"

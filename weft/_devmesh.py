@@ -219,6 +219,8 @@ def run(
                 "--ready-file",
                 str(ready),
                 "--anonymous-reads",
+                "--dns-listen",
+                "127.0.0.1:0",
                 "--ca-kek-file",
                 str(kek),
             ],
@@ -229,6 +231,9 @@ def run(
             children,
         )
         url, token = info["url"], token_file.read_text().strip()
+        dns_host, _, dns_port = str(info.get("dns", "")).rpartition(":")
+        if dns_port:
+            announce(f"DNS interface: dig @{dns_host} -p {dns_port} <service>.service.consul SRV")
         _http("POST", url + "/v1/ca/init", token, {"trust_domain": TRUST_DOMAIN})
         agent_token = _http(
             "POST",

@@ -52,6 +52,7 @@ def setting(
 
 # One duration syntax everywhere (Go's, as Consul and the registry take it).
 from registry.validation import parse_duration as parse_duration  # noqa: E402
+from registry.validation import parse_number  # noqa: E402
 
 
 def parse_bool(text: str | bool) -> bool:
@@ -77,12 +78,11 @@ def _convert(value: Any, annotation: Any, parse: Callable[[str], Any] | None) ->
         return _convert(value, inner[0], None)
     if annotation is bool:
         return parse_bool(value)
-    if annotation is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not an integer")
-        return int(value)
-    if annotation is float:
-        return float(value)
+    if annotation in (int, float):
+        # The registry's one number parser: no NaN, inf, 1e999, booleans or '١٢'. Ranges are
+        # each setting's own `validate`; surrounding spaces (an env file's) are forgiven.
+        text = value.strip() if isinstance(value, str) else value
+        return parse_number(text, integer=annotation is int, minimum=None)
     if annotation is str:
         if not isinstance(value, str):
             raise ValueError(f"{value!r} is not a string")

@@ -31,7 +31,7 @@ SLICE_MANAGER = "weft.io/k8s-adapter"
 SOURCES_ANNOTATION = "weft.io/sources"
 MAX_PER_SLICE = 100
 
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS1035 = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _FAMILY_TAG = {"IPv4": "v4", "IPv6": "v6", "FQDN": "fqdn"}
 
 ObjKey = tuple[str, str]  # (plural, name)
@@ -79,7 +79,7 @@ def desired_objects(
             by_service[str(view["service"])].append(view)
     out: dict[ObjKey, dict[str, Any]] = {}
     for name in sorted(by_service):
-        if not _DNS1035.match(name):
+        if not _DNS1035.fullmatch(name):
             problems.report(
                 f"registry service {name!r}",
                 "is not a valid Kubernetes Service name (it must start with a letter); "

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ca import InvalidIdentity, SpiffeId
+from registry.validation import InvalidNumber, parse_number
 
 from ._entry import CRITICAL, PASSING, Entry, EntryKey
 from ._naming import instance_id, meta_key, node_name
@@ -109,7 +110,11 @@ def _sidecar(pod: Any, namespace: str, service: str, ctx: MappingContext) -> tup
     if raw is None:
         return 0, ""
     subject = f"Pod {namespace}/{pod.metadata.name}"
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= 65535:
+    try:
+        # str.isdigit() takes '²', which int() then refuses: the registry's parser takes
+        # only ASCII digits.
+        port = parse_number(raw.strip(), integer=True, minimum=1, maximum=65535)
+    except InvalidNumber:
         ctx.problems.report(subject, f"annotation {SIDECAR_ANNOTATION}={raw!r} is not a port")
         return 0, ""
     if not ctx.trust_domain:
@@ -124,7 +129,7 @@ def _sidecar(pod: Any, namespace: str, service: str, ctx: MappingContext) -> tup
     except InvalidIdentity as exc:
         ctx.problems.report(subject, f"no SPIFFE ID for its sidecar: {exc}")
         return 0, ""
-    return int(raw), identity
+    return port, identity
 
 
 def _address_ok(address: str) -> bool:

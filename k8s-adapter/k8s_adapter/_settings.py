@@ -25,7 +25,7 @@ def opt(default: Any, help: str, **extra: Any) -> Any:
 
 def split_host_port(value: str, field: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(field, f"{value!r} is not host:port (e.g. 0.0.0.0:9610)")
     return host.strip("[]") or "0.0.0.0", int(port)
 

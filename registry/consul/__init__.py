@@ -6,10 +6,36 @@ text, as Consul answers them. New areas (sessions, txn, ...) add a module and a 
 
 from __future__ import annotations
 
+import re
+
+from .. import _consul_checks, _consul_nodes, _consul_sessions, _consul_txn
 from .._context import Context
-from .._endpoints import Area
+from .._endpoints import Area, Param, json_reply
 from ..web import Router
 from . import _agent, _catalog, _health, _kv, _status
+
+# Sessions, transactions, node and check registration: plain route tables, declared here with
+# Consul's answer left untyped (any JSON) until each module declares its own shapes.
+_TABLES = (
+    _consul_sessions.ROUTES,
+    _consul_txn.ROUTES,
+    _consul_nodes.ROUTES,
+    _consul_checks.ROUTES,
+)
+_EXTRA: Area[Context] = Area("consul", "consul-extra")
+for _method, _path, _handler in (row for table in _TABLES for row in table):
+    _EXTRA.route(
+        _method,
+        _path,
+        summary=((_handler.__doc__ or _handler.__name__).strip().splitlines() or [""])[0],
+        ok=json_reply("Consul's answer", {}),
+        auth="read" if _method == "GET" else "token",
+        errors=(400, 404, 409, 500),
+        path_params={
+            name: Param(name, description=f"The {name.replace('_', ' ')}")
+            for name in re.findall(r"{(\w+)", _path)
+        },
+    )(_handler)
 
 AREAS: tuple[Area[Context], ...] = (
     _agent.AREA,
@@ -17,6 +43,7 @@ AREAS: tuple[Area[Context], ...] = (
     _health.AREA,
     _status.AREA,
     _kv.AREA,
+    _EXTRA,
 )
 
 

@@ -170,10 +170,10 @@ async def _set_check(ctx: Context, request: Request, status: Status) -> Response
     ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
     output = request.arg("note")
     if output is None and request.body:
-        try:
-            output = str(json.loads(request.body).get("Output", ""))
-        except (ValueError, AttributeError):
-            raise InvalidInput('body: expected {"Output": "..."}') from None
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("Output", ""), str):
+            raise InvalidInput('body: expected {"Output": "..."}', field="Output")
+        output = body.get("Output", "")
     await ctx.catalog.update_check(node, check_id, status, output or "")
     return _done()
 
@@ -221,14 +221,19 @@ async def check_fail(ctx: Context, request: Request) -> Response:
     ok=EMPTY,
 )
 async def check_update(ctx: Context, request: Request) -> Response:
+    body = request.json() if request.body else {}
     try:
-        body = json.loads(request.body or b"{}")
+        if not isinstance(body, dict) or not isinstance(body.get("Output", ""), str):
+            raise ValueError
         status = Status(str(body.get("Status", "")).lower())
-    except (ValueError, AttributeError):
+        if status is Status.MAINTENANCE:
+            raise ValueError
+    except ValueError:
         raise InvalidInput(
-            'body: expected {"Status": "passing|warning|critical", "Output": "..."}'
+            'body: expected {"Status": "passing|warning|critical", "Output": "..."}',
+            field="Status",
         ) from None
-    request.query.setdefault("note", [str(body.get("Output", ""))])
+    request.query.setdefault("note", [body.get("Output", "")])
     return await _set_check(ctx, request, status)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
+from .. import _consul_sessions
 from .._context import Context, consul_response
 from .._endpoints import Area, Body, Param, Reply, json_reply, ref
-from .._errors import InvalidInput
+from .._errors import Forbidden, InvalidInput
 from .._mirror import kv_topic
+from .._numbers import parse_index
 from ..web import Request, Response
 from ._schemas import BLOCKING, BOOL, INDEX_HEADERS, SCHEMAS, STRINGS
 
@@ -26,32 +27,17 @@ _CAS = Param(
 
 
 def _entry(ctx: Context, key: str) -> dict[str, object]:
-    kv = ctx.mirror.kv[key]
-    return {
-        "LockIndex": 0,
-        "Key": key,
-        "Flags": ctx.catalog.kv_flags(key),
-        "Value": base64.b64encode(kv.value).decode() if kv.value else None,
-        "CreateIndex": kv.create_revision,
-        "ModifyIndex": kv.mod_revision,
-    }
+    return _consul_sessions.kv_entry(ctx, key)
 
 
 def _int_arg(request: Request, name: str) -> int | None:
     raw = request.arg(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-        if value < 0:
-            raise ValueError
-        return value
-    except ValueError:
-        raise InvalidInput(f"{name}: {raw!r} is not a non-negative integer", field=name) from None
+    return None if raw is None else parse_index(raw, name)
 
 
 def _writer(ctx: Context, request: Request) -> None:
-    ctx.authorizer.operator(ctx.token(request), "writing KV")
+    recursive = request.method == "DELETE" and request.flag("recurse")
+    ctx.kv_writer(ctx.token(request), request.params["key"], prefix=recursive)
 
 
 @route(
@@ -83,12 +69,17 @@ def _writer(ctx: Context, request: Request) -> None:
     ),
 )
 async def kv_get(ctx: Context, request: Request) -> Response:
-    ctx.reader(request)
+    token = ctx.reader(request)
     key = request.params["key"]
     recurse, keys_only = request.flag("recurse"), request.query.get("keys") is not None
+    if not ctx.authorizer.read_kv(token, key) and not (recurse or keys_only):
+        raise Forbidden(f"this token's KV rules deny reading key {key!r}")
     if recurse or keys_only:
         index = await ctx.block(request, lambda: ctx.mirror.kv_prefix_index(key), (), kv_prefix=key)
-        matching = sorted(k for k in ctx.mirror.kv if k.startswith(key))
+        # Keys a `deny` rule hides are left out of listings, as Consul's ACLs filter them.
+        matching = sorted(
+            k for k in ctx.mirror.kv if k.startswith(key) and ctx.authorizer.read_kv(token, k)
+        )
         if not matching:
             return consul_response(b"", index, status=404, content_type="text/plain")
         if keys_only:
@@ -121,6 +112,8 @@ async def kv_get(ctx: Context, request: Request) -> Response:
     query=(
         _CAS,
         Param("flags", {"type": "integer", "minimum": 0}, "An opaque number kept with the key"),
+        Param("acquire", description="Take the key's lock for this session (true/false answer)"),
+        Param("release", description="Release the key's lock held by this session"),
     ),
     body=Body(
         {"type": "string", "format": "binary"},
@@ -137,13 +130,8 @@ async def kv_put(ctx: Context, request: Request) -> Response:
         raise InvalidInput("key: a KV key must not be empty", field="key")
     if len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidInput(f"key: at most {MAX_KEY_BYTES} bytes", field="key")
-    for unsupported in ("acquire", "release"):
-        if request.arg(unsupported) is not None:
-            raise InvalidInput(
-                f"{unsupported}: sessions and locks are not supported", field=unsupported
-            )
-    ok = await ctx.catalog.kv_put(
-        key, request.body, flags=_int_arg(request, "flags") or 0, cas=_int_arg(request, "cas")
+    ok = await _consul_sessions.kv_write(
+        ctx, request, key, flags=_int_arg(request, "flags") or 0, cas=_int_arg(request, "cas")
     )
     return Response.json(ok)
 

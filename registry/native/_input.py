@@ -14,12 +14,16 @@ from .._validate import (
     CHECK_SHAPE,
     address,
     build_check,
+    identity,
     instance_id,
+    kind,
     meta,
+    namespace,
     node_name,
     port,
     protocol,
     service_name,
+    source,
     tags,
     weights,
 )
@@ -100,7 +104,7 @@ def registration_from_native(
         service=name,
         id=iid,
         node=node,
-        namespace=data.get("namespace", "default"),
+        namespace=namespace(data.get("namespace", "default"), at("namespace")),
         address=address(data.get("address", ""), at("address")),
         node_address=address(data.get("node_address", request.peer), at("node_address")),
         port=port(data["port"], at("port")),
@@ -109,12 +113,10 @@ def registration_from_native(
         meta=meta(data.get("meta", {}), at("meta")),
         weights=Weights(passing, warning),
         sidecar_port=port(data.get("sidecar_port", 0), at("sidecar_port"), allow_zero=True),
-        identity=data.get("identity", ""),
-        source=data.get("source", default_source),
-        kind=data.get("kind", ""),
+        identity=identity(data.get("identity", ""), at("identity")),
+        source=source(data.get("source", default_source), at("source")),
+        kind=kind(data.get("kind", ""), at("kind")),
     )
-    if inst.namespace != "default":
-        service_name(inst.namespace, at("namespace"))
     checks: list[Check] = []
     seen: set[str] = set()
     specs = data.get("checks", [])

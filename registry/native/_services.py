@@ -16,6 +16,16 @@ from ._input import BATCH_SHAPE, INSTANCE_SHAPE, MAX_BATCH, registration_from_na
 from ._schemas import BLOCKING, INDEX_HEADERS, OBJECT, SCHEMAS
 from ._views import check_view, instance_view
 
+OUTPUT_LIMIT = 64 * 1024  # a check's output (Consul's OutputMaxSize defaults to 4 KiB)
+
+
+def _output(value: str) -> str:
+    # Probe output is whatever the app answered (CR, escapes and all): bounded, not filtered.
+    if len(value) > OUTPUT_LIMIT:
+        raise InvalidInput(f"output: at most {OUTPUT_LIMIT} characters", field="output")
+    return value
+
+
 AREA: Area[Context] = Area("native", "registry", SCHEMAS)
 route = AREA.route
 
@@ -211,7 +221,7 @@ async def put_check(ctx: Context, request: Request) -> Response:
     if "status" not in data:
         raise InvalidInput("status: is required", field="status")
     check = await ctx.catalog.update_check(
-        node, check_id, parse_status(data["status"], "status"), data.get("output", "")
+        node, check_id, parse_status(data["status"], "status"), _output(data.get("output", ""))
     )
     return Response.json(check_view(check))
 

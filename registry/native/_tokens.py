@@ -6,14 +6,21 @@ from .._context import Context
 from .._decode import F, decode
 from .._endpoints import Area, Body, Param, json_reply, ref
 from .._errors import Forbidden, InvalidInput
-from .._validate import node_name
+from .._validate import node_name, source, text
 from ..web import Request, Response
 from ._schemas import SCHEMAS
 
 AREA: Area[Context] = Area("native", "tokens", SCHEMAS)
 route = AREA.route
 
-TOKEN_SHAPE = {"role": F("str"), "node": F("str"), "source": F("str"), "description": F("str")}
+TOKEN_SHAPE = {
+    "role": F("str"),
+    "node": F("str"),
+    "source": F("str"),
+    "description": F("str"),
+    "key_prefix": F("strmap"),
+    "key": F("strmap"),
+}
 
 
 @route(
@@ -31,11 +38,15 @@ async def create_token(ctx: Context, request: Request) -> Response:
         raise InvalidInput("role: is required (operator, agent, adapter or read)", field="role")
     if data.get("node"):
         node_name(data["node"], "node")
+    if data.get("source"):
+        source(data["source"], "source")
     secret, token = await ctx.catalog.create_token(
         data["role"],
         node=data.get("node", ""),
         source=data.get("source", ""),
-        description=data.get("description", ""),
+        description=text(data.get("description", ""), "description", limit=256),
+        key_prefix=data.get("key_prefix"),
+        key=data.get("key"),
     )
     return Response.json({**token.public(), "secret": secret}, status=200)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._consul_views import maintenance_check
@@ -22,7 +23,8 @@ def check_view(check: Check) -> dict[str, Any]:
     }
     for name in ("ttl", "http", "tcp", "interval", "timeout", "deregister_critical_after"):
         value = getattr(check, name)
-        if value:
+        # A NaN stored by an older version would make the whole answer invalid JSON.
+        if value and (not isinstance(value, float) or math.isfinite(value)):
             out[name] = value
     if check.args:
         out["args"] = list(check.args)

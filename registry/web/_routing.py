@@ -7,7 +7,8 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+
+from ._json import JSONRejected, loads
 
 Handler = Callable[["Request"], Awaitable["Response"]]
 
@@ -49,18 +50,13 @@ class Request:
         return values[-1].lower() not in ("false", "0", "no")
 
     def json(self) -> Any:
+        """The body as strict JSON (see `_json`): malformed, too deep or NaN bodies are 400s."""
         if not self.body:
             raise HTTPError(400, "request body is empty; expected a JSON document")
         try:
-            return json.loads(self.body)
-        except UnicodeDecodeError:
-            raise HTTPError(400, "request body is not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise HTTPError(
-                400,
-                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno}",
-            ) from None
+            return loads(self.body)
+        except JSONRejected as exc:
+            raise HTTPError(400, exc.message, field=exc.field) from None
 
 
 @dataclass(slots=True)
@@ -106,7 +102,9 @@ def _compile(pattern: str) -> re.Pattern[str]:
         )
         pos = match.end()
     out.append(re.escape(pattern[pos:]))
-    return re.compile("^" + "".join(out) + "$")
+    # DOTALL and fullmatch: a key ending in a decoded newline must match whole, not stop
+    # short of it as `.*$` would.
+    return re.compile("".join(out), re.DOTALL)
 
 
 class Router:
@@ -139,11 +137,13 @@ class Router:
             return route, {}
         allowed: list[str] = []
         for route in self.routes:
-            m = route.regex.match(path)
+            m = route.regex.fullmatch(path)
             if m is None:
                 continue
             if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, {k: unquote(v) for k, v in m.groupdict().items()}
+                # `path` arrives percent-decoded once (by the server); decoding the
+                # parameters again would turn a KV key's "%25" into "%" and then into a byte.
+                return route, m.groupdict()
             allowed.append(route.method)
         if allowed:
             raise HTTPError(

@@ -24,7 +24,15 @@ def etcd_binary() -> str:
 
 
 class EtcdMember:
-    def __init__(self, name: str, data_dir: Path, client_port: int, peer_port: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        client_port: int,
+        peer_port: int,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.extra_args = extra_args
         self.name = name
         self.data_dir = data_dir
         self.client_port = client_port
@@ -65,6 +73,7 @@ class EtcdMember:
             "--log-level",
             "warn",
             "--unsafe-no-fsync",  # tests trade durability against power loss for speed
+            *self.extra_args,
         ]
         self.proc = spawn(args, log_path=self.data_dir.parent / f"{self.name}.log")
 
@@ -87,10 +96,11 @@ class EtcdMember:
 class EtcdCluster:
     """One or more etcd members on loopback with their data under `root`."""
 
-    def __init__(self, root: Path, size: int = 1) -> None:
+    def __init__(self, root: Path, size: int = 1, extra_args: tuple[str, ...] = ()) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.members = [
-            EtcdMember(f"m{i}", root / f"m{i}", free_port(), free_port()) for i in range(size)
+            EtcdMember(f"m{i}", root / f"m{i}", free_port(), free_port(), extra_args)
+            for i in range(size)
         ]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 

@@ -33,6 +33,8 @@ class WeftServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.extra = list(args)
         self.listen = listen
+        self.dns_listen = "127.0.0.1:0"
+        self.dns = ""  # host:port of the DNS interface (UDP and TCP) once started
         self.bootstrap = bootstrap
         self.proc: Proc | None = None
         self.url = ""
@@ -59,6 +61,8 @@ class WeftServer:
             "1s",
             "--grace",
             "2s",
+            "--dns-listen",
+            self.dns_listen,
             *self.extra,
         ]
         if self.bootstrap:
@@ -74,6 +78,9 @@ class WeftServer:
         info = self.proc.wait_ready_file(ready, timeout=timeout)
         self.url = info["url"]
         self.address = info["address"]
+        self.dns = info.get("dns", "")
+        if self.dns:
+            self.dns_listen = self.dns
         if self.token is None and self.token_file.exists():
             self.token = self.token_file.read_text().strip()
         # Later restarts reuse the same port, as a real server would.

@@ -13,8 +13,6 @@ from agent._cert_bundle import Pair, reuse_problem
 from ca import SpiffeId
 from tests.harness import TestCA
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 @pytest.fixture(scope="module")
 def pki() -> TestCA:
@@ -27,6 +25,11 @@ def _write(tmp_path: Path, key_pem: bytes, chain_pem: bytes) -> Path:
     return path
 
 
+def now() -> dt.datetime:
+    # Read at each check: a module-level time goes stale when collection runs long before the test.
+    return dt.datetime.now(dt.UTC)
+
+
 def _web(pki: TestCA) -> SpiffeId:
     return SpiffeId.parse(pki.spiffe("web"))
 
@@ -36,13 +39,13 @@ def test_a_matching_valid_pair_for_the_identity_and_bundle_is_reused(
 ) -> None:
     leaf = pki.issue("web")
     path = _write(tmp_path, leaf.key_pem, leaf.chain_pem)
-    assert reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) is None
+    assert reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) is None
 
 
 def test_a_certificate_whose_key_is_another_is_not_reused(pki: TestCA, tmp_path: Path) -> None:
     leaf, other = pki.issue("web"), pki.issue("web")
     path = _write(tmp_path, other.key_pem, leaf.chain_pem)
-    assert reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) == (
+    assert reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) == (
         "the key is not the certificate's"
     )
 
@@ -50,45 +53,45 @@ def test_a_certificate_whose_key_is_another_is_not_reused(pki: TestCA, tmp_path:
 def test_an_expired_or_not_yet_valid_certificate_is_not_reused(pki: TestCA, tmp_path: Path) -> None:
     expired = pki.issue_expired("web")
     path = _write(tmp_path, expired.key_pem, expired.chain_pem)
-    assert "not valid now" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) or "")
-    early = pki.issue("web", not_before=NOW + dt.timedelta(hours=1))
+    assert "not valid now" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) or "")
+    early = pki.issue("web", not_before=now() + dt.timedelta(hours=1))
     path = _write(tmp_path, early.key_pem, early.chain_pem)
-    assert "not valid now" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) or "")
+    assert "not valid now" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) or "")
 
 
 def test_a_certificate_for_another_identity_is_not_reused(pki: TestCA, tmp_path: Path) -> None:
     api = pki.issue("api")
     path = _write(tmp_path, api.key_pem, api.chain_pem)
-    problem = reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) or ""
+    problem = reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) or ""
     assert problem.startswith("for spiffe://weft.test/ns/default/svc/api, not ")
     two = pki.issue(None)  # no URI SAN at all
     path = _write(tmp_path, two.key_pem, two.chain_pem)
-    assert "no URI SAN" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) or "")
+    assert "no URI SAN" in (reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) or "")
 
 
 def test_a_certificate_of_another_ca_is_not_reused(pki: TestCA, tmp_path: Path) -> None:
     foreign = TestCA(name="Elsewhere")
     leaf = foreign.issue("web")
     path = _write(tmp_path, leaf.key_pem, leaf.chain_pem)
-    problem = reuse_problem(path, _web(pki), pki.bundle_pem.decode(), NOW) or ""
+    problem = reuse_problem(path, _web(pki), pki.bundle_pem.decode(), now()) or ""
     assert problem.startswith("does not chain to the current trust bundle"), problem
     # ...and no bundle at all is no proof either.
-    assert reuse_problem(path, _web(pki), "", NOW) == "no trust bundle to check its chain against"
+    assert reuse_problem(path, _web(pki), "", now()) == "no trust bundle to check its chain against"
 
 
 def test_missing_truncated_or_keyless_files_are_not_reused(pki: TestCA, tmp_path: Path) -> None:
     leaf = pki.issue("web")
     bundle = pki.bundle_pem.decode()
-    assert reuse_problem(tmp_path / "absent.pem", _web(pki), bundle, NOW) == (
+    assert reuse_problem(tmp_path / "absent.pem", _web(pki), bundle, now()) == (
         "no certificate on disk"
     )
     whole = Pair(leaf.key_pem, leaf.chain_pem).combined()
     cut = tmp_path / "cut.pem"
     cut.write_bytes(whole[: len(whole) // 2])
-    assert (reuse_problem(cut, _web(pki), bundle, NOW) or "").startswith("unreadable")
+    assert (reuse_problem(cut, _web(pki), bundle, now()) or "").startswith("unreadable")
     keyless = tmp_path / "keyless.pem"
     keyless.write_bytes(leaf.chain_pem)
-    assert reuse_problem(keyless, _web(pki), bundle, NOW) == (
+    assert reuse_problem(keyless, _web(pki), bundle, now()) == (
         "unreadable: expected one private key, found 0"
     )
 

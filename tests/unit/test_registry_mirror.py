@@ -134,3 +134,46 @@ async def test_hub_times_out_and_cleans_up(autojump_clock: trio.abc.Clock) -> No
     woke = await hub.wait((CATALOG,), kv_prefix="a/", deadline=trio.current_time() + 5)
     assert woke is False
     assert hub.waiting == 0
+
+
+def test_resync_changes_only_what_differs_and_deletes_what_is_gone() -> None:
+    mirror = Mirror(KEYS)
+    a, b, c = inst("web", "n1", "a"), inst("web", "n1", "b"), inst("api", "n2", "c")
+    mirror.load(
+        [
+            put(KEYS.instance("web", "n1", "a"), encode_instance(a), 5).kv,
+            put(KEYS.instance("web", "n1", "b"), encode_instance(b), 6).kv,
+            put(KEYS.kv("x"), b"1", 7).kv,
+        ],
+        revision=7,
+    )
+    fresh = [
+        put(KEYS.instance("web", "n1", "a"), encode_instance(a), 5).kv,  # unchanged
+        put(KEYS.instance("api", "n2", "c"), encode_instance(c), 9).kv,  # new
+        put(KEYS.kv("x"), b"2", 10).kv,  # changed
+    ]
+    events = mirror.resync_events(fresh, 12)
+    assert sorted((e.type, e.kv.key) for e in events) == [
+        ("DELETE", KEYS.instance("web", "n1", "b")),
+        ("PUT", KEYS.kv("x")),
+        ("PUT", KEYS.instance("api", "n2", "c")),
+    ]
+    changes = mirror.resync(fresh, 12)
+    assert service_topic("api") in changes.topics and service_topic("web") in changes.topics
+    assert set(mirror.instances) == {"web", "api"} and list(mirror.instances["web"]) == [
+        ("n1", "a")
+    ]
+    assert mirror.kv["x"].value == b"2" and mirror.revision == 12
+
+
+def test_kv_tombstones_past_the_cap_evict_the_oldest_first() -> None:
+    mirror = Mirror(KEYS)
+    mirror.load([], revision=1)
+    from registry import _mirror
+
+    cap = _mirror._TOMBSTONES_KEPT
+    mirror.apply([put(KEYS.kv(f"k{i}"), b"v", 2 + i) for i in range(cap + 5)], cap + 10)
+    mirror.apply([delete(KEYS.kv(f"k{i}"), cap + 20 + i) for i in range(cap + 5)], 3 * cap)
+    # The five oldest tombstones went; the floor is the newest of them.
+    assert mirror._tombstone_floor == cap + 20 + 4
+    assert mirror.kv_prefix_index("k") == cap + 20 + cap + 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 
 from ._client import add_client_flags, call
 from ._output import add_output_flag, print_json, print_table
@@ -24,6 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--source", default="", help="source an adapter token is bound to, e.g. k8s/prod"
     )
     create.add_argument("--description", default="")
+    create.add_argument(
+        "--key-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX=POLICY",
+        help="a KV rule like Consul's key_prefix: app/=write, app/secret/=deny (read, write "
+        "or deny; the longest matching prefix wins); repeat for more",
+    )
     add_output_flag(create)
     add_client_flags(create)
     create.set_defaults(func=run_create)
@@ -41,11 +50,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     me.set_defaults(func=run_self)
 
 
+def _key_rules(specs: list[str]) -> dict[str, str]:
+    rules: dict[str, str] = {}
+    for spec in specs:
+        prefix, sep, policy = spec.rpartition("=")
+        if not sep:
+            raise ValueError(f"--key-prefix {spec!r} is not PREFIX=POLICY (e.g. app/=write)")
+        rules[prefix] = policy
+    return rules
+
+
 def run_create(args: argparse.Namespace) -> int:
+    try:
+        rules = _key_rules(args.key_prefix)
+    except ValueError as exc:
+        print(f"weft token create: {exc}", file=sys.stderr)
+        return 64
     token = call(
         args,
         lambda c: c.create_token(
-            args.role, node=args.node, source=args.source, description=args.description
+            args.role,
+            node=args.node,
+            source=args.source,
+            description=args.description,
+            key_prefix=rules,
         ),
     )
     if args.output == "json":

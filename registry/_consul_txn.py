@@ -1,0 +1,32 @@
+"""Consul's `PUT /v1/txn`: KV and service operations, all applied or none (see `_txn.py`)."""
+
+from __future__ import annotations
+
+from ._context import Context
+from ._txn import Planner, run
+from .web import Request, Response
+
+
+async def txn(ctx: Context, request: Request) -> Response:
+    token = ctx.reader(request)
+    planner = Planner(
+        ctx.keys,
+        ctx.mirror,
+        ctx.catalog,
+        ctx.sessions,
+        node=ctx.node_of(token),
+        node_address=request.peer,
+        rules=ctx.options.check_rules,
+    )
+    plan = planner.plan(request.json())
+    for key, prefix in plan.kv_writes:
+        ctx.kv_writer(token, key, prefix=prefix)
+    for inst in plan.instances:
+        ctx.authorizer.write_instance(token, inst)
+    status, answer = await run(plan, ctx.catalog, ctx.mirror, ctx.keys)
+    return Response.json(
+        answer, status=status, headers=[("X-Consul-Index", str(max(ctx.mirror.revision, 1)))]
+    )
+
+
+ROUTES = (("PUT", "/v1/txn", txn),)

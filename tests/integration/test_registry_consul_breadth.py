@@ -1,0 +1,134 @@
+"""The Consul endpoints and query parameters real tools call, through py-consul: ?filter=,
+?dc=, node-meta, catalog register/deregister, check register, service maintenance,
+health of a node, members, datacenters, ACL self and 404s."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import consul
+import consul.exceptions
+import httpx
+import pytest
+
+from tests.harness import WeftServer
+
+
+def client(server: WeftServer, dc: str | None = None) -> consul.Consul:
+    url = urlsplit(server.url)
+    return consul.Consul(host=url.hostname, port=url.port, token=server.token, dc=dc)
+
+
+def test_filter_expressions_select_records_and_bad_ones_are_400(server: WeftServer) -> None:
+    c = client(server)
+    c.agent.service.register("web", service_id="web-1", port=1, tags=["v1"], meta={"env": "prod"})
+    c.agent.service.register("web", service_id="web-2", port=2, tags=["v2"], meta={"env": "dev"})
+    _, entries = c.health.service("web", filter_expr='Service.Meta.env == "prod"')
+    assert [e["Service"]["ID"] for e in entries] == ["web-1"]
+    _, entries = c.catalog.service("web", filter_expr='"v2" in ServiceTags')
+    assert [e["ServiceID"] for e in entries] == ["web-2"]
+    services = c.agent.services(filter_expr="Port == 2")
+    assert list(services) == ["web-2"]
+    with pytest.raises(consul.exceptions.BadRequest, match="filter"):
+        c.health.service("web", filter_expr="Service.Meta.env ==")
+    with pytest.raises(consul.exceptions.BadRequest, match="not valid"):
+        c.catalog.service("web", filter_expr="Nonsense == 1")
+    # Blocking with a filter: the bad expression is refused before any wait.
+    answer = httpx.get(
+        server.url + "/v1/health/service/web?index=999999&wait=30s&filter=(",
+        headers=server.headers(),
+        timeout=5,
+    )
+    assert answer.status_code == 400
+
+
+def test_another_datacenter_is_no_path_not_local_data(server: WeftServer) -> None:
+    c = client(server)
+    c.agent.service.register("web", port=1)
+    assert c.catalog.datacenters() == ["dc1"]
+    assert client(server, dc="dc1").catalog.services()[1] == {"web": []}
+    with pytest.raises(consul.ConsulException, match="500 No path to datacenter"):
+        client(server, dc="dc2").catalog.services()
+    with pytest.raises(consul.ConsulException, match="No path to datacenter"):
+        client(server, dc="dc2").kv.get("x")
+
+
+def test_catalog_register_declares_the_node_and_every_view_agrees(server: WeftServer) -> None:
+    c = client(server)
+    assert c.catalog.register(
+        "ext-db",
+        "192.0.2.10",
+        service={"Service": "pg", "ID": "pg-1", "Port": 5432, "Tags": ["primary"]},
+        check={"CheckID": "pg-alive", "Name": "pg", "Status": "passing", "ServiceID": "pg-1"},
+        node_meta={"rack": "r7"},
+    )
+    _, health = c.health.service("pg", passing=True)
+    assert [e["Node"]["Address"] for e in health] == ["192.0.2.10"]
+    assert health[0]["Node"]["Meta"] == {"rack": "r7"}
+    _, listing = c.catalog.service("pg")
+    assert listing[0]["Address"] == "192.0.2.10" and listing[0]["NodeMeta"] == {"rack": "r7"}
+    _, nodes = c.catalog.nodes()
+    assert {n["Node"]: n["Address"] for n in nodes}["ext-db"] == "192.0.2.10"
+    _, node = c.catalog.node("ext-db")
+    assert node["Node"]["Address"] == "192.0.2.10"
+    # ?node-meta= filters by it.
+    assert len(c.health.service("pg", node_meta={"rack": "r7"})[1]) == 1
+    assert c.health.service("pg", node_meta={"rack": "r8"})[1] == []
+    _, checks = c.health.node("ext-db")
+    assert [(k["CheckID"], k["Status"]) for k in checks] == [("pg-alive", "passing")]
+    # An externally registered check keeps the status it was given (no TTL, no probe).
+    c.catalog.register(
+        "ext-db",
+        "192.0.2.10",
+        service={"Service": "pg", "ID": "pg-1", "Port": 5432},
+        check={"CheckID": "pg-alive", "Status": "critical", "ServiceID": "pg-1"},
+    )
+    assert c.health.service("pg", passing=True)[1] == []
+    assert c.catalog.deregister("ext-db", service_id="pg-1")
+    assert c.catalog.service("pg")[1] == []
+    assert c.catalog.deregister("ext-db")
+    assert "ext-db" not in {n["Node"] for n in c.catalog.nodes()[1]}
+
+
+def test_agent_checks_register_and_deregister_against_a_service(server: WeftServer) -> None:
+    c = client(server)
+    c.agent.service.register("api", service_id="api-1", port=80)
+    assert c.agent.check.register("api-ready", check=consul.Check.ttl("30s"), service_id="api-1")
+    assert c.agent.checks()["api-ready"]["ServiceID"] == "api-1"
+    assert c.health.service("api", passing=True)[1] == []  # a TTL check starts critical
+    c.agent.check.ttl_pass("api-ready")
+    assert len(c.health.service("api", passing=True)[1]) == 1
+    with pytest.raises(consul.exceptions.BadRequest, match="ServiceID"):
+        c.agent.check.register("node-level", check=consul.Check.ttl("30s"))
+    assert c.agent.check.deregister("api-ready")
+    assert "api-ready" not in c.agent.checks()
+
+
+def test_service_maintenance_takes_one_instance_out_and_back(server: WeftServer) -> None:
+    c = client(server)
+    c.agent.service.register("api", service_id="api-1", port=80)
+    c.agent.service.register("api", service_id="api-2", port=81)
+    c.agent.service.maintenance("api-1", True, reason="patching")
+    _, passing = c.health.service("api", passing=True)
+    assert [e["Service"]["ID"] for e in passing] == ["api-2"]
+    maint = c.agent.checks()["_service_maintenance:api-1"]
+    assert maint["Status"] == "critical" and maint["Notes"] == "patching"
+    c.agent.service.maintenance("api-1", False)
+    assert len(c.health.service("api", passing=True)[1]) == 2
+
+
+def test_members_acl_self_and_consistent_404s(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server("--anonymous-reads")  # py-consul sends no token for members
+    c = client(server)
+    c.agent.service.register("api", port=80)
+    c.catalog.register("ext-db", "192.0.2.10")
+    members = c.agent.members()
+    assert members[0]["Name"] == "weft" and members[0]["Tags"]["role"] == "consul"
+    assert {"Name": "ext-db", "Addr": "192.0.2.10"}.items() <= members[1].items()
+    me = c.acl.token.read_self()
+    assert me["AccessorID"] and me["Policies"][0]["Name"] == "weft-operator"
+    for path in ("/v1/agent/nope", "/v1/session/nope", "/v1/acl/nope", "/v1/event/list"):
+        answer = httpx.get(server.url + path, headers=server.headers())
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"].startswith("text/plain"), path
+    assert httpx.get(server.url + "/v1/acl/token/self").status_code == 403

@@ -1,0 +1,183 @@
+"""The DNS interface of a real `weft server`, asked by `dig` (bind9-dnsutils) and raw sockets."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from urllib.parse import urlsplit
+
+import consul
+import httpx
+import pytest
+
+from tests.harness import WeftServer, wait_until
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("dig") is None, reason="dig missing: run scripts/bootstrap test"
+)
+
+
+def dig(server: WeftServer, *args: str) -> str:
+    host, _, port = server.dns.rpartition(":")
+    result = subprocess.run(
+        ["dig", f"@{host}", "-p", port, "+time=2", "+tries=1", *args],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def short(server: WeftServer, *args: str) -> list[str]:
+    return sorted(dig(server, "+short", *args).split("\n")[:-1])
+
+
+def client(server: WeftServer) -> consul.Consul:
+    url = urlsplit(server.url)
+    return consul.Consul(host=url.hostname, port=url.port, token=server.token)
+
+
+def test_dig_answers_a_and_srv_with_passing_instances_only(server: WeftServer) -> None:
+    c = client(server)
+    for i, state in enumerate(["pass", "pass", "fail"], start=1):
+        c.agent.service.register(
+            "web",
+            service_id=f"web-{i}",
+            address=f"127.0.0.{i + 10}",
+            port=8000 + i,
+            tags=["blue"] if i == 1 else [],
+            check=consul.Check.ttl("60s"),
+        )
+        getattr(c.agent.check, f"ttl_{state}")(f"service:web-{i}")
+    assert short(server, "web.service.consul", "A") == ["127.0.0.11", "127.0.0.12"]
+    srv = short(server, "web.service.consul", "SRV")
+    assert srv == ["1 1 8001 7f00000b.addr.dc1.consul.", "1 1 8002 7f00000c.addr.dc1.consul."]
+    assert short(server, "_web._tcp.service.consul", "SRV") == srv
+    assert short(server, "blue.web.service.dc1.consul", "A") == ["127.0.0.11"]
+    full = dig(server, "web.service.consul", "SRV")
+    assert "flags: qr aa rd;" in full  # authoritative, no recursion offered
+    assert "7f00000b.addr.dc1.consul. 0\tIN\tA\t127.0.0.11" in full  # glue for the targets
+
+
+def test_a_failing_instance_leaves_the_answer_within_its_check_interval(
+    server: WeftServer,
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    c = client(server)
+    c.agent.service.register(
+        "db",
+        service_id="db-1",
+        address="127.0.0.21",
+        port=port,
+        check=consul.Check.tcp("127.0.0.1", port, "1s", timeout="1s"),
+    )
+    c.agent.service.register("db", service_id="db-2", address="127.0.0.22", port=5432)
+    wait_until(
+        lambda: short(server, "db.service.consul") == ["127.0.0.21", "127.0.0.22"],
+        timeout=15,
+        what="the TCP check to pass",
+    )
+    listener.close()
+    wait_until(
+        lambda: short(server, "db.service.consul") == ["127.0.0.22"],
+        timeout=5,  # a 1 s interval, a 1 s timeout, and the server's reap tick
+        what="the failing instance to leave the DNS answer",
+    )
+
+
+def test_a_200_instance_answer_truncates_over_udp_and_completes_over_tcp(
+    server: WeftServer,
+) -> None:
+    upserts = [
+        {
+            "service": "big",
+            "id": f"big-{i}",
+            "port": 9000,
+            "address": f"10.9.{i // 200}.{i % 200 + 1}",
+        }
+        for i in range(200)
+    ]
+    answer = httpx.post(
+        server.url + "/v1/registry/batch", json={"upserts": upserts}, headers=server.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    udp = dig(server, "+ignore", "+noedns", "big.service.consul", "A")
+    assert " tc" in udp.split("flags:")[1].split(";")[0]
+    assert 0 < udp.count("\tIN\tA\t") < 200
+    tcp = dig(server, "+tcp", "big.service.consul", "SRV")
+    assert " tc" not in tcp.split("flags:")[1].split(";")[0]
+    assert tcp.count("\tIN\tSRV\t") == 200
+    # dig's default: it sees TC over UDP and retries over TCP by itself.
+    assert len(short(server, "big.service.consul", "A")) == 200
+
+
+def test_unknown_names_are_nxdomain_and_other_domains_refused(server: WeftServer) -> None:
+    missing = dig(server, "nope.service.consul", "A")
+    assert "status: NXDOMAIN" in missing
+    assert "consul.\t\t\t0\tIN\tSOA\tns.consul. hostmaster.consul." in missing
+    assert "status: REFUSED" in dig(server, "example.com", "A")
+    edns = dig(server, "+bufsize=1232", "nope.service.consul")
+    assert "; EDNS: version: 0" in edns and "udp: 4096" in edns
+
+
+def test_garbage_and_stalled_clients_do_not_stop_the_dns_server(server: WeftServer) -> None:
+    client(server).agent.service.register("ok", address="127.0.0.31", port=1)
+    host, _, port = server.dns.rpartition(":")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for junk in (b"", b"\x00", b"\xff" * 12, b"\x12\x34" + b"\x01\x00" + b"\xff" * 500):
+        udp.sendto(junk, (host, int(port)))
+    udp.close()
+    stalled = []
+    for size in (b"\xff\xff", b"\x00\x40abc", b"\x00"):
+        conn = socket.create_connection((host, int(port)))
+        conn.sendall(size)  # a length, then (almost) nothing: the server must not wait on it
+        stalled.append(conn)
+    reset = socket.create_connection((host, int(port)))
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    reset.sendall(b"\x00\x20")
+    reset.close()
+    try:
+        assert short(server, "ok.service.consul") == ["127.0.0.31"]
+        assert short(server, "+tcp", "ok.service.consul") == ["127.0.0.31"]
+    finally:
+        for conn in stalled:
+            conn.close()
+    assert "Traceback" not in server.log()
+
+
+async def test_slow_tcp_clients_are_cut_off_and_connections_are_capped() -> None:
+    import trio
+    import trio.testing
+
+    from registry._dns import DNSOptions
+    from registry._dns_server import DNSServer
+    from registry._keys import Keys
+    from registry._mirror import Mirror
+
+    mirror = Mirror(Keys("/t/"))
+    mirror.load([], revision=1)
+    capped = DNSServer(mirror, DNSOptions(), max_connections=2, message_timeout=60)
+    hasty = DNSServer(mirror, DNSOptions(), message_timeout=0.5)
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(capped.serve, "127.0.0.1", 0)
+        idle = [await trio.open_tcp_stream(host, port) for _ in range(2)]
+        over = await trio.open_tcp_stream(host, port)
+        with trio.fail_after(5):
+            assert await over.receive_some(10) == b""  # two are open: the third is closed
+        await trio.testing.wait_all_tasks_blocked()
+        assert capped.connections == 2  # the idle ones are still held (60 s to send a query)
+        for stream in idle:
+            await stream.aclose()
+
+        host, port = await nursery.start(hasty.serve, "127.0.0.1", 0)
+        trickler = await trio.open_tcp_stream(host, port)
+        await trickler.send_all(b"\xff\xff" + b"x" * 100)  # promises 65,535 bytes, sends 100
+        with trio.fail_after(5):
+            assert await trickler.receive_some(10) == b""  # dropped after message_timeout
+        await trio.testing.wait_all_tasks_blocked()
+        assert hasty.connections == 0
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,184 @@
+"""Hostile input against a real `weft server`: NaN, infinities, 1e999, deep JSON, trailing
+newlines, object-typed durations, bad identifiers and bad blocking parameters each get a 4xx
+naming the field, nothing is stored (read back from etcd), and the server keeps answering.
+KV keys with percent signs round-trip exactly (the path is decoded once)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlsplit
+
+import consul
+import httpx
+import pytest
+
+from registry.etcd import EtcdClient
+from tests.harness import WeftServer
+
+REGISTER = "/v1/agent/service/register"
+NATIVE = "/v1/registry/instances"
+
+
+async def etcd_state(etcd, prefix: str) -> list[tuple[str, int]]:
+    async with EtcdClient(etcd.endpoints) as client:
+        result = await client.range(prefix, prefix=True)
+    return [(kv.key, kv.mod_revision) for kv in result.kvs]
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps({"Name": "web", "Port": 80, **fields}).encode()
+
+
+def native(**fields: object) -> bytes:
+    return json.dumps({"service": "web", "port": 80, **fields}).encode()
+
+
+DEEP = b'{"Name": "web", "Meta": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+
+CASES = [
+    # (path, body, the field the error must name, a word of the reason)
+    (REGISTER, b'{"Name": "web", "Port": 80, "Check": {"TTL": NaN}}', "Check.TTL", "NaN"),
+    (REGISTER, b'{"Name": "web", "Port": Infinity}', "Port", "Infinity"),
+    (
+        REGISTER,
+        b'{"Name": "web", "Port": 80, "Check": {"HTTP": "http://h/", "Interval": 1e999}}',
+        "Check.Interval",
+        "too large",
+    ),
+    (REGISTER, body(Check={"TTL": "NaN"}), "Check.TTL", "not a duration"),
+    (REGISTER, body(Check={"TTL": "1e999"}), "Check.TTL", "not a finite duration"),
+    (REGISTER, body(Check={"TTL": "inf"}), "Check.TTL", "not a duration"),
+    (REGISTER, body(Check={"TTL": {"seconds": 10}}), "Check.TTL", "got an object"),
+    (
+        REGISTER,
+        body(Check={"HTTP": "http://h/", "Interval": "10s", "Timeout": {"s": 1}}),
+        "Check.Timeout",
+        "got an object",
+    ),
+    (REGISTER, body(Check={"TTL": True}), "Check.TTL", "got a boolean"),
+    (REGISTER, body(Port=True), "Port", "got a boolean"),
+    (REGISTER, body(Weights={"Passing": 1e300}), "Weights.Passing", "64 bits"),
+    (REGISTER, DEEP, "", "deeper than 32"),
+    (REGISTER, body(Name="web\n"), "Name", "not a valid service name"),
+    (REGISTER, body(ID="web-1\n"), "ID", "not a valid ID"),
+    (REGISTER, body(Namespace="a\x00b"), "Namespace", "not a valid namespace"),
+    (REGISTER, body(Namespace="a/b"), "Namespace", "not a valid namespace"),
+    (REGISTER, body(Namespace="prod\n"), "Namespace", "not a valid namespace"),
+    (REGISTER, body(Kind="proxy\nX"), "Kind", "not a service kind"),
+    (REGISTER, body(Meta={"team\n": "x"}), "Meta.team\n", "meta key"),
+    (
+        REGISTER,
+        body(TaggedAddresses={"lan": {"Address": "10.0.0.1", "Port": {"x": 1}}}),
+        "TaggedAddresses.lan.Port",
+        "expected a number",
+    ),
+    (NATIVE, native(source="a/b/c"), "source", "not a valid source"),
+    (NATIVE, native(source="k8s\x00"), "source", "not a valid source"),
+    (NATIVE, native(source="api\n"), "source", "not a valid source"),
+    (NATIVE, native(kind="x\n"), "kind", "not a service kind"),
+    (NATIVE, native(namespace="default\n"), "namespace", "not a valid namespace"),
+    (NATIVE, native(identity="spiffe://x/ns/a/svc/b\n"), "identity", "SPIFFE"),
+    (NATIVE, native(node="n1\n"), "node", "not a valid node name"),
+    (NATIVE, native(address="10.0.0.1\n"), "address", "neither an IP address"),
+    (NATIVE, b'{"service": "web", "port": 80, "weights": {"passing": NaN}}', "weights.passing", ""),
+    (
+        NATIVE,
+        native(checks=[{"ttl": "10s", "deregister_critical_after": "1e999"}]),
+        "checks[0].deregister_critical_after",
+        "finite",
+    ),
+    ("/v1/registry/leases", b'{"ttl": NaN}', "ttl", "NaN"),
+    ("/v1/registry/leases", b'{"ttl": 1e999}', "ttl", "too large"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field", "words"),
+    CASES,
+    ids=[f"{c[0].rsplit('/', 1)[-1]}:{c[2] or 'body'}:{c[1][:60]!r}" for c in CASES],
+)
+async def test_hostile_body_is_4xx_naming_the_field_and_stores_nothing(
+    server: WeftServer, etcd, prefix, path, payload, field, words
+) -> None:
+    before = await etcd_state(etcd, prefix)
+    method = "POST" if path.endswith("leases") else "PUT"
+    async with httpx.AsyncClient(headers=server.headers()) as http:
+        resp = await http.request(method, server.url + path, content=payload)
+    assert resp.status_code == 400, resp.text
+    if path == NATIVE or path.endswith("leases"):
+        error = resp.json()["error"]  # the native API answers JSON, naming the field
+        assert error["field"] == (field or None)
+        assert words in error["message"]
+    else:  # Consul's API answers plain text that starts with the field
+        assert resp.text.startswith(f"{field}: " if field else "request body"), resp.text
+        assert words in resp.text
+    assert await etcd_state(etcd, prefix) == before
+
+
+BLOCKING = [
+    "/v1/catalog/services",
+    "/v1/catalog/service/web",
+    "/v1/catalog/nodes",
+    "/v1/catalog/node/weft",
+    "/v1/health/service/web",
+    "/v1/health/checks/web",
+    "/v1/health/state/any",
+    "/v1/kv/some/key",
+    "/v1/kv/some/?recurse",
+    "/v1/registry/services",
+    "/v1/registry/services/web",
+]
+BAD_PARAMS = [
+    ("wait", {"index": "1", "wait": "nan"}),
+    ("wait", {"index": "1", "wait": "inf"}),
+    ("wait", {"index": "1", "wait": "1e999"}),
+    ("wait", {"wait": "NaN"}),  # even without an index, where Consul ignores wait
+    ("index", {"index": "-1"}),
+    ("index", {"index": "abc"}),
+    ("index", {"index": "1e3"}),
+    ("index", {"index": "99999999999999999999"}),
+]
+
+
+async def test_bad_index_or_wait_on_every_blocking_endpoint_is_400_and_the_server_lives(
+    server: WeftServer,
+) -> None:
+    async with httpx.AsyncClient(headers=server.headers(), timeout=10) as http:
+        for path in BLOCKING:
+            for name, params in BAD_PARAMS:
+                resp = await http.get(server.url + path, params=params)
+                assert resp.status_code == 400, (path, params, resp.text)
+                assert name in resp.text, (path, params, resp.text)
+        health = await http.get(server.url + "/v1/weft/health")
+    assert health.status_code == 200
+    assert server.proc is not None and server.proc.alive()
+
+
+@pytest.mark.parametrize("key", ["100%", "pct%25lit", "a%2Fb", "dir/x%y/z", "sp ace", "ü/%"])
+async def test_kv_keys_with_percent_round_trip_exactly(
+    server: WeftServer, etcd, prefix, key
+) -> None:
+    async with httpx.AsyncClient(headers=server.headers()) as http:
+        url = server.url + "/v1/kv/" + quote(key, safe="/")
+        put = await http.put(url, content=b"value")
+        got = await http.get(url)
+        raw = await http.get(url, params={"raw": ""})
+    assert put.status_code == 200 and put.json() is True
+    assert got.status_code == 200, got.text
+    assert got.json()[0]["Key"] == key
+    assert raw.content == b"value"
+    async with EtcdClient(etcd.endpoints) as client:
+        stored = await client.range(f"{prefix}kv/{key}")
+    assert [kv.value for kv in stored.kvs] == [b"value"]
+
+
+def test_kv_keys_with_percent_through_py_consul(server: WeftServer) -> None:
+    url = urlsplit(server.url)
+    c = consul.Consul(host=url.hostname, port=url.port, token=server.token)
+    for key in ("rate/100%", "enc/%2F", "enc/%25"):
+        assert c.kv.put(key, key.encode()) is True
+        _, entry = c.kv.get(key)
+        assert entry is not None, key
+        assert entry["Key"] == key and entry["Value"] == key.encode()
+    _, keys = c.kv.get("enc/", keys=True)
+    assert sorted(keys) == ["enc/%25", "enc/%2F"]
