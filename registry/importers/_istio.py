@@ -242,6 +242,10 @@ def convert_virtual_service(doc: dict[str, Any], notes: Notes) -> list[dict[str,
             "is ignored: the rules apply to every sidecar calling the "
             "hosts (as with gateways: [mesh])",
         )
+    for key in ("hosts", "http"):
+        if not isinstance(spec.get(key, []), list):
+            notes.problem(f"spec.{key}", "expected a list")
+            return []
     taken: set[str] = set()
     rules = [
         _http(r, i, taken, notes)

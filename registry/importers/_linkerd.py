@@ -169,8 +169,11 @@ def _failures(classes: list[dict[str, Any]], path: str, notes: Notes) -> list[An
         out.append("5xx")
         codes = [s for s in codes if s < 500]
     if len(out) + len(codes) > 16:
-        notes.ignored(f"{path}.responseClasses", f"calls {len(codes)} statuses failures: only "
-                      "the first retry on them (Weft retries on at most 16 conditions)")
+        notes.ignored(
+            f"{path}.responseClasses",
+            f"calls {len(codes)} statuses failures: only "
+            "the first retry on them (Weft retries on at most 16 conditions)",
+        )
     return (out + codes)[:16] or ["5xx"]
 
 
