@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._linkerd import _weight
 from ._names import rule_name, service_of
 from ._notes import Notes
 
@@ -173,7 +174,13 @@ def convert_traffic_split(doc: dict[str, Any], notes: Notes) -> list[dict[str, A
         if target is None:
             notes.problem(f"spec.backends[{i}].service", "does not name a service")
             continue
-        backends.append({"service": target, "weight": int(b.get("weight", 0))})
+        weight = b.get("weight", 0)
+        if not isinstance(weight, int):
+            weight = _weight(weight)  # v1alpha1 weights are quantities: "500m"
+        if weight < 0:
+            notes.problem(f"spec.backends[{i}].weight", f"{b.get('weight')!r} is not a weight")
+            continue
+        backends.append({"service": target, "weight": weight})
     if not backends:
         notes.problem("spec.backends", "no backends")
         return []
