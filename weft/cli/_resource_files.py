@@ -114,3 +114,34 @@ def check_locally(docs: list[Any], origins: list[Origin]) -> None:
             "refused, nothing was stored:\n  " + "\n  ".join(locate(p, origins) for p in problems),
             EX_DATAERR,
         )
+
+
+def load_importing(paths: list[str], strict: bool = False) -> tuple[list[Any], list[Origin]]:
+    """`load`, with other meshes' documents (ServiceProfile, VirtualService, DestinationRule,
+    HTTPRoute, TrafficSplit) turned into Weft's. Warnings and notes go to standard error;
+    a document that cannot be imported, or with `strict` any warning, refuses the whole set."""
+    from registry.importers import convert
+
+    docs, origins = load(paths)
+    imported = convert(docs)
+    for line in imported.notes:
+        print(f"note: {line}", file=sys.stderr)
+    refusals = list(imported.problems)
+    if strict:
+        refusals += [f"{w} (--strict)" for w in imported.warnings]
+    else:
+        for line in imported.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+    if refusals:
+        raise CommandError("refused, nothing was stored:\n  " + "\n  ".join(refusals), EX_DATAERR)
+    if not imported.docs:
+        raise CommandError("the given documents import as no resources", EX_DATAERR)
+    return imported.docs, [origins[i] for i in imported.sources]
+
+
+def add_strict_flag(parser: Any) -> None:
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse other meshes' documents with any field Weft cannot honour (else: warnings)",
+    )

@@ -1,5 +1,9 @@
 """`weft apply -f FILE|DIR|-`: store traffic resources (Route, ServiceDefaults, Subset).
 
+Other meshes' documents are accepted as written (Linkerd ServiceProfile, Istio
+VirtualService and DestinationRule, Gateway API HTTPRoute, SMI TrafficSplit) and imported
+(docs/importers.md): what Weft cannot honour is a warning, or with --strict a refusal.
+
 The whole set is checked first, here and again by the server, and stored in one transaction
 or not at all: a bad file changes nothing and the error names the file, the document and the
 field. `--dry-run` checks everything and reports what would change without storing.
@@ -11,7 +15,7 @@ import argparse
 
 from ._client import add_client_flags, call
 from ._output import CommandError
-from ._resource_files import EX_DATAERR, check_locally, load, locate
+from ._resource_files import EX_DATAERR, add_strict_flag, check_locally, load_importing, locate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="validate and show what would change; store nothing"
     )
+    add_strict_flag(parser)
     add_client_flags(parser)
     parser.set_defaults(func=run)
 
@@ -39,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from registry.client import APIError
 
-    docs, origins = load(args.filename)
+    docs, origins = load_importing(args.filename, args.strict)
     check_locally(docs, origins)
 
     async def work(client):  # type: ignore[no-untyped-def]

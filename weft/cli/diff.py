@@ -13,7 +13,7 @@ import sys
 import yaml
 
 from ._client import add_client_flags, call
-from ._resource_files import check_locally, load
+from ._resource_files import add_strict_flag, check_locally, load_importing
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "diff", help="show what applying files would change", description=__doc__
     )
     parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE|DIR|-")
+    add_strict_flag(parser)
     add_client_flags(parser)
     parser.set_defaults(func=run)
 
@@ -39,7 +40,7 @@ def _comparable(doc: dict | None) -> str:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    docs, _ = load(args.filename)
+    docs, _ = load_importing(args.filename, args.strict)
     check_locally(docs, _)
 
     async def work(client):  # type: ignore[no-untyped-def]

@@ -1,0 +1,192 @@
+"""Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`, the GAMMA mesh form: a Service
+parentRef) -> Route, and SMI TrafficSplit (`split.smi-spec.io`) -> Route. Pure.
+
+HTTPRoute's semantics kept: rules by specificity (`precedence: specificity`), no match is a
+404 (`unmatched: reject`), `PathPrefix` by whole segments, matches default to every request,
+`timeouts.request` covers the retries and `backendRequest` one attempt, `retry.attempts`
+retries after the first try.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._linkerd import _weight
+from ._names import rule_name, service_of
+from ._notes import Notes
+
+_PATH = {"PathPrefix": "segmentPrefix", "Exact": "exact", "RegularExpression": "regex"}
+_VALUE = {"Exact": "exact", "RegularExpression": "regex"}
+
+
+def _values(items: Any, path: str, notes: Notes) -> list[dict[str, Any]]:
+    out = []
+    for i, h in enumerate(items or []):
+        op = _VALUE.get(h.get("type", "Exact"))
+        if op is None:
+            notes.ignored(f"{path}[{i}].type", f"{h.get('type')!r} is not supported; ignored")
+            continue
+        out.append({"name": h["name"], op: h.get("value", "")})
+    return out
+
+
+def _match(m: dict[str, Any], path: str, notes: Notes) -> dict[str, Any]:
+    notes.unknown(m, path, {"path", "headers", "queryParams", "method"})
+    out: dict[str, Any] = {}
+    p = m.get("path") or {}
+    op = _PATH.get(p.get("type", "PathPrefix"))
+    value = p.get("value", "/")
+    if op is None:
+        notes.ignored(f"{path}.path.type", f"{p.get('type')!r} is not supported; ignored")
+    elif not (op == "segmentPrefix" and value == "/"):
+        out["path"] = {op: value}
+    if m.get("method"):
+        out["method"] = m["method"]
+    if m.get("headers"):
+        out["headers"] = _values(m["headers"], f"{path}.headers", notes)
+    if m.get("queryParams"):
+        out["query"] = _values(m["queryParams"], f"{path}.queryParams", notes)
+    return out
+
+
+def _modifier(f: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("set", "add"):
+        if f.get(key):
+            out[key] = {h["name"]: h["value"] for h in f[key]}
+    if f.get("remove"):
+        out["remove"] = list(f["remove"])
+    return out
+
+
+def _filters(filters: Any, path: str, rule: dict[str, Any], notes: Notes) -> None:
+    for i, f in enumerate(filters or []):
+        kind = f.get("type")
+        where = f"{path}[{i}]"
+        if kind == "RequestHeaderModifier":
+            rule["requestHeaders"] = _modifier(f.get("requestHeaderModifier") or {})
+        elif kind == "ResponseHeaderModifier":
+            rule["responseHeaders"] = _modifier(f.get("responseHeaderModifier") or {})
+        elif kind == "RequestMirror":
+            mirror = f.get("requestMirror") or {}
+            target = service_of((mirror.get("backendRef") or {}).get("name"))
+            if target is None:
+                notes.problem(f"{where}.requestMirror.backendRef", "does not name a service")
+                continue
+            percent = 100.0
+            if "percent" in mirror:
+                percent = float(mirror["percent"])
+            elif isinstance(mirror.get("fraction"), dict):
+                frac = mirror["fraction"]
+                percent = 100.0 * frac.get("numerator", 0) / (frac.get("denominator") or 100)
+            rule["mirror"] = {"service": target, "percent": percent}
+        else:
+            notes.ignored(f"{where}", f"(type {kind}) is not supported and is ignored")
+
+
+def _rule(r: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[str, Any]:
+    where = f"spec.rules[{i}]"
+    notes.unknown(r, where, {"name", "matches", "filters", "backendRefs", "timeouts", "retry"})
+    rule: dict[str, Any] = {"name": rule_name(r.get("name"), f"rule-{i}", taken)}
+    matches = [
+        _match(m, f"{where}.matches[{j}]", notes) for j, m in enumerate(r.get("matches") or [])
+    ]
+    if matches and all(matches):
+        rule["match"] = matches
+    _filters(r.get("filters"), f"{where}.filters", rule, notes)
+    backends = []
+    for j, ref in enumerate(r.get("backendRefs") or []):
+        bwhere = f"{where}.backendRefs[{j}]"
+        if ref.get("kind", "Service") != "Service":
+            notes.ignored(bwhere, f"(kind {ref.get('kind')}) is not a Service; ignored")
+            continue
+        for key in ("filters", "namespace"):
+            if key in ref:
+                notes.ignored(f"{bwhere}.{key}")
+        target = service_of(ref.get("name"))
+        if target is None:
+            notes.problem(f"{bwhere}.name", f"{ref.get('name')!r} is not a service")
+            continue
+        backends.append({"service": target, "weight": int(ref.get("weight", 1))})
+    if backends:
+        rule["backends"] = backends
+    timeouts = r.get("timeouts") or {}
+    for src, dst in (("request", "timeout"), ("backendRequest", "perTryTimeout")):
+        if timeouts.get(src) and timeouts[src] not in ("0s", "0"):  # 0s disables the timeout
+            rule[dst] = timeouts[src]
+    retry = r.get("retry")
+    if isinstance(retry, dict):
+        notes.unknown(retry, f"{where}.retry", {"codes", "attempts"})
+        rule["retries"] = {
+            "attempts": min(int(retry.get("attempts", 1)), 10),
+            "retryOn": list(retry.get("codes") or ["gateway-error"]),
+        }
+    return rule
+
+
+def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
+    spec = doc.get("spec") or {}
+    notes.unknown(spec, "spec", {"parentRefs", "hostnames", "rules"})
+    if spec.get("hostnames"):
+        notes.ignored("spec.hostnames", "is ignored: a mesh route matches its Service's traffic")
+    services: list[str] = []
+    for i, ref in enumerate(spec.get("parentRefs") or []):
+        if ref.get("kind") == "Service" and ref.get("group", "") in ("", "core"):
+            name = service_of(ref.get("name"))
+            if name is not None:
+                services.append(name)
+        else:
+            notes.ignored(
+                f"spec.parentRefs[{i}]",
+                f"(kind {ref.get('kind', 'Gateway')}) is not a "
+                "Service: only the mesh (GAMMA) form is imported",
+            )
+    if not services:
+        notes.problem("spec.parentRefs", "no Service parent: nothing in the mesh to route")
+        return []
+    taken: set[str] = set()
+    rules = [_rule(r, i, taken, notes) for i, r in enumerate(spec.get("rules") or [{}])]
+    return [
+        _doc(
+            "Route",
+            s,
+            {"service": s, "precedence": "specificity", "unmatched": "reject", "rules": rules},
+        )
+        for s in dict.fromkeys(services)
+    ]
+
+
+def convert_traffic_split(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
+    spec = doc.get("spec") or {}
+    notes.unknown(spec, "spec", {"service", "backends", "matches"})
+    if spec.get("matches"):
+        notes.ignored(
+            "spec.matches",
+            "(HTTPRouteGroup references) are not supported: the split applies to every request",
+        )
+    service = service_of(spec.get("service"))
+    if service is None:
+        notes.problem("spec.service", f"{spec.get('service')!r} is not a service")
+        return []
+    backends = []
+    for i, b in enumerate(spec.get("backends") or []):
+        target = service_of(b.get("service"))
+        if target is None:
+            notes.problem(f"spec.backends[{i}].service", "does not name a service")
+            continue
+        weight = b.get("weight", 0)
+        if not isinstance(weight, int):
+            weight = _weight(weight)  # v1alpha1 weights are quantities: "500m"
+        if weight < 0:
+            notes.problem(f"spec.backends[{i}].weight", f"{b.get('weight')!r} is not a weight")
+            continue
+        backends.append({"service": target, "weight": weight})
+    if not backends:
+        notes.problem("spec.backends", "no backends")
+        return []
+    rules = [{"name": "default", "backends": backends}]
+    return [_doc("Route", service, {"service": service, "unmatched": "reject", "rules": rules})]
+
+
+def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "weft.dev/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}

@@ -1,0 +1,40 @@
+"""Golden files: real-world documents of each anchor (tests/golden/importers/<kind>/*.yaml,
+each naming its source) compile to the Weft documents, warnings and notes beside them
+(<name>.expected.yaml), and what they compile to passes the registry's own rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from registry.importers import convert
+from registry.resources import validate_all
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "importers"
+CASES = sorted(p for p in GOLDEN.glob("*/*.yaml") if not p.name.endswith(".expected.yaml"))
+
+
+@pytest.mark.parametrize("source", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
+def test_golden_document_compiles_to_the_expected_weft_resources(source: Path) -> None:
+    assert source.read_text().startswith("# source: "), "each golden file names its source"
+    docs = [d for d in yaml.safe_load_all(source.read_text()) if d is not None]
+    expected = yaml.safe_load(source.with_name(source.stem + ".expected.yaml").read_text())
+    result = convert(docs)
+    _, problems = validate_all(result.docs)
+    assert result.docs == expected["resources"]
+    assert result.warnings == expected["warnings"]
+    assert result.notes == expected["notes"]
+    assert result.problems + problems == expected["problems"]
+
+
+def test_every_kind_has_golden_documents() -> None:
+    kinds = {p.parent.name for p in CASES}
+    assert kinds == {
+        "serviceprofile",
+        "virtualservice",
+        "destinationrule",
+        "httproute",
+        "trafficsplit",
+    }
