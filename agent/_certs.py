@@ -161,12 +161,13 @@ class CertManager:
         store_pair(files.cert, Pair(made.key_pem, signed["full_chain_pem"].encode()))
         for legacy in (f"{name}.crt", f"{name}.key"):  # the two-file layout of older agents
             (self.dir / legacy).unlink(missing_ok=True)
-        self._write_bundle(signed["bundle_pem"])
         cert = x509.load_pem_x509_certificate(signed["certificate_pem"].encode())
         renew_at = held.lifecycle.installed(cert.not_valid_before_utc, cert.not_valid_after_utc)
         held.not_after, held.renew_at = cert.not_valid_after_utc, renew_at
         held.serial = signed["serial"]
         held.renewals += 1
+        # After the new pair is recorded, so a bundle change rechecks it, not the old one.
+        self._write_bundle(signed["bundle_pem"])
         log.info(
             "certificate issued",
             extra={
