@@ -22,8 +22,7 @@ from typing import Any, Protocol
 
 import trio
 
-from registry.lifecycle import Backoff
-
+from ._backoff import Backoff
 from ._errors import BadObject, Gone, KubeError, KubeUnavailable
 from ._kube import KubeClient
 from ._objects import Key, Kind, decode, raw_key, raw_resource_version
