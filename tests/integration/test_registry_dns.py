@@ -13,9 +13,12 @@ import pytest
 
 from tests.harness import WeftServer, wait_until
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("dig") is None, reason="dig missing: run scripts/bootstrap test"
-)
+
+@pytest.fixture(autouse=True)
+def _dig_installed() -> None:
+    # A failure, not a skip: a green run must never hide a missing install step.
+    if shutil.which("dig") is None:
+        pytest.fail("dig missing (Debian bind9-dnsutils): run scripts/bootstrap test")
 
 
 def dig(server: WeftServer, *args: str) -> str:

@@ -15,10 +15,13 @@ from tests.harness import WeftServer
 
 NPM = Path(__file__).parents[1] / "npm"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (NPM / "node_modules" / "consul").is_dir(),
-    reason="node or tests/npm/node_modules missing: run scripts/bootstrap test",
-)
+
+
+@pytest.fixture(autouse=True)
+def _npm_client_installed() -> None:
+    # A failure, not a skip: a green run must never hide a missing install step.
+    if shutil.which("node") is None or not (NPM / "node_modules" / "consul").is_dir():
+        pytest.fail("node or tests/npm/node_modules missing: run scripts/bootstrap test")
 
 
 def test_the_npm_consul_client_exercises_the_consul_api(server: WeftServer) -> None:
