@@ -8,7 +8,10 @@
 Each kind is watched at the first of its versions the cluster serves (the API server converts
 between served versions, so one is enough). Objects compile with `registry.importers`, the
 very code `weft apply -f` uses, then pass `registry.resources`' checks, one object at a time,
-so a bad object is skipped whole (named, with the reason) and never changes the registry.
+so a bad object is skipped whole (named, with the reason) and never changes the registry: an
+object that was good and turns bad keeps its last good version's resources (as the informer
+keeps the last good version of an object that comes back undecodable); only its deletion
+removes them.
 Two objects that would make the same Weft resource: the first in (kind, namespace, name)
 order keeps it and the other is skipped, as the Service name mapping does.
 """
@@ -143,6 +146,8 @@ class Plan:
 
     objects: dict[ObjectKey, list[dict[str, Any]]] = field(default_factory=dict)
     skipped: dict[ObjectKey, str] = field(default_factory=dict)  # why, for the log
+    # Skipped in its newest version, kept as it last was good (also in `objects`).
+    kept: set[ObjectKey] = field(default_factory=set)
 
     def resources(self) -> dict[ResourceKey, dict[str, Any]]:
         return {
@@ -157,6 +162,7 @@ class TrafficObjects:
         self.objects: dict[ObjectKey, dict[str, Any]] = {}
         self.on_change = on_change
         self._compiled: dict[ObjectKey, Compiled] = {}
+        self._last_good: dict[ObjectKey, Compiled] = {}
 
     # -- informer Sink -------------------------------------------------------------------------
 
@@ -188,18 +194,25 @@ class TrafficObjects:
         cached = self._compiled.get(key)
         if cached is None or cached.version != version or not version:
             cached = self._compiled[key] = compile_object(key, raw, version)
+            if not cached.problems:
+                self._last_good[key] = cached
         return cached
 
     def plan(self) -> Plan:
-        for gone in set(self._compiled) - set(self.objects):
-            del self._compiled[gone]
+        for cache in (self._compiled, self._last_good):
+            for gone in set(cache) - set(self.objects):
+                del cache[gone]
         plan = Plan()
         claimed: dict[ResourceKey, ObjectKey] = {}
         for key in sorted(self.objects):
             result = self.compiled(key)
             if result.problems:
                 plan.skipped[key] = "; ".join(result.problems)
-                continue
+                if key not in self._last_good:
+                    continue
+                plan.skipped[key] += "; its last good version stays"
+                plan.kept.add(key)
+                result = self._last_good[key]
             taken = [
                 f"{kind} {name} is already made by {describe(claimed[(kind, name)])}"
                 for kind, name in ((d["kind"], d["metadata"]["name"]) for d in result.docs)
@@ -207,6 +220,7 @@ class TrafficObjects:
             ]
             if taken:
                 plan.skipped[key] = "; ".join(taken)
+                plan.kept.discard(key)
                 continue
             for d in result.docs:
                 claimed[(d["kind"], d["metadata"]["name"])] = key

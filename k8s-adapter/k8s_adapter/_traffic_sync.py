@@ -34,6 +34,7 @@ from ._traffic_objects import (
     TRAFFIC_KINDS,
     CrdKind,
     ObjectKey,
+    Plan,
     ResourceKey,
     TrafficObjects,
     describe,
@@ -216,9 +217,11 @@ class TrafficSync:
                 c is not None and _comparable(c) == _comparable(d)
                 for c, d in zip(current, docs, strict=True)
             ):
-                self._logged.pop(key, None)
+                if key not in plan.kept:
+                    self._logged.pop(key, None)
                 continue
-            await self._apply(key, docs)
+            if await self._apply(key, docs) and key not in plan.kept:
+                self._logged.pop(key, None)
         self.owned = len(wanted)
 
     async def _delete(self, key: ResourceKey) -> None:
@@ -230,7 +233,7 @@ class TrafficSync:
         self.stats.deleted += 1
         log.info("deleted %s %s: no object makes it any more", *key)
 
-    async def _apply(self, key: ObjectKey, docs: list[dict[str, Any]]) -> None:
+    async def _apply(self, key: ObjectKey, docs: list[dict[str, Any]]) -> bool:
         try:
             await self.registry.apply_resources(docs)
         except APIError as exc:
@@ -240,22 +243,19 @@ class TrafficSync:
             # until it or the registry changes; the next pass tries again.
             reason = "; ".join(exc.problems) or str(exc)
             self._report(key, f"refused by the registry: {reason}")
-            return
+            return False
         self.stats.applied += 1
-        self._logged.pop(key, None)
         names = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
         log.info("%s synced: %s", describe(key), names)
+        return True
 
-    def _log_outcome(self, plan: Any) -> None:
-        for key in plan.objects:
+    def _log_outcome(self, plan: Plan) -> None:
+        for key in set(plan.objects) | set(plan.skipped):
             result = self.objects.compiled(key)
             for warning in result.warnings:
                 self._warn(key, result.version, warning)
         for key, reason in plan.skipped.items():
             self._report(key, reason)
-            result = self.objects.compiled(key)
-            for warning in result.warnings:
-                self._warn(key, result.version, warning)
 
     def _warn(self, key: ObjectKey, version: str, warning: str) -> None:
         before = self.problems.count

@@ -232,9 +232,7 @@ VS = {
 }
 
 
-def test_traffic_crds_are_discovered_listed_and_watched_once_installed(
-    fake: FakeKube, api
-) -> None:
+def test_traffic_crds_are_discovered_listed_and_watched_once_installed(fake: FakeKube, api) -> None:
     custom = client.CustomObjectsApi(api)
     group, version, plural = "networking.istio.io", "v1", "virtualservices"
     served = {g.name for g in client.ApisApi(api).get_api_versions().groups}
