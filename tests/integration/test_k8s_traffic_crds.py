@@ -285,3 +285,42 @@ def test_a_restart_removes_what_vanished_and_a_late_crd_is_watched(
         what=f"the late CRD watched within a resync:\n{second.tail()}",
     )
     assert second.status()["traffic"]["watched"]["TrafficSplit"] == "split.smi-spec.io/v1alpha4"
+
+
+def test_an_operator_takes_a_synced_resource_over_by_changing_it(
+    fake: FakeKube, server: WeftServer, adapters: Adapters
+) -> None:
+    fake.install_crds("virtualservices")
+    fake.apply("virtualservices", canary())
+    adapter = adapters.start()
+    wait_until(lambda: ("Route", "reviews") in resources(server), timeout=10, what="synced")
+    synced = resources(server)[("Route", "reviews")]
+    assert synced["metadata"]["source"] == "k8s/c1"
+
+    def apply(doc: dict) -> list[dict]:  # type: ignore[type-arg]
+        resp = httpx.post(
+            f"{server.url}/v1/resources",
+            json={"resources": [doc]},
+            headers=server.headers(),
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return list(resp.json()["results"])
+
+    # What `weft get -o yaml | weft apply -f -` sends back changes nothing, the owner included.
+    assert apply(synced)[0]["action"] == "unchanged"
+    assert resources(server)[("Route", "reviews")]["metadata"]["source"] == "k8s/c1"
+
+    # An operator's change takes it over; from then on the adapter leaves it alone.
+    mine = {**synced, "spec": {**synced["spec"], "unmatched": "default"}}
+    assert apply(mine)[0]["action"] == "configured"
+    taken = resources(server)[("Route", "reviews")]
+    assert "source" not in taken["metadata"] and taken["spec"]["unmatched"] == "default"
+    changed = canary()
+    changed["spec"]["http"][0]["match"][0]["headers"]["end-user"]["exact"] = "sam"
+    fake.apply("virtualservices", changed)
+    fake.delete("virtualservices", "bookinfo", "reviews")
+    fake.apply("virtualservices", canary("other", host="other"))
+    wait_until(lambda: ("Route", "other") in resources(server), timeout=10, what="later sync")
+    assert resources(server)[("Route", "reviews")] == taken
+    assert adapter.status()["traffic"]["resources"] == 1
