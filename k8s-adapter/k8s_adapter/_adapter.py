@@ -404,10 +404,11 @@ def run(settings: AdapterSettings) -> int:
     return 0
 
 
-def purge_cluster(settings: AdapterSettings) -> int:
-    """Remove every registry entry of this cluster's source; returns how many went."""
+def purge_cluster(settings: AdapterSettings) -> tuple[int, int]:
+    """Remove every registry entry and traffic resource of this cluster's source; returns
+    how many (instances, resources) went."""
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
         token = read_token(settings)
         async with RegistryClient(
             list(settings.registry), token=token, ca_file=settings.registry_ca_file or None

@@ -17,6 +17,7 @@ from tests.harness.fake_kube import Adapters
 
 from .test_agent_mesh import Mesh, mesh  # noqa: F401 - the fixture
 from .test_agent_traffic import served_by
+from .test_k8s_cli import weft
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -285,6 +286,33 @@ def test_a_restart_removes_what_vanished_and_a_late_crd_is_watched(
         what=f"the late CRD watched within a resync:\n{second.tail()}",
     )
     assert second.status()["traffic"]["watched"]["TrafficSplit"] == "split.smi-spec.io/v1alpha4"
+
+    # Decommissioning the cluster takes its traffic resources along, and nothing else.
+    second.stop()
+    operator = {
+        "apiVersion": "weft.dev/v1",
+        "kind": "ServiceDefaults",
+        "metadata": {"name": "beta"},
+        "spec": {"timeout": "1s"},
+    }
+    httpx.post(
+        f"{server.url}/v1/resources",
+        json={"resources": [operator]},
+        headers=server.headers(),
+        timeout=10,
+    ).raise_for_status()
+    purged = weft(
+        "k8s-adapter",
+        "--cluster",
+        "c1",
+        "--registry",
+        server.url,
+        "--purge",
+        env={"WEFT_K8S_REGISTRY_TOKEN": second.token},
+    )
+    assert purged.returncode == 0, purged.stderr
+    assert "removed 2 traffic resources of source k8s/c1" in purged.stdout
+    assert set(resources(server)) == {("ServiceDefaults", "beta")}
 
 
 def test_an_operator_takes_a_synced_resource_over_by_changing_it(
