@@ -112,6 +112,7 @@ class Compiled:
     version: str
     docs: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # deliberate differences, never refused
     problems: list[str] = field(default_factory=list)
 
 
@@ -119,6 +120,7 @@ def compile_object(key: ObjectKey, raw: dict[str, Any], version: str) -> Compile
     out = Compiled(version)
     imported = importers.convert([raw])
     out.warnings = list(imported.warnings)
+    out.notes = list(imported.notes)
     if imported.problems:
         out.problems = list(imported.problems)
         return out

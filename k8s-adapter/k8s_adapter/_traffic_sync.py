@@ -252,15 +252,15 @@ class TrafficSync:
     def _log_outcome(self, plan: Plan) -> None:
         for key in set(plan.objects) | set(plan.skipped):
             result = self.objects.compiled(key)
+            subject = f"{describe(key)} (resourceVersion {result.version})"
             for warning in result.warnings:
-                self._warn(key, result.version, warning)
+                before = self.problems.count
+                self.problems.report(subject, f"warning: {warning}")
+                self.stats.warnings += self.problems.count - before
+            for note in result.notes:
+                self.problems.report(subject, f"note: {note}", level=logging.INFO)
         for key, reason in plan.skipped.items():
             self._report(key, reason)
-
-    def _warn(self, key: ObjectKey, version: str, warning: str) -> None:
-        before = self.problems.count
-        self.problems.report(f"{describe(key)} (resourceVersion {version})", f"warning: {warning}")
-        self.stats.warnings += self.problems.count - before
 
     def _report(self, key: ObjectKey, reason: str) -> None:
         if self._logged.get(key) == reason:

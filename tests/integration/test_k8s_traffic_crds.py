@@ -153,12 +153,17 @@ def test_an_invalid_object_is_skipped_named_and_changes_nothing(
     bad["spec"]["http"][0]["match"] = [{"uri": {"regex": "/books/(("}}]
     fake.apply("virtualservices", bad)
     adapter = adapters.start()
-    fake.apply("virtualservices", canary("good", host="details"))
+    good = canary("good", host="details")
+    good["spec"]["http"][1]["corsPolicy"] = {"allowOrigins": [{"exact": "https://a.example"}]}
+    fake.apply("virtualservices", good)
     wait_until(
         lambda: ("Route", "details") in resources(server),
         timeout=10,
         what=f"the valid VirtualService synced:\n{adapter.tail()}",
     )
+    warned = [x for x in adapter.log().splitlines() if "VirtualService bookinfo/good" in x]
+    assert any("http[1].corsPolicy is not supported and is ignored" in x for x in warned)
+    assert any("note:" in x and "Istio" in x for x in warned)  # the implicit retries, said
     wait_until(
         lambda: "VirtualService bookinfo/broken skipped" in adapter.log(),
         timeout=5,
@@ -169,6 +174,7 @@ def test_an_invalid_object_is_skipped_named_and_changes_nothing(
     assert set(resources(server)) == {("Route", "details")}
     metrics = httpx.get(f"{adapter.url}/metrics", timeout=5).text
     assert "weft_k8s_traffic_objects_skipped_total 1.0" in metrics
+    assert "weft_k8s_traffic_import_warnings_total 1.0" in metrics
 
     # Made valid, it is synced; made invalid again, the last good version stays as it was.
     fake.apply("virtualservices", canary("broken", host="ratings"))
