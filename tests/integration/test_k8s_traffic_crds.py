@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.harness import FakeKube, WeftServer, free_port, wait_until
-from tests.harness.fake_kube import Adapters
+from tests.harness.fake_kube import Adapters, adapter_token
 
 from .test_agent_mesh import Mesh, mesh  # noqa: F401 - the fixture
 from .test_agent_traffic import served_by
@@ -239,6 +239,18 @@ def test_the_adapter_never_touches_an_operator_applied_resource(
     delete = httpx.delete(f"{server.url}/v1/resources/Route/reviews", headers=token, timeout=10)
     assert delete.status_code == 403
     assert resources(server)[("Route", "reviews")] == before
+    # ...and between clusters: another source's resource is not this adapter's either.
+    other = {"X-Consul-Token": adapter_token(server.url, server.token or "", "c2")}
+    theirs = {**operator_route, "metadata": {"name": "ratings"}}
+    theirs["spec"] = {"service": "ratings", "rules": [{"name": "c2"}]}
+    httpx.post(
+        f"{server.url}/v1/resources", json={"resources": [theirs]}, headers=other, timeout=10
+    ).raise_for_status()
+    assert resources(server)[("Route", "ratings")]["metadata"]["source"] == "k8s/c2"
+    refused = httpx.post(
+        f"{server.url}/v1/resources", json={"resources": [theirs]}, headers=token, timeout=10
+    )
+    assert refused.status_code == 403 and "belongs to source 'k8s/c2'" in refused.text
 
     # The VirtualService going away does not take the operator's Route with it.
     fake.delete("virtualservices", "bookinfo", "reviews")
