@@ -2,7 +2,8 @@
 
     operator   everything
     agent      bound to one node: writes only that node's instances, checks and maintenance
-    adapter    bound to one source (e.g. `k8s/prod`): writes only instances of that source
+    adapter    bound to one source (e.g. `k8s/prod`): writes only instances of that source,
+               and traffic resources of that source (never an operator's or another source's)
     read       reads only
 
 Whether a request with no token may read is a server setting (`anonymous_reads`).
@@ -175,6 +176,13 @@ class Authorizer:
             raise Forbidden(f"{action} needs an operator token; none was sent")
         if token.role is not Role.OPERATOR:
             raise Forbidden(f"{action} needs an operator token; this one is {token.role}")
+
+    def write_resources(self, token: Token | None, action: str) -> None:
+        """Traffic resources: an operator writes any; an adapter only its own source's, which
+        the resource API checks per resource (`resource_owner`)."""
+        if token is not None and token.role is Role.ADAPTER:
+            return
+        self.operator(token, action)
 
     def write_kv(self, token: Token | None, key: str, *, prefix: bool = False) -> None:
         """`prefix`: a write to every key under `key` (a recursive delete), which Consul

@@ -335,12 +335,20 @@ class Catalog:
             raise Conflict("traffic resources changed while this apply was checked; apply again")
         return result.revision
 
-    async def delete_config(self, kind: str, name: str) -> int:
-        """Delete one resource; NotFound if it is not stored. The revision of the delete."""
+    async def delete_config(self, kind: str, name: str, *, mod: int | None = None) -> int:
+        """Delete one resource; NotFound if it is not stored. The revision of the delete.
+
+        `mod`: the revision its owner was checked at; if it was rewritten since (an operator
+        took it over), nothing is deleted and Conflict says so.
+        """
         key = self.keys.config(kind, name)
         if key not in self.mirror.raw:
             raise NotFound(f"no {kind} named {name!r}")
-        return (await self._commit([Delete(key)])).revision
+        guard = [] if mod is None else [Compare("mod", key, "=", mod)]
+        result = await self._commit([Delete(key)], guard)
+        if not result.succeeded:
+            raise Conflict(f"{kind} {name} changed while its deletion was checked; try again")
+        return result.revision
 
     # -- leases ------------------------------------------------------------------------------
 

@@ -10,8 +10,16 @@
 
 A batch is validated as a whole (`_resources.validate_all`, also against what is stored)
 and then written in one etcd transaction, or not at all: a refusal (400) lists every problem,
-each naming the document and the field. Writing needs an operator token. Each stored
-resource carries its revision (the etcd revision it was written at) in `metadata.revision`.
+each naming the document and the field. Each stored resource carries its revision (the etcd
+revision it was written at) in `metadata.revision`.
+
+Who may write: an operator token writes any resource; an adapter token (the Kubernetes
+adapter syncing Istio/Linkerd/Gateway API objects) writes and deletes only resources of its
+own source, which are stored with `metadata.source`. The conflict rule: **the operator
+wins**. An adapter may not replace or delete an operator's resource or another source's
+(403, naming it); an operator who changes an adapter's resource takes it over (its source is
+dropped) and the adapter leaves it alone from then on. An operator apply that changes nothing
+keeps the source, so `weft get all -o yaml | weft apply -f -` takes nothing over.
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._acl import Role, Token
 from ._context import Context
 from ._endpoints import Area, Body, Param, json_reply, ref
-from ._errors import InvalidInput, InvalidResources, NotFound
+from ._errors import Forbidden, InvalidInput, InvalidResources, NotFound
 from ._mirror import CONFIG
 from ._resources import API_VERSION, KINDS, Resource, validate_all
 from .web import Request, Response, Router
@@ -105,6 +114,10 @@ SCHEMAS: dict[str, Any] = {
                     "labels": {"type": "object"},
                     "revision": {"type": "integer", "description": "the server's; ignored"},
                     "createRevision": {"type": "integer", "description": "the server's"},
+                    "source": {
+                        "type": "string",
+                        "description": "the server's: the adapter source that wrote it, if any",
+                    },
                 },
             },
             "spec": _OBJECT,
@@ -142,9 +155,29 @@ def mount(router: Router, ctx: Context) -> None:
     CONSUL_AREA.mount(router, ctx)
 
 
-async def store(ctx: Context, docs: list[Any], *, dry_run: bool) -> list[dict[str, Any]]:
+def owner(resource: Resource) -> str:
+    """The adapter source a stored resource belongs to; "" for an operator's."""
+    return str(resource.doc["metadata"].get("source", ""))
+
+
+def _whose(resource: Resource) -> str:
+    return f"source {owner(resource)!r}" if owner(resource) else "an operator"
+
+
+def _without_source(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "metadata": {k: v for k, v in doc["metadata"].items() if k != "source"}}
+
+
+def _adapter_source(token: Token | None) -> str:
+    return token.source if token is not None and token.role is Role.ADAPTER else ""
+
+
+async def store(
+    ctx: Context, docs: list[Any], *, dry_run: bool, token: Token | None = None
+) -> list[dict[str, Any]]:
     """Validate a batch as a whole (also against what is stored) and write it in one
-    transaction guarded by the revision it was checked at."""
+    transaction guarded by the revision it was checked at (which also guards the owners
+    checked here: a resource taken over meanwhile makes the write a 409)."""
     if len(docs) > MAX_BATCH:
         raise InvalidInput(
             f"resources: at most {MAX_BATCH} in one apply, not {len(docs)}", field="resources"
@@ -154,13 +187,29 @@ async def store(ctx: Context, docs: list[Any], *, dry_run: bool) -> list[dict[st
     resources, problems = validate_all(docs, [r for r, _ in current.values()])
     if problems:
         raise InvalidResources(problems)
+    source = _adapter_source(token)
+    if source:
+        taken = [
+            f"{r.kind} {r.name} belongs to {_whose(held[0])}"
+            for r in resources
+            if (held := current.get((r.kind, r.name))) is not None and owner(held[0]) != source
+        ]
+        if taken:
+            raise Forbidden(
+                f"this adapter token (source {source!r}) may only replace resources of its own "
+                f"source: {'; '.join(taken)}"
+            )
     results: list[dict[str, Any]] = []
     writes = []
     for r in resources:
-        # Revision and createRevision are the server's to say, never stored.
+        # Revision, createRevision and source are the server's to say, never taken as sent.
         meta = {k: v for k, v in r.doc["metadata"].items() if k in ("name", "labels")}
+        if source:
+            meta["source"] = source
         doc = {"apiVersion": r.doc["apiVersion"], "kind": r.kind, "metadata": meta, "spec": r.spec}
         old = current.get((r.kind, r.name))
+        if old is not None and not source and _without_source(old[0].doc) == doc:
+            doc = old[0].doc  # an operator's no-op apply takes nothing over
         if old is not None and old[0].doc == doc:
             results.append(
                 {"kind": r.kind, "name": r.name, "action": "unchanged", "revision": old[1]}
@@ -186,21 +235,32 @@ def _find(ctx: Context, request: Request) -> tuple[Resource, int, int]:
 
 
 async def _delete(ctx: Context, request: Request) -> tuple[Resource, int]:
-    ctx.authorizer.operator(ctx.token(request), "deleting traffic resources")
-    resource, _, _ = _find(ctx, request)
-    return resource, await ctx.catalog.delete_config(resource.kind, resource.name)
+    token = ctx.token(request)
+    ctx.authorizer.write_resources(token, "deleting traffic resources")
+    resource, _, mod = _find(ctx, request)
+    source = _adapter_source(token)
+    if not source:
+        return resource, await ctx.catalog.delete_config(resource.kind, resource.name)
+    if owner(resource) != source:
+        raise Forbidden(
+            f"{resource.kind} {resource.name} belongs to {_whose(resource)}; this adapter "
+            f"token (source {source!r}) may only delete resources of its own source"
+        )
+    return resource, await ctx.catalog.delete_config(resource.kind, resource.name, mod=mod)
 
 
 @AREA.route(
     "POST",
     "/v1/resources",
-    summary="Apply a batch of traffic resources (operator); 400 lists every problem",
+    summary="Apply a batch of traffic resources (operator, or adapter: its own source's); "
+    "400 lists every problem",
     errors=(409, 503),
     body=Body(ref("ResourceBatch")),
     ok=json_reply("What each resource became", _OBJECT),
 )
 async def apply_resources(ctx: Context, request: Request) -> Response:
-    ctx.authorizer.operator(ctx.token(request), "applying traffic resources")
+    token = ctx.token(request)
+    ctx.authorizer.write_resources(token, "applying traffic resources")
     body = request.json()
     if not isinstance(body, dict) or not isinstance(body.get("resources"), list):
         raise InvalidInput('body: expected {"resources": [...]}', field="resources")
@@ -208,7 +268,7 @@ async def apply_resources(ctx: Context, request: Request) -> Response:
     if unknown:
         raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
     dry_run = bool(body.get("dry_run"))
-    results = await store(ctx, body["resources"], dry_run=dry_run)
+    results = await store(ctx, body["resources"], dry_run=dry_run, token=token)
     return Response.json({"dry_run": dry_run, "results": results})
 
 
@@ -249,8 +309,8 @@ async def get_resource(ctx: Context, request: Request) -> Response:
 @AREA.route(
     "DELETE",
     "/v1/resources/{kind}/{name}",
-    summary="Delete a traffic resource (operator)",
-    errors=(400, 404, 503),
+    summary="Delete a traffic resource (operator, or adapter: its own source's)",
+    errors=(400, 404, 409, 503),
     path_params=_KIND_NAME,
     ok=json_reply("Deleted, and at which revision", _OBJECT),
 )

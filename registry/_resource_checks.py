@@ -26,6 +26,7 @@ MAX_TIMEOUT = 3600.0
 MAX_ATTEMPTS = 10
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+SOURCE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(/[a-z0-9][a-z0-9._-]{0,62})?$")  # k8s/prod
 RULE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _METHOD = re.compile(r"^[A-Z]{1,20}$")

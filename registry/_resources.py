@@ -34,6 +34,7 @@ from ._resource_checks import (
     PROTECTED_HEADERS,
     RETRY_CONDITIONS,
     RULE_NAME,
+    SOURCE,
     TOKEN,
     Checker,
     Problems,
@@ -293,6 +294,8 @@ def check_document(doc: Any) -> list[str]:
                 # What `weft get -o yaml` shows is the server's: accepted back, never stored.
                 "revision": check_number(0, 2**63, integer=True),
                 "createRevision": check_number(0, 2**63, integer=True),
+                # Who wrote it (an adapter's source) is the server's to say, as above.
+                "source": check_string(SOURCE, "a source like 'k8s/prod'"),
             },
             required=("name",),
         )

@@ -3,13 +3,18 @@
 A Deployment in each cluster (or `weft k8s-adapter` outside one) lists and watches Services,
 EndpointSlices and Pods, and keeps the registry's entries of source `k8s/<cluster>` equal to
 them with diffed, batched writes; with `--to-k8s` it publishes registry services as
-selector-less Services and EndpointSlices. Replicas elect one writer with a Lease.
+selector-less Services and EndpointSlices. It also watches the other meshes' traffic CRDs
+(VirtualService, DestinationRule, ServiceProfile, HTTPRoute, TrafficSplit) where the cluster
+serves them and keeps the Weft resources they compile into in the registry, under its source.
+Replicas elect one writer with a Lease.
 
 Pure cores (no sockets, no clock): `_selection`, `_naming`, `_mapping`, `_entry`, `_diff`,
-`_cluster`, `_lease_state`, `_export`. Thin trio I/O around them: `_kube`,
-`_credentials`, `_informer`, `_registry_sync`, `_election`, `_to_k8s`, `_status_http`, and
-`_adapter`, which assembles them. Uses `registry.client`, `registry.lifecycle` (backoff,
-signals, ready file) and `ca`, nothing else of Weft.
+`_cluster`, `_lease_state`, `_export`, `_traffic_objects`. Thin trio I/O around them: `_kube`,
+`_credentials`, `_informer`, `_registry_sync`, `_traffic_sync`, `_election`, `_to_k8s`,
+`_status_http`, and `_adapter`, which assembles them. Uses `registry.client`,
+`registry.lifecycle` (backoff, signals, ready file), the pure `registry.importers` and
+`registry.resources` (the very code `weft apply` compiles and checks with) and `ca`, nothing
+else of Weft.
 """
 
 from typing import Any

@@ -36,6 +36,7 @@ from ._selection import Selection
 from ._settings import AdapterSettings, split_host_port
 from ._status_http import Samples, StatusServer
 from ._to_k8s import ToKubernetes
+from ._traffic_sync import TrafficSync
 
 log = logging.getLogger("weft.k8s.adapter")
 
@@ -107,6 +108,15 @@ class Adapter:
             )
             for kind in (SERVICES, ENDPOINT_SLICES, PODS)
         ]
+        self.traffic = TrafficSync(
+            self.kube,
+            self.registry,
+            source=settings.source,
+            problems=self.problems,
+            watch_timeout=settings.watch_timeout,
+            resync=settings.resync,
+            coalesce=settings.coalesce,
+        )
         self.elector: LeaderElector | None = None
         if settings.leader_elect:
             self.elector = LeaderElector(
@@ -171,6 +181,7 @@ class Adapter:
                 self.address = f"{bound[0]}:{bound[1]}"
                 for informer in self.informers:
                     nursery.start_soon(informer.run)
+                nursery.start_soon(self.traffic.watch)
                 nursery.start_soon(self._wait_synced)
                 nursery.start_soon(self._check_token)
                 nursery.start_soon(self._campaign)
@@ -254,6 +265,7 @@ class Adapter:
         assert self._synced is not None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.sync.lead, self._synced)
+            nursery.start_soon(self.traffic.lead)
             if self.to_k8s is not None:
                 nursery.start_soon(self.to_k8s.run)
 
@@ -273,6 +285,7 @@ class Adapter:
         for informer in self.informers:
             informer.relist_soon()
         self.sync.mark_all(reload=True)
+        self.traffic.relist_soon()
         if self.to_k8s is not None:
             self.to_k8s.relist_soon()
         log.info("reloaded: resyncing", extra={"kv": {"identity": self.identity}})
@@ -304,6 +317,7 @@ class Adapter:
                 for i in self.informers
             },
             "registry_sync": self.sync.status(),
+            "traffic": self.traffic.status(),
             "problems": self.problems.count,
         }
         if self.to_k8s is not None:
@@ -312,6 +326,7 @@ class Adapter:
 
     def metrics(self) -> Samples:
         sync = self.sync.stats
+        traffic = self.traffic.stats
         return {
             "weft_k8s_leader": ("gauge", "1 if this replica writes", float(self.leader())),
             "weft_k8s_ready": (
@@ -337,6 +352,26 @@ class Adapter:
                 "counter",
                 "objects from the API server skipped as malformed",
                 sum(i.stats.bad_objects for i in self.informers),
+            ),
+            "weft_k8s_traffic_objects_applied_total": (
+                "counter",
+                "traffic CRD objects written to the registry",
+                traffic.applied,
+            ),
+            "weft_k8s_traffic_objects_skipped_total": (
+                "counter",
+                "traffic CRD objects skipped (invalid, or a resource that is not the adapter's)",
+                traffic.skipped,
+            ),
+            "weft_k8s_traffic_import_warnings_total": (
+                "counter",
+                "importer warnings about traffic CRD objects (fields not honoured)",
+                traffic.warnings,
+            ),
+            "weft_k8s_traffic_resources": (
+                "gauge",
+                "Weft traffic resources this adapter's objects make",
+                float(self.traffic.owned),
             ),
             "weft_k8s_relists_total": (
                 "counter",
@@ -369,10 +404,11 @@ def run(settings: AdapterSettings) -> int:
     return 0
 
 
-def purge_cluster(settings: AdapterSettings) -> int:
-    """Remove every registry entry of this cluster's source; returns how many went."""
+def purge_cluster(settings: AdapterSettings) -> tuple[int, int]:
+    """Remove every registry entry and traffic resource of this cluster's source; returns
+    how many (instances, resources) went."""
 
-    async def main() -> int:
+    async def main() -> tuple[int, int]:
         token = read_token(settings)
         async with RegistryClient(
             list(settings.registry), token=token, ca_file=settings.registry_ca_file or None

@@ -279,11 +279,16 @@ class RegistrySync:
         }
 
 
-async def purge(client: RegistryClient, source: str, batch_size: int = 500) -> int:
-    """Delete every registry entry of `source` (a decommissioned cluster); returns how many."""
+async def purge(client: RegistryClient, source: str, batch_size: int = 500) -> tuple[int, int]:
+    """Delete every registry entry of `source` (a decommissioned cluster), and the traffic
+    resources its CRD objects made; returns how many (instances, resources) went."""
     views = await client.instances(source=source)
     keys = sorted({(str(v["service"]), str(v["node"]), str(v["id"])) for v in views})
     todo = Plan(deletes=list(keys))
     for batch in todo.batches(batch_size):
         await client.batch([], [{"service": s, "node": n, "id": i} for s, n, i in batch.deletes])
-    return len(keys)
+    stored, _ = await client.resources()
+    owned = [r for r in stored if r["metadata"].get("source") == source]
+    for r in owned:
+        await client.delete_resource(r["kind"], r["metadata"]["name"])
+    return len(keys), len(owned)

@@ -222,3 +222,61 @@ def test_tls_and_service_account_files_work_like_in_cluster(tmp_path: Path) -> N
         configuration.api_key = {"authorization": "Bearer " + (sa / "token").read_text()}
         api = client.ApiClient(configuration)
         assert len(client.CoreV1Api(api).list_namespaced_pod("shop").items) == 1
+
+
+VS = {
+    "apiVersion": "networking.istio.io/v1",
+    "kind": "VirtualService",
+    "metadata": {"name": "reviews"},
+    "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]},
+}
+
+
+def test_traffic_crds_are_discovered_listed_and_watched_once_installed(fake: FakeKube, api) -> None:
+    custom = client.CustomObjectsApi(api)
+    group, version, plural = "networking.istio.io", "v1", "virtualservices"
+    served = {g.name for g in client.ApisApi(api).get_api_versions().groups}
+    assert group not in served
+    with pytest.raises(ApiException) as missing:  # no CRD: the group-version is not served
+        custom.get_api_resources(group, version)
+    assert missing.value.status == 404
+    with pytest.raises(ApiException):
+        custom.list_cluster_custom_object(group, version, plural)
+
+    fake.install_crds("virtualservices", "destinationrules")
+    assert group in {g.name for g in client.ApisApi(api).get_api_versions().groups}
+    names = {r.name for r in custom.get_api_resources(group, version).resources}
+    assert names == {"virtualservices", "destinationrules"}
+
+    fake.ensure_namespace("default")
+    made = custom.create_namespaced_custom_object(group, version, "default", plural, VS)
+    listed = custom.list_cluster_custom_object(group, version, plural)
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["reviews"]
+    rv = listed["metadata"]["resourceVersion"]
+    seen: list[str] = []
+
+    def change_later() -> None:
+        wait_until(lambda: fake.active_watches(plural) == 1, what="the watch to start")
+        body = dict(made, spec={**VS["spec"], "hosts": ["reviews", "ratings"]})
+        custom.replace_namespaced_custom_object(group, version, "default", plural, "reviews", body)
+        custom.delete_namespaced_custom_object(group, version, "default", plural, "reviews")
+        fake.apply(plural, {**VS, "metadata": {"name": "again", "namespace": "default"}})
+
+    thread = threading.Thread(target=change_later)
+    thread.start()
+    stream = watch.Watch().stream(
+        custom.list_cluster_custom_object,
+        group,
+        version,
+        plural,
+        resource_version=rv,
+        allow_watch_bookmarks=True,
+        timeout_seconds=5,
+    )
+    for event in stream:
+        seen.append(event["type"])
+        if seen.count("ADDED") and "BOOKMARK" in seen:
+            break
+    thread.join()
+    assert [t for t in seen if t != "BOOKMARK"] == ["MODIFIED", "DELETED", "ADDED"]
+    assert "BOOKMARK" in seen

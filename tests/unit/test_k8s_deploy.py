@@ -13,6 +13,7 @@ import yaml
 from k8s_adapter import AdapterSettings
 from k8s_adapter._objects import ENDPOINT_SLICES, LEASES, PODS, SERVICES
 from k8s_adapter._status_http import StatusServer
+from k8s_adapter._traffic_objects import TRAFFIC_KINDS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "k8s-adapter" / "deploy"
 K8S_VERSION = "1.30.0"
@@ -71,10 +72,34 @@ def test_rbac_is_least_privilege() -> None:
             else:
                 assert set(rule["resources"]) <= {"services", "endpointslices"}
             assert "patch" not in rule["verbs"] and "deletecollection" not in rule["verbs"]
-    assert granted_reads == read
+    assert granted_reads == read | {(c.group, c.plural) for c in TRAFFIC_KINDS}
     (leader,) = [d for d in by_kind("Role") if d["metadata"]["name"].endswith("leader")]
     updates = [r for r in leader["rules"] if "update" in r["verbs"]]
     assert updates and all(r.get("resourceNames") for r in updates)
+
+
+def test_traffic_crds_are_granted_exactly_get_list_watch_and_nothing_more() -> None:
+    expected = {
+        ("networking.istio.io", "virtualservices"),
+        ("networking.istio.io", "destinationrules"),
+        ("linkerd.io", "serviceprofiles"),
+        ("gateway.networking.k8s.io", "httproutes"),
+        ("split.smi-spec.io", "trafficsplits"),
+    }
+    assert {(c.group, c.plural) for c in TRAFFIC_KINDS} == expected  # what the adapter watches
+    granted: dict[tuple[str, str], set[str]] = {}
+    for _, _, rule in _rules():
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                if group in {g for g, _ in expected}:
+                    assert not rule.get("resourceNames")
+                    granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == {pair: {"get", "list", "watch"} for pair in expected}
+    # Only the ClusterRole names these groups; no Role adds to them in a namespace.
+    cluster = {g for doc in by_kind("ClusterRole") for r in doc["rules"] for g in r["apiGroups"]}
+    for doc in by_kind("Role"):
+        assert not {g for r in doc["rules"] for g in r["apiGroups"]} & {g for g, _ in expected}
+    assert {g for g, _ in expected} <= cluster
 
 
 def test_deployment_runs_the_adapter_with_probes_resources_and_a_secret() -> None:

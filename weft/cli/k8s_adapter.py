@@ -21,15 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sync a Kubernetes cluster's Services and Pods with the registry",
         description="Keep the registry's entries of source k8s/<cluster> equal to the cluster's "
         "Services, EndpointSlices and Pods (and, with --to-k8s, publish registry services as "
-        "Services in the cluster). Uses the in-cluster service account, or a kubeconfig when "
-        "run outside. Settings come from --config FILE (TOML), then WEFT_K8S_* environment "
-        "variables, then flags.",
+        "Services in the cluster). Istio VirtualServices and DestinationRules, Linkerd "
+        "ServiceProfiles, Gateway API HTTPRoutes and SMI TrafficSplits in the cluster, where "
+        "their CRDs are installed, become Weft traffic resources of that source (an "
+        "operator's resource of the same name wins). Uses the in-cluster service account, or "
+        "a kubeconfig when run outside. Settings come from --config FILE (TOML), then "
+        "WEFT_K8S_* environment variables, then flags.",
     )
     parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
         "--purge",
         action="store_true",
-        help="remove every registry entry of this cluster (source k8s/<cluster>) and exit; "
+        help="remove every registry entry of this cluster (source k8s/<cluster>), and the "
+        "traffic resources its CRD objects made, and exit; "
         "stop the cluster's adapter first, or it writes them again",
     )
     add_arguments(parser, AdapterSettings, ENV_PREFIX)
@@ -68,5 +72,8 @@ def _purge(settings: object) -> int:
     except (APIError, ServerUnreachable) as exc:
         raise CommandError(str(exc)) from exc
     source = getattr(settings, "source", "")
-    print(f"removed {removed} instances of source {source}")
+    instances, resources = removed
+    print(f"removed {instances} instances of source {source}")
+    if resources:
+        print(f"removed {resources} traffic resources of source {source}")
     return 0

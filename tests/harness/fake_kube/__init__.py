@@ -2,10 +2,12 @@
 
 There is no Kubernetes here, so this is the one fake the project allows. It serves Pods,
 Services, Namespaces, EndpointSlices (`discovery.k8s.io/v1`) and Leases
-(`coordination.k8s.io/v1`) on the real REST paths: lists with `resourceVersion` (and
-`limit`/`continue` pages), chunked watch streams of ADDED/MODIFIED/DELETED/BOOKMARK events,
-410 Gone after a simulated compaction, create/replace/delete with optimistic concurrency
-(409 Conflict), `Status` error objects and bearer-token authentication.
+(`coordination.k8s.io/v1`), and once a test installs them (`install_crds`) the traffic CRDs of
+Istio, Linkerd, Gateway API and SMI with their discovery documents, on the real REST paths:
+lists with `resourceVersion` (and `limit`/`continue` pages), chunked watch streams of
+ADDED/MODIFIED/DELETED/BOOKMARK events, 410 Gone after a simulated compaction,
+create/replace/delete with optimistic concurrency (409 Conflict), `Status` error objects and
+bearer-token authentication.
 `tests/integration/test_k8s_fake_api_server.py` proves it with the official `kubernetes` client.
 
 Tests drive the cluster through methods: `add_service` (a Deployment-like set of pods, whose
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ._adapter import Adapters, K8sAdapter, adapter_token
+from ._crds import TRAFFIC_CRDS, crd
 from ._http import ActiveWatch, decode_continue, encode_continue, serve
-from ._store import RESOURCES, ApiError, Obj, Store, gone
+from ._store import ApiError, Obj, Store, gone
 from ._validate import validate
 from ._workloads import Workloads
 
@@ -252,7 +255,8 @@ class FakeKube(Workloads):
 
     def apply(self, resource: str, obj: Obj) -> Obj:
         """Create or replace `obj` (as a controller would), bumping its resourceVersion."""
-        namespace = obj["metadata"].get("namespace", "") if RESOURCES[resource].namespaced else ""
+        namespaced = self.store.resources[resource].namespaced
+        namespace = obj["metadata"].get("namespace", "") if namespaced else ""
         try:
             return self.store.create(resource, namespace, copy.deepcopy(obj))
         except ApiError as exc:
@@ -267,6 +271,11 @@ class FakeKube(Workloads):
 
     def put_raw(self, resource: str, namespace: str, obj: Obj) -> Obj:
         return self.store.put_raw(resource, namespace, copy.deepcopy(obj))
+
+    def install_crds(self, *plurals: str, version: str | None = None) -> None:
+        """Serve these traffic CRDs (default: all of them) from now on, with list/watch."""
+        for plural in plurals or tuple(TRAFFIC_CRDS):
+            self.store.install(crd(plural, version))
 
     def ensure_namespace(self, name: str) -> None:
         try:
@@ -287,6 +296,7 @@ __all__ = [
     "FakeKube",
     "K8sAdapter",
     "RequestRecord",
+    "TRAFFIC_CRDS",
     "adapter_token",
     "gone",
 ]

@@ -56,7 +56,7 @@ class Route:
     name: str | None
 
 
-def parse_path(path: str) -> Route | None:
+def parse_path(path: str, resources: dict[str, Resource] = RESOURCES) -> Route | None:
     parts = [p for p in path.split("/") if p]
     if parts[:2] == ["api", "v1"]:
         group, version, rest = "", "v1", parts[2:]
@@ -72,7 +72,7 @@ def parse_path(path: str) -> Route | None:
         rest = ["namespaces", rest[1]]
     if not rest or len(rest) > 2:
         return None
-    res = RESOURCES.get(rest[0])
+    res = resources.get(rest[0])
     if res is None or res.group != group or res.version != version:
         return None
     if res.namespaced != (namespace is not None) and len(rest) == 2:
@@ -144,7 +144,9 @@ class Handler(BaseHTTPRequestHandler):
             if split.path == "/version":
                 self._send_json(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake"})
                 return
-            route = parse_path(split.path)
+            if method == "GET" and self._discovery(split.path):
+                return
+            route = parse_path(split.path, self.fake.store.resources)
             if route is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             self._dispatch(method, route, query, ua)
@@ -152,6 +154,44 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error(exc)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _discovery(self, path: str) -> bool:
+        """`/apis` and `/apis/{group}/{version}`, as far as clients use them to learn what a
+        cluster serves (a group-version with nothing served is a 404, as for a missing CRD)."""
+        parts = [p for p in path.split("/") if p]
+        store = self.fake.store
+        if parts == ["apis"]:
+            with store.cond:
+                pairs = sorted({(r.group, r.version) for r in store.resources.values() if r.group})
+            groups: dict[str, list[str]] = {}
+            for group, version in pairs:
+                groups.setdefault(group, []).append(version)
+            self._send_json(200, _group_list(groups))
+            return True
+        if len(parts) != 3 or parts[0] != "apis":
+            return False
+        served = store.served(parts[1], parts[2])
+        if not served:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self._send_json(
+            200,
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{parts[1]}/{parts[2]}",
+                "resources": [
+                    {
+                        "name": r.plural,
+                        "singularName": r.kind.lower(),
+                        "namespaced": r.namespaced,
+                        "kind": r.kind,
+                        "verbs": ["delete", "get", "list", "patch", "create", "update", "watch"],
+                    }
+                    for r in served
+                ],
+            },
+        )
+        return True
 
     def _authorize(self) -> None:
         token = self.fake.token
@@ -448,6 +488,24 @@ def _filtered(event: Event, route: Route, match) -> bytes | None:  # type: ignor
     if was:
         return _line("DELETED", event.obj)
     return None
+
+
+def _group_list(groups: dict[str, list[str]]) -> Obj:
+    def entry(group: str, version: str) -> Obj:
+        return {"groupVersion": f"{group}/{version}", "version": version}
+
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            {
+                "name": group,
+                "versions": [entry(group, v) for v in versions],
+                "preferredVersion": entry(group, versions[0]),
+            }
+            for group, versions in groups.items()
+        ],
+    }
 
 
 def encode_continue(snapshot: int, start: int) -> str:

@@ -145,9 +145,21 @@ class Store:
         self.cond = threading.Condition()
         self.rv = 1
         self.oldest = 0  # history holds every event with rv > oldest
+        # Built-in kinds, plus the custom resources a test installs (`install`).
+        self.resources: dict[str, Resource] = dict(RESOURCES)
         self.objects: dict[str, dict[Key, Obj]] = {name: {} for name in RESOURCES}
         self.history: list[Event] = []
         self._uids = itertools.count(1)
+
+    def install(self, resource: Resource) -> None:
+        """Serve a custom resource from now on (a CustomResourceDefinition applied)."""
+        with self.cond:
+            self.resources[resource.plural] = resource
+            self.objects.setdefault(resource.plural, {})
+
+    def served(self, group: str, version: str) -> list[Resource]:
+        with self.cond:
+            return [r for r in self.resources.values() if (r.group, r.version) == (group, version)]
 
     # -- reads (callers hold no lock; these take it) ------------------------------------------
 
@@ -155,7 +167,7 @@ class Store:
         with self.cond:
             obj = self.objects[resource].get((namespace, name))
             if obj is None:
-                raise not_found(resource, name)
+                raise not_found(self.resources[resource], name)
             return copy.deepcopy(obj)
 
     def list(
@@ -192,7 +204,7 @@ class Store:
     # -- writes ------------------------------------------------------------------------------
 
     def _stamp(self, resource: str, obj: Obj, old: Obj | None) -> Obj:
-        res = RESOURCES[resource]
+        res = self.resources[resource]
         obj = copy.deepcopy(obj)
         obj["kind"] = res.kind
         obj["apiVersion"] = res.api_version
@@ -222,10 +234,10 @@ class Store:
                 raise ApiError(
                     409,
                     "AlreadyExists",
-                    f'{RESOURCES[resource].qualified} "{name}" already exists',
+                    f'{self.resources[resource].qualified} "{name}" already exists',
                     {"name": name, "kind": resource},
                 )
-            if RESOURCES[resource].namespaced:
+            if self.resources[resource].namespaced:
                 obj["metadata"]["namespace"] = namespace
             stored = self._stamp(resource, obj, None)
             self.objects[resource][key] = stored
@@ -238,18 +250,19 @@ class Store:
             key = (namespace, name)
             old = self.objects[resource].get(key)
             if old is None:
-                raise not_found(resource, name)
+                raise not_found(self.resources[resource], name)
             wanted = obj["metadata"].get("resourceVersion")
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise ApiError(
                     409,
                     "Conflict",
-                    f'Operation cannot be fulfilled on {RESOURCES[resource].qualified} "{name}": '
+                    "Operation cannot be fulfilled on "
+                    f'{self.resources[resource].qualified} "{name}": '
                     "the object has been modified; please apply your changes to the latest "
                     "version and try again",
                     {"name": name, "kind": resource},
                 )
-            if RESOURCES[resource].namespaced:
+            if self.resources[resource].namespaced:
                 obj["metadata"]["namespace"] = namespace
             stored = self._stamp(resource, obj, old)
             self.objects[resource][key] = stored
@@ -261,7 +274,7 @@ class Store:
             key = (namespace, name)
             old = self.objects[resource].pop(key, None)
             if old is None:
-                raise not_found(resource, name)
+                raise not_found(self.resources[resource], name)
             self.rv += 1
             gone_obj = copy.deepcopy(old)
             gone_obj["metadata"]["resourceVersion"] = str(self.rv)
@@ -297,10 +310,10 @@ class Store:
         yield from items
 
 
-def not_found(resource: str, name: str) -> ApiError:
+def not_found(resource: Resource, name: str) -> ApiError:
     return ApiError(
         404,
         "NotFound",
-        f'{RESOURCES[resource].qualified} "{name}" not found',
-        {"name": name, "kind": resource},
+        f'{resource.qualified} "{name}" not found',
+        {"name": name, "kind": resource.plural},
     )

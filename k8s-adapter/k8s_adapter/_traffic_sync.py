@@ -1,0 +1,282 @@
+"""The traffic CRDs: find which the cluster serves, watch them, keep the registry equal.
+
+    discovery   GET /apis/{group}/{version} for each kind's versions, most preferred first;
+                404 (no CRD) is logged once and asked again every `--resync` and on SIGHUP,
+                so a CRD installed later is watched within one resync, without a restart
+    informers   one per served kind, list + watch (the same Informer as Services and Pods)
+    writer      (leader only) after a short coalescing pause, or every `--resync`: compile
+                every object, read the registry's resources, and write the difference for
+                the adapter's own source only: one POST /v1/resources per changed object (so
+                an object is applied whole or not at all), one DELETE per resource of its
+                source that no object makes any more
+
+The conflict rule is the operator's: a resource of the same kind and name that is not of this
+adapter's source (applied with `weft apply`, or another cluster's) is never replaced or
+deleted; the object that would make it is skipped, logged. The registry enforces the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from registry.client import APIError, RegistryClient, ServerUnreachable
+
+from ._backoff import Backoff
+from ._errors import KubeError, KubeUnavailable, NotFound
+from ._informer import Informer
+from ._kube import KubeClient
+from ._problems import Problems
+from ._traffic_objects import (
+    TRAFFIC_KINDS,
+    CrdKind,
+    ObjectKey,
+    Plan,
+    ResourceKey,
+    TrafficObjects,
+    describe,
+    watch_kind,
+)
+
+log = logging.getLogger("weft.k8s.traffic")
+
+
+@dataclass
+class TrafficStats:
+    passes: int = 0
+    applied: int = 0  # objects written
+    deleted: int = 0  # resources removed
+    skipped: int = 0  # objects skipped (invalid, or a resource that is not ours)
+    warnings: int = 0  # importer warnings logged
+    errors: int = 0
+
+
+def _comparable(doc: dict[str, Any]) -> tuple[Any, Any, Any]:
+    meta = doc.get("metadata") or {}
+    return doc.get("apiVersion"), meta.get("labels") or {}, doc.get("spec")
+
+
+class TrafficSync:
+    def __init__(
+        self,
+        kube: KubeClient,
+        registry: RegistryClient,
+        *,
+        source: str,
+        problems: Problems,
+        watch_timeout: float,
+        resync: float,
+        coalesce: float,
+    ) -> None:
+        self.kube = kube
+        self.registry = registry
+        self.source = source
+        self.problems = problems
+        self.watch_timeout = watch_timeout
+        self.resync = resync
+        self.coalesce = coalesce
+        self.objects = TrafficObjects(self.mark)
+        self.informers: dict[str, Informer] = {}
+        self.served: dict[str, str] = {}  # kind -> the version watched
+        self.stats = TrafficStats()
+        self.discovered = trio.Event()
+        self._changed = trio.Event()
+        self._discover_now = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._logged: dict[ObjectKey, str] = {}
+        self.owned = 0
+
+    def mark(self) -> None:
+        self._changed.set()
+
+    def relist_soon(self) -> None:
+        """SIGHUP: discover again now and relist what is watched."""
+        self._discover_now.set()
+        for informer in self.informers.values():
+            informer.relist_soon()
+        self.mark()
+
+    # -- discovery and informers (every replica) ---------------------------------------------
+
+    async def watch(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            missing_logged: set[str] = set()
+            while True:
+                for crd in TRAFFIC_KINDS:
+                    if crd.name in self.informers:
+                        continue
+                    version = await self._served_version(crd)
+                    if version is None:
+                        if crd.name not in missing_logged:
+                            missing_logged.add(crd.name)
+                            log.info(
+                                "%s (%s) is not served by this cluster: not watched; asked "
+                                "again every resync",
+                                crd.name,
+                                crd.group,
+                            )
+                        continue
+                    self._start(crd, version)
+                self.discovered.set()
+                self._discover_now = trio.Event()
+                with trio.move_on_after(self.resync):
+                    await self._discover_now.wait()
+
+    async def _served_version(self, crd: CrdKind) -> str | None:
+        backoff = Backoff()
+        for version in crd.versions:
+            while True:
+                try:
+                    found = await self.kube.request("GET", f"/apis/{crd.group}/{version}")
+                    break
+                except NotFound:
+                    found = None
+                    break
+                except (KubeUnavailable, KubeError) as exc:
+                    # Not a "no": only a 404 says the CRD is absent. Ask again.
+                    delay = backoff.next()
+                    log.warning("discovery of %s: %s; retrying in %.1fs", crd.name, exc, delay)
+                    await trio.sleep(delay)
+            names = [r.get("name") for r in (found or {}).get("resources") or []]
+            if crd.plural in names:
+                return version
+        return None
+
+    def _start(self, crd: CrdKind, version: str) -> None:
+        assert self._nursery is not None
+        informer = Informer(
+            self.kube,
+            watch_kind(crd, version),
+            self.objects,
+            problems=self.problems,
+            watch_timeout=self.watch_timeout,
+            resync=self.resync,
+        )
+        self.informers[crd.name] = informer
+        self.served[crd.name] = version
+        log.info("watching %s %s/%s", crd.name, crd.group, version)
+        self._nursery.start_soon(informer.run)
+
+    def synced(self) -> bool:
+        return self.discovered.is_set() and all(i.synced.is_set() for i in self.informers.values())
+
+    # -- the writer (leader only) ------------------------------------------------------------
+
+    async def lead(self) -> None:
+        backoff = Backoff(maximum=10.0)
+        await self.discovered.wait()
+        while True:
+            for informer in list(self.informers.values()):  # one started late must list first
+                await informer.synced.wait()
+            self._changed = trio.Event()
+            try:
+                await self.sync_once()
+                backoff.reset()
+                delay = self.resync
+            except (ServerUnreachable, APIError) as exc:
+                self.stats.errors += 1
+                delay = backoff.next()
+                log.warning("traffic resources: %s; retrying in %.1fs", exc, delay)
+            with trio.move_on_after(delay):
+                await self._changed.wait()
+                await trio.sleep(self.coalesce)
+
+    async def sync_once(self) -> None:
+        self.stats.passes += 1
+        plan = self.objects.plan()
+        stored, _ = await self.registry.resources()
+        ours: dict[ResourceKey, dict[str, Any]] = {}
+        others: dict[ResourceKey, str] = {}
+        for doc in stored:
+            rkey: ResourceKey = (doc["kind"], doc["metadata"]["name"])
+            owner = doc["metadata"].get("source", "")
+            if owner == self.source:
+                ours[rkey] = doc
+            else:
+                others[rkey] = f"source {owner!r}" if owner else "an operator (weft apply)"
+        for key, docs in list(plan.objects.items()):
+            taken = [
+                f"{d['kind']} {d['metadata']['name']} belongs to {others[k]}"
+                for d in docs
+                if (k := (d["kind"], d["metadata"]["name"])) in others
+            ]
+            if taken:
+                del plan.objects[key]
+                plan.skipped[key] = "; ".join(taken) + "; left alone (the operator wins)"
+        self._log_outcome(plan)
+        wanted = plan.resources()
+        for gone in sorted(set(ours) - set(wanted)):
+            await self._delete(gone)
+        for key, docs in sorted(plan.objects.items()):
+            current = [ours.get((d["kind"], d["metadata"]["name"])) for d in docs]
+            if all(
+                c is not None and _comparable(c) == _comparable(d)
+                for c, d in zip(current, docs, strict=True)
+            ):
+                if key not in plan.kept:
+                    self._logged.pop(key, None)
+                continue
+            if await self._apply(key, docs) and key not in plan.kept:
+                self._logged.pop(key, None)
+        self.owned = len(wanted)
+
+    async def _delete(self, key: ResourceKey) -> None:
+        try:
+            await self.registry.delete_resource(*key)
+        except APIError as exc:
+            if exc.status not in (403, 404):  # taken over meanwhile, or already gone: fine
+                raise
+        self.stats.deleted += 1
+        log.info("deleted %s %s: no object makes it any more", *key)
+
+    async def _apply(self, key: ObjectKey, docs: list[dict[str, Any]]) -> bool:
+        try:
+            await self.registry.apply_resources(docs)
+        except APIError as exc:
+            if exc.status not in (400, 403):
+                raise
+            # Refused against what is stored (another Route for the service...): skip it
+            # until it or the registry changes; the next pass tries again.
+            reason = "; ".join(exc.problems) or str(exc)
+            self._report(key, f"refused by the registry: {reason}")
+            return False
+        self.stats.applied += 1
+        names = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
+        log.info("%s synced: %s", describe(key), names)
+        return True
+
+    def _log_outcome(self, plan: Plan) -> None:
+        for key in set(plan.objects) | set(plan.skipped):
+            result = self.objects.compiled(key)
+            subject = f"{describe(key)} (resourceVersion {result.version})"
+            for warning in result.warnings:
+                before = self.problems.count
+                self.problems.report(subject, f"warning: {warning}")
+                self.stats.warnings += self.problems.count - before
+            for note in result.notes:
+                self.problems.report(subject, f"note: {note}", level=logging.INFO)
+        for key, reason in plan.skipped.items():
+            self._report(key, reason)
+
+    def _report(self, key: ObjectKey, reason: str) -> None:
+        if self._logged.get(key) == reason:
+            return
+        self._logged[key] = reason
+        self.stats.skipped += 1
+        log.warning("%s skipped: %s", describe(key), reason)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "watched": {
+                c.name: f"{c.group}/{self.served[c.name]}"
+                for c in TRAFFIC_KINDS
+                if c.name in self.served
+            },
+            "objects": len(self.objects.objects),
+            "resources": self.owned,
+            **vars(self.stats),
+        }
