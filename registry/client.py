@@ -307,6 +307,15 @@ class RegistryClient:
         ).json()
         return result
 
+    # -- intentions ---------------------------------------------------------------------------
+
+    async def intentions(
+        self, *, index: int | None = None, wait: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The mesh default and every intention (`GET /v1/intentions`), blocking with index."""
+        body, idx = await self.get_json("/v1/intentions", index=index, wait=wait)
+        return body, idx
+
     # -- KV (Consul routes) ------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> bytes | None:
