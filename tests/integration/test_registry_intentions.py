@@ -4,6 +4,7 @@ naming the field with nothing stored, and only operators write."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ import pytest
 from registry.etcd import EtcdClient
 from tests.harness import WeftServer
 
-from .test_cli_traffic import stored_keys
+from .test_cli_traffic import cli, stored_keys
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -143,3 +144,20 @@ def test_only_operators_write_intentions_and_reads_need_a_token(server: WeftServ
         == []
     )
     assert httpx.put(url, json=body, headers=server.headers()).status_code == 200
+
+
+async def test_the_cli_refuses_a_bad_permission_before_sending_and_stores_nothing(
+    server: WeftServer, etcd_client: EtcdClient, prefix: str, tmp_path
+) -> None:
+    perms = tmp_path / "perms.json"
+    perms.write_text('[{"Action": "allow", "HTTP": {"PathRegex": "/a/(["}}]')
+    bad = cli(server, "intention", "create", "web", "api", "--permissions", str(perms))
+    assert bad.returncode == 64
+    assert "Permissions[0].HTTP.PathRegex" in bad.stderr
+    assert await stored_keys(etcd_client, prefix) == []
+    made = cli(server, "intention", "create", "web", "api", "-o", "json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["Action"] == "allow"
+    allowed = cli(server, "intention", "check", "web", "api")
+    assert (allowed.returncode, allowed.stdout.strip()) == (0, "Allowed")
+    assert [k.split("/")[1] for k in await stored_keys(etcd_client, prefix)] == ["intention"]
