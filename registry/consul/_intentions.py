@@ -171,8 +171,11 @@ async def _index(ctx: Context, request: Request) -> int:
 async def list_intentions(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     index = await _index(ctx, request)
-    body = [i.view() for i in evaluation_order(stored(ctx))]
-    return consul_response(json.dumps(body).encode(), index)
+    # Rendered once per index: every agent and watcher woken by a change shares it.
+    body = ctx.cached_json(
+        request, index, lambda: [i.view() for i in evaluation_order(stored(ctx))]
+    )
+    return consul_response(body, index)
 
 
 @AREA.route(
@@ -360,10 +363,17 @@ async def delete_intention(ctx: Context, request: Request) -> Response:
 async def native_intentions(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     index = await _index(ctx, request)
-    body = {
-        "default": ctx.options.intention_default,
-        "intentions": [i.view() for i in evaluation_order(stored(ctx))],
-    }
-    return Response.json(
-        body, headers=[("X-Weft-Index", str(index)), ("X-Consul-Index", str(index))]
+    body = ctx.cached_json(
+        request,
+        index,
+        lambda: {
+            "default": ctx.options.intention_default,
+            "intentions": [i.view() for i in evaluation_order(stored(ctx))],
+        },
+    )
+    return Response(
+        status=200,
+        body=body,
+        content_type="application/json",
+        headers=[("X-Weft-Index", str(index)), ("X-Consul-Index", str(index))],
     )
