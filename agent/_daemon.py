@@ -297,6 +297,17 @@ class Agent:
             "ready": self.ready,
             "trust_domain": self.trust_domain,
             "services": services,
+            "intentions": self._intentions_status(),
+        }
+
+    def _intentions_status(self) -> dict[str, Any] | None:
+        view = self.intentions.view if hasattr(self, "intentions") else None
+        if view is None:
+            return None
+        return {
+            "default": view.default,
+            "count": len(view.intentions),
+            "rejected": dict(view.rejected),  # compiled as deny from their source, see logs
         }
 
     # -- running ------------------------------------------------------------------------------

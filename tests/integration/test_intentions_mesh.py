@@ -114,6 +114,8 @@ def test_denying_web_to_api_refuses_the_next_requests_with_403_within_two_second
     assert "denies" in denied.headers["x-weft-denied"]
     listed = cli(world.mesh.server, "intention", "list", "-o", "json")
     assert [(i["SourceName"], i["Action"]) for i in json.loads(listed.stdout)] == [("web", "deny")]
+    seen = world.mesh.agents[0].status()["intentions"]  # api's agent
+    assert (seen["default"], seen["count"], seen["rejected"]) == ("deny", 1, {})
     check = cli(world.mesh.server, "intention", "check", "web", "api")
     assert (check.returncode, check.stdout.strip()) == (2, "Denied")
 

@@ -264,3 +264,36 @@ def test_an_agent_compiles_only_its_destinations_intentions_in_order() -> None:
         }
     ]
     assert compiled["rules"][1]["action"] == "allow"
+
+
+def test_an_intention_written_around_the_api_cannot_freeze_the_sidecars() -> None:
+    """A broken intention straight in etcd: compiled as a deny from its source (or left out if
+    its source could match nobody), so the proxy still accepts the snapshot."""
+    from proxy._snapshot import parse_snapshot
+
+    bad_regex = {
+        **ixn("batch", "api", ident="bad").view(),
+        "Action": "",
+        "Permissions": [{"Action": "allow", "HTTP": {"PathRegex": "(["}}],
+    }
+    bad_name = {**ixn("web", "api", ident="odd").view(), "SourceName": "Not A Label"}
+    view = IntentionView(
+        {"default": "allow", "intentions": [bad_regex, bad_name, {"ID": "x"}, ALL[3].view()]}
+    )
+    compiled = view.compile("default", "api")
+    assert compiled["rules"] == [
+        {"id": "bad", "source": "default/batch", "action": "deny"},
+        {"id": "web->api", "source": "default/web", "action": "allow"},
+    ]
+    assert set(view.rejected) == {"bad", "x"}
+    assert "PathRegex" in view.rejected["bad"]
+    snapshot = parse_snapshot(
+        {
+            "schema": "weft.proxy.snapshot/v3",
+            "version": 1,
+            "identity": "spiffe://weft.test/ns/default/svc/api",
+            "tls": {"cert": "/c", "key": "/k", "bundle": "/b"},
+            "intentions": compiled,
+        }
+    )
+    assert snapshot.intentions is not None
