@@ -5,6 +5,7 @@ Wiring only; each job lives in its own module:
     _definitions  services.d/*.toml          _registration  lease + anti-entropy
     _checks       host-side health checks     _certs         keys, CSRs, renewals, bundle
     _upstreams    registry view of upstreams  _publisher     versioned snapshots + acks
+    _intention_watch, _intentions   the mesh's intentions, compiled per sidecar
     _supervisor   one proxy per sidecar       _api           the local HTTP API
     _notify       systemd READY / WATCHDOG / STATUS
 
@@ -47,6 +48,7 @@ from ._definitions import (
     ports_in_use,
 )
 from ._errors import ConfigError
+from ._intention_watch import IntentionWatcher
 from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
@@ -206,8 +208,10 @@ class Agent:
     def _republish(self) -> None:
         if not self.trust_domain:
             return
-        if not self.traffic.known:
-            return  # wait for the traffic resources, rather than publish without routes
+        if not self.traffic.known or not self.intentions.known:
+            # wait for the traffic resources and intentions, rather than publish without them
+            return
+        view = self.intentions.view
         resources = self.traffic.resources
         self._want_upstreams()
         for d in self.defs:
@@ -222,6 +226,7 @@ class Agent:
                 self.upstreams.instances,
                 version=0,
                 resources=resources,
+                intentions=view.compile(d.namespace, d.name) if view is not None else None,
             )
             if self.publisher.publish(d.id, doc):
                 log.info(
@@ -240,6 +245,7 @@ class Agent:
                 nursery.start_soon(wake, self.upstreams.changed)
                 nursery.start_soon(wake, self.certs.changed)
                 nursery.start_soon(wake, self.traffic.changed)
+                nursery.start_soon(wake, self.intentions.changed)
             self._republish()
 
     # -- status --------------------------------------------------------------------------------
@@ -291,6 +297,17 @@ class Agent:
             "ready": self.ready,
             "trust_domain": self.trust_domain,
             "services": services,
+            "intentions": self._intentions_status(),
+        }
+
+    def _intentions_status(self) -> dict[str, Any] | None:
+        view = self.intentions.view if hasattr(self, "intentions") else None
+        if view is None:
+            return None
+        return {
+            "default": view.default,
+            "count": len(view.intentions),
+            "rejected": dict(view.rejected),  # compiled as deny from their source, see logs
         }
 
     # -- running ------------------------------------------------------------------------------
@@ -356,6 +373,7 @@ class Agent:
         )
         self.upstreams = UpstreamWatcher(client)
         self.traffic = ResourceWatcher(client)
+        self.intentions = IntentionWatcher(client)
         self.registrar = Registrar(
             client,
             node=self.node,
@@ -409,6 +427,7 @@ class Agent:
                 self._certs_after_sync,
                 self.upstreams.run,
                 self.traffic.run,
+                self.intentions.run,
                 self.supervisor.run,
                 self._republish_loop,
                 self._become_ready,

@@ -2,8 +2,9 @@
 
 The document follows the proxy's contract (`proxy/snapshot.schema.json`, docs/snapshot.md):
 identity and certificate files, the inbound mTLS listener in front of the local app, the
-upstreams with the sidecars of their passing instances as endpoints, and the authorization
-rules. Instances without a sidecar cannot be reached over mTLS and are left out (and said so).
+upstreams with the sidecars of their passing instances as endpoints, the service's own
+authorization rules and (v3) the mesh's intentions for it (`_intentions`). Instances without
+a sidecar cannot be reached over mTLS and are left out (and said so).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ log = logging.getLogger("weft.agent.snapshots")
 
 SCHEMA = "weft.proxy.snapshot/v1"
 SCHEMA_V2 = "weft.proxy.snapshot/v2"
+SCHEMA_V3 = "weft.proxy.snapshot/v3"  # v2 plus the mesh's intentions
 
 
 def endpoints(
@@ -68,6 +70,7 @@ def build(
     *,
     version: int,
     resources: Resources | None = None,
+    intentions: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     if d.deny:
@@ -114,6 +117,9 @@ def build(
         for upstream in doc["upstreams"]:
             if upstream["protocol"] == "http":
                 upstream.update(upstream_fields(upstream["name"], resources))
+    if intentions is not None:
+        doc["schema"] = SCHEMA_V3
+        doc["intentions"] = dict(intentions)
     if d.forward_proxy_port:
         doc["forward_proxy"] = {"address": "127.0.0.1", "port": d.forward_proxy_port}
     return doc

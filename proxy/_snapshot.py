@@ -19,12 +19,15 @@ from ca import SpiffeId
 from ._accrual import AccrualPolicy
 from ._authz import Rule, check_source
 from ._errors import SnapshotError
+from ._intentions import Intentions
+from ._intentions import build as build_intentions
 from ._route_table import RouteTable, build_table
 from ._schema import snapshot_validator
 
 SCHEMA_V1 = "weft.proxy.snapshot/v1"
 SCHEMA_V2 = "weft.proxy.snapshot/v2"
-SCHEMA_ID = SCHEMA_V2
+SCHEMA_V3 = "weft.proxy.snapshot/v3"
+SCHEMA_ID = SCHEMA_V3
 _V2_UPSTREAM_FIELDS = ("routes", "precedence", "retry_budget")
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 _WILDCARDS = {"0.0.0.0", "::", ""}
@@ -110,6 +113,7 @@ class Snapshot:
     tls: TlsFiles
     inbound: Inbound | None
     authorization: Authorization
+    intentions: Intentions | None  # v3; None: the service's own authorization alone decides
     upstreams: tuple[Upstream, ...]
     forward_proxy: Listen | None
     document: dict[str, Any]
@@ -228,6 +232,12 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
         rules.append(Rule(name=name, allow=r["action"] == "allow", sources=tuple(r["sources"])))
     authorization = Authorization(authz_doc["default"] == "allow", tuple(rules))
 
+    intentions = None
+    if "intentions" in doc:
+        if doc["schema"] != SCHEMA_V3:
+            problems.append(f"intentions: needs schema {SCHEMA_V3!r}")
+        intentions = build_intentions(doc["intentions"], own, problems)
+
     upstreams = []
     seen: set[str] = set()
     for i, u in enumerate(doc.get("upstreams", [])):
@@ -314,6 +324,7 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
         tls=tls,
         inbound=inbound,
         authorization=authorization,
+        intentions=intentions,
         upstreams=tuple(upstreams),
         forward_proxy=forward,
         document=doc,

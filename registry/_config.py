@@ -112,6 +112,11 @@ class ServerConfig:
     dns_include_warning: bool = opt(
         False, "DNS answers include instances whose checks warn (not only passing ones)"
     )
+    intention_default: str = opt(
+        "allow",
+        "what a call between two services gets when no intention matches: allow or deny "
+        "(the same on every server; docs/security.md says how to move from allow to deny)",
+    )
     ca_kek_file: str = opt(
         "", "file holding the CA's key-encryption key (32 bytes, base64); or set WEFT_SERVER_CA_KEK"
     )
@@ -192,5 +197,9 @@ class ServerConfig:
             raise ConfigError("dns_service_ttl", "DNS TTLs must be between 0s and 24h")
         if not self.dns_domain.strip(".") or " " in self.dns_domain:
             raise ConfigError("dns_domain", f"{self.dns_domain!r} is not a domain name")
+        if self.intention_default not in ("allow", "deny"):
+            raise ConfigError(
+                "intention_default", f"{self.intention_default!r} is not allow or deny"
+            )
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

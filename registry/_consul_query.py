@@ -73,6 +73,26 @@ FILTERABLE: dict[str, tuple[tuple[str, ...], bool]] = {
     "/v1/health/node/{node}": (_FIELDS["check"], False),
     "/v1/agent/services": (_FIELDS["service"], True),
     "/v1/agent/checks": (_FIELDS["check"], True),
+    "/v1/connect/intentions": (
+        (
+            "ID",
+            "Description",
+            "SourceNS",
+            "SourceName",
+            "DestinationNS",
+            "DestinationName",
+            "SourceType",
+            "Action",
+            "Permissions",
+            "Meta",
+            "Precedence",
+            "CreatedAt",
+            "UpdatedAt",
+            "CreateIndex",
+            "ModifyIndex",
+        ),
+        False,
+    ),
 }
 
 # route pattern -> where a record keeps its node's meta

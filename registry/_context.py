@@ -39,6 +39,8 @@ class RegistryOptions:
     reap_interval: float = 1.0
     view_cache_bytes: int = 64 << 20
     session_min_ttl: float = 10.0
+    # what intentions/check answers and agents compile when no intention matches a pair
+    intention_default: str = "allow"
 
 
 class Context:

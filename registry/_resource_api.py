@@ -50,6 +50,8 @@ def stored(ctx: Context) -> list[tuple[Resource, int, int]]:
         if not key.startswith(prefix):
             continue
         kind, _, name = key[len(prefix) :].partition("/")
+        if kind not in KINDS:
+            continue  # intentions live beside them, with their own API
         try:
             doc = json.loads(kv.value)
         except ValueError:

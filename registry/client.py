@@ -307,6 +307,39 @@ class RegistryClient:
         ).json()
         return result
 
+    # -- intentions ---------------------------------------------------------------------------
+
+    async def intentions(
+        self, *, index: int | None = None, wait: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """The mesh default and every intention (`GET /v1/intentions`), blocking with index."""
+        body, idx = await self.get_json("/v1/intentions", index=index, wait=wait)
+        return body, idx
+
+    async def intention_put(self, source: str, destination: str, body: dict[str, Any]) -> None:
+        params = {"source": source, "destination": destination}
+        await self.request("PUT", "/v1/connect/intentions/exact", params=params, json=body)
+
+    async def intention_get(self, source: str, destination: str) -> dict[str, Any] | None:
+        params = {"source": source, "destination": destination}
+        resp = await self.request(
+            "GET", "/v1/connect/intentions/exact", params=params, allow_404=True
+        )
+        return None if resp.status_code == 404 else resp.json()
+
+    async def intention_list(self) -> list[dict[str, Any]]:
+        return (await self.get_json("/v1/connect/intentions"))[0]
+
+    async def intention_check(self, source: str, destination: str) -> bool:
+        body, _ = await self.get_json(
+            "/v1/connect/intentions/check", source=source, destination=destination
+        )
+        return bool(body["Allowed"])
+
+    async def intention_delete(self, source: str, destination: str) -> None:
+        params = {"source": source, "destination": destination}
+        await self.request("DELETE", "/v1/connect/intentions/exact", params=params)
+
     # -- KV (Consul routes) ------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> bytes | None:

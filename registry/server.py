@@ -291,6 +291,7 @@ class RegistryServer:
             reap_interval=config.reap_interval,
             view_cache_bytes=config.view_cache_bytes,
             session_min_ttl=config.session_min_ttl,
+            intention_default=config.intention_default,
         )
         self.sessions = Sessions(
             self.etcd,

@@ -223,6 +223,9 @@ def run(
                 "127.0.0.1:0",
                 "--ca-kek-file",
                 str(kek),
+                # The mesh denies what no intention allows; the demo's calls are allowed below.
+                "--intention-default",
+                "deny",
             ],
         )
         info = _wait_for(
@@ -235,6 +238,14 @@ def run(
         if dns_port:
             announce(f"DNS interface: dig @{dns_host} -p {dns_port} <service>.service.consul SRV")
         _http("POST", url + "/v1/ca/init", token, {"trust_domain": TRUST_DOMAIN})
+        for name, upstream, _ in DEMO:
+            if upstream:
+                _http(
+                    "PUT",
+                    f"{url}/v1/connect/intentions/exact?source={name}&destination={upstream}",
+                    token,
+                    {"Action": "allow", "Description": "weft dev: the demo's call graph"},
+                )
         agent_token = _http(
             "POST",
             url + "/v1/tokens",
@@ -370,6 +381,10 @@ Try it:
       api's sidecar: requests by direction and peer identity
   curl -s 127.0.0.1:{admins["prices"]}/config
       the snapshot prices' sidecar runs on
+  {weft} intention list
+      the mesh denies by default; web -> api and api -> prices are allowed by intentions
+  {weft} intention create --deny web api
+      and the next request through web gets 403 from api's sidecar (delete it to undo)
 
 Consul clients work too:
   {Path(sys.executable)} -c "import consul; c = consul.Consul(port={url.rsplit(":", 1)[1]}); \\

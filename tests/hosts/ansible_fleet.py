@@ -213,6 +213,10 @@ class Fleet:
                     "weft_server_etcd_endpoints": [] if etcd_hosts else self.etcd_endpoints,
                     "weft_server_etcd_prefix": self.prefix,
                     "weft_server_trust_domain": "weft.test",
+                    # the role's mesh denies what no intention allows: web calls api
+                    "weft_server_intentions": [
+                        {"source": "web", "destination": "api", "action": "allow"}
+                    ],
                     **extra,
                 },
                 "children": {

@@ -79,6 +79,15 @@ def test_weft_dev_runs_the_demo_and_ctrl_c_stops_everything(tmp_path) -> None:
         chain = httpx.get(web).json()
         assert chain["service"] == "web" and chain["upstream"]["service"] == "api"
         assert chain["upstream"]["upstream"]["service"] == "prices"
+        # the mesh denies by default; the demo's two calls are allowed by intentions
+        intentions = httpx.get(url + "/v1/intentions").json()
+        assert intentions["default"] == "deny"
+        assert sorted(
+            (i["SourceName"], i["DestinationName"], i["Action"]) for i in intentions["intentions"]
+        ) == [("api", "prices", "allow"), ("web", "api", "allow")]
+        assert not httpx.get(
+            url + "/v1/connect/intentions/check", params={"source": "web", "destination": "prices"}
+        ).json()["Allowed"]
         # The load generator's traffic flows with no failure.
         wait_until(
             lambda: '"failed": 0' in dev.log() and "traffic {" in dev.log(),

@@ -118,7 +118,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     [
         ("version", -1, "version: -1 is less than the minimum 0"),
         ("version", "7", "version: must be integer"),
-        ("schema", "weft.proxy.snapshot/v3", 'schema: "weft.proxy.snapshot/v3" is not one of'),
+        ("schema", "weft.proxy.snapshot/v9", 'schema: "weft.proxy.snapshot/v9" is not one of'),
         ("identity", KeyError, "identity: is required"),
         ("identity", "spiffe://weft.test/ns/default/svc/Bad", "identity: 'spiffe"),
         ("bogus", 1, "bogus: unknown field"),
