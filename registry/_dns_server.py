@@ -70,7 +70,9 @@ class DNSListener:
                     self.inflight += 1
                     nursery.start_soon(self._udp_reply, sock, wire, peer)
 
-    async def _udp_reply(self, sock: trio.socket.SocketType, wire: bytes, peer: object) -> None:
+    async def _udp_reply(
+        self, sock: trio.socket.SocketType, wire: bytes, peer: tuple[object, ...]
+    ) -> None:
         try:
             reply = await self._answer(wire, tcp=False)
             if reply is not None:
