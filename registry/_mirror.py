@@ -29,6 +29,7 @@ CONFIG: Topic = ("config",)
 CA: Topic = ("ca",)
 LEADER: Topic = ("leader",)
 SESSIONS: Topic = ("sessions",)
+LEASES: Topic = ("leases",)  # an agent's or adapter's lease granted or gone
 
 
 def service_topic(name: str) -> Topic:
@@ -217,6 +218,8 @@ class Mirror:
                     if deleted and old is not None:
                         delay = float(json.loads(old.value).get("lock_delay", 0))
                         self._ended[(parts[0], rev)] = delay
+                elif kind == "leases":
+                    self._bump(changes, rev, LEASES)
                 if kind == "maint":
                     self._apply_maint(parts[0], kv, deleted, changes)
                 elif kind == "tokens":

@@ -11,6 +11,7 @@ hand that key to anyone for the session's lock delay.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,14 +22,20 @@ from ._catalog import Catalog
 from ._errors import InvalidInput, InvalidSession, NotFound, RegistryError, Unavailable
 from ._fanout import Hub
 from ._keys import Keys
-from ._mirror import CATALOG, HEALTH, SESSIONS, Changes, Mirror
+from ._mirror import CATALOG, HEALTH, LEASES, SESSIONS, Changes, Mirror
 from ._model import Status
-from ._session_model import LockState, Session, acquire_outcome, release_outcome
+from ._session_model import (
+    SERF_HEALTH,
+    LockState,
+    Session,
+    acquire_outcome,
+    release_outcome,
+)
 from .etcd import Compare, Delete, EtcdClient, EtcdError, EtcdLeaseNotFound, Put
 
 log = logging.getLogger("weft.registry.sessions")
 
-_RECHECK_ON = {HEALTH, SESSIONS, CATALOG}
+_RECHECK_ON = {HEALTH, SESSIONS, CATALOG, LEASES}
 
 
 class Sessions:
@@ -42,8 +49,10 @@ class Sessions:
         *,
         clock: Callable[[], float] = time.monotonic,
         min_ttl: float = 10.0,
+        server_node: str = "weft",
     ) -> None:
         self.etcd = etcd
+        self.server_node = server_node
         self.keys = keys
         self.mirror = mirror
         self.catalog = catalog
@@ -110,8 +119,25 @@ class Sessions:
             if delay > 0:
                 self._delay_until[key] = now + delay
 
-    def _check_health(self, session: Session) -> str | None:
+    def live_nodes(self) -> set[str]:
+        """The nodes whose `serfHealth` passes. Weft has no gossip: a node is alive while
+        something keeps it in the catalog. The server's own node always; a node declared by
+        `/v1/catalog/register`; a node with instances; a node whose agent holds a lease (an
+        agent that stops renewing loses it, which fails the check as a dead Consul agent
+        fails serfHealth)."""
+        alive = {self.server_node, *self.mirror.nodes, *self.mirror.by_node}
+        for kv in self.mirror.raw_prefix(self.keys.prefix + "leases/"):
+            try:
+                alive.add(str(json.loads(kv.value).get("node") or ""))
+            except (ValueError, AttributeError):
+                continue
+        return alive
+
+    def _check_health(self, session: Session, live_nodes: set[str] | None = None) -> str | None:
         """Why the session cannot live with its checks as they are now, or None."""
+        alive = self.live_nodes() if live_nodes is None else live_nodes
+        if SERF_HEALTH in session.node_checks and session.node not in alive:
+            return f"check 'serfHealth' on node {session.node!r} is critical (node not alive)"
         for check_id in session.checks:
             check = self.mirror.find_check(session.node, check_id)
             if check is None:
@@ -176,8 +202,9 @@ class Sessions:
         revoke of a lease already gone is harmless)."""
         while True:
             self._recheck = trio.Event()  # set by a change from here on: scan again
+            live_nodes = self.live_nodes()
             for session in self.all():
-                problem = self._check_health(session)
+                problem = self._check_health(session, live_nodes)
                 if problem is not None:
                     log.info(
                         "invalidating session: %s",
