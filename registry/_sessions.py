@@ -250,14 +250,16 @@ class Sessions:
     def unlock_ops(
         self, key: str, value: bytes, session_id: str, *, flags: int = 0, cas: int | None = None
     ) -> tuple[list[Put | Delete], list[Compare]] | None:
-        session = self._live_session(session_id)
-        if not release_outcome(self.lock_state(key), session.id):
+        # As Consul's unlock: no live-session check, a session that is gone holds nothing,
+        # so its release is just `false` (its locks went with it).
+        if not release_outcome(self.lock_state(key), session_id):
             return None
+        session = self.get(session_id)
         ops, compares = self.catalog.kv_put_ops(key, value, flags=flags, cas=cas)
         holder_key = self.keys.kv_holder(key)
         ops.append(Delete(holder_key))
-        compares.append(Compare("value", holder_key, "=", session.id.encode()))
-        if session.behavior == "delete":  # the entry outlives the session once released
+        compares.append(Compare("value", holder_key, "=", session_id.encode()))
+        if session is not None and session.behavior == "delete":  # the entry outlives it now
             index_key = self.keys.kv_lock_index(key)
             ops.append(Put(index_key, str(self.lock_state(key).lock_index).encode()))
         return ops, compares

@@ -109,8 +109,8 @@ async def catalog_node(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     node = request.params["node"]
     index = await ctx.block(request, lambda: ctx.mirror.index(CATALOG), (CATALOG,))
-    if node not in ctx.mirror.by_node:
-        return consul_response(b"null", index)
+    if node not in ctx.mirror.by_node and node not in ctx.mirror.nodes:
+        return consul_response(b"null", index)  # a declared node with no services is a node
     dc = ctx.options.datacenter
     body = {
         "Node": views.node_json(ctx.mirror, node, dc),

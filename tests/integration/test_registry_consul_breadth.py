@@ -86,6 +86,9 @@ def test_catalog_register_declares_the_node_and_every_view_agrees(server: WeftSe
     assert c.health.service("pg", passing=True)[1] == []
     assert c.catalog.deregister("ext-db", service_id="pg-1")
     assert c.catalog.service("pg")[1] == []
+    _, bare = c.catalog.node("ext-db")  # a declared node with no services is still a node
+    assert bare["Node"]["Address"] == "192.0.2.10" and bare["Services"] == {}
+    assert c.catalog.node("nowhere")[1] is None  # Consul's answer for an unknown node
     assert c.catalog.deregister("ext-db")
     assert "ext-db" not in {n["Node"] for n in c.catalog.nodes()[1]}
 

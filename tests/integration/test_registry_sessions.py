@@ -97,6 +97,7 @@ def test_invalidation_releases_or_deletes_and_lock_delay_holds_the_key(
         c.session.destroy(sid)
     kept = c.kv.get("kept")[1]
     assert kept["Value"] == b"v" and "Session" not in kept
+    assert c.kv.put("kept", "x", release=keeper) is False  # a gone session holds nothing
     assert c.kv.get("ephemeral")[1] is None  # behavior=delete takes the key along
     fresh = c.session.create(lock_delay=0)
     assert c.kv.put("kept", "mine", acquire=fresh) is True
