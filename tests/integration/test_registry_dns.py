@@ -120,6 +120,41 @@ def test_a_200_instance_answer_truncates_over_udp_and_completes_over_tcp(
     assert len(short(server, "big.service.consul", "A")) == 200
 
 
+def test_ttls_warning_instances_sidecars_nodes_and_ipv6_as_configured(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(
+        "--dns-service-ttl", "30s", "--dns-node-ttl", "1m", "--dns-include-warning"
+    )
+    c = client(server)
+    c.agent.service.register(
+        "api", service_id="api-1", address="127.0.0.51", port=80, check=consul.Check.ttl("60s")
+    )
+    c.agent.check.ttl_warn("service:api-1")
+    upserts = [
+        {
+            "service": "api",
+            "id": "api-2",
+            "node": "host-b",
+            "node_address": "127.0.0.52",
+            "port": 81,
+            "sidecar_port": 21000,
+        },
+        {"service": "api", "id": "api-6", "address": "2001:db8::6", "port": 82},
+    ]
+    answer = httpx.post(
+        server.url + "/v1/registry/batch", json={"upserts": upserts}, headers=server.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    # --dns-include-warning: the warning instance answers too; --dns-service-ttl: 30 s.
+    full = dig(server, "api.service.consul", "A")
+    assert "api.service.consul.\t30\tIN\tA\t127.0.0.51" in full
+    assert short(server, "api.service.consul") == ["127.0.0.51", "127.0.0.52"]
+    assert short(server, "api.service.consul", "AAAA") == ["2001:db8::6"]
+    # The sidecars: only api-2 has one, at its node's address.
+    assert short(server, "api.connect.consul", "SRV") == ["1 1 21000 7f000034.addr.dc1.consul."]
+    # A node's address, with the node TTL (60 s).
+    assert "host-b.node.consul.\t60\tIN\tA\t127.0.0.52" in dig(server, "host-b.node.consul")
+
+
 def test_unknown_names_are_nxdomain_and_other_domains_refused(server: WeftServer) -> None:
     missing = dig(server, "nope.service.consul", "A")
     assert "status: NXDOMAIN" in missing
