@@ -81,6 +81,9 @@ def test_the_agent_answers_dns_for_its_host_through_the_servers(
         srv = short(agent.dns, "cache.service.consul", "SRV")
         assert srv == [f"1 1 {port} 7f000001.addr.dc1.consul."]
         assert short(agent.dns, "+tcp", "vm-dns.node.consul") == ["127.0.0.1"]
+        # The agent's declared node address, the same in every HTTP view as in DNS.
+        views = _node_addresses(server, "vm-dns", "cache")
+        assert set(views.values()) == {"127.0.0.1"}, views
         missing = dig(agent.dns, "nope.service.consul")
         assert "status: NXDOMAIN" in missing and "IN\tSOA\tns.consul." in missing
         assert "status: REFUSED" in dig(agent.dns, "example.com")
@@ -107,6 +110,23 @@ def test_the_agent_answers_dns_for_its_host_through_the_servers(
         agent.stop()
         app.close()
     assert "Traceback" not in agent.log()
+
+
+def _node_addresses(server: WeftServer, node: str, service: str) -> dict[str, str]:
+    def get(path: str) -> object:
+        answer = httpx.get(server.url + path, headers=server.headers())
+        assert answer.status_code == 200, (path, answer.text)
+        return answer.json()
+
+    nodes = {n["Node"]: n["Address"] for n in get("/v1/catalog/nodes")}  # type: ignore[attr-defined]
+    members = {m["Name"]: m["Addr"] for m in get("/v1/agent/members")}  # type: ignore[attr-defined]
+    return {
+        "catalog/nodes": nodes[node],
+        "catalog/node": get(f"/v1/catalog/node/{node}")["Node"]["Address"],  # type: ignore[index]
+        "catalog/service": get(f"/v1/catalog/service/{service}")[0]["Address"],  # type: ignore[index]
+        "health/service": get(f"/v1/health/service/{service}")[0]["Node"]["Address"],  # type: ignore[index]
+        "agent/members": members[node],
+    }
 
 
 async def test_the_relay_ignores_forged_replies_and_says_servfail_when_no_server_answers() -> None:
