@@ -53,6 +53,8 @@ def test_the_npm_consul_client_exercises_the_consul_api(server: WeftServer) -> N
         1,
     )
     assert seen["sessionInfo"] == "a" and seen["renewed"] is True
+    status, content_type, message = seen["renewGone"]  # Consul's plain-text 404
+    assert status == 404 and content_type.startswith("text/plain") and "not found" in message
     assert seen["lockBAfter"] is True  # destroying a's session handed the lock over
     assert seen["sessions"] == ["b"] and seen["sessionsOnNode"] == ["b"]
     assert seen["releaseByOther"] is False and seen["released"] is True

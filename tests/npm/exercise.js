@@ -71,6 +71,14 @@ async function main() {
   seen.sessionInfo = (await consul.session.info(a)).Name;
   seen.renewed = (await consul.session.renew(a))[0].ID === a;
   await consul.session.destroy(a);
+  try {
+    await consul.session.renew(a);
+    seen.renewGone = "renewed";
+  } catch (err) {
+    seen.renewGone = err.response
+      ? [err.response.statusCode, err.response.headers["content-type"], err.message]
+      : String(err);
+  }
   seen.lockBAfter = await consul.kv.set({ key: "jobs/leader", value: "b", acquire: b });
   seen.sessions = (await consul.session.list()).map((s) => s.Name);
   seen.sessionsOnNode = (await consul.session.node("weft")).map((s) => s.Name);
