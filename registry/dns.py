@@ -1,9 +1,7 @@
-"""The DNS relay an agent serves on its host (see `_dns_relay.py`), and its address parsing."""
+"""The DNS relay an agent serves its host with (see `_dns_relay.py`)."""
 
 from __future__ import annotations
 
 from ._dns_relay import DNSRelay as DNSRelay
 
-DEFAULT_DNS_PORT = 8600
-
-__all__ = ["DNSRelay", "DEFAULT_DNS_PORT"]
+__all__ = ["DNSRelay"]
