@@ -263,3 +263,12 @@ def test_compression_loops_and_bad_names_get_formerr_not_a_hang() -> None:
         assert reply[:2] == b"\xbe\xef" and reply[2] & 0x80, wire  # the query's ID, a response
         assert reply[3] & 0x0F == dns.rcode.FORMERR, wire
         assert len(reply) == 12, wire  # a bare header: nothing of the input echoed back
+
+
+def test_edns_versions_past_zero_get_badvers_and_version_zero_our_payload() -> None:
+    mirror = catalog((web("w1", "10.0.0.1"), None))
+    newer = ask(mirror, "web.service.consul", edns=1)
+    assert newer.rcode() == dns.rcode.BADVERS and not newer.answer
+    current = ask(mirror, "web.service.consul", edns=0, payload=8192)
+    assert current.edns == 0 and current.payload == 4096  # what we accept, not what they asked
+    assert addresses(current) == {"10.0.0.1"}
