@@ -69,6 +69,16 @@ class AgentConfig:
     api_read_ahead_bytes: int = opt(
         64 * 1024, "bytes read ahead from a client while its last request is answered"
     )
+    dns_listen: str = opt(
+        "",
+        "serve DNS for the host here (UDP and TCP, e.g. 127.0.0.1:8600), relayed to the "
+        "servers' DNS interface [default: off]",
+    )
+    dns_servers: tuple[str, ...] = opt(
+        (),
+        "the servers' DNS interfaces (host:port), comma-separated [default: each server's "
+        "host, port 8600]",
+    )
     lease_ttl: float = opt(
         15.0, "how long this node's instances outlive a dead agent", parse=parse_duration
     )
@@ -91,6 +101,15 @@ class AgentConfig:
     log_format: str = opt("text", "log line format: text or json")
     log_level: str = opt("info", "debug, info, warning or error")
 
+    def dns_upstreams(self) -> list[tuple[str, int]]:
+        """Where the DNS relay asks: `dns_servers`, else every server's host on port 8600."""
+        from urllib.parse import urlsplit
+
+        if self.dns_servers:
+            return [_host_port(value, "dns_servers") for value in self.dns_servers]
+        hosts = [urlsplit(server).hostname or "127.0.0.1" for server in self.servers]
+        return [(host, 8600) for host in dict.fromkeys(hosts)]
+
     @property
     def node(self) -> str:
         return self.node_name or socket.gethostname().split(".")[0]
@@ -112,6 +131,9 @@ class AgentConfig:
         _, sep, port = self.api_listen.rpartition(":")
         if not sep or not port.isdigit():
             raise ConfigError("api_listen", f"{self.api_listen!r} is not host:port")
+        if self.dns_listen:
+            _host_port(self.dns_listen, "dns_listen")
+            self.dns_upstreams()
         problem = connection_settings_problem(self, "api_")
         if problem:
             raise ConfigError(*problem)
@@ -132,3 +154,10 @@ class AgentConfig:
                 node_name(self.node_name, "node_name")
             except InvalidInput as exc:
                 raise ConfigError("node_name", exc.message.split(": ", 1)[1]) from None
+
+
+def _host_port(value: str, field: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(field, f"{value!r} is not host:port (e.g. 127.0.0.1:8600)")
+    return host.strip("[]"), int(port)

@@ -32,6 +32,7 @@ import trio
 from ca import SpiffeId, fingerprint_sha256
 from registry.checks import Status
 from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.dns import DNSRelay
 from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
 from registry.web import HTTPServer, Limits
 
@@ -99,6 +100,7 @@ class Agent:
         self.publisher = Publisher()
         self.trust_domain: str | None = config.trust_domain or None
         self.ready = False
+        self.dns_address = ""  # host:port of the DNS relay, when dns_listen is set
         self.client: RegistryClient | None = None
 
     # -- trust ---------------------------------------------------------------------------------
@@ -347,7 +349,12 @@ class Agent:
         if self.config.ready_file:
             write_ready_file(
                 self.config.ready_file,
-                {"address": self.api_address, "pid": os.getpid(), "node": self.node},
+                {
+                    "address": self.api_address,
+                    "pid": os.getpid(),
+                    "node": self.node,
+                    "dns": self.dns_address,
+                },
             )
         while True:  # keep STATUS= current for `systemctl status`
             await trio.sleep(5)
@@ -410,6 +417,11 @@ class Agent:
         async def start(nursery: trio.Nursery) -> None:
             bound = await nursery.start(http.serve, host or "127.0.0.1", int(port))
             self.api_address = f"{bound[0]}:{bound[1]}"
+            if config.dns_listen:
+                relay = DNSRelay(config.dns_upstreams())
+                dns_host, _, dns_port = config.dns_listen.rpartition(":")
+                dns_bound = await nursery.start(relay.serve, dns_host.strip("[]"), int(dns_port))
+                self.dns_address = f"{dns_bound[0]}:{dns_bound[1]}"
             self.supervisor = ProxySupervisor(
                 command=self.config.proxy_command,
                 api_url=f"http://{self.api_address}",

@@ -8,6 +8,7 @@ may use. Everything in an underscored module is private to the registry.
     registry.validation       the registration rules and `parse_duration`, shared with the agent
     registry.checks           the HTTP/TCP probe and the check status table
     registry.web              the small trio HTTP server the agent and the adapter serve with
+    registry.dns              the DNS relay an agent serves its host with
     registry.etcd             the etcd v3 JSON-gateway client
     registry.server           `weft server` itself (`run`)
 

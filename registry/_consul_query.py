@@ -103,6 +103,33 @@ NODE_META: dict[str, tuple[str, ...]] = {
 }
 
 
+# Routes whose answer is not a list or map of the records a filter selects: the handler applies
+# `record_filter` itself (the services map of the instances that match; a node's services).
+HANDLER_FILTERED: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
+    "/v1/catalog/services": (_FIELDS["catalog_service"], ("NodeMeta",)),
+    "/v1/catalog/node/{node}": (_FIELDS["service"], None),
+}
+
+
+def record_filter(request: Request, pattern: str) -> Callable[[Any], bool] | None:
+    """The `?filter=` and `?node-meta=` of a HANDLER_FILTERED route as one predicate over its
+    records, or None when the request asks for neither."""
+    fields, meta_path = HANDLER_FILTERED[pattern]
+    raw = request.arg("filter")
+    predicate = parse(raw, fields) if raw is not None else None
+    wanted = _node_meta(request) if meta_path is not None else []
+    if predicate is None and not wanted:
+        return None
+
+    def keep(record: Any) -> bool:
+        meta = _dig(record, meta_path or ())
+        if not all(isinstance(meta, dict) and meta.get(k) == v for k, v in wanted):
+            return False
+        return predicate is None or predicate(record)
+
+    return keep
+
+
 def _node_meta(request: Request) -> list[tuple[str, str]]:
     wanted = []
     for raw in request.query.get("node-meta", []):
@@ -132,6 +159,9 @@ async def around(
     dc = request.arg("dc")
     if dc and dc != datacenter:
         raise NoPathToDatacenter("No path to datacenter", field="dc")
+    if pattern in HANDLER_FILTERED:
+        record_filter(request, pattern)  # a bad expression is a 400 before any blocking wait
+        return await handler(request)
     filterable = FILTERABLE.get(pattern)
     raw_filter = request.arg("filter")
     predicate = None

@@ -1,10 +1,11 @@
 """The DNS interface on the wire: one UDP socket and one TCP listener on the same port.
 
-Only moves bytes; every decision is `_dns.answer`'s. Bounded against hostile clients: a UDP
-datagram is answered or dropped on the spot (nothing queues), a TCP connection holds at most
-one message (2 + 65,535 bytes) and must deliver each one within `message_timeout`, a reader
-that stops reading is dropped when a reply cannot be sent within the same time, and beyond
-`max_connections` new connections are closed at once.
+Only moves bytes; every decision is `_dns.answer`'s (or, on an agent, a server's: see
+`_dns_relay.py`). Bounded against hostile clients: at most `max_inflight` UDP queries are
+being answered at once and any datagram beyond that is dropped (nothing queues; the client
+retries), a TCP connection holds at most one message (2 + 65,535 bytes) and must deliver each
+one within `message_timeout`, a reader that stops reading is dropped when a reply cannot be
+sent within the same time, and beyond `max_connections` new connections are closed at once.
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ from ._mirror import Mirror
 log = logging.getLogger("weft.registry.dns")
 
 
-class DNSServer:
+class DNSListener:
+    """UDP and TCP on one port, each query handed to `_answer`; subclasses decide answers."""
+
     def __init__(
         self,
-        mirror: Mirror,
-        options: _dns.DNSOptions,
         *,
         max_connections: int = 256,
         message_timeout: float = 10.0,
+        max_inflight: int = 256,
     ) -> None:
-        self.mirror = mirror
-        self.options = options
         self.max_connections = max_connections
         self.message_timeout = message_timeout
+        self.max_inflight = max_inflight
         self.connections = 0
+        self.inflight = 0  # UDP queries being answered
 
     async def serve(
         self,
@@ -52,27 +54,33 @@ class DNSServer:
             log.info("DNS serving", extra={"kv": {"address": f"{bound[0]}:{bound[1]}"}})
             task_status.started((bound[0], bound[1]))
 
-    def _answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
-        try:
-            return _dns.answer(wire, self.mirror, self.options, tcp=tcp)
-        except Exception:
-            # A query must never take the server down; the client sees no answer and retries.
-            log.exception("DNS query could not be answered")
-            return None
+    async def _answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        raise NotImplementedError
 
     async def _serve_udp(self, sock: trio.socket.SocketType) -> None:
         with sock:
-            while True:
-                try:
-                    wire, peer = await sock.recvfrom(65535)
-                except OSError:  # e.g. ICMP port unreachable reported on Linux
-                    continue
-                reply = self._answer(wire, tcp=False)
-                if reply is not None:
+            async with trio.open_nursery() as nursery:
+                while True:
                     try:
-                        await sock.sendto(reply, peer)
-                    except OSError:
-                        pass
+                        wire, peer = await sock.recvfrom(65535)
+                    except OSError:  # e.g. ICMP port unreachable reported on Linux
+                        continue
+                    if self.inflight >= self.max_inflight:
+                        continue  # a flood: drop rather than queue
+                    self.inflight += 1
+                    nursery.start_soon(self._udp_reply, sock, wire, peer)
+
+    async def _udp_reply(
+        self, sock: trio.socket.SocketType, wire: bytes, peer: tuple[object, ...]
+    ) -> None:
+        try:
+            reply = await self._answer(wire, tcp=False)
+            if reply is not None:
+                await sock.sendto(reply, peer)
+        except OSError:
+            pass
+        finally:
+            self.inflight -= 1
 
     async def _tcp_client(self, stream: trio.SocketStream) -> None:
         if self.connections >= self.max_connections:
@@ -84,10 +92,10 @@ class DNSServer:
                 buffer = bytearray()
                 while True:
                     with trio.move_on_after(self.message_timeout):
-                        wire = await _read_message(stream, buffer)
+                        wire = await read_message(stream, buffer)
                         if wire is None:
                             return
-                        reply = self._answer(wire, tcp=True)
+                        reply = await self._answer(wire, tcp=True)
                         if reply is None:
                             return
                         await stream.send_all(len(reply).to_bytes(2, "big") + reply)
@@ -99,7 +107,31 @@ class DNSServer:
             self.connections -= 1
 
 
-async def _read_message(stream: trio.SocketStream, buffer: bytearray) -> bytes | None:
+class DNSServer(DNSListener):
+    """The server's DNS interface: answers from the server's own copy of the catalog."""
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        options: _dns.DNSOptions,
+        *,
+        max_connections: int = 256,
+        message_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(max_connections=max_connections, message_timeout=message_timeout)
+        self.mirror = mirror
+        self.options = options
+
+    async def _answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        try:
+            return _dns.answer(wire, self.mirror, self.options, tcp=tcp)
+        except Exception:
+            # A query must never take the server down; the client sees no answer and retries.
+            log.exception("DNS query could not be answered")
+            return None
+
+
+async def read_message(stream: trio.SocketStream, buffer: bytearray) -> bytes | None:
     """One length-prefixed DNS message (RFC 1035 4.2.2); None at end of stream. Never reads
     past the message, so a connection holds at most 2 + 65,535 bytes."""
     while True:

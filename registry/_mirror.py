@@ -29,6 +29,7 @@ CONFIG: Topic = ("config",)
 CA: Topic = ("ca",)
 LEADER: Topic = ("leader",)
 SESSIONS: Topic = ("sessions",)
+LEASES: Topic = ("leases",)  # an agent's or adapter's lease granted or gone
 
 
 def service_topic(name: str) -> Topic:
@@ -84,8 +85,10 @@ class Mirror:
         self._kv_tombstones: dict[str, int] = {}
         self._tombstone_floor = 0
         self.kv_lock_changed: dict[str, int] = {}  # key -> revision its holder last changed
-        self._released: list[tuple[str, str]] = []  # (key, session) released in this batch
-        self._ended: dict[str, float] = {}  # session -> lock delay, ended in this batch
+        # Lock releases and session ends of the batch being applied, paired by (session,
+        # revision) once the batch is whole: see `_pair_invalidations`.
+        self._released: dict[tuple[str, int], list[str]] = {}  # (session, rev) -> keys
+        self._ended: dict[tuple[str, int], float] = {}  # (session, rev) -> lock delay
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -105,22 +108,32 @@ class Mirror:
             self._apply_one(event, changes)
             if advance and event.kv.mod_revision > self.revision:
                 self.revision = event.kv.mod_revision
+        self._pair_invalidations(changes)
         if advance:
             self.revision = max(self.revision, revision)
-        # etcd removes a session and the locks on its lease in one revision, and a watch
-        # response holds whole revisions: a lock whose session ended in the same batch was
-        # invalidated, not released.
-        for key, session in self._released:
-            if session in self._ended:
-                changes.invalidated[key] = self._ended[session]
-        self._released.clear()
-        self._ended.clear()
+            self._released.clear()
+            self._ended.clear()
         return changes
 
     def advance(self, events: Iterable[Event], revision: int) -> None:
-        """Move the revision past `events` (applied with advance=False) and `revision`."""
+        """Move the revision past `events` (applied with advance=False) and `revision`; the
+        batch is whole, so releases and session ends still unpaired stay explicit releases."""
         top = max((event.kv.mod_revision for event in events), default=0)
         self.revision = max(self.revision, top, revision)
+        self._released.clear()
+        self._ended.clear()
+
+    def _pair_invalidations(self, changes: Changes) -> None:
+        """etcd removes a session and the locks on its lease in one revision: a lock whose
+        session ended in the same revision was invalidated, not released (a release and a
+        later destroy, even in one watch response, are two revisions). A chunked batch may
+        put the two halves in different chunks, so the unpaired ones wait for the batch's
+        end (`advance`). A resync's synthesized deletes all carry the read's revision: what
+        vanished while the watch was away cannot be told apart, and counts as invalidated,
+        the side that keeps the lock-delay's protection."""
+        for pair in [p for p in self._released if p in self._ended]:
+            for key in self._released.pop(pair):
+                changes.invalidated[key] = self._ended[pair]
 
     def resync_events(self, kvs: Iterable[KeyValue], revision: int) -> list[Event]:
         """The events that turn the contents into a fresh read (after compaction): O(n)."""
@@ -190,7 +203,8 @@ class Mirror:
                     changes.kv_keys.add(parts[0])
                     self._bump(changes, rev, kv_topic(parts[0]))
                     if deleted and old is not None:
-                        self._released.append((parts[0], old.value.decode()))
+                        pair = (old.value.decode(), rev)
+                        self._released.setdefault(pair, []).append(parts[0])
                 elif kind == "nodes":
                     node = parts[0]
                     if deleted:
@@ -202,7 +216,10 @@ class Mirror:
                 elif kind == "sessions":
                     self._bump(changes, rev, SESSIONS)
                     if deleted and old is not None:
-                        self._ended[parts[0]] = float(json.loads(old.value).get("lock_delay", 0))
+                        delay = float(json.loads(old.value).get("lock_delay", 0))
+                        self._ended[(parts[0], rev)] = delay
+                elif kind == "leases":
+                    self._bump(changes, rev, LEASES)
                 if kind == "maint":
                     self._apply_maint(parts[0], kv, deleted, changes)
                 elif kind == "tokens":

@@ -11,6 +11,7 @@ hand that key to anyone for the session's lock delay.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,14 +22,20 @@ from ._catalog import Catalog
 from ._errors import InvalidInput, InvalidSession, NotFound, RegistryError, Unavailable
 from ._fanout import Hub
 from ._keys import Keys
-from ._mirror import CATALOG, HEALTH, SESSIONS, Changes, Mirror
+from ._mirror import CATALOG, HEALTH, LEASES, SESSIONS, Changes, Mirror
 from ._model import Status
-from ._session_model import LockState, Session, acquire_outcome, release_outcome
+from ._session_model import (
+    SERF_HEALTH,
+    LockState,
+    Session,
+    acquire_outcome,
+    release_outcome,
+)
 from .etcd import Compare, Delete, EtcdClient, EtcdError, EtcdLeaseNotFound, Put
 
 log = logging.getLogger("weft.registry.sessions")
 
-_RECHECK_ON = {HEALTH, SESSIONS, CATALOG}
+_RECHECK_ON = {HEALTH, SESSIONS, CATALOG, LEASES}
 
 
 class Sessions:
@@ -42,8 +49,10 @@ class Sessions:
         *,
         clock: Callable[[], float] = time.monotonic,
         min_ttl: float = 10.0,
+        server_node: str = "weft",
     ) -> None:
         self.etcd = etcd
+        self.server_node = server_node
         self.keys = keys
         self.mirror = mirror
         self.catalog = catalog
@@ -110,8 +119,25 @@ class Sessions:
             if delay > 0:
                 self._delay_until[key] = now + delay
 
-    def _check_health(self, session: Session) -> str | None:
+    def live_nodes(self) -> set[str]:
+        """The nodes whose `serfHealth` passes. Weft has no gossip: a node is alive while
+        something keeps it in the catalog. The server's own node always; a node declared by
+        `/v1/catalog/register`; a node with instances; a node whose agent holds a lease (an
+        agent that stops renewing loses it, which fails the check as a dead Consul agent
+        fails serfHealth)."""
+        alive = {self.server_node, *self.mirror.nodes, *self.mirror.by_node}
+        for kv in self.mirror.raw_prefix(self.keys.prefix + "leases/"):
+            try:
+                alive.add(str(json.loads(kv.value).get("node") or ""))
+            except (ValueError, AttributeError):
+                continue
+        return alive
+
+    def _check_health(self, session: Session, live_nodes: set[str] | None = None) -> str | None:
         """Why the session cannot live with its checks as they are now, or None."""
+        alive = self.live_nodes() if live_nodes is None else live_nodes
+        if SERF_HEALTH in session.node_checks and session.node not in alive:
+            return f"check 'serfHealth' on node {session.node!r} is critical (node not alive)"
         for check_id in session.checks:
             check = self.mirror.find_check(session.node, check_id)
             if check is None:
@@ -176,8 +202,9 @@ class Sessions:
         revoke of a lease already gone is harmless)."""
         while True:
             self._recheck = trio.Event()  # set by a change from here on: scan again
+            live_nodes = self.live_nodes()
             for session in self.all():
-                problem = self._check_health(session)
+                problem = self._check_health(session, live_nodes)
                 if problem is not None:
                     log.info(
                         "invalidating session: %s",
@@ -223,14 +250,16 @@ class Sessions:
     def unlock_ops(
         self, key: str, value: bytes, session_id: str, *, flags: int = 0, cas: int | None = None
     ) -> tuple[list[Put | Delete], list[Compare]] | None:
-        session = self._live_session(session_id)
-        if not release_outcome(self.lock_state(key), session.id):
+        # As Consul's unlock: no live-session check, a session that is gone holds nothing,
+        # so its release is just `false` (its locks went with it).
+        if not release_outcome(self.lock_state(key), session_id):
             return None
+        session = self.get(session_id)
         ops, compares = self.catalog.kv_put_ops(key, value, flags=flags, cas=cas)
         holder_key = self.keys.kv_holder(key)
         ops.append(Delete(holder_key))
-        compares.append(Compare("value", holder_key, "=", session.id.encode()))
-        if session.behavior == "delete":  # the entry outlives the session once released
+        compares.append(Compare("value", holder_key, "=", session_id.encode()))
+        if session is not None and session.behavior == "delete":  # the entry outlives it now
             index_key = self.keys.kv_lock_index(key)
             ops.append(Put(index_key, str(self.lock_state(key).lock_index).encode()))
         return ops, compares

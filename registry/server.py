@@ -300,6 +300,7 @@ class RegistryServer:
             self.catalog,
             self.hub,
             min_ttl=config.session_min_ttl,
+            server_node=config.node_name,
         )
         self.sync.listeners.append(self.sessions.on_changes)
         self.ctx = Context(

@@ -1,43 +1,40 @@
 """The Consul-compatible HTTP API: the subset that existing clients and tools rely on.
 
-One module per area of Consul's API, each declaring its routes in an `Area`; errors are plain
-text, as Consul answers them. New areas (sessions, txn, ...) add a module and a line here.
+One module per area of Consul's API, each declaring its routes in an `Area` with plain
+module-level handlers; errors are plain text, as Consul answers them. A new area adds a module
+and a line here.
+
+    _agent     /v1/agent/self, services, service register/deregister, check pass/warn/fail
+    _checks    /v1/agent/check/register|deregister, service maintenance, /v1/acl/token/self
+    _catalog   /v1/catalog/services, service, nodes, node
+    _nodes     /v1/catalog/register|deregister|datacenters, /v1/health/node, agent members
+    _health    /v1/health/service, checks, state
+    _kv        /v1/kv (with the lock side in _session)
+    _session   /v1/session/*, KV ?acquire= / ?release=
+    _txn       /v1/txn
+    _intentions /v1/connect/intentions (and the native /v1/intentions agents follow)
+    _status    /v1/status/leader, peers
 """
 
 from __future__ import annotations
 
-import re
-
-from .. import _consul_checks, _consul_nodes, _consul_sessions, _consul_txn
 from .._context import Context
-from .._endpoints import Area, Param, json_reply
+from .._endpoints import Area
 from ..web import Router
-from . import _agent, _catalog, _health, _intentions, _kv, _status
-
-# Sessions, transactions, node and check registration: plain route tables, declared here with
-# Consul's answer left untyped (any JSON) until each module declares its own shapes.
-_TABLES = (
-    _consul_sessions.ROUTES,
-    _consul_txn.ROUTES,
-    _consul_nodes.ROUTES,
-    _consul_checks.ROUTES,
+from . import (
+    _agent,
+    _catalog,
+    _checks,
+    _health,
+    _intentions,
+    _kv,
+    _nodes,
+    _session,
+    _status,
+    _txn,
 )
-_EXTRA: Area[Context] = Area("consul", "consul-extra")
-for _method, _path, _handler in (row for table in _TABLES for row in table):
-    _EXTRA.route(
-        _method,
-        _path,
-        summary=((_handler.__doc__ or _handler.__name__).strip().splitlines() or [""])[0],
-        ok=json_reply("Consul's answer", {}),
-        auth="read" if _method == "GET" else "token",
-        errors=(400, 404, 409, 500),
-        path_params={
-            name: Param(name, description=f"The {name.replace('_', ' ')}")
-            for name in re.findall(r"{(\w+)", _path)
-        },
-    )(_handler)
 
-AREAS: tuple[Area[Context], ...] = (
+AREAS: tuple[Area[Context], ...] = (  # mounted in this order: the first match answers
     _agent.AREA,
     _catalog.AREA,
     _health.AREA,
@@ -45,7 +42,10 @@ AREAS: tuple[Area[Context], ...] = (
     _kv.AREA,
     _intentions.AREA,
     _intentions.NATIVE_AREA,
-    _EXTRA,
+    _session.AREA,
+    _txn.AREA,
+    _nodes.AREA,
+    _checks.AREA,
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .. import _consul_views as views
+from .._consul_query import record_filter
 from .._context import Context, consul_response
 from .._endpoints import Area, Param, ref
 from .._mirror import CATALOG, service_topic
@@ -29,8 +30,21 @@ _NAME = {"name": Param("name", description="The service's name")}
 async def catalog_services(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     index = await ctx.block(request, lambda: ctx.mirror.index(CATALOG), (CATALOG,))
-    body = ctx.cached_json(request, index, lambda: views.catalog_services(ctx.mirror))
-    return consul_response(body, index)
+    keep = record_filter(request, "/v1/catalog/services")
+    if keep is None:
+        body = ctx.cached_json(request, index, lambda: views.catalog_services(ctx.mirror))
+        return consul_response(body, index)
+    # As Consul: the filter picks instances, the answer lists the services of those picked,
+    # each with the tags of its picked instances.
+    dc = ctx.options.datacenter
+    out: dict[str, list[str]] = {}
+    for name in sorted(ctx.mirror.instances):
+        picked = [
+            r for r in views.catalog_service(ctx.mirror, name, tags=[], datacenter=dc) if keep(r)
+        ]
+        if picked:
+            out[name] = sorted({tag for r in picked for tag in r["ServiceTags"]})
+    return consul_response(json.dumps(out).encode(), index)
 
 
 @route(
@@ -109,11 +123,12 @@ async def catalog_node(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     node = request.params["node"]
     index = await ctx.block(request, lambda: ctx.mirror.index(CATALOG), (CATALOG,))
-    if node not in ctx.mirror.by_node:
-        return consul_response(b"null", index)
+    if node not in ctx.mirror.by_node and node not in ctx.mirror.nodes:
+        return consul_response(b"null", index)  # a declared node with no services is a node
     dc = ctx.options.datacenter
-    body = {
-        "Node": views.node_json(ctx.mirror, node, dc),
-        "Services": views.agent_services(ctx.mirror, node, dc),
-    }
+    services = views.agent_services(ctx.mirror, node, dc)
+    keep = record_filter(request, "/v1/catalog/node/{node}")
+    if keep is not None:
+        services = {sid: svc for sid, svc in services.items() if keep(svc)}
+    body = {"Node": views.node_json(ctx.mirror, node, dc), "Services": services}
     return consul_response(json.dumps(body).encode(), index)

@@ -127,6 +127,7 @@ class WeftAgent:
         self.extra = dict(extra or {})
         self.proc: Proc | None = None
         self.address = ""
+        self.dns = ""  # host:port of the agent's DNS relay, when dns_listen is set
 
     def config_text(self) -> str:
         import json
@@ -165,7 +166,9 @@ class WeftAgent:
             open_files=self.open_files,
         )
         if wait:
-            self.address = self.proc.wait_ready_file(ready, timeout=timeout)["address"]
+            info = self.proc.wait_ready_file(ready, timeout=timeout)
+            self.address = info["address"]
+            self.dns = info.get("dns", "")
         return self
 
     def status(self) -> dict:

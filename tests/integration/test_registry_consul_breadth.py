@@ -42,6 +42,72 @@ def test_filter_expressions_select_records_and_bad_ones_are_400(server: WeftServ
     assert answer.status_code == 400
 
 
+def test_every_endpoint_that_takes_a_filter_applies_it_or_refuses_it(server: WeftServer) -> None:
+    c = client(server)
+    c.agent.service.register("web", service_id="web-1", port=1, tags=["v1"], meta={"env": "prod"})
+    c.agent.service.register("db", service_id="db-1", port=2, tags=["primary"])
+    c.catalog.register(
+        "ext",
+        "192.0.2.20",
+        service={"Service": "web", "ID": "web-x", "Port": 3},
+        node_meta={"rack": "r1"},
+    )
+    c.agent.check.register("web-ready", check=consul.Check.ttl("30s"), service_id="web-1")
+    cases = [  # (py-consul call with a filter, what it must give back)
+        (
+            lambda f: sorted(c.catalog.services(filter_expr=f)[1]),
+            'ServiceMeta.env == "prod"',
+            ["web"],
+        ),
+        (
+            lambda f: c.catalog.services(node_meta={"rack": "r1"}, filter_expr=f)[1],
+            "ServicePort == 3",
+            {"web": []},
+        ),
+        (
+            lambda f: [n["Node"] for n in c.catalog.nodes(filter_expr=f)[1]],
+            'Address == "192.0.2.20"',
+            ["ext"],
+        ),
+        (
+            lambda f: sorted(c.catalog.node("weft", filter_expr=f)[1]["Services"]),
+            '"primary" in Tags',
+            ["db-1"],
+        ),
+        (
+            lambda f: [e["ServiceID"] for e in c.catalog.service("web", filter_expr=f)[1]],
+            "ServicePort == 3",
+            ["web-x"],
+        ),
+        (
+            lambda f: [e["Service"]["ID"] for e in c.health.service("web", filter_expr=f)[1]],
+            'Node.Node == "ext"',
+            ["web-x"],
+        ),
+        (
+            lambda f: [k["CheckID"] for k in c.health.checks("web", filter_expr=f)[1]],
+            'Status == "critical"',
+            ["web-ready"],
+        ),
+        (
+            lambda f: [k["CheckID"] for k in c.health.state("any", filter_expr=f)[1]],
+            'ServiceID == "web-1"',
+            ["web-ready"],
+        ),
+        (
+            lambda f: [k["CheckID"] for k in c.health.node("weft", filter_expr=f)[1]],
+            'Name != ""',
+            ["web-ready"],
+        ),
+        (lambda f: list(c.agent.services(filter_expr=f)), '"v1" in Tags', ["web-1"]),
+        (lambda f: list(c.agent.checks(filter_expr=f)), 'ServiceName == "web"', ["web-ready"]),
+    ]
+    for call, expression, expected in cases:
+        assert call(expression) == expected, expression
+        with pytest.raises(consul.exceptions.BadRequest, match="filter"):
+            call("Nonsense ==")
+
+
 def test_another_datacenter_is_no_path_not_local_data(server: WeftServer) -> None:
     c = client(server)
     c.agent.service.register("web", port=1)
@@ -86,6 +152,9 @@ def test_catalog_register_declares_the_node_and_every_view_agrees(server: WeftSe
     assert c.health.service("pg", passing=True)[1] == []
     assert c.catalog.deregister("ext-db", service_id="pg-1")
     assert c.catalog.service("pg")[1] == []
+    _, bare = c.catalog.node("ext-db")  # a declared node with no services is still a node
+    assert bare["Node"]["Address"] == "192.0.2.10" and bare["Services"] == {}
+    assert c.catalog.node("nowhere")[1] is None  # Consul's answer for an unknown node
     assert c.catalog.deregister("ext-db")
     assert "ext-db" not in {n["Node"] for n in c.catalog.nodes()[1]}
 

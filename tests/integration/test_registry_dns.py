@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import consul
@@ -118,6 +120,41 @@ def test_a_200_instance_answer_truncates_over_udp_and_completes_over_tcp(
     assert len(short(server, "big.service.consul", "A")) == 200
 
 
+def test_ttls_warning_instances_sidecars_nodes_and_ipv6_as_configured(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(
+        "--dns-service-ttl", "30s", "--dns-node-ttl", "1m", "--dns-include-warning"
+    )
+    c = client(server)
+    c.agent.service.register(
+        "api", service_id="api-1", address="127.0.0.51", port=80, check=consul.Check.ttl("60s")
+    )
+    c.agent.check.ttl_warn("service:api-1")
+    upserts = [
+        {
+            "service": "api",
+            "id": "api-2",
+            "node": "host-b",
+            "node_address": "127.0.0.52",
+            "port": 81,
+            "sidecar_port": 21000,
+        },
+        {"service": "api", "id": "api-6", "address": "2001:db8::6", "port": 82},
+    ]
+    answer = httpx.post(
+        server.url + "/v1/registry/batch", json={"upserts": upserts}, headers=server.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    # --dns-include-warning: the warning instance answers too; --dns-service-ttl: 30 s.
+    full = dig(server, "api.service.consul", "A")
+    assert "api.service.consul.\t30\tIN\tA\t127.0.0.51" in full
+    assert short(server, "api.service.consul") == ["127.0.0.51", "127.0.0.52"]
+    assert short(server, "api.service.consul", "AAAA") == ["2001:db8::6"]
+    # The sidecars: only api-2 has one, at its node's address.
+    assert short(server, "api.connect.consul", "SRV") == ["1 1 21000 7f000034.addr.dc1.consul."]
+    # A node's address, with the node TTL (60 s).
+    assert "host-b.node.consul.\t60\tIN\tA\t127.0.0.52" in dig(server, "host-b.node.consul")
+
+
 def test_unknown_names_are_nxdomain_and_other_domains_refused(server: WeftServer) -> None:
     missing = dig(server, "nope.service.consul", "A")
     assert "status: NXDOMAIN" in missing
@@ -150,6 +187,65 @@ def test_garbage_and_stalled_clients_do_not_stop_the_dns_server(server: WeftServ
         for conn in stalled:
             conn.close()
     assert "Traceback" not in server.log()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_flood_of_hostile_packets_leaves_the_server_answering_in_bounded_memory(
+    server: WeftServer,
+) -> None:
+    client(server).agent.service.register("ok", address="127.0.0.41", port=1)
+    host, _, port_text = server.dns.rpartition(":")
+    target = (host, int(port_text))
+    assert server.proc is not None
+    assert short(server, "ok.service.consul") == ["127.0.0.41"]
+    rss_before = _rss_mb(server.proc.pid)
+    header = b"\xbe\xef\x01\x00\x00\x01" + b"\x00" * 6
+    valid = dns_query("ok.service.consul")
+    hostile = [
+        header + b"\xc0\x0c\x00\x01\x00\x01",  # a compression loop
+        header + b"\x3f" + b"a" * 63,  # a name cut short
+        valid[:20],  # a truncated packet
+        valid[:2] + b"\x81\x80" + valid[4:],  # a response: never answered, never bounced
+        b"\x00" * 11,  # a runt
+        valid,
+    ]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setblocking(False)
+    held: list[socket.socket] = []
+    started = time.monotonic()
+    try:
+        for i in range(6000):  # never reading a reply: the server must not queue them
+            try:
+                udp.sendto(hostile[i % len(hostile)], target)
+            except BlockingIOError:
+                time.sleep(0.001)
+        for i in range(300):  # past the 256-connection cap, each promising 65,535 bytes
+            conn = socket.create_connection(target)
+            conn.sendall(b"\xff\xff" + b"\x00" * 100 if i % 2 else b"\x00\x12" + hostile[0])
+            held.append(conn)
+        assert time.monotonic() - started < 30  # the flood itself is bounded
+        assert short(server, "ok.service.consul") == ["127.0.0.41"]
+        grown = _rss_mb(server.proc.pid) - rss_before
+        assert grown < 25, f"RSS grew by {grown:.0f} MB under the flood"
+    finally:
+        udp.close()
+        for conn in held:
+            conn.close()
+    assert server.proc.alive()
+    assert short(server, "+tcp", "ok.service.consul") == ["127.0.0.41"]
+    assert "Traceback" not in server.log()
+
+
+def dns_query(name: str) -> bytes:
+    import dns.message
+
+    return dns.message.make_query(name, "A").to_wire()
 
 
 async def test_slow_tcp_clients_are_cut_off_and_connections_are_capped() -> None:

@@ -97,6 +97,7 @@ def test_invalidation_releases_or_deletes_and_lock_delay_holds_the_key(
         c.session.destroy(sid)
     kept = c.kv.get("kept")[1]
     assert kept["Value"] == b"v" and "Session" not in kept
+    assert c.kv.put("kept", "x", release=keeper) is False  # a gone session holds nothing
     assert c.kv.get("ephemeral")[1] is None  # behavior=delete takes the key along
     fresh = c.session.create(lock_delay=0)
     assert c.kv.put("kept", "mine", acquire=fresh) is True
@@ -232,3 +233,35 @@ def test_two_servers_never_hand_one_lock_to_two_sessions(start_server) -> None: 
                     timeout=5,
                     what="both servers to see the holder",
                 )
+
+
+def test_a_session_dies_with_its_nodes_agent_as_with_serf_health(server: WeftServer) -> None:
+    def agent_client(node: str) -> tuple[consul.Consul, str]:
+        secret = httpx.post(
+            server.url + "/v1/tokens",
+            json={"role": "agent", "node": node},
+            headers=server.headers(),
+        ).json()["secret"]
+        url = urlsplit(server.url)
+        return consul.Consul(host=url.hostname, port=url.port, token=secret), secret
+
+    ghost, _ = agent_client("ghost")
+    with pytest.raises(consul.exceptions.BadRequest, match="serfHealth"):
+        ghost.session.create()  # no agent alive on that node
+    vm, secret = agent_client("vm-lock")
+    lease = httpx.post(
+        server.url + "/v1/registry/leases", json={"ttl": 30}, headers={"X-Consul-Token": secret}
+    ).json()["id"]  # what a starting `weft agent` does first
+    sid = vm.session.create(lock_delay=0)
+    assert vm.session.info(sid)[1]["Node"] == "vm-lock"
+    operator = client(server)
+    assert operator.kv.put("vm/leader", "vm-lock", acquire=sid)
+    # The agent dies: its lease goes, and with it every session on its node.
+    answer = httpx.delete(
+        f"{server.url}/v1/registry/leases/{lease}", headers={"X-Consul-Token": secret}
+    )
+    assert answer.status_code == 200, answer.text
+    wait_until(lambda: operator.session.info(sid)[1] is None, timeout=10, what="invalidation")
+    assert "Session" not in operator.kv.get("vm/leader")[1]
+    # A session that opts out of serfHealth (NodeChecks: []) is not tied to the node.
+    assert operator.session.create(node="elsewhere", checks=[])

@@ -19,17 +19,16 @@ def b64(text: str) -> str:
 
 
 class Txn:
-    """PUT /v1/txn the way py-consul's `txn.put` does, plus the token: py-consul sends none
-    on this call (it expects an agent with a default token), so it cannot be used as is."""
+    """py-consul's own `txn.put`. It sends no token on this call (it expects an agent with a
+    default token, as Consul agents in ACL clusters have), so the token goes on the client's
+    HTTP session, where every request carries it."""
 
     def __init__(self, server: WeftServer) -> None:
-        self.server = server
+        self.consul = client(server)
+        self.consul.http.session.headers["X-Consul-Token"] = server.token or ""
 
     def put(self, ops: list[dict[str, object]]) -> dict:
-        answer = httpx.put(self.server.url + "/v1/txn", json=ops, headers=self.server.headers())
-        if answer.status_code != 200:
-            raise consul.exceptions.ClientError(f"{answer.status_code} {answer.text}")
-        return answer.json()
+        return self.consul.txn.put(ops)
 
 
 def client(server: WeftServer) -> consul.Consul:

@@ -238,3 +238,37 @@ def test_non_query_opcodes_are_not_implemented() -> None:
     query.set_opcode(dns.opcode.NOTIFY)
     reply = dns.message.from_wire(answer(query.to_wire(), catalog(), OPTIONS, tcp=False) or b"")
     assert reply.rcode() == dns.rcode.NOTIMP
+
+
+def _raw_query(name_wire: bytes, *, qdcount: int = 1) -> bytes:
+    header = b"\xbe\xef\x01\x00" + qdcount.to_bytes(2, "big") + b"\x00" * 6
+    return header + name_wire + b"\x00\x01\x00\x01"  # type A, class IN
+
+
+def test_compression_loops_and_bad_names_get_formerr_not_a_hang() -> None:
+    mirror = catalog((web("w1", "10.0.0.1"), None))
+    hostile = [
+        _raw_query(b"\xc0\x0c"),  # a name that points at itself
+        _raw_query(b"\x03web\xc0\x0c"),  # a label, then back to the start: a loop
+        _raw_query(b"\xc0\x0e\xc0\x0c"),  # two pointers chasing each other
+        _raw_query(b"\xc0\xff"),  # a pointer past the end
+        _raw_query(b"\x40" + b"a" * 64 + b"\x00"),  # a label longer than 63
+        _raw_query(b"\x3f" + b"a" * 63),  # a name that never ends
+        _raw_query(b"\x03web\x00", qdcount=65535),  # promises 65,535 questions, holds one
+        _raw_query(b"\x03web\x07service\x06consul\x00")[:-3],  # cut inside the question
+    ]
+    for wire in hostile:
+        reply = answer(wire, mirror, OPTIONS, tcp=False)
+        assert reply is not None, wire
+        assert reply[:2] == b"\xbe\xef" and reply[2] & 0x80, wire  # the query's ID, a response
+        assert reply[3] & 0x0F == dns.rcode.FORMERR, wire
+        assert len(reply) == 12, wire  # a bare header: nothing of the input echoed back
+
+
+def test_edns_versions_past_zero_get_badvers_and_version_zero_our_payload() -> None:
+    mirror = catalog((web("w1", "10.0.0.1"), None))
+    newer = ask(mirror, "web.service.consul", edns=1)
+    assert newer.rcode() == dns.rcode.BADVERS and not newer.answer
+    current = ask(mirror, "web.service.consul", edns=0, payload=8192)
+    assert current.edns == 0 and current.payload == 4096  # what we accept, not what they asked
+    assert addresses(current) == {"10.0.0.1"}

@@ -118,3 +118,63 @@ def test_the_mirror_tells_invalidation_from_release() -> None:
     )
     assert ended.invalidated == {"b": 3.0}
     assert mirror.kv_prefix_index("b") == 5  # a watcher of the prefix sees the change
+
+
+def _held_by_one_session(mirror: Mirror, keys: int) -> Session:
+    """A mirror with `keys` KV keys and key "lock" held by one session with a 3 s delay."""
+    session = session_from_consul({"LockDelay": "3s"}, node="n", min_ttl=10)
+    mirror.load(
+        [
+            _kv(KEYS.session(session.id), session.encode(), 2, lease=9),
+            _kv(KEYS.kv("lock"), b"1", 3),
+            _kv(KEYS.kv_holder("lock"), session.id.encode(), 3, lease=9),
+            *(_kv(KEYS.kv(f"bulk/{i:04}"), b"x", 4) for i in range(keys)),
+        ],
+        revision=4,
+    )
+    return session
+
+
+def _deleted(key: str, rev: int) -> Event:
+    return Event("DELETE", KeyValue(key, b"", 0, rev, 0, 0))
+
+
+async def test_an_invalidation_split_across_resync_chunks_is_still_an_invalidation() -> None:
+    from registry._fanout import Hub
+    from registry._sync import CHUNK, MirrorSync
+
+    mirror = Mirror(KEYS)
+    session = _held_by_one_session(mirror, CHUNK)
+    seen = []
+    sync = MirrorSync(None, mirror, Hub())  # type: ignore[arg-type]  # _apply uses no etcd
+    sync.listeners.append(seen.append)
+    # The lease expired while the watch was away: a resync's deletes carry the read's
+    # revision, the lock's first and the session's a full chunk later.
+    events = [
+        _deleted(KEYS.kv_holder("lock"), 9),
+        *(_deleted(KEYS.kv(f"bulk/{i:04}"), 9) for i in range(CHUNK)),
+        _deleted(KEYS.session(session.id), 9),
+    ]
+    await sync._apply(events, 9)
+    assert seen[-1].invalidated == {"lock": 3.0}  # the lock-delay starts
+    assert mirror.revision == 9 and not mirror._released and not mirror._ended
+
+
+def test_a_release_and_a_later_destroy_in_one_batch_stay_a_release() -> None:
+    mirror = Mirror(KEYS)
+    session = _held_by_one_session(mirror, 0)
+    changes = mirror.apply(
+        [_deleted(KEYS.kv_holder("lock"), 5), _deleted(KEYS.session(session.id), 6)], 6
+    )
+    assert changes.invalidated == {}  # two revisions: the holder let go, then left
+
+
+def test_chunks_pair_by_revision_and_forget_at_the_end_of_the_batch() -> None:
+    mirror = Mirror(KEYS)
+    session = _held_by_one_session(mirror, 0)
+    first = mirror.apply([_deleted(KEYS.kv_holder("lock"), 7)], 0, advance=False)
+    assert first.invalidated == {}  # its session's end may be in the next chunk
+    second = mirror.apply([_deleted(KEYS.session(session.id), 7)], 0, advance=False)
+    assert second.invalidated == {"lock": 3.0}
+    mirror.advance([], 7)
+    assert not mirror._released and not mirror._ended and mirror.revision == 7

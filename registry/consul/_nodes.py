@@ -7,16 +7,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import _consul_views as views
-from ._consul_input import registration_from_consul
-from ._context import Context, consul_response
-from ._decode import F, decode
-from ._errors import InvalidInput
-from ._mirror import CATALOG, HEALTH
-from ._model import Check, Status, replace
-from ._validate import address, meta, node_name
-from .etcd import Delete, Put
-from .web import Request, Response
+from .. import _consul_views as views
+from .._consul_input import registration_from_consul
+from .._context import Context, consul_response
+from .._decode import F, decode
+from .._endpoints import Area, Param, json_reply, ref
+from .._errors import InvalidInput
+from .._mirror import CATALOG, HEALTH
+from .._model import Check, Status, replace
+from .._validate import address, meta, node_name
+from ..etcd import Delete, Put
+from ..web import Request, Response
+from ._schemas import BLOCKING, BOOL, SCHEMAS, STRINGS, index_json
+
+AREA: Area[Context] = Area("consul", "consul-nodes", SCHEMAS)
+route = AREA.route
+
+_NODE = {"node": Param("node", description="The node's name")}
+
 
 _HEALTH_CHECK: dict[str, F] = {
     "Node": F("str"),
@@ -74,6 +82,13 @@ def _check_status(raw: str, where: str) -> Status:
     return status
 
 
+@route(
+    "PUT",
+    "/v1/catalog/register",
+    summary="Register a node, and optionally a service and checks on it, into the catalog",
+    errors=(400,),
+    ok=json_reply("Registered", BOOL),
+)
 async def catalog_register(ctx: Context, request: Request) -> Response:
     """A registration straight into the catalog, as Consul's external services (ESM) do. Its
     checks carry a status the registrant owns: the server never runs or expires them."""
@@ -148,6 +163,13 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
     return Response.json(True)
 
 
+@route(
+    "PUT",
+    "/v1/catalog/deregister",
+    summary="Remove a node (with its services), a service or a check from the catalog",
+    errors=(400,),
+    ok=json_reply("Removed", BOOL),
+)
 async def catalog_deregister(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     data = decode(request.json(), CATALOG_DEREGISTER, fold_case=True)
@@ -176,10 +198,27 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     return Response.json(True)
 
 
+@route(
+    "GET",
+    "/v1/catalog/datacenters",
+    summary="The datacenters this server knows: its own",
+    auth="read",
+    ok=json_reply("Datacenter names", STRINGS),
+)
 async def catalog_datacenters(ctx: Context, request: Request) -> Response:
     return Response.json([ctx.options.datacenter])
 
 
+@route(
+    "GET",
+    "/v1/health/node/{node}",
+    summary="The checks of a node's instances",
+    auth="read",
+    errors=(400,),
+    path_params=_NODE,
+    query=BLOCKING,
+    ok=index_json("Checks", {"type": "array", "items": ref("ConsulCheck")}),
+)
 async def health_node(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     node = request.params["node"]
@@ -194,6 +233,13 @@ async def health_node(ctx: Context, request: Request) -> Response:
     return consul_response(json.dumps(out).encode(), index)
 
 
+@route(
+    "GET",
+    "/v1/agent/members",
+    summary="This server and every node in the catalog, as Consul's gossip members",
+    auth="read",
+    ok=json_reply("Members", {"type": "array", "items": {"type": "object"}}),
+)
 async def agent_members(ctx: Context, request: Request) -> Response:
     """Consul's gossip members; Weft has no gossip, so: this server, then every node the
     catalog knows (alive while it is in the catalog)."""
@@ -222,12 +268,3 @@ async def agent_members(ctx: Context, request: Request) -> Response:
             }
         )
     return Response.json(members)
-
-
-ROUTES = (
-    ("PUT", "/v1/catalog/register", catalog_register),
-    ("PUT", "/v1/catalog/deregister", catalog_deregister),
-    ("GET", "/v1/catalog/datacenters", catalog_datacenters),
-    ("GET", "/v1/health/node/{node}", health_node),
-    ("GET", "/v1/agent/members", agent_members),
-)

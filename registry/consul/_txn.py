@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from ._context import Context
-from ._txn import Planner, run
-from .web import Request, Response
+from .._context import Context
+from .._endpoints import Area, json_reply
+from .._txn import Planner, run
+from ..web import Request, Response
+from ._schemas import SCHEMAS
+
+AREA: Area[Context] = Area("consul", "consul-txn", SCHEMAS)
+route = AREA.route
+
+_ANSWER = {
+    "type": "object",
+    "properties": {"Results": {"type": ["array", "null"]}, "Errors": {"type": ["array", "null"]}},
+}
 
 
+@route(
+    "PUT",
+    "/v1/txn",
+    summary="Up to 64 KV, Service and Check operations as one etcd transaction: all or none",
+    auth="read",
+    errors=(400, 409),
+    ok={
+        200: json_reply("Every operation applied; the reads' results", _ANSWER),
+        409: json_reply("Nothing applied: the failed operations, by OpIndex", _ANSWER),
+    },
+)
 async def txn(ctx: Context, request: Request) -> Response:
     token = ctx.reader(request)
     planner = Planner(
@@ -27,6 +48,3 @@ async def txn(ctx: Context, request: Request) -> Response:
     return Response.json(
         answer, status=status, headers=[("X-Consul-Index", str(max(ctx.mirror.revision, 1)))]
     )
-
-
-ROUTES = (("PUT", "/v1/txn", txn),)

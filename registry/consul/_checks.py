@@ -10,19 +10,32 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ._acl import Role, Token
-from ._catalog import Registration
-from ._consul_input import CHECK_SHAPE, registration_from_consul
-from ._context import Context
-from ._decode import decode
-from ._errors import Forbidden, InvalidInput, NotFound
-from ._model import Check, Status
-from .etcd import Delete
-from .web import Request, Response
+from .._acl import Role, Token
+from .._catalog import Registration
+from .._consul_input import CHECK_SHAPE, registration_from_consul
+from .._context import Context
+from .._decode import decode
+from .._endpoints import Area, Param, json_reply
+from .._errors import Forbidden, InvalidInput, NotFound
+from .._model import Check, Status
+from ..etcd import Delete
+from ..web import Request, Response
+from ._schemas import EMPTY, SCHEMAS, STR
+
+AREA: Area[Context] = Area("consul", "consul-checks", SCHEMAS)
+route = AREA.route
+
 
 SERVICE_MAINT_PREFIX = "_service_maintenance:"
 
 
+@route(
+    "PUT",
+    "/v1/agent/check/register",
+    summary="Register a check against one of the node's services",
+    errors=(400, 404),
+    ok=EMPTY,
+)
 async def agent_check_register(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = ctx.node_of(token)
@@ -67,6 +80,14 @@ def _runner(ctx: Context, token: Token | None) -> str:
     return "server"
 
 
+@route(
+    "PUT",
+    "/v1/agent/check/deregister/{check_id}",
+    summary="Remove a check",
+    errors=(404,),
+    path_params={"check_id": Param("check_id", description="The check's ID")},
+    ok=EMPTY,
+)
 async def agent_check_deregister(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = ctx.node_of(token)
@@ -85,6 +106,18 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
     return Response(status=200, body=b"", content_type="text/plain")
 
 
+@route(
+    "PUT",
+    "/v1/agent/service/maintenance/{service_id}",
+    summary="Take one service instance out of (or back into) the healthy set",
+    errors=(400, 404),
+    path_params={"service_id": Param("service_id", description="The instance's ID")},
+    query=(
+        Param("enable", {"type": "boolean"}, "true: into maintenance; false: back"),
+        Param("reason", STR, "Shown as the maintenance check's Notes"),
+    ),
+    ok=EMPTY,
+)
 async def service_maintenance(ctx: Context, request: Request) -> Response:
     """Consul's per-service maintenance: a critical `_service_maintenance:<id>` check takes
     the instance out of `?passing` and DNS until maintenance is turned off."""
@@ -120,6 +153,13 @@ async def service_maintenance(ctx: Context, request: Request) -> Response:
     return Response(status=200, body=b"", content_type="text/plain")
 
 
+@route(
+    "GET",
+    "/v1/acl/token/self",
+    summary="The token making the request, in Consul's shape (its role as a policy)",
+    auth="read",
+    ok=json_reply("The token", {"type": "object"}),
+)
 async def acl_token_self(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     if token is None:
@@ -144,11 +184,3 @@ async def acl_token_self(ctx: Context, request: Request) -> Response:
 def _rfc3339(seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
     return moment.isoformat().replace("+00:00", "Z")
-
-
-ROUTES = (
-    ("PUT", "/v1/agent/check/register", agent_check_register),
-    ("PUT", "/v1/agent/check/deregister/{check_id}", agent_check_deregister),
-    ("PUT", "/v1/agent/service/maintenance/{service_id}", service_maintenance),
-    ("GET", "/v1/acl/token/self", acl_token_self),
-)
