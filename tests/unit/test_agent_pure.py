@@ -174,9 +174,10 @@ async def test_publisher_versions_only_grow_and_only_on_change() -> None:
     assert pub.proxies["web"].version > first
     got = await pub.wait_newer("web", first, trio.current_time() + 1)
     assert got is not None and got.doc["a"] == 2
-    assert not pub.all_configured()
+    assert not pub.all_configured({"web"})
     pub.record_ack("web", {"accepted": True, "version": got.version})
-    assert pub.all_configured() and pub.all_applied()
+    assert pub.all_configured({"web"}) and pub.all_applied()
+    assert not pub.all_configured({"web", "gateway"})  # not published yet
 
 
 def test_notifier_sends_datagrams_and_halves_the_watchdog(tmp_path) -> None:

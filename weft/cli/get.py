@@ -14,7 +14,7 @@ from ._output import CommandError, print_table
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("get", help="show stored traffic resources")
-    parser.add_argument("kind", help="Route, ServiceDefaults, Subset (or 'all')")
+    parser.add_argument("kind", help="Route, ServiceDefaults, Subset, Gateway (or 'all')")
     parser.add_argument("name", nargs="?", help="one resource; all of the kind if absent")
     parser.add_argument(
         "-o",
@@ -54,5 +54,9 @@ def _target(doc: dict) -> str:  # type: ignore[type-arg]
     spec = doc.get("spec", {})
     if doc["kind"] == "ServiceDefaults":
         return str(doc["metadata"]["name"])
+    if doc["kind"] == "Gateway":
+        return str(spec.get("service") or doc["metadata"]["name"])
+    if "gateway" in spec:  # a Route at a gateway: the Gateway it binds to
+        return f"gateway/{spec['gateway']}"
     service = spec.get("service", "")
     return f"{service}/{spec['subset']}" if doc["kind"] == "Subset" else str(service)
