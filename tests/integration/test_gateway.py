@@ -103,9 +103,11 @@ class Edge:
         """The DER certificate a fresh TLS handshake with this SNI gets."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         ctx.check_hostname = False
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
-                der = tls.getpeercert(binary_form=True)
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
         assert der is not None
         return der
 
@@ -296,9 +298,7 @@ def test_a_certificate_swap_on_sighup_keeps_a_long_download_and_new_connections_
     other = edge.ca.issue_cert(BOOKS)
     cert.write_bytes(b"".join(blob.bytes() for blob in other.cert_chain_pems))
     edge.gateway.signal(signal.SIGHUP)
-    wait_until(
-        lambda: "new certificate refused" in edge.gateway.log(), timeout=10, what="refusal"
-    )
+    wait_until(lambda: "new certificate refused" in edge.gateway.log(), timeout=10, what="refusal")
     assert edge.served_certificate(BOOKS) == current
     assert edge.curl(BOOKS, "/still")[0] == 200
     key.write_bytes(other.private_key_pem.bytes())  # the key arrives: the pair is whole again
