@@ -72,6 +72,7 @@ class GatewayRuntime(Runtime):
         self.hosts = HostTable(())
         self.host_budgets: dict[str, RetryBudget] = {}
         self.certs: CertStore | None = None
+        self.admission: Admission | None = None
         self.public = ""
 
     async def apply(self, raw: bytes, source: str) -> ApplyResult:
@@ -123,6 +124,7 @@ class GatewayRuntime(Runtime):
         view = super().view()
         view["gateway"] = {
             "public": self.public,
+            "open_connections": self.admission.open if self.admission else 0,
             "virtual_hosts": [
                 {"name": v.name, "hosts": list(v.hosts), "routes": [r.name for r in v.table.rules]}
                 for v in self.hosts.vhosts
@@ -194,7 +196,9 @@ async def serve_gateway(
     )
     runtime.certs = certs
     runtime.public = f"{host}:{listener.getsockname()[1]}"
-    admission = Admission(settings.max_connections, settings.max_connections_per_client)
+    admission = runtime.admission = Admission(
+        settings.max_connections, settings.max_connections_per_client
+    )
     wake = trio.Event()
     inner: SnapshotSource
     if settings.snapshot_url:

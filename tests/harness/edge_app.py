@@ -1,6 +1,7 @@
-"""A small HTTP/1.1 app for the gateway tests: JSON naming itself and the request it got, and a
+"""A small HTTP/1.1 app for the gateway tests: JSON naming itself and the request it got; a
 slow download (`/download?chunks=N&delay=S`: N chunks of 64 KiB, S seconds apart, with a
-Content-Length), so a test can hold a response open across a certificate swap.
+Content-Length), so a test can hold a response open across a certificate swap; and `/seen`,
+every target it was sent, so a test sees what got through.
 
     python -m tests.harness.edge_app --name books --port 18080
 """
@@ -17,14 +18,23 @@ CHUNK = b"x" * 65536
 
 
 def handler(name: str) -> type[BaseHTTPRequestHandler]:
+    seen: list[str] = []  # every request target, for `GET /seen` (smuggling tests)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.do_GET()
+
         def do_GET(self) -> None:
             url = urlsplit(self.path)
+            if url.path != "/seen":
+                seen.append(self.path)
             if url.path == "/download":
                 query = parse_qs(url.query)
                 chunks = int(query.get("chunks", ["8"])[0])
@@ -40,7 +50,9 @@ def handler(name: str) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
                 return
             body = json.dumps(
-                {
+                seen
+                if url.path == "/seen"
+                else {
                     "service": name,
                     "path": url.path,
                     "host": self.headers.get("Host"),

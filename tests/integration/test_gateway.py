@@ -30,6 +30,7 @@ pytestmark = pytest.mark.timeout(120)
 
 TD = "mesh.test"
 BOOKS, SHOP = "books.example.com", "shop.example.com"
+PER_CLIENT = 16
 
 RESOURCES = [
     {
@@ -82,6 +83,7 @@ class Edge:
     ca: trustme.CA
     ca_file: Path
     certs: dict[str, tuple[Path, Path]]  # host: (cert, key) files the gateway serves
+    apps: dict[str, int]  # service: the app's own port
 
     def curl(self, host: str, path: str, *extra: str, timeout: float = 10) -> tuple[int, str]:
         """(HTTP status, body) through the gateway with the real curl; status 0 on failure."""
@@ -179,13 +181,17 @@ def edge(etcd: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "--admin", "127.0.0.1:0",
                 "--certificates", ",".join(f"{c}:{k}" for c, k in certs.values()),
                 "--watch-interval", "0.2s",
+                "--max-connections-per-client", str(PER_CLIENT),
                 "--ready-file", str(ready),
             ],
             log_path=tmp / "gateway.log",
         )  # fmt: skip
         procs.append(gateway)
         info = gateway.wait_ready_file(ready, timeout=40)
-        world = Edge(server, agent, gateway, public, info["admin"], ca, ca_file, certs)
+        world = Edge(
+            server, agent, gateway, public, info["admin"], ca, ca_file, certs,
+            {"books": books, "cart": cart},
+        )  # fmt: skip
         wait_until(
             lambda: world.curl(BOOKS, "/ping")[0] == 200,
             timeout=30,
@@ -319,3 +325,84 @@ def test_an_intention_denying_the_gateway_answers_403_at_the_service(edge: Edge)
         assert edge.curl(SHOP, "/cart/1")[0] == 200
     finally:
         cli(edge.server, "intention", "delete", "edge", "books")
+
+
+SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: books.example.com\r\n\r\n"
+ATTACKS = {
+    "content-length-and-chunked": (
+        b"POST /a HTTP/1.1\r\nHost: books.example.com\r\nContent-Length: 44\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "two-content-lengths": (
+        b"POST /a HTTP/1.1\r\nHost: books.example.com\r\nContent-Length: 0\r\n"
+        b"Content-Length: 44\r\n\r\n" + SMUGGLED
+    ),
+    "obfuscated-transfer-encoding": (
+        b"POST /a HTTP/1.1\r\nHost: books.example.com\r\nTransfer-Encoding: chunked, identity"
+        b"\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "obs-fold": (
+        b"POST /a HTTP/1.1\r\nHost: books.example.com\r\nContent-Length: 0\r\nX-A: a\r\n"
+        b" Transfer-Encoding: chunked\r\n\r\n" + SMUGGLED
+    ),
+    "bad-chunk-size": (
+        b"POST /a HTTP/1.1\r\nHost: books.example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1000000000000000000000001\r\nx\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "head-too-large": b"GET /a HTTP/1.1\r\nHost: books.example.com\r\nX-Big: "
+    + b"a" * 70000
+    + b"\r\n\r\n",
+}
+
+
+def _raw_exchange(edge: Edge, payload: bytes) -> bytes:
+    """Send `payload` on a fresh TLS connection for books; everything the gateway answers
+    until it closes the connection."""
+    ctx = ssl.create_default_context(cafile=str(edge.ca_file))
+    with (
+        socket.create_connection(("127.0.0.1", edge.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=BOOKS) as tls,
+    ):
+        try:
+            tls.sendall(payload)
+        except OSError:
+            pass  # the gateway may close before taking it all (a head too large)
+        answer = b""
+        try:
+            while chunk := tls.recv(65536):
+                answer += chunk
+        except (OSError, ssl.SSLError):
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_smuggling_at_the_public_port_is_refused_and_never_desyncs(edge: Edge, attack: str) -> None:
+    answer = _raw_exchange(edge, ATTACKS[attack])
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431")), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1, answer  # one answer, then the connection closed
+    assert b"x-weft-proxy-error" in answer
+    seen = httpx.get(f"http://127.0.0.1:{edge.apps['books']}/seen").json()
+    assert "/smuggled" not in seen and "/a" not in seen
+    assert edge.curl(BOOKS, "/after")[0] == 200  # the gateway serves on
+
+
+def test_connections_over_the_per_client_cap_are_closed_before_any_tls(edge: Edge) -> None:
+    held = [
+        socket.create_connection(("127.0.0.1", edge.port), timeout=5) for _ in range(PER_CLIENT)
+    ]
+    try:
+        wait_until(lambda: _open_public(edge) >= PER_CLIENT, timeout=5, what="the held connections")
+        with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as extra:
+            assert extra.recv(1024) == b""  # closed at once, before any TLS
+        metrics = httpx.get(f"http://{edge.admin}/metrics").text
+        assert 'direction="gateway",reason="connection_limit"' in metrics
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: edge.curl(BOOKS, "/again")[0] == 200, timeout=10, what="room again")
+
+
+def _open_public(edge: Edge) -> int:
+    config = httpx.get(f"http://{edge.admin}/config").json()
+    return int(config["gateway"]["open_connections"])
