@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _gateway_api, _istio, _linkerd
+from . import _gateway_api, _gateways, _istio, _linkerd
 from ._notes import Notes
 
 Importer = Callable[[dict[str, Any], Notes], list[dict[str, Any]]]
@@ -22,7 +22,15 @@ _IMPORTERS: dict[tuple[str, str], Importer] = {
         for v in ("v1", "v1beta1", "v1alpha3")
     },
     **{
+        (f"networking.istio.io/{v}", "Gateway"): _gateways.convert_istio_gateway
+        for v in ("v1", "v1beta1", "v1alpha3")
+    },
+    **{
         (f"gateway.networking.k8s.io/{v}", "HTTPRoute"): _gateway_api.convert_http_route
+        for v in ("v1", "v1beta1")
+    },
+    **{
+        (f"gateway.networking.k8s.io/{v}", "Gateway"): _gateways.convert_api_gateway
         for v in ("v1", "v1beta1")
     },
     **{

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._gateways import gateway_routes, hosts_of
 from ._linkerd import _weight
 from ._names import rule_name, service_of
 from ._notes import Notes
@@ -127,26 +128,43 @@ def _rule(r: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[str,
 def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
     spec = doc.get("spec") or {}
     notes.unknown(spec, "spec", {"parentRefs", "hostnames", "rules"})
-    if spec.get("hostnames"):
-        notes.ignored("spec.hostnames", "is ignored: a mesh route matches its Service's traffic")
     services: list[str] = []
+    gateways: list[str] = []
     for i, ref in enumerate(spec.get("parentRefs") or []):
-        if ref.get("kind") == "Service" and ref.get("group", "") in ("", "core"):
+        kind = ref.get("kind", "Gateway")
+        group = ref.get("group", "gateway.networking.k8s.io" if kind == "Gateway" else "")
+        if kind == "Service" and group in ("", "core"):
             name = service_of(ref.get("name"))
             if name is not None:
                 services.append(name)
+        elif kind == "Gateway" and group == "gateway.networking.k8s.io" and ref.get("name"):
+            gateways.append(str(ref["name"]))
+            for key in ("sectionName", "port"):
+                if key in ref:
+                    notes.ignored(f"spec.parentRefs[{i}].{key}")
         else:
             notes.ignored(
                 f"spec.parentRefs[{i}]",
-                f"(kind {ref.get('kind', 'Gateway')}) is not a "
-                "Service: only the mesh (GAMMA) form is imported",
+                f"(kind {kind}) is neither a Service (mesh) nor a Gateway (ingress)",
             )
-    if not services:
-        notes.problem("spec.parentRefs", "no Service parent: nothing in the mesh to route")
+    if spec.get("hostnames") and services and not gateways:
+        notes.ignored("spec.hostnames", "is ignored: a mesh route matches its Service's traffic")
+    if not services and not gateways:
+        notes.problem(
+            "spec.parentRefs", "no Service or Gateway parent: nothing in the mesh to route"
+        )
         return []
     taken: set[str] = set()
     rules = [_rule(r, i, taken, notes) for i, r in enumerate(spec.get("rules") or [{}])]
-    return [
+    out = gateway_routes(
+        str((doc.get("metadata") or {}).get("name")),
+        gateways,
+        hosts_of(spec.get("hostnames"), notes, "spec.hostnames") or ["*"],
+        rules,
+        {"precedence": "specificity", "unmatched": "reject"},
+        notes,
+    )
+    return out + [
         _doc(
             "Route",
             s,

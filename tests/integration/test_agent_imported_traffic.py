@@ -138,7 +138,7 @@ def test_the_talks_istio_and_linkerd_examples_steer_real_sidecars(
 
     # end-user: sam goes to v1; other requests get Istio's answer for no matching rule: 404.
     said = apply(SAM)
-    assert "spec.gateways is ignored" in said
+    assert "spec.gateways without mesh is widened" in said
     wait_until(
         lambda: httpx.get(f"http://127.0.0.1:{upstream}/r").status_code == 404,
         timeout=5,

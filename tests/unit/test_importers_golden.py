@@ -37,4 +37,5 @@ def test_every_kind_has_golden_documents() -> None:
         "destinationrule",
         "httproute",
         "trafficsplit",
+        "gateway",
     }
