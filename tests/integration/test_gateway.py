@@ -406,3 +406,42 @@ def test_connections_over_the_per_client_cap_are_closed_before_any_tls(edge: Edg
 def _open_public(edge: Edge) -> int:
     config = httpx.get(f"http://{edge.admin}/config").json()
     return int(config["gateway"]["open_connections"])
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"listen": "nowhere"}, "listen"),
+        ({"certificates": ["/nonexistent.pem:/nonexistent.key"]}, "certificates"),
+        ({"certificates": ["only-one-path.pem"]}, "certificates"),
+        ({"default_certificate": "/elsewhere.pem"}, "default_certificate"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"header_timeout": "forever"}, "header_timeout"),
+        ({"certificates": ["{junk}:{junk}"]}, "certificates"),  # files, but no certificate
+    ],
+)
+def test_bad_gateway_configuration_exits_64_naming_the_field(
+    tmp_path: Path, settings: dict[str, object], field: str
+) -> None:
+    ca = trustme.CA()
+    cert, key = _write_pair(ca, BOOKS, tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    values: dict[str, object] = {
+        "snapshot_url": "http://127.0.0.1:9/v1/agent/proxy/edge",
+        "listen": "127.0.0.1:0",
+        "admin": "127.0.0.1:0",
+        "certificates": [f"{cert}:{key}"],
+        **settings,
+    }
+    text = "[gateway]\n" + "".join(
+        f"{k} = {json.dumps(v).replace('{junk}', str(junk))}\n" for k, v in values.items()
+    )
+    config = tmp_path / "gateway.toml"
+    config.write_text(text)
+    done = subprocess.run(
+        [*weft_command(), "gateway", "--config", str(config)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 64, done.stderr
+    assert f"weft gateway: {field}" in done.stderr, done.stderr
