@@ -192,14 +192,14 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
                 namespace=namespace(up.get("namespace", "default"), f"{where}.namespace"),
             )
         )
-    kind = data.get("kind", "")
-    if kind not in ("", INGRESS_GATEWAY):
+    service_kind = data.get("kind", "")
+    if service_kind not in ("", INGRESS_GATEWAY):
         raise DefinitionError(
             file,
             "kind",
-            f"{kind!r} is not a kind the agent runs (leave it out, or {INGRESS_GATEWAY!r})",
+            f"{service_kind!r} is not a kind the agent runs (leave it out, or {INGRESS_GATEWAY!r})",
         )
-    if kind and (sidecar or upstreams):
+    if service_kind and (sidecar or upstreams):
         raise DefinitionError(
             file,
             "sidecar" if sidecar else "upstreams",
@@ -273,7 +273,7 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
         deny=tuple(authz.get("deny", ())),
         upstreams=tuple(upstreams),
         checks=tuple(checks),
-        kind=kind,
+        kind=service_kind,
     )
 
 

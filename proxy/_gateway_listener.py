@@ -110,15 +110,26 @@ class GatewayRouter:
             )
         route = self._routes.get(vhost.name)
         if route is None:
-            route = self._routes[vhost.name] = self._route(vhost, host)
+            made = self._route(vhost, host)
+            if made is None:
+                return Reject(
+                    503,
+                    f"virtual host {vhost.name!r} has no backend cluster yet",
+                    metrics.http(DIRECTION, vhost.name),
+                )
+            route = self._routes[vhost.name] = made
         return route
 
-    def _route(self, vhost: VirtualHost, host: str) -> Route:
+    def _route(self, vhost: VirtualHost, host: str) -> Route | None:
         runtime = self.runtime
         config = runtime.config
         assert config is not None
+        # The route layer draws each attempt's backend itself; this cluster is only the
+        # Route's default (a subset with no endpoints has no cluster: then its upstream's).
         first = vhost.table.entries[0][1].backends.items[0]
-        cluster = config.clusters[first.cluster_key]  # checked when the snapshot applied
+        cluster = config.clusters.get(first.cluster_key) or config.clusters.get(first.upstream)
+        if cluster is None:
+            return None
         return Route(
             cluster=cluster,
             stats=runtime.metrics.http(DIRECTION, vhost.name),

@@ -214,6 +214,9 @@ def test_an_ingress_gateway_definition_has_no_sidecar() -> None:
     with pytest.raises(DefinitionError, match="kind"):
         parse("edge.toml", 'name = "edge"\nkind = "mesh-gateway"\nport = 443\n')
     assert parse("edge.toml", 'name = "edge"\nkind = "ingress-gateway"\nport = 443\n').gateway
+    checked = 'port = 443\n[[checks]]\nargs = ["true"]\ninterval = "1s"\n'
+    assert parse("edge.toml", f'name = "edge"\nkind = "ingress-gateway"\n{checked}').gateway
+    assert parse("web.toml", f'name = "web"\n{checked}').kind == ""  # a check's kind is its own
 
 
 def test_the_agent_compiles_bound_routes_into_a_gateway_snapshot_the_gateway_accepts(
