@@ -216,6 +216,11 @@ def test_curl_reaches_two_services_by_host_and_by_path_over_the_mesh(edge: Edge)
     assert seen["forwarded_proto"] == "https"
     assert seen["forwarded_for"] == "127.0.0.1"
 
+    # The agent published the gateway's snapshot and the gateway acknowledged it.
+    gateway = next(s for s in edge.agent.status()["services"] if s["name"] == "edge")["gateway"]
+    assert gateway["identity"] == f"spiffe://{TD}/ns/default/svc/edge"
+    assert gateway["applied_version"] == gateway["snapshot_version"] is not None
+
     status, body = edge.curl(SHOP, "/cart/items")
     assert (status, json.loads(body)["service"]) == (200, "cart")
     status, body = edge.curl(SHOP, "/books/17")
@@ -289,6 +294,7 @@ def test_a_certificate_swap_on_sighup_keeps_a_long_download_and_new_connections_
             what="a new handshake to get the new certificate",
         )
         assert download.poll() is None, "the download should still be in progress"
+        assert edge.served_certificate(None) == edge.served_certificate(BOOKS)  # the default
         stdout, stderr = download.communicate(timeout=30)
     finally:
         if download.poll() is None:
