@@ -1,4 +1,4 @@
-"""`weft apply -f FILE|DIR|-`: store traffic resources (Route, ServiceDefaults, Subset).
+"""`weft apply -f FILE|DIR|-`: store traffic resources (Route, ServiceDefaults, Subset, Gateway).
 
 Other meshes' documents are accepted as written (Linkerd ServiceProfile, Istio
 VirtualService and DestinationRule, Gateway API HTTPRoute, SMI TrafficSplit) and imported

@@ -1,4 +1,5 @@
-"""`weft get KIND [NAME]`: show stored traffic resources (Route, ServiceDefaults, Subset)."""
+"""`weft get KIND [NAME]`: show stored traffic resources (Route, ServiceDefaults, Subset,
+Gateway)."""
 
 from __future__ import annotations
 
