@@ -65,8 +65,6 @@ class GatewaySettings(ServeSettings, Protocol):
 class GatewayRuntime(Runtime):
     """A `Runtime` that also holds the virtual hosts of its snapshot's `gateway` section."""
 
-    hosts: HostTable = HostTable(())
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hosts = HostTable(())
@@ -226,10 +224,8 @@ async def serve_gateway(
                 metrics.add(metrics.refused, (DIRECTION, "connection_limit"))
                 sock.close()
                 continue
+            # In the runtime's connection nursery, so SIGTERM's drain covers it.
             runtime.background(serve_public, runtime, certs, admission, sock, client)
-            if runtime.draining:  # too late to start: background did nothing
-                admission.release(client)
-                sock.close()
 
     async def watch_certificates() -> None:
         nonlocal wake
