@@ -6,7 +6,9 @@ Three kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
                      weighted backends (services, or subsets of them), timeouts, retries,
                      fault injection, mirroring, header changes, response classes
     ServiceDefaults  a service's own policy (metadata.name is the service): timeout, retries,
-                     retry budget, response classes; Route rules without their own inherit it
+                     retry budget, response classes; Route rules without their own inherit it;
+                     and how its callers reach its endpoints: balancer, failure accrual,
+                     connection pool
     Subset           a named set of a service's instances, chosen by tags and/or meta
 
 `validate_all` checks a batch of documents as a whole and returns every problem, each naming
@@ -226,8 +228,49 @@ def _ttl(value: Any, path: str, out: Problems) -> None:
         out.add(path, f"{value!r} is outside 1s..60s")
 
 
+BALANCERS = ("p2c_ewma", "round_robin", "least_request")
+
+
+def _balancer(value: Any, path: str, out: Problems) -> None:
+    if value not in BALANCERS:
+        out.add(path, f"{value!r}: use one of {', '.join(BALANCERS)}")
+
+
+def _failure_accrual(value: Any, path: str, out: Problems) -> None:
+    fields = {
+        "consecutiveFailures": check_number(1, 1000, integer=True),
+        "backoffMin": check_duration,
+        "backoffMax": check_duration,
+    }
+    if not check_object(value, path, out, fields):
+        return
+    try:
+        low = parse_duration(value.get("backoffMin", "1s"))
+        high = parse_duration(value.get("backoffMax", "60s"))
+    except (ValueError, TypeError, AttributeError):
+        return  # already said
+    if low > high:
+        out.add(f"{path}.backoffMin", f"{value.get('backoffMin')!r} is above backoffMax")
+
+
+def _connection_pool(value: Any, path: str, out: Problems) -> None:
+    fields = {
+        "maxConnections": check_number(1, 100_000, integer=True),
+        "connectTimeout": check_duration,
+        "idleTimeout": check_duration,
+    }
+    check_object(value, path, out, fields)
+
+
 def _defaults_spec(value: Any, path: str, out: Problems) -> None:
-    check_object(value, path, out, {**_POLICY_FIELDS, "retryBudget": _budget})
+    fields = {
+        **_POLICY_FIELDS,
+        "retryBudget": _budget,
+        "balancer": _balancer,
+        "failureAccrual": _failure_accrual,
+        "connectionPool": _connection_pool,
+    }
+    check_object(value, path, out, fields)
 
 
 def _subset_spec(value: Any, path: str, out: Problems) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _gateway_api, _istio, _linkerd
+from . import _gateway_api, _istio, _istio_destination, _linkerd
 from ._notes import Notes
 
 Importer = Callable[[dict[str, Any], Notes], list[dict[str, Any]]]
@@ -18,7 +18,7 @@ _IMPORTERS: dict[tuple[str, str], Importer] = {
         for v in ("v1", "v1beta1", "v1alpha3")
     },
     **{
-        (f"networking.istio.io/{v}", "DestinationRule"): _istio.convert_destination_rule
+        (f"networking.istio.io/{v}", "DestinationRule"): _istio_destination.convert_destination_rule
         for v in ("v1", "v1beta1", "v1alpha3")
     },
     **{

@@ -140,3 +140,49 @@ def test_unmatched_reject_leaves_no_default_route() -> None:
     assert problems == []
     fields = upstream_fields("books", Resources([r.doc for r in stored]))
     assert [r["name"] for r in fields["routes"]] == ["canary", "book"]
+
+
+def test_service_defaults_choose_the_balancer_accrual_and_pool_of_the_upstream() -> None:
+    docs = [
+        {
+            "apiVersion": "weft.dev/v1",
+            "kind": "ServiceDefaults",
+            "metadata": {"name": "books"},
+            "spec": {
+                "balancer": "round_robin",
+                "failureAccrual": {
+                    "consecutiveFailures": 1,
+                    "backoffMin": "3m",
+                    "backoffMax": "5m",
+                },
+                "connectionPool": {"maxConnections": 2, "connectTimeout": "30ms"},
+            },
+        }
+    ]
+    stored, problems = validate_all(docs)
+    assert problems == []
+    resources = Resources([r.doc for r in stored])
+    fields = upstream_fields("books", resources)
+    assert fields["balancer"] == "round_robin"
+    assert fields["failure_accrual"] == {
+        "consecutive_failures": 1,
+        "backoff_min_ms": 180_000,
+        "backoff_max_ms": 300_000,
+    }
+    assert fields["pool"] == {"max_connections": 2}
+    assert fields["timeouts"] == {"connect_ms": 30}
+    assert "routes" not in fields  # endpoint policy alone adds no default route
+    d = parse("web.toml", WEB)
+    files = CertFiles(Path("/c/web.crt"), Path("/c/web.key"), Path("/c/bundle.pem"))
+    doc = build(
+        d,
+        SpiffeId("td", "default", "web"),
+        files,
+        {"books": [instance("10.0.0.1", "books")]},
+        version=1,
+        resources=resources,
+    )
+    books = parse_snapshot(doc).upstream("books")  # the proxy takes them as they are
+    assert books is not None and books.balancer == "round_robin"
+    assert books.accrual.max_failures == 1 and books.accrual.backoff_min == 180.0
+    assert books.pool.max_connections == 2 and books.timeouts.connect == 0.03

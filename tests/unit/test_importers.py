@@ -80,3 +80,134 @@ def test_weft_documents_pass_through_unchanged_and_unknown_kinds_are_left_to_the
     other = {"apiVersion": "v1", "kind": "ConfigMap"}
     assert not is_foreign(weft_doc) and not is_foreign(other)
     assert convert([weft_doc, other]).docs == [weft_doc, other]
+
+
+def virtual_service(*http: dict) -> dict:  # type: ignore[type-arg]
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "ratings"},
+        "spec": {"hosts": ["ratings"], "http": list(http)},
+    }
+
+
+def rule_of(doc: dict) -> dict:  # type: ignore[type-arg]
+    return convert([doc]).docs[0]["spec"]["rules"][0]  # type: ignore[no-any-return]
+
+
+def test_istio_retries_without_retry_on_keep_istios_default_conditions() -> None:
+    # Istio starts from its default policy and overrides only what `retries` says.
+    rule = rule_of(virtual_service({"retries": {"attempts": 3, "perTryTimeout": "2s"}}))
+    assert rule["retries"] == {"attempts": 3, "retryOn": ["reset", 503]}
+    assert rule["perTryTimeout"] == "2s"
+
+
+def test_envoys_5xx_also_retries_a_failed_connection_and_codes_need_no_token() -> None:
+    rule = rule_of(virtual_service({"retries": {"attempts": 2, "retryOn": "5xx"}}))
+    assert rule["retries"]["retryOn"] == ["5xx", "reset"]
+    rule = rule_of(
+        virtual_service({"retries": {"attempts": 2, "retryOn": "retriable-status-codes,409"}})
+    )
+    assert rule["retries"]["retryOn"] == [409]
+    result = convert(
+        [virtual_service({"retries": {"attempts": 2, "retryOn": "retriable-status-codes"}})]
+    )
+    assert result.docs[0]["spec"]["rules"][0]["retries"] == {"attempts": 0}
+    assert "retriable-status-codes lists no status codes" in result.warnings[0]
+
+
+def test_a_rule_with_a_fault_gets_no_timeout_and_no_retries_as_in_istio() -> None:
+    fault = {"abort": {"httpStatus": 500, "percentage": {"value": 100}}}
+    result = convert([virtual_service({"fault": fault, "timeout": "1s", "retries": {}})])
+    rule = result.docs[0]["spec"]["rules"][0]
+    assert "timeout" not in rule and "retries" not in rule
+    assert rule["fault"] == {"abort": {"status": 500, "percent": 100.0}}
+    assert [w.split(": ", 1)[1] for w in result.warnings] == [
+        "http[0].timeout is ignored: Istio enables no timeout or retries on a rule with a fault",
+        "http[0].retries is ignored: Istio enables no timeout or retries on a rule with a fault",
+    ]
+    implicit = convert([virtual_service({"fault": fault})])
+    assert "retries" not in implicit.docs[0]["spec"]["rules"][0]
+    assert "Istio enables no retries on a rule with a fault" in implicit.notes[0]
+
+
+def destination_rule(policy: dict) -> dict:  # type: ignore[type-arg]
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "reviews"},
+        "spec": {"host": "reviews.prod.svc.cluster.local", "trafficPolicy": policy},
+    }
+
+
+def test_destination_rule_traffic_policy_becomes_the_services_endpoint_policy() -> None:
+    result = convert(
+        [
+            destination_rule(
+                {
+                    "loadBalancer": {"simple": "ROUND_ROBIN"},
+                    "connectionPool": {
+                        "tcp": {"maxConnections": 100, "connectTimeout": "30ms"},
+                        "http": {"idleTimeout": "1h", "http2MaxRequests": 1000},
+                    },
+                    "outlierDetection": {"consecutive5xxErrors": 7, "baseEjectionTime": "15m"},
+                }
+            )
+        ]
+    )
+    (defaults,) = result.docs
+    assert defaults["kind"] == "ServiceDefaults" and defaults["metadata"]["name"] == "reviews"
+    assert defaults["spec"] == {
+        "balancer": "round_robin",
+        "connectionPool": {"maxConnections": 100, "connectTimeout": "30ms", "idleTimeout": "1h"},
+        # Envoy's max ejection time is 300 s, or the base when that is longer
+        "failureAccrual": {"consecutiveFailures": 7, "backoffMin": "900s", "backoffMax": "900s"},
+    }
+    assert result.warnings == [
+        "DestinationRule reviews: spec.trafficPolicy.connectionPool.http.http2MaxRequests "
+        "is not supported and is ignored"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "spec", "said"),
+    [
+        ({"loadBalancer": {"simple": "RANDOM"}}, None, "simple RANDOM is not supported"),
+        (
+            {"loadBalancer": {"consistentHash": {"httpCookie": {"name": "u"}}}},
+            None,
+            "loadBalancer.consistentHash is not supported",
+        ),
+        (
+            {"outlierDetection": {}},  # present: Envoy's defaults, 5 failures and 30 s
+            {
+                "failureAccrual": {
+                    "consecutiveFailures": 5,
+                    "backoffMin": "30s",
+                    "backoffMax": "300s",
+                }
+            },
+            "ejected after 5 failures in a row",
+        ),
+        (
+            {"outlierDetection": {"consecutive5xxErrors": 0}},
+            {
+                "failureAccrual": {
+                    "consecutiveFailures": 1000,
+                    "backoffMin": "30s",
+                    "backoffMax": "300s",
+                }
+            },
+            "0 turns ejection off",
+        ),
+        ({"tls": {"mode": "ISTIO_MUTUAL"}}, None, "Weft's sidecars always speak mutual TLS"),
+    ],
+)
+def test_each_traffic_policy_field_is_honoured_or_named(
+    policy: dict,  # type: ignore[type-arg]
+    spec: dict | None,  # type: ignore[type-arg]
+    said: str,
+) -> None:
+    result = convert([destination_rule(policy)])
+    assert [d["spec"] for d in result.docs] == ([spec] if spec else [])
+    assert any(said in line for line in result.warnings + result.notes), result
