@@ -16,7 +16,7 @@ from ca import SpiffeId
 
 from ._certs import CertFiles
 from ._definitions import ServiceDef
-from ._traffic import Resources, upstream_fields
+from ._traffic import Resources, endpoint_fields, upstream_fields
 
 log = logging.getLogger("weft.agent.snapshots")
 
@@ -114,6 +114,8 @@ def build(
         for upstream in doc["upstreams"]:
             if upstream["protocol"] == "http":
                 upstream.update(upstream_fields(upstream["name"], resources))
+            else:
+                upstream.update(endpoint_fields(upstream["name"], resources))
     if d.forward_proxy_port:
         doc["forward_proxy"] = {"address": "127.0.0.1", "port": d.forward_proxy_port}
     return doc

@@ -158,8 +158,13 @@ def _rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+def endpoint_fields(service: str, resources: Resources) -> dict[str, Any]:
+    """How a sidecar reaches the service's endpoints (HTTP or opaque TCP): the balancer,
+    failure accrual, connection pool and connect timeout its ServiceDefaults choose."""
+    return _endpoint_policy(resources.defaults.get(service, {}))
+
+
 def _endpoint_policy(defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """How the sidecar reaches the service's endpoints: balancer, failure accrual, pool."""
     out: dict[str, Any] = {}
     if "balancer" in defaults:
         out["balancer"] = defaults["balancer"]

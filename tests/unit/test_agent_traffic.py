@@ -186,3 +186,31 @@ def test_service_defaults_choose_the_balancer_accrual_and_pool_of_the_upstream()
     assert books is not None and books.balancer == "round_robin"
     assert books.accrual.max_failures == 1 and books.accrual.backoff_min == 180.0
     assert books.pool.max_connections == 2 and books.timeouts.connect == 0.03
+
+
+def test_an_opaque_tcp_upstream_takes_the_endpoint_policy_but_no_routes() -> None:
+    docs = [
+        {
+            "apiVersion": "weft.dev/v1",
+            "kind": "ServiceDefaults",
+            "metadata": {"name": "books"},
+            "spec": {"balancer": "least_request", "connectionPool": {"connectTimeout": "30ms"}},
+        }
+    ]
+    stored, problems = validate_all(docs)
+    assert problems == []
+    d = parse("web.toml", WEB)
+    files = CertFiles(Path("/c/web.crt"), Path("/c/web.key"), Path("/c/bundle.pem"))
+    tcp = instance("10.0.0.1", "books", protocol="tcp")
+    doc = build(
+        d,
+        SpiffeId("td", "default", "web"),
+        files,
+        {"books": [tcp]},
+        version=1,
+        resources=Resources([r.doc for r in stored]),
+    )
+    books = parse_snapshot(doc).upstream("books")
+    assert books is not None and books.protocol == "tcp"
+    assert books.balancer == "least_request" and books.timeouts.connect == 0.03
+    assert "routes" not in doc["upstreams"][0]
