@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _gateway_api, _istio, _istio_destination, _linkerd
+from ._names import rule_name
 from ._notes import Notes
 
 Importer = Callable[[dict[str, Any], Notes], list[dict[str, Any]]]
@@ -24,6 +25,11 @@ _IMPORTERS: dict[tuple[str, str], Importer] = {
     **{
         (f"gateway.networking.k8s.io/{v}", "HTTPRoute"): _gateway_api.convert_http_route
         for v in ("v1", "v1beta1")
+    },
+    # Linkerd's own HTTPRoute (the one its docs use): the Gateway API schema, same importer.
+    **{
+        (f"policy.linkerd.io/{v}", "HTTPRoute"): _gateway_api.convert_http_route
+        for v in ("v1beta1", "v1beta2", "v1beta3")
     },
     **{
         (f"split.smi-spec.io/{v}", "TrafficSplit"): _gateway_api.convert_traffic_split
@@ -49,7 +55,8 @@ class Imported:
 
 
 def convert(docs: Sequence[Any]) -> Imported:
-    """Every foreign document as Weft documents; weft.dev/v1 documents pass unchanged."""
+    """Every foreign document as Weft documents; weft.dev/v1 documents pass unchanged.
+    HTTPRoutes of one Service are merged into its one Route, as Gateway API merges them."""
     result = Imported()
     for i, doc in enumerate(docs):
         if not is_foreign(doc):
@@ -69,4 +76,44 @@ def convert(docs: Sequence[Any]) -> Imported:
         result.warnings.extend(notes.warnings)
         result.notes.extend(notes.notes)
         result.problems.extend(notes.problems)
+    _merge_http_routes(result, docs)
     return result
+
+
+def _merge_http_routes(result: Imported, docs: Sequence[Any]) -> None:
+    """Several HTTPRoutes attached to one Service (Linkerd's books demo has three) make one
+    Route whose rules are theirs: Gateway API ranks rules by specificity across the routes,
+    then by the older route, then by "namespace/name"; Weft knows no ages, so name order."""
+    groups: dict[str, list[int]] = {}
+    for j, (doc, source) in enumerate(zip(result.docs, result.sources, strict=True)):
+        origin = docs[source]
+        if doc.get("kind") == "Route" and origin.get("kind") == "HTTPRoute":
+            groups.setdefault(doc["spec"]["service"], []).append(j)
+    drop: set[int] = set()
+    for service, where in groups.items():
+        if len(where) < 2:
+            continue
+
+        def key(j: int) -> tuple[str, str]:
+            meta = docs[result.sources[j]].get("metadata") or {}
+            return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+        ordered = sorted(where, key=key)
+        taken: set[str] = set()
+        rules = []
+        for j in ordered:
+            for rule in result.docs[j]["spec"]["rules"]:
+                rules.append({**rule, "name": rule_name(rule["name"], "rule", taken)})
+        # The merged Route takes the place (and file) of the first of them in the input.
+        first = result.docs[where[0]]
+        result.docs[where[0]] = {**first, "spec": {**first["spec"], "rules": rules}}
+        drop.update(where[1:])
+        names = ", ".join("/".join(filter(None, key(j))) for j in ordered)
+        result.notes.append(
+            f"HTTPRoute {names}: merged into Route {service}, rules ranked by specificity "
+            "and then by route name (Gateway API ranks the older route first; Weft knows no ages)"
+        )
+    if drop:
+        kept = [j for j in range(len(result.docs)) if j not in drop]
+        result.docs = [result.docs[j] for j in kept]
+        result.sources = [result.sources[j] for j in kept]

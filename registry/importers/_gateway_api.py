@@ -1,5 +1,6 @@
 """Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`, the GAMMA mesh form: a Service
-parentRef) -> Route, and SMI TrafficSplit (`split.smi-spec.io`) -> Route. Pure.
+parentRef; also Linkerd's `policy.linkerd.io` HTTPRoute, the same schema, and its retry and
+timeout annotations) -> Route, and SMI TrafficSplit (`split.smi-spec.io`) -> Route. Pure.
 
 HTTPRoute's semantics kept: rules by specificity (`precedence: specificity`), no match is a
 404 (`unmatched: reject`), `PathPrefix` by whole segments, matches default to every request,
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._linkerd import _weight
+from ._linkerd_annotations import rule_policy
 from ._names import rule_name, service_of
 from ._notes import Notes
 
@@ -84,10 +86,12 @@ def _filters(filters: Any, path: str, rule: dict[str, Any], notes: Notes) -> Non
             notes.ignored(f"{where}", f"(type {kind}) is not supported and is ignored")
 
 
-def _rule(r: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[str, Any]:
+def _rule(
+    r: dict[str, Any], i: int, fallback: str, taken: set[str], notes: Notes
+) -> dict[str, Any]:
     where = f"spec.rules[{i}]"
     notes.unknown(r, where, {"name", "matches", "filters", "backendRefs", "timeouts", "retry"})
-    rule: dict[str, Any] = {"name": rule_name(r.get("name"), f"rule-{i}", taken)}
+    rule: dict[str, Any] = {"name": rule_name(r.get("name"), fallback, taken)}
     matches = [
         _match(m, f"{where}.matches[{j}]", notes) for j, m in enumerate(r.get("matches") or [])
     ]
@@ -130,11 +134,18 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
     if spec.get("hostnames"):
         notes.ignored("spec.hostnames", "is ignored: a mesh route matches its Service's traffic")
     services: list[str] = []
+    own_namespace = (doc.get("metadata") or {}).get("namespace")
     for i, ref in enumerate(spec.get("parentRefs") or []):
         if ref.get("kind") == "Service" and ref.get("group", "") in ("", "core"):
             name = service_of(ref.get("name"))
             if name is not None:
                 services.append(name)
+            if ref.get("namespace") not in (None, "", own_namespace):
+                notes.ignored(
+                    f"spec.parentRefs[{i}].namespace",
+                    "is ignored: a consumer route (another namespace's Service) applies to "
+                    "every caller in Weft, not only to callers in the route's namespace",
+                )
         else:
             notes.ignored(
                 f"spec.parentRefs[{i}]",
@@ -145,7 +156,18 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
         notes.problem("spec.parentRefs", "no Service parent: nothing in the mesh to route")
         return []
     taken: set[str] = set()
-    rules = [_rule(r, i, taken, notes) for i, r in enumerate(spec.get("rules") or [{}])]
+    # An unnamed rule is named after its HTTPRoute (Linkerd's `route` metric label), with
+    # its index when the route has several.
+    given = spec.get("rules") or [{}]
+    route = rule_name((doc.get("metadata") or {}).get("name"), "rule", set())
+    rules = [
+        _rule(r, i, route if len(given) == 1 else f"{route}-{i}", taken, notes)
+        for i, r in enumerate(given)
+    ]
+    # Linkerd's retry and timeout annotations cover every rule and win over its fields.
+    policy = rule_policy((doc.get("metadata") or {}).get("annotations"), notes)
+    for rule in rules:
+        rule.update(policy)
     return [
         _doc(
             "Route",

@@ -211,3 +211,79 @@ def test_each_traffic_policy_field_is_honoured_or_named(
     result = convert([destination_rule(policy)])
     assert [d["spec"] for d in result.docs] == ([spec] if spec else [])
     assert any(said in line for line in result.warnings + result.notes), result
+
+
+def http_route(name: str = "r", annotations: dict | None = None, **spec: object) -> dict:  # type: ignore[type-arg]
+    meta: dict[str, object] = {"name": name, "namespace": "shop"}
+    if annotations:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": meta,
+        "spec": {
+            "parentRefs": [{"kind": "Service", "group": "", "name": "books"}],
+            "rules": [{}],
+            **spec,
+        },
+    }
+
+
+def test_linkerd_retry_annotations_expand_ranges_and_retry_per_try_timeouts() -> None:
+    result = convert(
+        [
+            http_route(
+                annotations={
+                    "retry.linkerd.io/http": "500-504,gateway-error,429",
+                    "retry.linkerd.io/timeout": "250ms",
+                    "retry.linkerd.io/grpc": "unavailable",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                }
+            )
+        ]
+    )
+    (rule,) = result.docs[0]["spec"]["rules"]
+    assert rule["perTryTimeout"] == "250ms"
+    assert rule["retries"] == {
+        "attempts": 1,  # Linkerd's limit unless retry.linkerd.io/limit says otherwise
+        "retryOn": [500, 501, 502, 503, 504, "gateway-error", 429, "timeout"],
+        "nonIdempotent": True,
+    }
+    assert result.warnings == [
+        "HTTPRoute r: metadata.annotations.retry.linkerd.io/grpc is not supported and is ignored"
+    ]
+
+
+def test_linkerd_annotations_win_over_the_routes_own_fields() -> None:
+    route = http_route(
+        annotations={"timeout.linkerd.io/request": "2s", "timeout.linkerd.io/idle": "1m"},
+        rules=[{"timeouts": {"request": "10s"}, "retry": {"attempts": 2}}],
+    )
+    result = convert([route])
+    (rule,) = result.docs[0]["spec"]["rules"]
+    assert rule["timeout"] == "2s" and rule["retries"]["attempts"] == 2
+    assert "timeout.linkerd.io/idle is not supported" in result.warnings[0]
+
+
+def test_a_consumer_route_is_warned_it_applies_to_every_caller() -> None:
+    route = http_route()
+    route["spec"]["parentRefs"][0]["namespace"] = "faces"
+    result = convert([route])
+    assert result.docs[0]["spec"]["service"] == "books"
+    assert "spec.parentRefs[0].namespace is ignored: a consumer route" in result.warnings[0]
+
+
+def test_http_routes_of_one_service_merge_with_unique_rule_names_in_name_order() -> None:
+    a = http_route("b-route", rules=[{"name": "x"}, {"matches": [{"method": "GET"}]}])
+    b = http_route("a-route", rules=[{"name": "x"}])
+    other = {**http_route("c-route"), "apiVersion": "policy.linkerd.io/v1beta3"}
+    other["spec"] = {**other["spec"], "parentRefs": [{"kind": "Service", "name": "authors"}]}
+    result = convert([a, b, other])
+    assert [d["spec"]["service"] for d in result.docs] == ["books", "authors"]
+    assert [r["name"] for r in result.docs[0]["spec"]["rules"]] == ["x", "x-2", "b-route-1"]
+    assert result.sources == [0, 2]
+    assert result.notes == [
+        "HTTPRoute shop/a-route, shop/b-route: merged into Route books, rules ranked by "
+        "specificity and then by route name (Gateway API ranks the older route first; Weft "
+        "knows no ages)"
+    ]
