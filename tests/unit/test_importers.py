@@ -287,3 +287,29 @@ def test_http_routes_of_one_service_merge_with_unique_rule_names_in_name_order()
         "specificity and then by route name (Gateway API ranks the older route first; Weft "
         "knows no ages)"
     ]
+
+
+def test_a_response_class_with_only_min_is_that_one_status_and_opaque_ports_are_warned() -> None:
+    # Linkerd's reference: "Specifying only one of min or max matches just that one status code."
+    profile = {
+        "apiVersion": "linkerd.io/v1alpha2",
+        "kind": "ServiceProfile",
+        "metadata": {"name": "web-svc.emojivoto.svc.cluster.local"},
+        "spec": {
+            "opaquePorts": ["3306"],
+            "routes": [
+                {
+                    "name": "GET /api/list",
+                    "condition": {"method": "GET", "pathRegex": "/api/list"},
+                    "isRetryable": True,
+                    "responseClasses": [{"condition": {"status": {"min": 404}}, "isFailure": True}],
+                }
+            ],
+        },
+    }
+    result = convert([profile])
+    (rule,) = result.docs[0]["spec"]["rules"]
+    assert rule["responseClasses"] == [{"status": {"min": 404, "max": 404}, "failure": True}]
+    assert rule["retries"]["retryOn"] == ["5xx", 404]  # what the classes call a failure
+    assert "responseClasses[0].condition.status: no max: read as exactly 404" in result.notes[0]
+    assert "spec.opaquePorts is ignored" in result.warnings[0]
