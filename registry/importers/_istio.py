@@ -96,11 +96,12 @@ def _fault(fault: dict[str, Any], path: str, notes: Notes) -> dict[str, Any] | N
             }
     abort = fault.get("abort")
     if isinstance(abort, dict):
-        notes.unknown(abort, f"{path}.abort", {"httpStatus", "percentage"})
+        # `percent` is the integer field before `percentage`; Istio's own samples still use it.
+        notes.unknown(abort, f"{path}.abort", {"httpStatus", "percentage", "percent"})
         if "httpStatus" in abort:
             out["abort"] = {
                 "status": abort["httpStatus"],
-                "percent": _percent(abort.get("percentage")),
+                "percent": _percent(abort.get("percentage"), abort.get("percent")),
             }
     return out or None
 

@@ -313,3 +313,13 @@ def test_a_response_class_with_only_min_is_that_one_status_and_opaque_ports_are_
     assert rule["retries"]["retryOn"] == ["5xx", 404]  # what the classes call a failure
     assert "responseClasses[0].condition.status: no max: read as exactly 404" in result.notes[0]
     assert "spec.opaquePorts is ignored" in result.warnings[0]
+
+
+def test_an_abort_with_the_legacy_integer_percent_injects_that_share() -> None:
+    # Istio's bookinfo sample virtual-service-ratings-test-abort.yaml writes `percent: 100`.
+    fault = {"abort": {"percent": 100, "httpStatus": 500}}
+    result = convert([virtual_service({"fault": fault})])
+    assert result.docs[0]["spec"]["rules"][0]["fault"] == {
+        "abort": {"status": 500, "percent": 100.0}
+    }
+    assert result.warnings == []
