@@ -6,11 +6,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _gateway_api, _istio, _istio_destination, _linkerd
+from . import _gateway_api, _istio, _istio_destination, _linkerd, _smi
 from ._names import rule_name
 from ._notes import Notes
 
 Importer = Callable[[dict[str, Any], Notes], list[dict[str, Any]]]
+
+
+def _no_groups(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
+    return _smi.convert_traffic_split(doc, notes, {})
+
 
 _IMPORTERS: dict[tuple[str, str], Importer] = {
     ("linkerd.io/v1alpha2", "ServiceProfile"): _linkerd.convert,
@@ -31,9 +36,11 @@ _IMPORTERS: dict[tuple[str, str], Importer] = {
         (f"policy.linkerd.io/{v}", "HTTPRoute"): _gateway_api.convert_http_route
         for v in ("v1beta1", "v1beta2", "v1beta3")
     },
+    # A TrafficSplit reads the HTTPRouteGroups of its apply (`convert` hands them over).
+    **{(f"split.smi-spec.io/{v}", "TrafficSplit"): _no_groups for v in _smi.GROUP_VERSIONS},
     **{
-        (f"split.smi-spec.io/{v}", "TrafficSplit"): _gateway_api.convert_traffic_split
-        for v in ("v1alpha4", "v1alpha3", "v1alpha2", "v1alpha1")
+        (f"specs.smi-spec.io/{v}", "HTTPRouteGroup"): _smi.convert_route_group
+        for v in _smi.GROUP_VERSIONS
     },
 }
 
@@ -58,6 +65,11 @@ def convert(docs: Sequence[Any]) -> Imported:
     """Every foreign document as Weft documents; weft.dev/v1 documents pass unchanged.
     HTTPRoutes of one Service are merged into its one Route, as Gateway API merges them."""
     result = Imported()
+    groups = {
+        str((d.get("metadata") or {}).get("name")): d
+        for d in docs
+        if is_foreign(d) and d["kind"] == "HTTPRouteGroup"
+    }
     for i, doc in enumerate(docs):
         if not is_foreign(doc):
             result.docs.append(doc)
@@ -66,7 +78,10 @@ def convert(docs: Sequence[Any]) -> Imported:
         name = (doc.get("metadata") or {}).get("name", "?")
         notes = Notes(f"{doc['kind']} {name}")
         try:
-            made = _IMPORTERS[(doc["apiVersion"], doc["kind"])](doc, notes)
+            if doc["kind"] == "TrafficSplit":
+                made = _smi.convert_traffic_split(doc, notes, groups)
+            else:
+                made = _IMPORTERS[(doc["apiVersion"], doc["kind"])](doc, notes)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             # A malformed anchor document (a list where an object belongs...) is refused, named.
             notes.problem("(document)", f"cannot be read: {type(exc).__name__}: {exc}")
@@ -76,6 +91,18 @@ def convert(docs: Sequence[Any]) -> Imported:
         result.warnings.extend(notes.warnings)
         result.notes.extend(notes.notes)
         result.problems.extend(notes.problems)
+    named = {
+        str(m.get("name"))
+        for d in docs
+        if is_foreign(d) and d["kind"] == "TrafficSplit"
+        for m in ((d.get("spec") or {}).get("matches") or [])
+        if isinstance(m, dict)
+    }
+    for name in sorted(set(groups) - named):
+        result.warnings.append(
+            f"HTTPRouteGroup {name}: no TrafficSplit of this apply names it: ignored "
+            "(SMI access policy, TrafficTarget, is not imported)"
+        )
     _merge_http_routes(result, docs)
     return result
 

@@ -1,6 +1,6 @@
 """Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`, the GAMMA mesh form: a Service
 parentRef; also Linkerd's `policy.linkerd.io` HTTPRoute, the same schema, and its retry and
-timeout annotations) -> Route, and SMI TrafficSplit (`split.smi-spec.io`) -> Route. Pure.
+timeout annotations) -> Route. Pure. (SMI TrafficSplit is `_smi`.)
 
 HTTPRoute's semantics kept: rules by specificity (`precedence: specificity`), no match is a
 404 (`unmatched: reject`), `PathPrefix` by whole segments, matches default to every request,
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._linkerd import _weight
 from ._linkerd_annotations import rule_policy
 from ._names import rule_name, service_of
 from ._notes import Notes
@@ -176,38 +175,6 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
         )
         for s in dict.fromkeys(services)
     ]
-
-
-def convert_traffic_split(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
-    spec = doc.get("spec") or {}
-    notes.unknown(spec, "spec", {"service", "backends", "matches"})
-    if spec.get("matches"):
-        notes.ignored(
-            "spec.matches",
-            "(HTTPRouteGroup references) are not supported: the split applies to every request",
-        )
-    service = service_of(spec.get("service"))
-    if service is None:
-        notes.problem("spec.service", f"{spec.get('service')!r} is not a service")
-        return []
-    backends = []
-    for i, b in enumerate(spec.get("backends") or []):
-        target = service_of(b.get("service"))
-        if target is None:
-            notes.problem(f"spec.backends[{i}].service", "does not name a service")
-            continue
-        weight = b.get("weight", 0)
-        if not isinstance(weight, int):
-            weight = _weight(weight)  # v1alpha1 weights are quantities: "500m"
-        if weight < 0:
-            notes.problem(f"spec.backends[{i}].weight", f"{b.get('weight')!r} is not a weight")
-            continue
-        backends.append({"service": target, "weight": weight})
-    if not backends:
-        notes.problem("spec.backends", "no backends")
-        return []
-    rules = [{"name": "default", "backends": backends}]
-    return [_doc("Route", service, {"service": service, "unmatched": "reject", "rules": rules})]
 
 
 def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

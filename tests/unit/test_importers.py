@@ -323,3 +323,64 @@ def test_an_abort_with_the_legacy_integer_percent_injects_that_share() -> None:
         "abort": {"status": 500, "percent": 100.0}
     }
     assert result.warnings == []
+
+
+def traffic_split(**spec: object) -> dict:  # type: ignore[type-arg]
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha4",
+        "kind": "TrafficSplit",
+        "metadata": {"name": "split"},
+        "spec": {
+            "service": "website",
+            "backends": [{"service": "website-v2", "weight": 100}],
+            **spec,
+        },
+    }
+
+
+def route_group(name: str, *routes: dict) -> dict:  # type: ignore[type-arg]
+    return {
+        "apiVersion": "specs.smi-spec.io/v1alpha4",
+        "kind": "HTTPRouteGroup",
+        "metadata": {"name": name},
+        "spec": {"matches": list(routes)},
+    }
+
+
+def test_a_split_with_matches_splits_only_matching_requests_and_the_rest_go_to_the_root() -> None:
+    iphone = {
+        "name": "iphone-users",
+        "pathRegex": "/api/.*",
+        "methods": ["GET", "HEAD"],
+        "headers": {"User-Agent": ".*iPhone.*"},
+    }
+    everyone = {"name": "health", "pathRegex": "/ping", "methods": ["*"]}
+    result = convert(
+        [
+            traffic_split(matches=[{"kind": "HTTPRouteGroup", "name": "the-routes"}]),
+            route_group("the-routes", iphone, everyone),
+        ]
+    )
+    split, root = result.docs[0]["spec"]["rules"]
+    assert split["match"] == [
+        {
+            "path": {"regex": "(?:/api/.*).*"},  # SMI anchors the regex at the start only
+            "method": ["GET", "HEAD"],
+            "headers": [{"name": "user-agent", "regex": ".*iPhone.*"}],
+        },
+        {"path": {"regex": "(?:/ping).*"}},
+    ]
+    assert root == {"name": "default"}  # the root service itself
+    assert result.warnings == [] and result.problems == []
+
+
+def test_a_split_naming_a_group_not_applied_with_it_is_refused_and_a_lone_group_warned() -> None:
+    missing = convert([traffic_split(matches=[{"kind": "HTTPRouteGroup", "name": "ab-test"}])])
+    assert missing.docs == []
+    assert "HTTPRouteGroup 'ab-test' is not in this apply" in missing.problems[0]
+    lone = convert([route_group("spare", {"name": "x", "pathRegex": "/x"})])
+    assert lone.docs == []
+    assert lone.warnings == [
+        "HTTPRouteGroup spare: no TrafficSplit of this apply names it: ignored (SMI access "
+        "policy, TrafficTarget, is not imported)"
+    ]
