@@ -21,7 +21,7 @@ GROUP_VERSIONS = ("v1alpha1", "v1alpha2", "v1alpha3", "v1alpha4")
 def _headers(value: Any) -> list[dict[str, Any]]:
     # v1alpha4 writes a map (`user-agent: ".*Firefox.*"`); its split example, a list of maps.
     items = value if isinstance(value, list) else [value]
-    out = []
+    out: list[dict[str, Any]] = []
     for item in items:
         if isinstance(item, dict):
             out.extend({"name": str(k).lower(), "regex": str(v)} for k, v in item.items())
