@@ -141,6 +141,13 @@ def _rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any
         if "abort" in fault:
             compiled["abort"] = dict(fault["abort"])
         out["fault"] = compiled
+    rewrite = rule.get("rewrite")
+    if rewrite:
+        out["rewrite"] = (
+            {"full_path": rewrite["fullPath"]}
+            if "fullPath" in rewrite
+            else {"prefix": rewrite["prefix"]}
+        )
     mirror = rule.get("mirror")
     if mirror:
         out["mirror"] = {

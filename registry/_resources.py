@@ -21,6 +21,7 @@ translate into these kinds without loss (the mapping is in docs/traffic.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,18 @@ def _mirror(value: Any, path: str, out: Problems) -> None:
     check_object(value, path, out, fields, required=("service",))
 
 
+_REWRITE_PATH = re.compile(r"^/[!-\"$->@-~]{0,1023}$")  # no space, '?' or '#'
+
+
+def _rewrite(value: Any, path: str, out: Problems) -> None:
+    def target(v: Any, p: str, o: Problems) -> None:
+        if not isinstance(v, str) or not _REWRITE_PATH.match(v):
+            o.add(p, f"{v!r} is not a path: '/' then visible characters, no '?' or '#'")
+
+    if check_object(value, path, out, {"prefix": target, "fullPath": target}) and (len(value) != 1):
+        out.add(path, "give exactly one of prefix and fullPath")
+
+
 def _header_changes(value: Any, path: str, out: Problems) -> None:
     def name_ok(name: Any, p: str, o: Problems) -> bool:
         if not isinstance(name, str) or not TOKEN.match(name):
@@ -171,6 +184,7 @@ def _rule(value: Any, path: str, out: Problems) -> None:
         "backends": check_list(_backend, MAX_BACKENDS, least=1),
         "fault": _fault,
         "mirror": _mirror,
+        "rewrite": _rewrite,
         "requestHeaders": _header_changes,
         "responseHeaders": _header_changes,
         **_POLICY_FIELDS,

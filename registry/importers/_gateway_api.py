@@ -81,6 +81,16 @@ def _filters(filters: Any, path: str, rule: dict[str, Any], notes: Notes) -> Non
                 frac = mirror["fraction"]
                 percent = 100.0 * frac.get("numerator", 0) / (frac.get("denominator") or 100)
             rule["mirror"] = {"service": target, "percent": percent}
+        elif kind == "URLRewrite":
+            rewrite = f.get("urlRewrite") or {}
+            notes.unknown(rewrite, f"{where}.urlRewrite", {"path"})
+            p = rewrite.get("path") or {}
+            if p.get("type") == "ReplaceFullPath":
+                rule["rewrite"] = {"fullPath": p.get("replaceFullPath", "/")}
+            elif p.get("type") == "ReplacePrefixMatch":
+                rule["rewrite"] = {"prefix": p.get("replacePrefixMatch", "/")}
+            elif p:
+                notes.ignored(f"{where}.urlRewrite.path", f"type {p.get('type')!r} is unknown")
         else:
             notes.ignored(f"{where}", f"(type {kind}) is not supported and is ignored")
 
@@ -94,9 +104,14 @@ def _rule(
     matches = [
         _match(m, f"{where}.matches[{j}]", notes) for j, m in enumerate(r.get("matches") or [])
     ]
+    _filters(r.get("filters"), f"{where}.filters", rule, notes)
+    if "prefix" in rule.get("rewrite", {}):
+        # ReplacePrefixMatch replaces the PathPrefix matched, "/" when none is written.
+        matches = [
+            m if "path" in m else {"path": {"segmentPrefix": "/"}, **m} for m in matches or [{}]
+        ]
     if matches and all(matches):
         rule["match"] = matches
-    _filters(r.get("filters"), f"{where}.filters", rule, notes)
     backends = []
     for j, ref in enumerate(r.get("backendRefs") or []):
         bwhere = f"{where}.backendRefs[{j}]"

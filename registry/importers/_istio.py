@@ -177,6 +177,7 @@ def _http(rule: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[s
         "mirrorPercent",
         "mirror_percent",
         "headers",
+        "rewrite",
     }
     for key in rule:
         if key not in known:
@@ -245,7 +246,13 @@ def _http(rule: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[s
 
 
 def _rest(rule: dict[str, Any], where: str, notes: Notes, out: dict[str, Any]) -> dict[str, Any]:
-    """A rule's mirror and header changes."""
+    """A rule's path rewrite, mirror and header changes."""
+    rewrite = rule.get("rewrite")
+    if isinstance(rewrite, dict):
+        notes.unknown(rewrite, f"{where}.rewrite", {"uri"})
+        if rewrite.get("uri"):
+            # Istio: the prefix the request matched is replaced, else the whole path.
+            out["rewrite"] = {"prefix": rewrite["uri"]}
     mirror = rule.get("mirror")
     if isinstance(mirror, dict) and service_of(mirror.get("host")):
         m: dict[str, Any] = {"service": service_of(mirror["host"])}

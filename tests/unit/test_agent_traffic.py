@@ -43,6 +43,7 @@ spec:
     perTryTimeout: 100ms
     fault: {delay: {fixed: 50ms, percent: 1}}
     mirror: {service: shadow, percent: 5}
+    rewrite: {prefix: /catalog}
     requestHeaders: {set: {x-env: prod}, remove: [x-debug]}
 ---
 apiVersion: weft.dev/v1
@@ -106,6 +107,7 @@ def test_resources_compile_to_a_v2_snapshot_the_proxy_accepts() -> None:
     assert canary["timeout_ms"] == 2000 and canary["retry"]["on"] == ["5xx", "timeout"]
     assert book["per_try_ms"] == 100 and book["fault"] == {"delay": {"ms": 50, "percent": 1}}
     assert book["match"] == [{"method": "GET", "path": {"segment_prefix": "/books"}}]
+    assert book["rewrite"] == {"prefix": "/catalog"}
     assert default == {
         "name": "default",
         "timeout_ms": 2000,
@@ -122,6 +124,8 @@ def test_resources_compile_to_a_v2_snapshot_the_proxy_accepts() -> None:
         return rule.name if rule else ""
 
     assert route("GET /books/1 HTTP/1.1\nHost: b\nx-canary: 1\n\n") == "book"  # more specific
+    rewrite = next(r for _, r in table.entries if r.name == "book").rewrite
+    assert rewrite is not None and rewrite.apply(b"/books/1?x") == b"/catalog/1?x"
     assert route("GET /x HTTP/1.1\nHost: b\nx-canary: 1\n\n") == "canary"
     assert route("DELETE /x HTTP/1.1\nHost: b\n\n") == "default"
 

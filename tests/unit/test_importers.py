@@ -384,3 +384,22 @@ def test_a_split_naming_a_group_not_applied_with_it_is_refused_and_a_lone_group_
         "HTTPRouteGroup spare: no TrafficSplit of this apply names it: ignored (SMI access "
         "policy, TrafficTarget, is not imported)"
     ]
+
+
+def test_a_url_rewrite_filter_becomes_the_rules_rewrite() -> None:
+    prefix = {
+        "type": "URLRewrite",
+        "urlRewrite": {
+            "hostname": "elsewhere.example",
+            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/xyz"},
+        },
+    }
+    result = convert([http_route(rules=[{"filters": [prefix]}])])
+    (rule,) = result.docs[0]["spec"]["rules"]
+    # no path match written: Gateway API's PathPrefix "/" is the prefix replaced
+    assert rule["match"] == [{"path": {"segmentPrefix": "/"}}]
+    assert rule["rewrite"] == {"prefix": "/xyz"}
+    assert "urlRewrite.hostname is not supported" in result.warnings[0]
+    full = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath"}}}
+    rule = convert([http_route(rules=[{"filters": [full]}])]).docs[0]["spec"]["rules"][0]
+    assert rule["rewrite"] == {"fullPath": "/"} and "match" not in rule

@@ -38,6 +38,8 @@ def defaults(**spec: Any) -> dict[str, Any]:
         ),
         (defaults(connectionPool={"maxConnections": 0}), "maxConnections: 0 is outside 1..100000"),
         (defaults(connectionPool={"maxPending": 1}), "connectionPool.maxPending: unknown field"),
+        (route(rewrite={"prefix": "/a?b"}), "rewrite.prefix: '/a?b' is not a path"),
+        (route(rewrite={"prefix": "/a", "fullPath": "/b"}), "give exactly one of prefix and"),
         (route(timout="1s"), "spec.rules[0].timout: unknown field"),
         (route(match=[{"path": {"regex": "(("}}]), "spec.rules[0].match[0].path.regex: '((' is"),
         (route(match=[{"path": {"exact": "/a", "prefix": "/"}}]), "needs exactly one of"),
