@@ -14,6 +14,8 @@ included, refuses them: `test_the_slides_yaml_as_printed_is_refused_naming_the_l
 documents applied are the golden files tests/golden/importers/*/talk-*.yaml: the slide's
 fields and values unchanged, wrapped in apiVersion/kind/metadata, indentation normalised. The
 subsets they name come from Istio's bookinfo destination-rule-all.yaml (golden files too).
+Two more anchor documents close the file: a DestinationRule's outlier detection and the Istio
+reference's rewrite example, each shown by traffic too.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def talk(etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Talk]:  # t
         ("vm-c", "authors", "authors", None),
         ("vm-c", "details", "details-v2", "v2"),
         ("vm-c", "reviews", "reviews-v3", "v3"),
+        ("vm-a", "reviews", "reviews-v2", "v2"),  # only the rewrite example routes to it
     ]
     apps = {name: HttpApp(name) for _, _, name, _ in layout}
     try:
@@ -138,7 +141,7 @@ def talk(etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Talk]:  # t
 
         with Background() as bg:
             ports = {name: bg.start(app.serve) for name, app in apps.items()}
-            nodes = {node: agent(node) for node in ("vm-b", "vm-c")}
+            nodes = {node: agent(node) for node in ("vm-b", "vm-c", "vm-a")}
             for node, service, name, version in layout:
                 meta = f'meta = {{ version = "{version}" }}\n' if version else ""
                 nodes[node].define(
@@ -146,10 +149,8 @@ def talk(etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Talk]:  # t
                     f'name = "{service}"\nport = {ports[name]}\n{meta}'
                     f"[sidecar]\nport = {free_port()}\n",
                 )
-            for made in nodes.values():
-                made.start()
             local = {s: free_port() for s in ("webapp", "authors", "details", "reviews")}
-            page = agent("vm-a")
+            page = nodes["vm-a"]
             page.define(
                 "productpage",
                 f'name = "productpage"\nport = {free_port()}\n[sidecar]\nport = {free_port()}\n'
@@ -157,14 +158,15 @@ def talk(etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Talk]:  # t
                     f'[[upstreams]]\nservice = "{s}"\nlocal_port = {p}\n' for s, p in local.items()
                 ),
             )
-            page.start()
+            for made in nodes.values():
+                made.start()
             world = Talk(server, tmp, apps, ports, local, "")
             with httpx.Client(trust_env=False, timeout=5) as client:
                 for service, names in (
                     ("webapp", {"webapp"}),
                     ("authors", {"authors"}),
                     ("details", {"details-v1", "details-v2"}),
-                    ("reviews", {"reviews-v1", "reviews-v3"}),
+                    ("reviews", {"reviews-v1", "reviews-v2", "reviews-v3"}),
                 ):
                     wait_until(
                         lambda s=service, n=names: (
@@ -173,7 +175,11 @@ def talk(etcd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Talk]:  # t
                         timeout=60,
                         what=f"productpage's sidecar to reach every {service} instance",
                     )
-            world.admin = page.status()["services"][0]["sidecar"]["proxy"]["admin"]
+            world.admin = next(
+                s["sidecar"]["proxy"]["admin"]
+                for s in page.status()["services"]
+                if s["name"] == "productpage"
+            )
             yield world
     finally:
         for made in agents:
@@ -401,3 +407,29 @@ def test_a_destination_rules_outlier_detection_ejects_a_failing_instance(talk: T
             what="the instance back after its ejection",
         )
         assert back and time.monotonic() - started >= 1.5  # baseEjectionTime: 2s
+
+
+def test_istios_rewrite_example_sends_the_new_path_to_the_app(talk: Talk) -> None:
+    """Not one of the talk's examples: the Istio reference's first VirtualService (two
+    prefixes rewritten to /newcatalog for subset v2, everything else to v1), by traffic."""
+    talk.apply(
+        golden("destinationrule", "istio-bookinfo-reviews"),
+        golden("virtualservice", "istio-reference-match-uri-rewrite"),
+    )
+    wait_until(
+        lambda: talk.routes("reviews") == ["reviews-v2-routes", "reviews-v1-route"],
+        timeout=5,
+        interval=0.05,
+        what="the VirtualService in productpage's sidecar",
+    )
+    v1, v2 = talk.apps["reviews-v1"], talk.apps["reviews-v2"]
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for asked, sent in (
+            ("/wpcatalog/books?page=2", "/newcatalog/books?page=2"),
+            ("/consumercatalog", "/newcatalog"),
+        ):
+            resp = client.get(talk.url("reviews", asked))
+            assert resp.json()["instance"] == "reviews-v2"
+            assert resp.json()["path"] == sent == v2.seen[-1].target  # what the app received
+        other = client.get(talk.url("reviews", "/catalog/wpcatalog")).json()
+    assert other["instance"] == "reviews-v1" and v1.seen[-1].target == "/catalog/wpcatalog"
