@@ -40,3 +40,8 @@ def test_every_kind_has_at_least_ten_golden_documents() -> None:
         "trafficsplit",
     }
     assert min(kinds.values()) >= 10, kinds
+
+
+def test_every_expected_file_has_its_source_and_every_source_its_expected_file() -> None:
+    expected = {p for p in GOLDEN.glob("*/*.expected.yaml")}
+    assert expected == {p.with_name(p.stem + ".expected.yaml") for p in CASES}
