@@ -34,7 +34,7 @@ from registry.client import APIError, RegistryClient, ServerUnreachable
 from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
 from registry.web import HTTPServer, Limits
 
-from . import _snapshots
+from . import _exposure, _snapshots
 from ._api import LocalAPI
 from ._certs import CertManager
 from ._checks import CheckRunner
@@ -51,6 +51,7 @@ from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
 from ._resource_watch import ResourceWatcher
+from ._screen import Screen
 from ._supervisor import ProxySpec, ProxySupervisor
 from ._upstreams import UpstreamWatcher
 
@@ -98,6 +99,8 @@ class Agent:
         self.trust_domain: str | None = config.trust_domain or None
         self.ready = False
         self.client: RegistryClient | None = None
+        self.screen = Screen()
+        self._exposed: dict[str, list[str]] = {}  # service id -> non-loopback app addresses
 
     # -- trust ---------------------------------------------------------------------------------
 
@@ -279,6 +282,7 @@ class Agent:
                     if held and held.renew_at
                     else None,
                     "certificate_renewals": held.renewals if held else 0,
+                    "app_exposed_on": self._exposed.get(d.id, []),
                     "proxy": proxies.get(d.id),
                 }
             services.append(entry)
@@ -291,6 +295,10 @@ class Agent:
             "ready": self.ready,
             "trust_domain": self.trust_domain,
             "services": services,
+            "refused": dict(self.registrar.refused),
+            "dropped_instances": {
+                f"{service}/{reason}": n for (service, reason), n in self.screen.dropped.items()
+            },
         }
 
     # -- running ------------------------------------------------------------------------------
@@ -308,6 +316,30 @@ class Agent:
         await self.registrar.synced.wait()
         await self.certs.run()
 
+    def check_exposure(self) -> None:
+        """Warn (once per change) about sidecar apps reachable around their sidecar."""
+        sockets = _exposure.host_listening()
+        for d in self.defs:
+            if not d.sidecar_port:
+                continue
+            found = _exposure.exposed(sockets, d.port)
+            if found and found != self._exposed.get(d.id):
+                log.warning(
+                    "%s's application listens on %s port %d, so it can be called without its "
+                    "sidecar (no mTLS, no authorization); bind it to 127.0.0.1 "
+                    "(docs/operations.md, 'Only through the sidecar')",
+                    d.name,
+                    ", ".join(found),
+                    d.port,
+                    extra={"kv": {"service": d.name, "addresses": found, "port": d.port}},
+                )
+            self._exposed[d.id] = found
+
+    async def _watch_exposure(self) -> None:
+        while True:
+            self.check_exposure()
+            await trio.sleep(30)
+
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
         if not interval or not self.config.watchdog:
@@ -320,7 +352,8 @@ class Agent:
         await self.registrar.synced.wait()
         while not (
             self.publisher.all_configured()
-            and len(self.publisher.proxies) == sum(1 for d in self.defs if d.sidecar_port)
+            and len(self.publisher.proxies)
+            == sum(1 for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused)
         ):
             await self.publisher.acked.wait()
         self.ready = True
@@ -354,7 +387,9 @@ class Agent:
         self.certs = CertManager(
             client, self.data / "certs", lifetime=self.config.cert_lifetime, rng=rng
         )
-        self.upstreams = UpstreamWatcher(client)
+        self.upstreams = UpstreamWatcher(
+            client, screen=lambda name, insts: self.screen.admit(name, insts, self.trust_domain)
+        )
         self.traffic = ResourceWatcher(client)
         self.registrar = Registrar(
             client,
@@ -373,6 +408,7 @@ class Agent:
             status=self.status,
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
             set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
+            metrics=self.screen.metrics,
         )
         config = self.config
         http = HTTPServer(
@@ -412,6 +448,7 @@ class Agent:
                 self.supervisor.run,
                 self._republish_loop,
                 self._become_ready,
+                self._watch_exposure,
             ):
                 nursery.start_soon(task)
 

@@ -64,6 +64,7 @@ class Registrar:
         self.sync_interval = sync_interval
         self.identity_of = identity_of
         self.lease: str | None = None
+        self.refused: dict[str, str] = {}  # definition id -> why the registry refused it
         self.defs: list[ServiceDef] = []
         self.synced = trio.Event()  # set after the first complete sync
         self.connected = False
@@ -91,7 +92,23 @@ class Registrar:
                 lease=self.lease,
                 identity=self.identity_of(d),
             )
-            view = await self.client.register(body)
+            try:
+                view = await self.client.register(body)
+            except APIError as exc:
+                if exc.status != 403:
+                    raise
+                # Not this host's to register (its token's service set): the other services
+                # must still be registered, so refuse this one alone, loudly.
+                if self.refused.get(d.id) != exc.message:
+                    log.error(
+                        "the registry refused to register %s: %s",
+                        d.name,
+                        exc.message,
+                        extra={"kv": {"service": d.name, "id": d.id}},
+                    )
+                self.refused[d.id] = exc.message
+                continue
+            self.refused.pop(d.id, None)
             self.on_registered(view)
             wanted.add((d.name, d.id))
         for inst in await self.client.instances(node=self.node, source="agent"):
@@ -99,7 +116,12 @@ class Registrar:
                 log.info(
                     "removing %s/%s: no longer defined on this host", inst["service"], inst["id"]
                 )
-                await self.client.deregister(inst["service"], self.node, inst["id"])
+                try:
+                    await self.client.deregister(inst["service"], self.node, inst["id"])
+                except APIError as exc:
+                    if exc.status != 403:
+                        raise
+                    log.error("the registry refused to remove %s: %s", inst["id"], exc.message)
         self.last_sync = trio.current_time()
         self.synced.set()
 

@@ -78,7 +78,7 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
     if inst is not None:
         ctx.authorizer.write_instance(token, inst)
     else:
-        ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+        ctx.write_node(token, node, what=f"check {check_id!r}")
     await ctx.catalog.commit(
         [Delete(ctx.keys.check(check.service, node, check.instance, check.id))]
     )

@@ -82,7 +82,7 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
     if not data.get("Node"):
         raise InvalidInput("Node: is required", field="Node")
     node = node_name(data["Node"], "Node")
-    ctx.authorizer.write_node(token, node, what=f"node {node!r}")
+    ctx.write_node(token, node, what=f"node {node!r}")
     node_address = address(data.get("Address", ""), "Address")
     if not node_address and not data.get("SkipNodeUpdate"):
         raise InvalidInput("Address: is required (the node's address)", field="Address")
@@ -154,7 +154,7 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     if not data.get("Node"):
         raise InvalidInput("Node: is required", field="Node")
     node = data["Node"]
-    ctx.authorizer.write_node(token, node, what=f"node {node!r}")
+    ctx.write_node(token, node, what=f"node {node!r}")
     ops: list[Put | Delete] = []
     if data.get("CheckID"):
         check = ctx.mirror.find_check(node, data["CheckID"])

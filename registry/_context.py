@@ -39,6 +39,7 @@ class RegistryOptions:
     reap_interval: float = 1.0
     view_cache_bytes: int = 64 << 20
     session_min_ttl: float = 10.0
+    require_agent_services: bool = False
 
 
 class Context:
@@ -60,8 +61,13 @@ class Context:
         self.catalog = catalog
         self.sessions = sessions
         self.clock = clock
-        self.authorizer = Authorizer(anonymous_reads=options.anonymous_reads)
+        self.authorizer = Authorizer(
+            anonymous_reads=options.anonymous_reads,
+            require_agent_services=options.require_agent_services,
+        )
         self._views = ViewCache(options.view_cache_bytes)
+        # Set by the CA when it is mounted: the trust domain identities are derived in.
+        self.trust_domain: Callable[[], str | None] = lambda: None
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -90,6 +96,23 @@ class Context:
     def kv_writer(self, token: Token | None, key: str, *, prefix: bool = False) -> None:
         """May this token write (or lock, or delete) KV key `key` (or every key under it)?"""
         self.authorizer.write_kv(token, key, prefix=prefix)
+
+    def write_node(self, token: Token | None, node: str, *, what: str) -> None:
+        """May `token` write `what` (maintenance, a session, ...) on `node`?"""
+        sources = None
+        if token is not None and token.role is Role.ADAPTER:
+            sources = frozenset(i.source for i in self.mirror.instances_on(node))
+        self.authorizer.write_node(token, node, what=what, sources=sources)
+
+    def write_check(self, token: Token | None, node: str, check_id: str) -> None:
+        """May `token` set check `check_id` on `node`? An adapter only its source's checks."""
+        if token is not None and token.role is Role.ADAPTER:
+            check = self.mirror.find_check(node, check_id)
+            inst = check and self.mirror.instance(check.service, node, check.instance)
+            if inst:
+                self.authorizer.write_instance(token, inst)
+                return
+        self.write_node(token, node, what=f"check {check_id!r}")
 
     def node_of(self, token: Token | None) -> str:
         """The node a Consul-style agent call acts on."""

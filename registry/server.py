@@ -291,6 +291,7 @@ class RegistryServer:
             reap_interval=config.reap_interval,
             view_cache_bytes=config.view_cache_bytes,
             session_min_ttl=config.session_min_ttl,
+            require_agent_services=config.require_agent_services,
         )
         self.sessions = Sessions(
             self.etcd,

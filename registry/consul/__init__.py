@@ -12,7 +12,7 @@ from .. import _consul_checks, _consul_nodes, _consul_sessions, _consul_txn
 from .._context import Context
 from .._endpoints import Area, Param, json_reply
 from ..web import Router
-from . import _agent, _catalog, _health, _kv, _status
+from . import _agent, _catalog, _connect, _health, _kv, _status
 
 # Sessions, transactions, node and check registration: plain route tables, declared here with
 # Consul's answer left untyped (any JSON) until each module declares its own shapes.
@@ -41,6 +41,7 @@ AREAS: tuple[Area[Context], ...] = (
     _agent.AREA,
     _catalog.AREA,
     _health.AREA,
+    _connect.AREA,
     _status.AREA,
     _kv.AREA,
     _EXTRA,

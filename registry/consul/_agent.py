@@ -138,6 +138,7 @@ async def register(ctx: Context, request: Request) -> Response:
         node_address=request.peer,
         rules=ctx.options.check_rules,
         source=token.source if token is not None and token.source else "api",
+        trust_domain=ctx.trust_domain(),
     )
     ctx.authorizer.write_instance(token, reg.instance)
     await ctx.catalog.register(reg, replace_checks=request.flag("replace-existing-checks"))
@@ -167,7 +168,7 @@ async def _set_check(ctx: Context, request: Request, status: Status) -> Response
     token = ctx.token(request)
     node = ctx.node_of(token)
     check_id = request.params["check_id"]
-    ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+    ctx.write_check(token, node, check_id)
     output = request.arg("note")
     if output is None and request.body:
         body = request.json()
@@ -251,7 +252,7 @@ async def check_update(ctx: Context, request: Request) -> Response:
 async def maintenance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = ctx.node_of(token)
-    ctx.authorizer.write_node(token, node, what="maintenance mode")
+    ctx.write_node(token, node, what="maintenance mode")
     enable = request.arg("enable")
     if enable not in ("true", "false"):
         raise InvalidInput("enable: must be true or false", field="enable")

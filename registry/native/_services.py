@@ -216,7 +216,7 @@ async def batch(ctx: Context, request: Request) -> Response:
 async def put_check(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node, check_id = request.params["node"], request.params["check_id"]
-    ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+    ctx.write_check(token, node, check_id)
     data = decode(request.json(), {"status": F("str"), "output": F("str")})
     if "status" not in data:
         raise InvalidInput("status: is required", field="status")
@@ -238,7 +238,7 @@ async def put_check(ctx: Context, request: Request) -> Response:
 async def put_maintenance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = node_name(request.params["node"], "node")
-    ctx.authorizer.write_node(token, node, what="maintenance mode")
+    ctx.write_node(token, node, what="maintenance mode")
     data = decode(request.json(), {"enable": F("bool"), "reason": F("str")})
     if "enable" not in data:
         raise InvalidInput("enable: is required", field="enable")
