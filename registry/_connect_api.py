@@ -61,14 +61,6 @@ def _colon_hex(serial: int) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
 
 
-@AREA.route(
-    "POST",
-    "/v1/agent/connect/authorize",
-    summary="May a client certificate's service connect to Target? (Consul's shape)",
-    errors=(400,),
-    body=Body(ref("ConsulConnectAuthorize")),
-    ok=Reply("The decision", {"application/json": ref("ConsulConnectAuthorized")}, _CONSUL),
-)
 async def authorize(ext: CAExtension, request: Request) -> Response:
     data = decode(request.json(), AUTHORIZE_SHAPE, fold_case=True)
     for required in ("Target", "ClientCertURI"):
@@ -86,6 +78,18 @@ async def authorize(ext: CAExtension, request: Request) -> Response:
     decision = decide(ext.context, source, target, ns)
     body = {"Authorized": decision.authorized, "Reason": decision.reason}
     return consul_response(json.dumps(body).encode(), ext.context.mirror.index(CA_TOPIC))
+
+
+# Consul documents POST; py-consul sends PUT. Both are answered.
+for _method in ("POST", "PUT"):
+    AREA.route(
+        _method,
+        "/v1/agent/connect/authorize",
+        summary="May a client certificate's service connect to Target? (Consul's shape)",
+        errors=(400,),
+        body=Body(ref("ConsulConnectAuthorize")),
+        ok=Reply("The decision", {"application/json": ref("ConsulConnectAuthorized")}, _CONSUL),
+    )(authorize)
 
 
 @AREA.route(
