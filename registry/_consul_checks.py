@@ -12,6 +12,7 @@ from typing import Any
 
 from ._acl import Role, Token
 from ._catalog import Registration
+from ._check_reach import check_registration
 from ._consul_input import CHECK_SHAPE, registration_from_consul
 from ._context import Context
 from ._decode import decode
@@ -53,6 +54,9 @@ async def agent_check_register(ctx: Context, request: Request) -> Response:
     )
     if not reg.checks:
         raise InvalidInput("give the check's kind: TTL, HTTP, TCP or Args", field="TTL")
+    await check_registration(
+        ctx.options.check_reach, inst, reg.checks, [f"{c.type.upper()}" for c in reg.checks]
+    )
     await ctx.catalog.register(
         Registration(instance=inst, checks=reg.checks, lease=inst.lease), replace_checks=False
     )

@@ -12,6 +12,7 @@ import trio
 
 from ._acl import Authorizer, Role, Token
 from ._catalog import Catalog
+from ._check_reach import CheckReach
 from ._errors import Forbidden
 from ._fanout import Hub
 from ._keys import Keys
@@ -40,6 +41,7 @@ class RegistryOptions:
     view_cache_bytes: int = 64 << 20
     session_min_ttl: float = 10.0
     require_agent_services: bool = False
+    check_reach: CheckReach = field(default_factory=CheckReach)
 
 
 class Context:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import weft
 
 from .. import _consul_views as views
+from .._check_reach import check_registration, consul_fields
 from .._consul_input import registration_from_consul
 from .._context import Context, consul_response
 from .._endpoints import Area, Body, Handler, Param, json_reply, ref
@@ -141,6 +142,9 @@ async def register(ctx: Context, request: Request) -> Response:
         trust_domain=ctx.trust_domain(),
     )
     ctx.authorizer.write_instance(token, reg.instance)
+    await check_registration(
+        ctx.options.check_reach, reg.instance, reg.checks, consul_fields(reg.checks)
+    )
     await ctx.catalog.register(reg, replace_checks=request.flag("replace-existing-checks"))
     return _done()
 

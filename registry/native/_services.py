@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._check_reach import check_registration, native_fields
 from .._context import Context
 from .._decode import F, decode
 from .._endpoints import Area, Body, Param, json_reply, ref
@@ -143,6 +144,9 @@ async def put_instance(ctx: Context, request: Request) -> Response:
     data = decode(request.json(), INSTANCE_SHAPE)
     reg = registration_from_native(data, ctx, token, request)
     ctx.authorizer.write_instance(token, reg.instance)
+    await check_registration(
+        ctx.options.check_reach, reg.instance, reg.checks, native_fields(reg.checks)
+    )
     await ctx.catalog.register(reg)
     inst = ctx.mirror.instance(reg.instance.service, reg.instance.node, reg.instance.id)
     return Response.json(instance_view(ctx, inst) if inst else {"service": reg.instance.service})
@@ -194,8 +198,14 @@ async def batch(ctx: Context, request: Request) -> Response:
             deletes.append(inst)
         elif not all(ref_.get(k) for k in ("service", "node", "id")):
             raise InvalidInput(f"deletes[{i}]: needs service, node and id", field=f"deletes[{i}]")
-    for reg in upserts:
+    for i, reg in enumerate(upserts):
         ctx.authorizer.write_instance(token, reg.instance)
+        await check_registration(
+            ctx.options.check_reach,
+            reg.instance,
+            reg.checks,
+            native_fields(reg.checks, f"upserts[{i}]"),
+        )
     for inst in deletes:
         ctx.authorizer.write_instance(token, inst)
     transactions = await ctx.catalog.apply_batch(upserts, deletes)
