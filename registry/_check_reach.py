@@ -83,12 +83,12 @@ class CheckReach:
             return f"{address!r} is not an IP address"
         if any(ip in net for net in self.networks if net.version == ip.version):
             return None
-        own = {a for a in (_ip(inst.address), _ip(inst.node_address)) if a is not None}
+        came_from = _ip(inst.node_address)
+        if ip.is_loopback and came_from is not None and came_from.is_loopback:
+            return None  # registered from this host, which reaches its own loopback anyway
+        own = {a for a in (_ip(inst.address), came_from) if a is not None}
         if ip in own:
             if not _special(ip):
-                return None
-            came_from = _ip(inst.node_address)
-            if ip.is_loopback and came_from is not None and came_from.is_loopback:
                 return None
             return (
                 f"{ip} is a {'loopback' if ip.is_loopback else 'link-local or reserved'} address: "
@@ -106,19 +106,24 @@ async def resolve(host: str, port: int) -> list[str]:
         return [str(_ip(host))]
     with trio.fail_after(RESOLVE_TIMEOUT):
         infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    found = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    # IPv4 first: what a local app bound to 127.0.0.1 answers on when a name gives both.
+    return [str(ip) for ip in sorted(found, key=lambda ip: (ip.version, ip))]
 
 
 async def pick(reach: CheckReach, check: Check, inst: Instance) -> tuple[str | None, str]:
     """(address to connect to, "") or (None, why the check may not run)."""
     where = target(check)
     if where is None:
-        return None, f"{check.type} check {check.id}: no host to check"
+        return None, f"{check.type} check {check.id}: check could not run: no host and port in it"
     host, port = where
     try:
         addresses = await resolve(host, port)
     except (OSError, trio.TooSlowError) as exc:
-        return None, f"{check.type} check {check.id}: {host!r} does not resolve: {exc or 'timeout'}"
+        return None, (
+            f"{check.type} check {check.id}: check could not run: {host!r} does not resolve: "
+            f"{exc or 'timeout'}"
+        )
     for address in addresses:
         problem = reach.problem(address, inst)
         if problem is not None:
@@ -156,8 +161,7 @@ async def check_registration(
 def consul_fields(checks: Sequence[Check]) -> list[str]:
     """Field names for errors about a Consul registration's checks, in their order."""
     return [
-        f"{'Check' if len(checks) == 1 else f'Checks[{i}]'}.{c.type.upper()}"
-        for i, c in enumerate(checks)
+        f"{'Check' if len(checks) == 1 else f'Checks[{i}]'}.{c.type}" for i, c in enumerate(checks)
     ]
 
 
