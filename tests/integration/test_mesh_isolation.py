@@ -3,6 +3,7 @@ real server, real etcd, two agents with scoped tokens, real sidecar proxies and 
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -187,3 +188,20 @@ async def test_a_bad_instance_on_one_node_does_not_stop_other_sidecars_updates(
     assert "dropping instance payments-bad of payments on node vm-c" in a.log()
     for _ in range(10):
         assert httpx.get(f"http://127.0.0.1:{upstream}/pay", timeout=5).status_code == 200
+
+
+def test_the_agent_warns_when_a_sidecar_app_listens_beyond_loopback(mesh: Mesh) -> None:
+    # A real app bound to every address, behind a sidecar: callable around the sidecar.
+    with socket.socket() as exposed:
+        exposed.bind(("0.0.0.0", 0))
+        exposed.listen()
+        port = exposed.getsockname()[1]
+        agent = mesh.agent("vm-e", ["ledger"])
+        agent.define("ledger", sidecar_service("ledger", port, free_port()))
+        agent.start(wait=False)
+        wait_until(
+            lambda: "ledger's application listens on 0.0.0.0 port" in agent.log(),
+            timeout=30,
+            what="the exposure warning",
+        )
+    assert "bind it to 127.0.0.1" in agent.log()
