@@ -113,7 +113,7 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
             rules=ctx.options.check_rules,
             source=token.source if token is not None and token.source else "catalog",
         )
-        ctx.authorizer.write_instance(token, reg.instance)
+        ctx.write_instance(token, reg.instance)
         checks = list(reg.checks)
         for i, spec in enumerate(specs):
             where = "Check" if "Check" in data and i == 0 else f"Checks[{i}]"
@@ -163,12 +163,12 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     elif data.get("ServiceID"):
         inst = ctx.mirror.find_instance(node, data["ServiceID"])
         if inst is not None:
-            ctx.authorizer.write_instance(token, inst)
+            ctx.write_instance(token, inst)
             ops += ctx.catalog.deregistration_ops(inst)
     else:  # the node itself, with everything on it (as Consul)
         instances = ctx.mirror.instances_on(node)
         for inst in instances:
-            ctx.authorizer.write_instance(token, inst)
+            ctx.write_instance(token, inst)
         await ctx.catalog.apply_batch([], instances)
         ops += [Delete(ctx.keys.node(node)), Delete(ctx.keys.maint(node))]
     if ops:

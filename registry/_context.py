@@ -17,6 +17,7 @@ from ._errors import Forbidden
 from ._fanout import Hub
 from ._keys import Keys
 from ._mirror import Mirror, Topic
+from ._model import Instance
 from ._numbers import parse_index, parse_wait
 from ._sessions import Sessions
 from ._validate import CheckRules
@@ -106,13 +107,33 @@ class Context:
             sources = frozenset(i.source for i in self.mirror.instances_on(node))
         self.authorizer.write_node(token, node, what=what, sources=sources)
 
+    def write_instance(self, token: Token | None, instance: Instance) -> None:
+        """May `token` write `instance`? An adapter also never places a new instance on a
+        host agent's node (a VM's node is not its to add to). Other adapters' nodes are not
+        refused: two clusters may well both have a node called `kind-control-plane`."""
+        self.authorizer.write_instance(token, instance)
+        if (
+            token is not None
+            and token.role is Role.ADAPTER
+            and self.mirror.instance(instance.service, instance.node, instance.id) is None
+        ):
+            foreign = sorted(
+                {i.source for i in self.mirror.instances_on(instance.node)} & {"agent"}
+            )
+            if foreign:
+                raise Forbidden(
+                    f"this adapter token (source {token.source!r}) may not write instances on "
+                    f"node {instance.node!r}: the node holds instances of "
+                    f"{', '.join(map(repr, foreign))}"
+                )
+
     def write_check(self, token: Token | None, node: str, check_id: str) -> None:
         """May `token` set check `check_id` on `node`? An adapter only its source's checks."""
         if token is not None and token.role is Role.ADAPTER:
             check = self.mirror.find_check(node, check_id)
             inst = check and self.mirror.instance(check.service, node, check.instance)
             if inst:
-                self.authorizer.write_instance(token, inst)
+                self.write_instance(token, inst)
                 return
         self.write_node(token, node, what=f"check {check_id!r}")
 

@@ -141,7 +141,7 @@ async def register(ctx: Context, request: Request) -> Response:
         source=token.source if token is not None and token.source else "api",
         trust_domain=ctx.trust_domain(),
     )
-    ctx.authorizer.write_instance(token, reg.instance)
+    ctx.write_instance(token, reg.instance)
     await check_registration(
         ctx.options.check_reach, reg.instance, reg.checks, consul_fields(reg.checks)
     )
@@ -163,7 +163,7 @@ async def deregister(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.find_instance(node, request.params["service_id"])
     if inst is None:
         raise NotFound(f"Unknown service ID {request.params['service_id']!r} on node {node!r}")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     await ctx.catalog.deregister(inst)
     return _done()
 

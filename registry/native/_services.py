@@ -143,7 +143,7 @@ async def put_instance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     data = decode(request.json(), INSTANCE_SHAPE)
     reg = registration_from_native(data, ctx, token, request)
-    ctx.authorizer.write_instance(token, reg.instance)
+    ctx.write_instance(token, reg.instance)
     await check_registration(
         ctx.options.check_reach, reg.instance, reg.checks, native_fields(reg.checks)
     )
@@ -166,7 +166,7 @@ async def delete_instance(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.instance(p["service"], p["node"], p["id"])
     if inst is None:
         raise NotFound(f"no instance {p['id']!r} of service {p['service']!r} on node {p['node']!r}")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     await ctx.catalog.deregister(inst)
     return Response.json({"deleted": True})
 
@@ -199,7 +199,7 @@ async def batch(ctx: Context, request: Request) -> Response:
         elif not all(ref_.get(k) for k in ("service", "node", "id")):
             raise InvalidInput(f"deletes[{i}]: needs service, node and id", field=f"deletes[{i}]")
     for i, reg in enumerate(upserts):
-        ctx.authorizer.write_instance(token, reg.instance)
+        ctx.write_instance(token, reg.instance)
         await check_registration(
             ctx.options.check_reach,
             reg.instance,
@@ -207,7 +207,7 @@ async def batch(ctx: Context, request: Request) -> Response:
             native_fields(reg.checks, f"upserts[{i}]"),
         )
     for inst in deletes:
-        ctx.authorizer.write_instance(token, inst)
+        ctx.write_instance(token, inst)
     transactions = await ctx.catalog.apply_batch(upserts, deletes)
     return Response.json(
         {"upserted": len(upserts), "deleted": len(deletes), "transactions": transactions}

@@ -93,6 +93,8 @@ def test_agent_token_registering_a_service_outside_its_set_is_403_naming_it(
     for service in ("web", "shop-cart"):  # its name and its prefix
         assert put(mesh, secret, {"service": service, "port": 8080}).status_code == 200
     assert instances(mesh, "payments") == []
+    acl = httpx.get(mesh.url + "/v1/acl/token/self", headers={"X-Consul-Token": secret}).json()
+    assert acl["ServiceIdentities"] == [{"ServiceName": "web"}]
 
 
 def test_csr_for_a_service_outside_the_set_is_403_even_with_an_instance_on_the_node(
@@ -218,6 +220,8 @@ def test_adapter_token_cannot_touch_vm_nodes_maintenance_or_checks(mesh: WeftSer
     assert db["status"] != "maintenance"
     assert [c["status"] for c in db["checks"]] == ["critical"]  # untouched: still its initial
     assert httpx.get(mesh.url + "/v1/registry/maintenance", headers=headers).json() == {}
+    onto_vm = put(mesh, adapter, {"service": "web", "id": "pod-2", "port": 80, "node": "vm-1"})
+    assert onto_vm.status_code == 403 and "vm-1" in onto_vm.text
     # Its own node and its own checks stay its to write.
     own = httpx.put(
         mesh.url + "/v1/registry/checks/k8s-node-1/ready",
