@@ -46,6 +46,13 @@ def _problem(
     weight = weights.get("passing", 1) if isinstance(weights, Mapping) else None
     if not isinstance(weight, int) or isinstance(weight, bool) or weight > MAX_WEIGHT:
         return "weight", f"weight {weight!r} is not a whole number up to {MAX_WEIGHT}"
+    tags, meta = inst.get("tags") or [], inst.get("meta") or {}
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return "tags", "tags are not a list of strings"
+    if not isinstance(meta, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        return "meta", "meta is not a map of strings"
     return None, derived
 
 
@@ -99,7 +106,8 @@ class Screen:
         """Prometheus text for what was dropped."""
         lines = [
             "# HELP weft_agent_instances_dropped_total Registry instances left out of sidecar "
-            "snapshots (bad identity, namespace, address, port or weight), by service and reason.",
+            "snapshots (bad identity, namespace, address, port, weight, tags or meta), by service "
+            "and reason.",
             "# TYPE weft_agent_instances_dropped_total counter",
         ]
         for (service, reason), count in sorted(self.dropped.items()):

@@ -135,6 +135,9 @@ def inst(**fields: object) -> dict:
         ({"sidecar_port": 70000}, "port"),
         ({"sidecar_port": "21000"}, "port"),
         ({"weights": {"passing": "lots"}}, "weight"),
+        ({"tags": "v1"}, "tags"),
+        ({"meta": ["zone", "a"]}, "meta"),
+        ({"meta": {"zone": 1}}, "meta"),
     ],
 )
 def test_the_screen_drops_a_bad_instance_and_keeps_the_rest(bad: dict, reason: str) -> None:
