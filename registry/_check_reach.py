@@ -76,8 +76,10 @@ class CheckReach:
     def parse(cls, networks: Iterable[str]) -> CheckReach:
         return cls(tuple(ipaddress.ip_network(n, strict=False) for n in networks))
 
-    def problem(self, address: str, inst: Instance) -> str | None:
-        """Why a server-run check must not connect to `address` for `inst` (None: it may)."""
+    def problem(self, address: str, inst: Instance, also_own: Iterable[str] = ()) -> str | None:
+        """Why a server-run check must not connect to `address` for `inst` (None: it may).
+
+        `also_own`: what the instance's address resolves to, when it is a host name."""
         ip = _ip(address)
         if ip is None:
             return f"{address!r} is not an IP address"
@@ -86,7 +88,7 @@ class CheckReach:
         came_from = _ip(inst.node_address)
         if ip.is_loopback and came_from is not None and came_from.is_loopback:
             return None  # registered from this host, which reaches its own loopback anyway
-        own = {a for a in (_ip(inst.address), came_from) if a is not None}
+        own = {a for a in (_ip(inst.address), came_from, *map(_ip, also_own)) if a is not None}
         if ip in own:
             if not _special(ip):
                 return None
@@ -111,6 +113,16 @@ async def resolve(host: str, port: int) -> list[str]:
     return [str(ip) for ip in sorted(found, key=lambda ip: (ip.version, ip))]
 
 
+async def _own_names(inst: Instance) -> list[str]:
+    """What an instance's `Address` resolves to, if it is a host name (nothing if it fails)."""
+    if not inst.address or _ip(inst.address) is not None:
+        return []
+    try:
+        return await resolve(inst.address, 0)
+    except (OSError, trio.TooSlowError):
+        return []
+
+
 async def pick(reach: CheckReach, check: Check, inst: Instance) -> tuple[str | None, str]:
     """(address to connect to, "") or (None, why the check may not run)."""
     where = target(check)
@@ -124,8 +136,9 @@ async def pick(reach: CheckReach, check: Check, inst: Instance) -> tuple[str | N
             f"{check.type} check {check.id}: check could not run: {host!r} does not resolve: "
             f"{exc or 'timeout'}"
         )
+    own = await _own_names(inst)
     for address in addresses:
-        problem = reach.problem(address, inst)
+        problem = reach.problem(address, inst, own)
         if problem is not None:
             return None, f"refused by check_allow_networks: {host} resolves to {problem}"
     if not addresses:
@@ -148,8 +161,9 @@ async def check_registration(
             addresses = await resolve(host, port)
         except (OSError, trio.TooSlowError):
             continue
+        own = await _own_names(inst)
         for address in addresses:
-            problem = reach.problem(address, inst)
+            problem = reach.problem(address, inst, own)
             if problem is not None:
                 raise InvalidInput(
                     f"{field}: the server will not run check {check.id!r} against {host}: "

@@ -201,3 +201,19 @@ def test_check_reach_rules() -> None:
     local = Instance(service="w", id="w", node="n", node_address="127.0.0.1")
     assert reach.problem("127.0.0.1", local) is None and reach.problem("::1", local) is None
     assert CheckReach.parse(["169.254.169.254/32"]).problem("169.254.169.254", meta) is None
+
+
+def test_an_instance_named_by_host_owns_what_its_name_resolves_to() -> None:
+    named = Instance(
+        service="w", id="w", node="n", address="web.internal", node_address="192.0.2.9"
+    )
+    assert CheckReach().problem("198.51.100.4", named) is not None
+    assert CheckReach().problem("198.51.100.4", named, ["198.51.100.4"]) is None
+
+
+def test_check_allow_networks_must_be_networks() -> None:
+    from registry._config import ConfigError, ServerConfig
+
+    with pytest.raises(ConfigError) as err:
+        ServerConfig(check_allow_networks=("10.0.0.0/8", "not-a-network")).validate()
+    assert err.value.field == "check_allow_networks"
