@@ -173,11 +173,17 @@ def catalog_services(mirror: Mirror) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in sorted(mirror.instances):
         seen: dict[str, None] = {}
+        sidecar: dict[str, None] | None = None
         for inst in mirror.instances[name].values():
             for tag in inst.tags:
                 seen[tag] = None
+            if inst.sidecar_port:
+                sidecar = sidecar or {}
+                sidecar.update(dict.fromkeys(inst.tags))
         out[name] = sorted(seen)
-    return out
+        if sidecar is not None:  # the sidecars, as Consul lists them (tags inherited)
+            out.setdefault(name + SIDECAR_SUFFIX, sorted(sidecar))
+    return dict(sorted(out.items()))
 
 
 def catalog_nodes(mirror: Mirror, datacenter: str) -> list[dict[str, Any]]:
@@ -238,11 +244,19 @@ def _sorted(instances: Iterable[Instance]) -> list[Instance]:
 # (and `/v1/health/connect/<s>`) see what Consul would show.
 
 
+SIDECAR_SUFFIX = "-sidecar-proxy"
+
+
+def sidecar_base(name: str) -> str | None:
+    """The service whose sidecars `name` would be (`web-sidecar-proxy` -> `web`)."""
+    return name[: -len(SIDECAR_SUFFIX)] or None if name.endswith(SIDECAR_SUFFIX) else None
+
+
 def sidecar_of(inst: Instance) -> Instance:
     return replace(
         inst,
-        service=f"{inst.service}-sidecar-proxy",
-        id=f"{inst.id}-sidecar-proxy",
+        service=f"{inst.service}{SIDECAR_SUFFIX}",
+        id=f"{inst.id}{SIDECAR_SUFFIX}",
         port=inst.sidecar_port,
         kind="connect-proxy",
         tagged_addresses={},

@@ -262,6 +262,13 @@ def test_py_consul_connect_calls(mesh: WeftServer) -> None:
         ("api-sidecar-proxy", 21001, "node-a")
     ]
     assert c.health.connect("web")[1] == []  # no sidecar, nothing to dial through
+    # ... and listed as its own service, as Consul registers a sidecar.
+    _, services = c.catalog.services()
+    assert "api-sidecar-proxy" in services and "web-sidecar-proxy" not in services
+    _, entries = c.health.service("api-sidecar-proxy")
+    assert [(e["Service"]["ID"], e["Service"]["Kind"]) for e in entries] == [
+        ("api-1-sidecar-proxy", "connect-proxy")
+    ]
     assert instances(mesh, "api")[0]["identity"] == f"spiffe://{TD}/ns/default/svc/api"
 
     leaf = c.agent.connect.ca.leaf("api")
