@@ -160,6 +160,19 @@ def test_unscoped_agent_token_keeps_working_with_a_warning_until_token_update_sc
     assert "web,api-*" in listed.stdout and "any (unscoped)" not in listed.stdout
     bad = weft(mesh, "token", "update", legacy["accessor"], "--services", "Not_A_Name")
     assert bad.returncode != 0 and "services[0]" in bad.stderr
+    operator = httpx.get(mesh.url + "/v1/tokens/self", headers=mesh.headers()).json()
+    for accessor, status in ((operator["accessor"], 400), ("0123456789abcdef", 404)):
+        resp = httpx.patch(
+            mesh.url + f"/v1/tokens/{accessor}", json={"services": ["web"]}, headers=mesh.headers()
+        )
+        assert resp.status_code == status, resp.text
+    not_operator = httpx.patch(
+        mesh.url + f"/v1/tokens/{legacy['accessor']}",
+        json={"services": ["payments"]},
+        headers={"X-Consul-Token": secret},
+    )
+    assert not_operator.status_code == 403
+    assert put(mesh, secret, {"service": "payments", "port": 8443}).status_code == 403
 
 
 async def test_require_agent_services_refuses_unscoped_tokens(
