@@ -163,9 +163,14 @@ class Agent:
 
     def _apply(self, defs: list[ServiceDef]) -> None:
         self.defs = defs
-        sidecars = [d for d in defs if d.sidecar_port]
         self.registrar.set_definitions(defs)
         self.checks.set_checks([c for d in defs for c in d.checks])
+        self._apply_sidecars()
+
+    def _apply_sidecars(self) -> None:
+        """Certificates and proxies for the sidecars the registry accepted (a service the
+        token may not register gets neither: its CSR would be refused too)."""
+        sidecars = [d for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused]
         if self.trust_domain:
             self.certs.set_identities(
                 {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in sidecars}
@@ -400,6 +405,7 @@ class Agent:
             identity_of=self.identity,
         )
         self.registrar.on_registered = self._on_registered
+        self.registrar.on_refusals = self._apply_sidecars
         self.registrar.on_lease_lost = self.checks.forget_reports
         self.registrar.on_reconnected = self.certs.retry_now
         api = LocalAPI(

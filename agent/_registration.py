@@ -72,6 +72,7 @@ class Registrar:
         self.on_registered: Callable[[dict[str, Any]], None] = lambda view: None
         self.on_lease_lost: Callable[[], None] = lambda: None
         self.on_reconnected: Callable[[], None] = lambda: None
+        self.on_refusals: Callable[[], None] = lambda: None  # `refused` changed
         self._resync = trio.Event()
 
     def set_definitions(self, defs: list[ServiceDef]) -> None:
@@ -84,6 +85,7 @@ class Registrar:
             self.lease = await self.client.grant_lease(self.lease_ttl)
             log.info("granted lease", extra={"kv": {"lease": self.lease, "ttl": self.lease_ttl}})
         wanted = set()
+        refused_before = set(self.refused)
         for d in self.defs:
             body = instance_body(
                 d,
@@ -122,6 +124,10 @@ class Registrar:
                     if exc.status != 403:
                         raise
                     log.error("the registry refused to remove %s: %s", inst["id"], exc.message)
+        for gone in set(self.refused) - {d.id for d in self.defs}:
+            del self.refused[gone]
+        if set(self.refused) != refused_before:
+            self.on_refusals()
         self.last_sync = trio.current_time()
         self.synced.set()
 

@@ -124,6 +124,15 @@ def test_a_node_whose_token_excludes_payments_never_receives_payments_traffic(
     payments_entry = next(s for s in status["services"] if s["name"] == "payments")
     assert not payments_entry["sidecar"]["certificate_serial"]
     assert not (a.dir / "data" / "certs" / "payments.pem").exists()
+    # ... and runs no sidecar for it.
+    wait_until(
+        lambda: (
+            next(s for s in a.status()["services"] if s["name"] == "payments")["sidecar"]["proxy"]
+            is None
+        ),
+        timeout=10,
+        what="no payments sidecar on vm-a",
+    )
 
 
 async def test_a_bad_instance_on_one_node_does_not_stop_other_sidecars_updates(

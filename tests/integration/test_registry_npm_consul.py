@@ -16,7 +16,6 @@ from tests.harness import WeftServer
 NPM = Path(__file__).parents[1] / "npm"
 
 
-
 @pytest.fixture(autouse=True)
 def _npm_client_installed() -> None:
     # A failure, not a skip: a green run must never hide a missing install step.
