@@ -36,7 +36,7 @@ from registry.dns import DNSRelay
 from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
 from registry.web import HTTPServer, Limits
 
-from . import _snapshots
+from . import _exposure, _snapshots
 from ._api import LocalAPI
 from ._certs import CertManager
 from ._checks import CheckRunner
@@ -54,6 +54,7 @@ from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
 from ._resource_watch import ResourceWatcher
+from ._screen import Screen
 from ._supervisor import ProxySpec, ProxySupervisor
 from ._upstreams import UpstreamWatcher
 
@@ -102,6 +103,8 @@ class Agent:
         self.ready = False
         self.dns_address = ""  # host:port of the DNS relay, when dns_listen is set
         self.client: RegistryClient | None = None
+        self.screen = Screen()
+        self._exposed: dict[str, list[str]] = {}  # service id -> non-loopback app addresses
 
     # -- trust ---------------------------------------------------------------------------------
 
@@ -164,9 +167,14 @@ class Agent:
 
     def _apply(self, defs: list[ServiceDef]) -> None:
         self.defs = defs
-        sidecars = [d for d in defs if d.sidecar_port]
         self.registrar.set_definitions(defs)
         self.checks.set_checks([c for d in defs for c in d.checks])
+        self._apply_sidecars()
+
+    def _apply_sidecars(self) -> None:
+        """Certificates and proxies for the sidecars the registry accepted (a service the
+        token may not register gets neither: its CSR would be refused too)."""
+        sidecars = [d for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused]
         if self.trust_domain:
             self.certs.set_identities(
                 {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in sidecars}
@@ -287,6 +295,7 @@ class Agent:
                     if held and held.renew_at
                     else None,
                     "certificate_renewals": held.renewals if held else 0,
+                    "app_exposed_on": self._exposed.get(d.id, []),
                     "proxy": proxies.get(d.id),
                 }
             services.append(entry)
@@ -300,6 +309,10 @@ class Agent:
             "trust_domain": self.trust_domain,
             "services": services,
             "intentions": self._intentions_status(),
+            "refused": dict(self.registrar.refused),
+            "dropped_instances": {
+                f"{service}/{reason}": n for (service, reason), n in self.screen.dropped.items()
+            },
         }
 
     def _intentions_status(self) -> dict[str, Any] | None:
@@ -327,6 +340,30 @@ class Agent:
         await self.registrar.synced.wait()
         await self.certs.run()
 
+    def check_exposure(self) -> None:
+        """Warn (once per change) about sidecar apps reachable around their sidecar."""
+        sockets = _exposure.host_listening()
+        for d in self.defs:
+            if not d.sidecar_port:
+                continue
+            found = _exposure.exposed(sockets, d.port)
+            if found and found != self._exposed.get(d.id):
+                log.warning(
+                    "%s's application listens on %s port %d, so it can be called without its "
+                    "sidecar (no mTLS, no authorization); bind it to 127.0.0.1 "
+                    "(docs/operations.md, 'Only through the sidecar')",
+                    d.name,
+                    ", ".join(found),
+                    d.port,
+                    extra={"kv": {"service": d.name, "addresses": found, "port": d.port}},
+                )
+            self._exposed[d.id] = found
+
+    async def _watch_exposure(self) -> None:
+        while True:
+            self.check_exposure()
+            await trio.sleep(30)
+
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
         if not interval or not self.config.watchdog:
@@ -339,7 +376,8 @@ class Agent:
         await self.registrar.synced.wait()
         while not (
             self.publisher.all_configured()
-            and len(self.publisher.proxies) == sum(1 for d in self.defs if d.sidecar_port)
+            and len(self.publisher.proxies)
+            == sum(1 for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused)
         ):
             await self.publisher.acked.wait()
         self.ready = True
@@ -378,7 +416,9 @@ class Agent:
         self.certs = CertManager(
             client, self.data / "certs", lifetime=self.config.cert_lifetime, rng=rng
         )
-        self.upstreams = UpstreamWatcher(client)
+        self.upstreams = UpstreamWatcher(
+            client, screen=lambda name, insts: self.screen.admit(name, insts, self.trust_domain)
+        )
         self.traffic = ResourceWatcher(client)
         self.intentions = IntentionWatcher(client)
         self.registrar = Registrar(
@@ -390,6 +430,7 @@ class Agent:
             identity_of=self.identity,
         )
         self.registrar.on_registered = self._on_registered
+        self.registrar.on_refusals = self._apply_sidecars
         self.registrar.on_lease_lost = self.checks.forget_reports
         self.registrar.on_reconnected = self.certs.retry_now
         api = LocalAPI(
@@ -398,6 +439,7 @@ class Agent:
             status=self.status,
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
             set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
+            metrics=self.screen.metrics,
         )
         config = self.config
         http = HTTPServer(
@@ -443,6 +485,7 @@ class Agent:
                 self.supervisor.run,
                 self._republish_loop,
                 self._become_ready,
+                self._watch_exposure,
             ):
                 nursery.start_soon(task)
 

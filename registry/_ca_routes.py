@@ -111,6 +111,20 @@ SCHEMAS: dict[str, Any] = {
     "ServerCertificateRequest": {"type": "object"},
     "CAInitResult": {"type": "object"},
     "CARotateResult": {"type": "object"},
+    "ConsulConnectAuthorize": {
+        "type": "object",
+        "required": ["Target", "ClientCertURI"],
+        "properties": {
+            "Target": {"type": "string"},
+            "ClientCertURI": {"type": "string"},
+            "ClientCertSerial": {"type": "string"},
+        },
+    },
+    "ConsulConnectAuthorized": {
+        "type": "object",
+        "properties": {"Authorized": {"type": "boolean"}, "Reason": {"type": "string"}},
+    },
+    "ConsulLeaf": {"type": "object"},
 }
 
 AREA: Area[CAExtension] = Area("ca", "ca", SCHEMAS)
@@ -298,6 +312,7 @@ async def sign(ext: CAExtension, request: Request) -> Response:
     for required in ("csr", "service"):
         if not data.get(required):
             raise InvalidInput(f"{required}: is required", field=required)
+    ext.context.authorizer.service(token, data["service"], what="have a certificate for")
     authority = ext.active_authority()
     try:
         ext.limiter.acquire(token.accessor if token else "")

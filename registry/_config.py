@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,16 @@ class ServerConfig:
     datacenter: str = opt("dc1", "datacenter name reported to Consul clients")
     node_name: str = opt("weft", "node for services registered without an agent token")
     anonymous_reads: bool = opt(False, "allow catalog, health and KV reads without a token")
+    require_agent_services: bool = opt(
+        False,
+        "refuse agent tokens without a service set (turn on once `weft token update "
+        "--services` has scoped every host's token)",
+    )
+    check_allow_networks: tuple[str, ...] = opt(
+        (),
+        "networks (CIDR, comma-separated) server-run HTTP/TCP checks may reach besides each "
+        "instance's own address; loopback and link-local (cloud metadata) only if listed",
+    )
     tls_cert_file: str = opt("", "serve HTTPS with this certificate chain")
     tls_key_file: str = opt("", "private key for --tls-cert-file")
     max_body_bytes: int = opt(1 << 20, "largest request body accepted")
@@ -201,5 +212,12 @@ class ServerConfig:
             raise ConfigError(
                 "intention_default", f"{self.intention_default!r} is not allow or deny"
             )
+        for network in self.check_allow_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "check_allow_networks", f"{network!r} is not a network like 10.0.0.0/8"
+                ) from None
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

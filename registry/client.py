@@ -230,6 +230,8 @@ class RegistryClient:
         source: str = "",
         description: str = "",
         key_prefix: dict[str, str] | None = None,
+        services: list[str] | None = None,
+        service_prefix: list[str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"role": role, "description": description}
         if node:
@@ -238,7 +240,16 @@ class RegistryClient:
             body["source"] = source
         if key_prefix:
             body["key_prefix"] = key_prefix
+        if services is not None or service_prefix is not None:
+            body["services"] = services or []
+            body["service_prefix"] = service_prefix or []
         return (await self.request("POST", "/v1/tokens", json=body)).json()
+
+    async def update_token_services(
+        self, accessor: str, services: list[str], service_prefix: list[str]
+    ) -> dict[str, Any]:
+        body = {"services": services, "service_prefix": service_prefix}
+        return (await self.request("PATCH", f"/v1/tokens/{accessor}", json=body)).json()
 
     async def tokens(self) -> list[dict[str, Any]]:
         return (await self.request("GET", "/v1/tokens")).json()

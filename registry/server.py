@@ -24,6 +24,7 @@ from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
+from ._check_reach import CheckReach
 from ._config import ConfigError, ServerConfig, split_host_port
 from ._context import Context, RegistryOptions, token_secret
 from ._dns import DNSOptions
@@ -292,6 +293,8 @@ class RegistryServer:
             view_cache_bytes=config.view_cache_bytes,
             session_min_ttl=config.session_min_ttl,
             intention_default=config.intention_default,
+            require_agent_services=config.require_agent_services,
+            check_reach=CheckReach.parse(config.check_allow_networks),
         )
         self.sessions = Sessions(
             self.etcd,
@@ -401,6 +404,7 @@ class RegistryServer:
             clock=self.clock,
             interval=self.config.reap_interval,
             guard=leadership.guard(),
+            reach=CheckReach.parse(self.config.check_allow_networks),
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(duties.run)

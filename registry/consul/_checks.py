@@ -12,6 +12,7 @@ from typing import Any
 
 from .._acl import Role, Token
 from .._catalog import Registration
+from .._check_reach import check_registration
 from .._consul_input import CHECK_SHAPE, registration_from_consul
 from .._context import Context
 from .._decode import decode
@@ -51,7 +52,7 @@ async def agent_check_register(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.find_instance(node, service_id)
     if inst is None:
         raise NotFound(f"ServiceID: no service {service_id!r} on node {node!r}", field="ServiceID")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     if not spec.get("Name") and not spec.get("CheckID") and not spec.get("ID"):
         raise InvalidInput("Name: is required", field="Name")
     body: dict[str, Any] = dict(raw)
@@ -66,6 +67,9 @@ async def agent_check_register(ctx: Context, request: Request) -> Response:
     )
     if not reg.checks:
         raise InvalidInput("give the check's kind: TTL, HTTP, TCP or Args", field="TTL")
+    await check_registration(
+        ctx.options.check_reach, inst, reg.checks, [f"{c.type.upper()}" for c in reg.checks]
+    )
     await ctx.catalog.register(
         Registration(instance=inst, checks=reg.checks, lease=inst.lease), replace_checks=False
     )
@@ -97,9 +101,9 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
         raise NotFound(f"Unknown check ID {check_id!r} on node {node!r}", field="check_id")
     inst = ctx.mirror.instance(check.service, node, check.instance)
     if inst is not None:
-        ctx.authorizer.write_instance(token, inst)
+        ctx.write_instance(token, inst)
     else:
-        ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+        ctx.write_node(token, node, what=f"check {check_id!r}")
     await ctx.catalog.commit(
         [Delete(ctx.keys.check(check.service, node, check.instance, check.id))]
     )
@@ -127,7 +131,7 @@ async def service_maintenance(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.find_instance(node, service_id)
     if inst is None:
         raise NotFound(f"Unknown service ID {service_id!r} on node {node!r}", field="service_id")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     # Go's strconv.ParseBool, as Consul parses it (py-consul sends "True").
     enable = (request.arg("enable") or "").lower()
     if enable not in ("true", "false", "1", "0", "t", "f"):
@@ -172,6 +176,8 @@ async def acl_token_self(ctx: Context, request: Request) -> Response:
         "NodeIdentities": [{"NodeName": token.node, "Datacenter": ctx.options.datacenter}]
         if token.node
         else [],
+        # Consul's service identities: the services an agent token's service set names.
+        "ServiceIdentities": [{"ServiceName": name} for name in token.services or ()],
         "Local": False,
         "CreateTime": _rfc3339(token.created_at),
         "Hash": token.secret_hash[:44],

@@ -97,7 +97,7 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
     if not data.get("Node"):
         raise InvalidInput("Node: is required", field="Node")
     node = node_name(data["Node"], "Node")
-    ctx.authorizer.write_node(token, node, what=f"node {node!r}")
+    ctx.write_node(token, node, what=f"node {node!r}")
     node_address = address(data.get("Address", ""), "Address")
     if not node_address and not data.get("SkipNodeUpdate"):
         raise InvalidInput("Address: is required (the node's address)", field="Address")
@@ -128,7 +128,7 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
             rules=ctx.options.check_rules,
             source=token.source if token is not None and token.source else "catalog",
         )
-        ctx.authorizer.write_instance(token, reg.instance)
+        ctx.write_instance(token, reg.instance)
         checks = list(reg.checks)
         for i, spec in enumerate(specs):
             where = "Check" if "Check" in data and i == 0 else f"Checks[{i}]"
@@ -176,7 +176,7 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     if not data.get("Node"):
         raise InvalidInput("Node: is required", field="Node")
     node = data["Node"]
-    ctx.authorizer.write_node(token, node, what=f"node {node!r}")
+    ctx.write_node(token, node, what=f"node {node!r}")
     ops: list[Put | Delete] = []
     if data.get("CheckID"):
         check = ctx.mirror.find_check(node, data["CheckID"])
@@ -185,12 +185,12 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     elif data.get("ServiceID"):
         inst = ctx.mirror.find_instance(node, data["ServiceID"])
         if inst is not None:
-            ctx.authorizer.write_instance(token, inst)
+            ctx.write_instance(token, inst)
             ops += ctx.catalog.deregistration_ops(inst)
     else:  # the node itself, with everything on it (as Consul)
         instances = ctx.mirror.instances_on(node)
         for inst in instances:
-            ctx.authorizer.write_instance(token, inst)
+            ctx.write_instance(token, inst)
         await ctx.catalog.apply_batch([], instances)
         ops += [Delete(ctx.keys.node(node)), Delete(ctx.keys.maint(node))]
     if ops:

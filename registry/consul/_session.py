@@ -79,7 +79,7 @@ async def session_create(ctx: Context, request: Request) -> Response:
     session = session_from_consul(
         body, node=ctx.node_of(token), min_ttl=ctx.options.session_min_ttl
     )
-    ctx.authorizer.write_node(token, session.node, what="a session")
+    ctx.write_node(token, session.node, what="a session")
     created = await ctx.sessions.create(session)
     return Response.json({"ID": created.id})
 
@@ -88,9 +88,7 @@ def _owned(ctx: Context, request: Request) -> str:
     token = ctx.token(request)
     session_id = request.params["session"]
     session = ctx.sessions.get(session_id)
-    ctx.authorizer.write_node(
-        token, session.node if session else ctx.node_of(token), what="a session"
-    )
+    ctx.write_node(token, session.node if session else ctx.node_of(token), what="a session")
     return session_id
 
 

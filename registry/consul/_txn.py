@@ -43,7 +43,7 @@ async def txn(ctx: Context, request: Request) -> Response:
     for key, prefix in plan.kv_writes:
         ctx.kv_writer(token, key, prefix=prefix)
     for inst in plan.instances:
-        ctx.authorizer.write_instance(token, inst)
+        ctx.write_instance(token, inst)
     status, answer = await run(plan, ctx.catalog, ctx.mirror, ctx.keys)
     return Response.json(
         answer, status=status, headers=[("X-Consul-Index", str(max(ctx.mirror.revision, 1)))]

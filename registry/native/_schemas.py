@@ -129,6 +129,26 @@ SCHEMAS: dict[str, Schema] = {
             "node": {"type": "string"},
             "source": {"type": "string"},
             "description": {"type": "string"},
+            "key_prefix": {"type": "object", "additionalProperties": {"type": "string"}},
+            "key": {"type": "object", "additionalProperties": {"type": "string"}},
+            "services": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "agent tokens: the services it may register and sign for",
+            },
+            "service_prefix": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": 'agent tokens: name prefixes it may act for ("" is every one)',
+            },
+        },
+    },
+    "TokenServices": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "services": {"type": "array", "items": {"type": "string"}},
+            "service_prefix": {"type": "array", "items": {"type": "string"}},
         },
     },
     "Token": {
@@ -139,6 +159,9 @@ SCHEMAS: dict[str, Schema] = {
             "node": {"type": "string"},
             "source": {"type": "string"},
             "description": {"type": "string"},
+            "services": {"type": "array", "items": {"type": "string"}},
+            "service_prefix": {"type": "array", "items": {"type": "string"}},
+            "warning": {"type": "string"},
             "secret": {"type": "string", "description": "only in the answer to POST /v1/tokens"},
         },
     },
