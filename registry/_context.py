@@ -39,6 +39,9 @@ class RegistryOptions:
     reap_interval: float = 1.0
     view_cache_bytes: int = 64 << 20
     session_min_ttl: float = 10.0
+    metrics_resolution: float = 10.0
+    metrics_min_interval: float = 5.0
+    metrics_sample_bytes: int = 64 << 10
 
 
 class Context:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_query, _openapi, _resource_api, consul, native
+from . import _consul_query, _metrics_api, _openapi, _resource_api, consul, native
 from ._acl import hash_secret
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
@@ -95,6 +95,7 @@ class RegistryApp:
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
         _resource_api.mount(self.router, ctx)
+        _metrics_api.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         SERVER_AREA.mount(self.router, self)
@@ -291,6 +292,9 @@ class RegistryServer:
             reap_interval=config.reap_interval,
             view_cache_bytes=config.view_cache_bytes,
             session_min_ttl=config.session_min_ttl,
+            metrics_resolution=config.metrics_resolution,
+            metrics_min_interval=config.metrics_min_interval,
+            metrics_sample_bytes=config.metrics_sample_bytes,
         )
         self.sessions = Sessions(
             self.etcd,
