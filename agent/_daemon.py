@@ -47,6 +47,7 @@ from ._definitions import (
     ports_in_use,
 )
 from ._errors import ConfigError
+from ._metrics_push import MetricsPusher, Target
 from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
@@ -242,6 +243,26 @@ class Agent:
                 nursery.start_soon(wake, self.traffic.changed)
             self._republish()
 
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _metrics_targets(self) -> list[Target]:
+        return [
+            Target(d.name, d.id, self.identity(d), self._advertised_admin(d.id))
+            for d in self.defs
+            if d.sidecar_port
+        ]
+
+    def _advertised_admin(self, proxy_id: str) -> str | None:
+        admin = self.supervisor.admin_address(proxy_id)
+        if admin and admin.startswith(("0.0.0.0:", "[::]:")):
+            # Bound to every interface: others reach it at the node's address.
+            admin = f"{self.node_address}:{admin.rpartition(':')[2]}"
+        return admin
+
+    def _metrics_meta(self, d: ServiceDef) -> dict[str, str]:
+        admin = self.metrics.admins.get(d.id) if d.sidecar_port else None
+        return {"weft_metrics": admin} if admin else {}
+
     # -- status --------------------------------------------------------------------------------
 
     def _status_line(self) -> str:
@@ -365,6 +386,15 @@ class Agent:
             identity_of=self.identity,
         )
         self.registrar.on_registered = self._on_registered
+        self.registrar.meta_of = self._metrics_meta
+        self.metrics = MetricsPusher(
+            client,
+            interval=self.config.metrics_interval,
+            targets=self._metrics_targets,
+            lease=lambda: self.registrar.lease,
+            # A proxy's admin address appeared or moved: re-register to carry it.
+            on_admin_change=lambda: self.registrar.set_definitions(self.defs),
+        )
         self.registrar.on_lease_lost = self.checks.forget_reports
         self.registrar.on_reconnected = self.certs.retry_now
         api = LocalAPI(
@@ -412,6 +442,7 @@ class Agent:
                 self.supervisor.run,
                 self._republish_loop,
                 self._become_ready,
+                self.metrics.run,
             ):
                 nursery.start_soon(task)
 

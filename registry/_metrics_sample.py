@@ -93,9 +93,7 @@ def _choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
 
 def _bounds(value: Any, field: str) -> list[float]:
     bounds = [_seconds(v, f"{field}[{i}]") for i, v in enumerate(_list(value, field, MAX_BUCKETS))]
-    if not bounds:
-        raise _fail(field, "expected at least one bucket bound")
-    if any(b >= a for a, b in zip(bounds[1:], bounds, strict=False)) or bounds[0] <= 0:
+    if any(b <= a for a, b in itertools.pairwise(bounds)) or (bounds and bounds[0] <= 0):
         raise _fail(field, "bucket bounds must be positive and strictly increasing")
     return bounds
 
@@ -156,6 +154,8 @@ def _proxy(value: Any, field: str) -> dict[str, Any]:
         proxy["admin"] = admin
     series = _list(raw.get("http", []), f"{field}.http", MAX_SERIES)
     proxy["http"] = [_series(s, f"{field}.http[{i}]", len(le) + 1) for i, s in enumerate(series)]
+    if proxy["http"] and not le:
+        raise _fail(f"{field}.le", "expected the histogram's bucket bounds")
     opened = []
     for i, row in enumerate(_list(raw.get("open", []), f"{field}.open", 2)):
         pair = _list(row, f"{field}.open[{i}]", 2)
