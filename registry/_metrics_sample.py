@@ -74,8 +74,8 @@ def _seconds(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(field, f"expected a number, got {value!r:.40}")
     number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise _fail(field, f"expected a finite number of at least 0, got {value!r:.40}")
+    if not math.isfinite(number) or not 0 <= number <= MAX_COUNT:
+        raise _fail(field, f"expected a number from 0 to 2^53, got {value!r:.40}")
     return number
 
 
