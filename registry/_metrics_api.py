@@ -6,6 +6,7 @@
     GET  /v1/metrics/edges    caller -> callee, with the caller's verified SPIFFE ID
     GET  /v1/metrics/routes   per route of a service (as its callers' proxies counted them)
     GET  /v1/metrics/proxies  every reporting proxy and its admin address (for tap and top)
+    GET  /v1/metrics/targets  Prometheus HTTP service discovery of every sidecar's /metrics
 
 Storage: each push is one etcd key per node in a ring of slots, on the agent's lease (a node
 that goes away takes its samples along): a fine tier of `ceil(300 s / resolution)` slots
@@ -33,6 +34,7 @@ from ._metrics_window import Sample, aggregate, inbound_open, parse_window, pick
 from ._validate import service_name
 from .web import Request, Response, Router
 
+METRICS_META = "weft_metrics"  # an instance's sidecar metrics address (set by its agent)
 FINE_SPAN = 300.0  # seconds the fine tier covers
 COARSE_SLOTS, COARSE_STEP = 60, 60.0
 _TS = re.compile(rb'\{"ts":([0-9.]+),')
@@ -348,3 +350,27 @@ async def metrics_proxies(ctx: Context, request: Request) -> Response:
                 }
             )
     return Response.json({"proxies": out})
+
+
+@AREA.route(
+    "GET",
+    "/v1/metrics/targets",
+    summary="Every sidecar's metrics address in Prometheus' HTTP service-discovery format",
+    auth="read",
+    ok=json_reply(
+        "[{targets: [host:port], labels: {service, instance_id, node}}]",
+        {"type": "array", "items": {"type": "object"}},
+    ),
+)
+async def metrics_targets(ctx: Context, request: Request) -> Response:
+    # The same `weft_metrics` meta Consul discovery reads (`__meta_consul_service_metadata_`),
+    # for Prometheus builds without Consul discovery (Debian's, for one): `http_sd_configs`.
+    ctx.reader(request)
+    groups = []
+    for service, instances in sorted(ctx.mirror.instances.items()):
+        for (node, iid), inst in sorted(instances.items()):
+            address = inst.meta.get(METRICS_META)
+            if address:
+                labels = {"service": service, "instance_id": iid, "node": node}
+                groups.append({"targets": [address], "labels": labels})
+    return Response.json(groups)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import shutil
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import yaml
 
 from ca import KeyEncryptionKey
 from proxy._metrics import BUCKETS
@@ -25,6 +27,8 @@ from tests.harness import free_port, spawn, wait_until
 
 from .test_agent_mesh import TD, Mesh
 from .test_cli_traffic import cli
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "observability"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -144,6 +148,43 @@ def metrics_mesh(start_server, tmp_path: Path):
         m.close()
 
 
+def start_prometheus(mesh: Mesh, tmp_path: Path) -> str:
+    """A real Prometheus (Debian's `prometheus`) discovering the sidecars through the
+    server's HTTP service discovery, with the scrape configuration docs/observability ships.
+    (Debian builds Prometheus without Consul discovery; the Consul path's contract, the
+    catalog's `weft_metrics` meta, is checked at the end of the test.)"""
+    binary = shutil.which("prometheus")
+    assert binary, "Prometheus is not installed: scripts/bootstrap test installs it"
+    config = yaml.safe_load((DOCS / "prometheus-http-sd.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    sd = config["scrape_configs"][0]["http_sd_configs"][0]
+    sd["url"] = mesh.server.url + "/v1/metrics/targets"
+    sd["authorization"]["credentials"] = mesh.server.token
+    sd["refresh_interval"] = "1s"
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    mesh.apps.append(
+        spawn(
+            [
+                binary,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            log_path=tmp_path / "prometheus.log",
+        )
+    )
+    return f"http://127.0.0.1:{port}"
+
+
+def prometheus_targets(url: str) -> set[str]:
+    try:
+        active = httpx.get(url + "/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return set()
+    return {t["labels"].get("service", "") for t in active if t["health"] == "up"}
+
+
 def stat_json(mesh: Mesh, *args: str) -> dict:
     done = cli(mesh.server, *args, "-o", "json")
     assert done.returncode == 0, done.stderr
@@ -182,6 +223,13 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
         what="web's sidecar to reach api",
     )
 
+    prometheus = start_prometheus(mesh, tmp_path)
+    wait_until(
+        lambda: prometheus_targets(prometheus) == {"api", "web"},
+        timeout=30,
+        what="Prometheus to find both sidecars through the Consul catalog",
+    )
+
     load = Load(upstream)
     load.thread.start()
     try:
@@ -199,6 +247,16 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
         assert abs(bucket(row["latency_ms"]["p50"] / 1000) - bucket(truth["p50"])) <= 1
         assert abs(bucket(row["latency_ms"]["p99"] / 1000) - bucket(truth["p99"])) <= 1
         assert row["tcp_connections"] >= 1  # web's sidecar holds pooled connections to api
+
+        # The same view from Prometheus (PromQL rate over the window, histogram_quantile).
+        promised = stat_json(mesh, "stat", "api", "-w", "10s", "--prometheus", prometheus)
+        truth = load.truth(time.time() - 10.5, time.time())
+        [prom] = promised["rows"]
+        assert promised["source"] == "prometheus" and prom["service"] == "api"
+        assert abs(prom["rps"] - truth["rps"]) <= 0.05 * truth["rps"], (prom, truth)
+        assert abs(prom["success_rate"] - truth["success"]) <= 0.01, (prom, truth)
+        assert abs(bucket(prom["latency_ms"]["p50"] / 1000) - bucket(truth["p50"])) <= 1
+        assert abs(bucket(prom["latency_ms"]["p99"] / 1000) - bucket(truth["p99"])) <= 1
 
         callers = stat_json(mesh, "stat", "--to", "api", "--window", "10s")["rows"]
         assert [(r["from"], r["to"]) for r in callers] == [("web", "api")]
