@@ -71,6 +71,10 @@ def test_a_bad_window_is_a_400_naming_the_window(started: WeftServer) -> None:
 
 
 def test_other_bad_parameters_name_their_field(started: WeftServer) -> None:
+    paths = httpx.get(started.url + "/v1/openapi.json").json()["paths"]
+    for view in ("stat", "edges", "routes", "proxies", "targets", "push"):
+        assert f"/v1/metrics/{view}" in paths  # declared, so documented
+    assert any(p["name"] == "window" for p in paths["/v1/metrics/stat"]["get"]["parameters"])
     for query, field in (
         ("stat?by=pod", "by"),
         ("stat?service=Not%20A%20Name", "service"),
