@@ -428,6 +428,7 @@ class Agent:
                 run_dir=self.data / "proxies",
                 workers=self.config.proxy_workers,
                 grace=self.config.grace,
+                admin_host=self.config.proxy_admin_host,
             )
             nursery.start_soon(self._watchdog)
             if any(d.sidecar_port for d in self.defs) and not self.trust_domain:

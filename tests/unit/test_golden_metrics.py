@@ -274,3 +274,40 @@ def test_top_ranks_paths_by_count_and_stops_tracking_new_ones_past_its_bound() -
     for n in range(MAX_PATHS + 5):
         top.add({"direction": "inbound", "path": f"/p{n}", "status": 200})
     assert len(top.paths) == MAX_PATHS and top.untracked > 0
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"metrics_interval": 0.1}, "metrics_interval"),
+        ({"metrics_interval": 301.0}, "metrics_interval"),
+        ({"proxy_admin_host": "example.com"}, "proxy_admin_host"),
+    ],
+)
+def test_bad_agent_metrics_settings_name_their_field(changes: dict, field: str) -> None:
+    from agent._config import AgentConfig
+    from agent._errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        AgentConfig(servers=("http://127.0.0.1:8500",), **changes).validate()
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"metrics_resolution": 0.0}, "metrics_resolution"),
+        ({"metrics_resolution": 61.0}, "metrics_resolution"),
+        ({"metrics_min_interval": 0.1}, "metrics_min_interval"),
+        ({"metrics_sample_bytes": 10}, "metrics_sample_bytes"),
+    ],
+)
+def test_bad_server_metrics_settings_name_their_field(changes: dict, field: str) -> None:
+    from registry._config import ConfigError, ServerConfig
+
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig(**changes).validate()
+    assert caught.value.field == field
