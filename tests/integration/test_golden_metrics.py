@@ -84,7 +84,7 @@ class Load:
         self.thread = threading.Thread(target=lambda: trio.run(self._run), daemon=True)
 
     async def _one(self, http: httpx.AsyncClient, n: int) -> None:
-        path = f"/items/{n}" if n % 4 else f"/orders/{n}"
+        path = f"/items/{n % 3}" if n % 4 else f"/orders/{n % 3}"
         headers = {"x-fail": "1"} if n % FAIL_EVERY == 0 else {}
         started = time.monotonic()
         try:
@@ -279,10 +279,12 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
             "api",
             "--path",
             "/orders",
+            "--status",
+            "5xx",
             "--direction",
             "inbound",
             "--count",
-            "3",
+            "2",
             "--duration",
             "15s",
             "-o",
@@ -290,11 +292,23 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
         )
         assert tapped.returncode == 0, tapped.stderr
         events = [json.loads(line) for line in tapped.stdout.splitlines()]
-        assert len(events) == 3
+        assert len(events) == 2
         for event in events:
             assert event["path"].startswith("/orders/") and event["direction"] == "inbound"
             assert event["client_id"] == f"spiffe://{TD}/ns/default/svc/web"
-            assert event["service"] == "api" and event["status"] in (200, 500)
+            assert event["service"] == "api" and event["status"] == 500
+
+        topped = cli(
+            mesh.server, "top", "api", "--direction", "inbound", "--duration", "3s", "-o", "json"
+        )
+        assert topped.returncode == 0, topped.stderr
+        final = json.loads(topped.stdout.splitlines()[-1])["rows"]
+        assert {(r["from"], r["to"], r["method"]) for r in final} == {("web", "api", "GET")}
+        assert {r["path"] for r in final} <= {
+            f"/{p}/{n}" for p in ("items", "orders") for n in range(3)
+        }
+        counted = sum(r["count"] for r in final)
+        assert 2 * RATE <= counted <= 4 * RATE, final  # about three seconds of traffic
     finally:
         load.stop.set()
         load.thread.join(timeout=10)
