@@ -81,8 +81,8 @@ class MetricsPusher:
     async def push_once(self, http: httpx.AsyncClient) -> bool:
         lease = self.lease()
         proxies = await self.gather(http)
-        if lease is None:
-            return False
+        if lease is None or not proxies:
+            return False  # a host without sidecars (yet) has nothing to store
         try:
             await self.client.push_metrics({"lease": lease, "proxies": proxies})
         except APIError as exc:

@@ -140,7 +140,10 @@ async def push_metrics(ctx: Context, request: Request) -> Response:
 
 
 def _pairs(ctx: Context, window: float, now: float) -> list[tuple[Sample, Sample]]:
-    grace = 3 * max(ctx.options.metrics_resolution, ctx.options.metrics_min_interval)
+    resolution = ctx.options.metrics_resolution
+    grace = 3 * max(resolution, ctx.options.metrics_min_interval)
+    if window + resolution >= FINE_SPAN:
+        grace += COARSE_STEP  # such windows start among the one-minute samples
     out = []
     for slots in list(ctx.mirror.metric_samples.values()):
         chosen = pick(((_sample_ts(kv), kv) for kv in slots.values()), now, window, grace)

@@ -77,18 +77,21 @@ def pick(
     """(newest, base) of one node's (ts, sample) pairs for a window, or None when the node
     has nothing to say about it: fewer than two samples, or silent for longer than the
     window (plus `grace`). The base is the newest sample at least `window` older than the
-    newest, else the oldest held."""
+    newest, else the oldest one inside the window (a node younger than the window). Samples
+    more than `grace` before the window's start (left in the ring by a node that was away)
+    are never used: the rate is over the window, not over the gap."""
     ordered = sorted(samples, key=lambda s: s[0])
     if len(ordered) < 2:
         return None
     newest = ordered[-1]
     if newest[0] < now - window - grace:
         return None
-    base = ordered[0]
-    for s in ordered[:-1]:
-        if s[0] <= newest[0] - window:
-            base = s
-    return newest, base
+    start = newest[0] - window
+    usable = [s for s in ordered[:-1] if s[0] >= start - grace]
+    if not usable:
+        return None
+    before = [s for s in usable if s[0] <= start]
+    return newest, (before[-1] if before else usable[0])
 
 
 @dataclass

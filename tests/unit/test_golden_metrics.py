@@ -84,6 +84,14 @@ def test_pick_takes_the_newest_sample_and_the_newest_one_a_window_older() -> Non
     assert pick(samples, now=200, window=10, grace=3) is None  # silent for too long
 
 
+def test_samples_left_from_before_a_gap_are_not_a_windows_base() -> None:
+    # The node was away from 100 to 500: a 30 s window starts at 490, not at 100.
+    samples = [(100.0, "old"), (500.0, "back"), (510.0, "newest")]
+    newest, base = pick(samples, now=511, window=30, grace=3)  # type: ignore[misc]
+    assert (newest[1], base[1]) == ("newest", "back")
+    assert pick([(100.0, "old"), (510.0, "newest")], now=511, window=30, grace=3) is None
+
+
 def test_a_counter_reset_or_a_restarted_proxy_counts_from_zero() -> None:
     before = Sample(0.0, [proxy(http={("web", "2xx"): [5, 10, 10, 10]})])
     after = Sample(10.0, [proxy(http={("web", "2xx"): [2, 3, 4, 4]})])  # went down: reset
