@@ -248,6 +248,21 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
         assert abs(bucket(row["latency_ms"]["p99"] / 1000) - bucket(truth["p99"])) <= 1
         assert row["tcp_connections"] >= 1  # web's sidecar holds pooled connections to api
 
+        table = cli(mesh.server, "stat", "--window", "10s")  # what a person reads
+        assert table.returncode == 0, table.stderr
+        header, *lines = table.stdout.splitlines()
+        assert header.split() == [
+            "SERVICE",
+            "MESHED",
+            "SUCCESS",
+            "RPS",
+            "P50",
+            "P95",
+            "P99",
+            "TCP_CONN",
+        ]
+        assert any(line.split()[:2] == ["api", "1/1"] for line in lines), table.stdout
+
         # The same view from Prometheus (PromQL rate over the window, histogram_quantile).
         promised = stat_json(mesh, "stat", "api", "-w", "10s", "--prometheus", prometheus)
         truth = load.truth(time.time() - 10.5, time.time())

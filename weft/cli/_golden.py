@@ -52,7 +52,9 @@ def fetch(args: argparse.Namespace, view: str, **params: str | None) -> dict[str
     if args.prometheus:
         return from_prometheus(args.prometheus, view, window, **params)
     clean = {k: v for k, v in params.items() if v is not None}
-    doc = call(args, lambda client: client.metrics(view, window=args.window, **clean))
+    doc: dict[str, Any] = call(
+        args, lambda client: client.metrics(view, window=args.window, **clean)
+    )
     doc["source"] = "weft"
     return doc
 
