@@ -97,6 +97,20 @@ def fine_slots(resolution: float) -> int:
     return max(2, math.ceil(FINE_SPAN / resolution))
 
 
+def coarse_slot(now: float) -> str:
+    return f"m{int(now // COARSE_STEP) % COARSE_SLOTS}"
+
+
+def slots(now: float, resolution: float, coarse_held: float | None) -> list[str]:
+    """The ring slots a sample taken at `now` goes to: its fine slot always, its minute's
+    coarse slot unless that already holds a sample of this minute (`coarse_held`: the time
+    of the sample there). Slots are reused round the ring, so a node's keys never grow."""
+    names = [f"s{int(now // resolution) % fine_slots(resolution)}"]
+    if coarse_held is None or int(coarse_held // COARSE_STEP) != int(now // COARSE_STEP):
+        names.append(coarse_slot(now))
+    return names
+
+
 @AREA.route(
     "POST",
     "/v1/metrics/push",
@@ -127,14 +141,9 @@ async def push_metrics(ctx: Context, request: Request) -> Response:
                 retry_after=wait,
             )
     value = encode_sample(now, proxies, PushLimits(options.metrics_sample_bytes))
-    resolution = options.metrics_resolution
-    fine = f"s{int(now // resolution) % fine_slots(resolution)}"
-    ops: list[Put | Delete] = [Put(ctx.keys.metrics(token.node, fine), value, lease)]
-    minute = int(now // COARSE_STEP)
-    coarse = f"m{minute % COARSE_SLOTS}"
-    old = held.get(coarse)
-    if old is None or int(_sample_ts(old) // COARSE_STEP) != minute:
-        ops.append(Put(ctx.keys.metrics(token.node, coarse), value, lease))
+    coarse = held.get(coarse_slot(now))
+    names = slots(now, options.metrics_resolution, _sample_ts(coarse) if coarse else None)
+    ops: list[Put | Delete] = [Put(ctx.keys.metrics(token.node, n), value, lease) for n in names]
     await ctx.catalog.commit(ops)
     return Response.json({"stored": [op.key.rpartition("/")[2] for op in ops], "ts": now})
 

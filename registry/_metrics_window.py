@@ -186,7 +186,11 @@ def aggregate(
     proxy's open connections to a row (making it, so an idle service still has one)."""
     rows: dict[Any, Acc] = {}
     for newest, base in pairs:
-        for (proxy, d, peer, route, cls), delta, span in increases(newest, base):
+        try:
+            counted = list(increases(newest, base))
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue  # a sample this version cannot read (written by hand): that node sits out
+        for (proxy, d, peer, route, cls), delta, span in counted:
             grouped = group(proxy, d, peer, route)
             if grouped is None:
                 continue

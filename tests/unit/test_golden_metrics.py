@@ -319,3 +319,22 @@ def test_bad_server_metrics_settings_name_their_field(changes: dict, field: str)
     with pytest.raises(ConfigError) as caught:
         ServerConfig(**changes).validate()
     assert caught.value.field == field
+
+
+def test_a_node_only_ever_writes_its_ring_slots() -> None:
+    from registry._metrics_api import fine_slots, slots
+
+    assert fine_slots(10.0) == 30 and fine_slots(1.0) == 300 and fine_slots(60.0) == 5
+    # The first sample of a minute goes to the fine slot and the minute's coarse slot.
+    assert slots(1_000_000.0, 10.0, None) == ["s10", "m46"]
+    assert slots(1_000_005.0, 10.0, 1_000_000.0) == ["s10"]  # the minute is already held
+    assert slots(1_000_020.0, 10.0, 1_000_000.0) == ["s12", "m47"]  # a new minute
+    names = {n for t in range(0, 7200, 5) for n in slots(float(t), 10.0, None)}
+    assert len(names) == 30 + 60  # two hours of pushes, never more than the ring
+
+
+def test_a_hand_written_sample_of_the_wrong_shape_leaves_its_node_out() -> None:
+    good = (Sample(10.0, [proxy(http={("web", "2xx"): [1, 1, 1, 1]})]), Sample(0.0, [proxy()]))
+    bad = (Sample(10.0, [{"service": "x", "http": [["inbound"]]}]), Sample(0.0, []))
+    rows = aggregate([bad, good], lambda p, d, peer, route: (p["service"], {"s": p["service"]}))
+    assert [r["requests"] for r in rows] == [1]
