@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from registry.etcd import EtcdClient
-from tests.harness import WeftServer
+from tests.harness import WeftServer, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,16 +31,19 @@ def proxy(**changes: object) -> dict:
     return doc
 
 
+SERVER_ARGS = (
+    "--metrics-min-interval",
+    "0.5s",
+    "--metrics-resolution",
+    "10s",
+    "--metrics-sample-bytes",
+    "4096",
+)
+
+
 @pytest.fixture
 def started(start_server):
-    return start_server(
-        "--metrics-min-interval",
-        "0.5s",
-        "--metrics-resolution",
-        "10s",
-        "--metrics-sample-bytes",
-        "4096",
-    )
+    return start_server(*SERVER_ARGS)
 
 
 def agent_token(server: WeftServer, node: str) -> dict[str, str]:
@@ -87,7 +90,7 @@ def test_other_bad_parameters_name_their_field(started: WeftServer) -> None:
 
 
 async def test_garbage_pushes_are_refused_by_field_and_store_nothing(
-    started: WeftServer, etcd_client: EtcdClient, prefix: str
+    started: WeftServer, etcd_client: EtcdClient, prefix: str, start_server
 ) -> None:
     headers = agent_token(started, "vm-x")
     lease = lease_of(started, headers)
@@ -184,6 +187,26 @@ async def test_garbage_pushes_are_refused_by_field_and_store_nothing(
     assert all(len(kv.value) <= 4096 for kv in stored.kvs)
     health = httpx.get(started.url + "/v1/weft/health")
     assert health.status_code == 200
+
+    # Every server answers the same: a second one reads the samples the first stored.
+    second = start_server(*SERVER_ARGS)
+    grown = proxy(http=[["inbound", "web", "default", "2xx", 3.0, [2, 10, 18, 20, 20]]])
+    wait_until(
+        lambda: (
+            httpx.post(url, json={"lease": lease, "proxies": [grown]}, headers=headers).status_code
+            == 200
+        ),
+        timeout=5,
+        what="the minimum interval to pass",
+    )
+
+    def rows(server: WeftServer) -> list:
+        resp = httpx.get(server.url + "/v1/metrics/stat?window=10s", headers=started.headers())
+        return resp.json()["rows"]
+
+    wait_until(lambda: rows(second) == rows(started) != [], timeout=10, what="the same rows")
+    [row] = rows(second)
+    assert row["service"] == "api" and row["requests"] == 10 and row["success_rate"] == 1.0
     # The samples are on the agent's lease: revoking it takes them away.
     httpx.delete(started.url + f"/v1/registry/leases/{lease}", headers=headers).raise_for_status()
     assert await keys() == []
