@@ -311,6 +311,11 @@ class Agent:
             "lease": self.registrar.lease,
             "ready": self.ready,
             "trust_domain": self.trust_domain,
+            "metrics": {
+                "interval": self.config.metrics_interval,
+                "pushed": self.metrics.pushed,
+                "refused": self.metrics.refused or None,
+            },
             "services": services,
         }
 

@@ -51,7 +51,7 @@ class MetricsPusher:
         self.on_admin_change = on_admin_change
         self.admins: dict[str, str] = {}  # instance id -> admin address
         self.pushed = 0
-        self._refused = ""
+        self.refused = ""
 
     async def gather(self, http: httpx.AsyncClient) -> list[dict[str, Any]]:
         proxies = []
@@ -86,13 +86,13 @@ class MetricsPusher:
         try:
             await self.client.push_metrics({"lease": lease, "proxies": proxies})
         except APIError as exc:
-            if exc.status != 429 and exc.message != self._refused:
+            if exc.status != 429 and exc.message != self.refused:
                 log.warning("metrics push refused: %s (HTTP %d)", exc.message, exc.status)
-            self._refused = exc.message
+            self.refused = exc.message
             return False
         except ServerUnreachable:
             return False  # the registration loop reports an unreachable registry
-        self._refused = ""
+        self.refused = ""
         self.pushed += 1
         return True
 

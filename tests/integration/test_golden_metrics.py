@@ -328,6 +328,7 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
         load.stop.set()
         load.thread.join(timeout=10)
 
+    assert api.status()["metrics"]["pushed"] > 10  # the agent's own account of it
     # Prometheus finds the sidecar's metrics endpoint through the Consul catalog.
     catalog = httpx.get(
         mesh.server.url + "/v1/catalog/service/api", headers=mesh.server.headers()

@@ -207,6 +207,19 @@ async def test_garbage_pushes_are_refused_by_field_and_store_nothing(
     wait_until(lambda: rows(second) == rows(started) != [], timeout=10, what="the same rows")
     [row] = rows(second)
     assert row["service"] == "api" and row["requests"] == 10 and row["success_rate"] == 1.0
+    views = {
+        view: httpx.get(
+            f"{second.url}/v1/metrics/{view}&window=10s", headers=started.headers()
+        ).json()["rows"]
+        for view in ("stat?by=instance", "edges?service=web")
+    }
+    assert [(r["service"], r["instance"]) for r in views["stat?by=instance"]] == [("api", "api-1")]
+    [edge] = views["edges?service=web"]
+    assert (edge["from"], edge["to"], edge["client_id"]) == (
+        "web",
+        "api",
+        "spiffe://mesh.test/ns/default/svc/web",
+    )
     # The samples are on the agent's lease: revoking it takes them away.
     httpx.delete(started.url + f"/v1/registry/leases/{lease}", headers=headers).raise_for_status()
     assert await keys() == []
