@@ -19,9 +19,12 @@ server mirrors the same keys, so every server answers the same.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._acl import Role
@@ -37,6 +40,7 @@ from .web import Request, Response, Router
 METRICS_META = "weft_metrics"  # an instance's sidecar metrics address (set by its agent)
 FINE_SPAN = 300.0  # seconds the fine tier covers
 COARSE_SLOTS, COARSE_STEP = 60, 60.0
+Handler = Callable[[Context, Request], Awaitable[Response]]
 _TS = re.compile(rb'\{"ts":([0-9.]+),')
 
 _ROW = {
@@ -166,6 +170,49 @@ def _pairs(ctx: Context, window: float, now: float) -> list[tuple[Sample, Sample
     return out
 
 
+class _Recent:
+    """Views answered in the last second, shared by everyone asking the same: a view decodes
+    two samples per node and folds every series, and a wall of dashboards polling together
+    should cost one of those, not one each. Keyed on the raw parameters a view reads (so
+    nothing else of a query string is held), at most `size` entries."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 256) -> None:
+        self.ttl, self.size = ttl, size
+        self.views: dict[tuple[str, ...], tuple[float, bytes]] = {}
+
+    def get(self, key: tuple[str, ...], now: float) -> bytes | None:
+        hit = self.views.get(key)
+        return hit[1] if hit is not None and hit[0] > now else None
+
+    def put(self, key: tuple[str, ...], now: float, body: bytes) -> None:
+        if len(self.views) >= self.size:
+            self.views = {k: v for k, v in self.views.items() if v[0] > now}
+            if len(self.views) >= self.size:
+                self.views.clear()
+        self.views[key] = (now + self.ttl, body)
+
+
+_VIEW_PARAMS = ("window", "service", "to", "from", "by")
+
+
+def _shared(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def answer(ctx: Context, request: Request) -> Response:
+        ctx.reader(request)  # the token is checked before anything is served from memory
+        recent: _Recent = ctx.__dict__.setdefault("_metrics_recent", _Recent())
+        key = (request.path, *(request.arg(name) or "" for name in _VIEW_PARAMS))
+        now = time.monotonic()
+        body = recent.get(key, now)
+        if body is not None:
+            return Response(body=body)
+        resp = await handler(ctx, request)
+        if resp.status == 200:
+            recent.put(key, now, resp.body)
+        return resp
+
+    return answer
+
+
 def _view(ctx: Context, window: float, now: float, rows: list[dict[str, Any]]) -> Response:
     return Response.json({"window_seconds": window, "generated_at": round(now, 3), "rows": rows})
 
@@ -190,6 +237,7 @@ def _optional_service(request: Request, name: str) -> str | None:
     ),
     ok=_VIEW,
 )
+@_shared
 async def metrics_stat(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     window = parse_window(request.arg("window"))
@@ -248,6 +296,7 @@ async def metrics_stat(ctx: Context, request: Request) -> Response:
     query=(_SERVICE, _WINDOW),
     ok=_VIEW,
 )
+@_shared
 async def metrics_edges(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     window = parse_window(request.arg("window"))
@@ -281,6 +330,7 @@ async def metrics_edges(ctx: Context, request: Request) -> Response:
     ),
     ok=_VIEW,
 )
+@_shared
 async def metrics_routes(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     window = parse_window(request.arg("window"))
