@@ -256,12 +256,15 @@ class Agent:
         admin = self.supervisor.admin_address(proxy_id)
         if admin and admin.startswith(("0.0.0.0:", "[::]:")):
             # Bound to every interface: others reach it at the node's address.
-            admin = f"{self.node_address}:{admin.rpartition(':')[2]}"
+            host = f"[{self.node_address}]" if ":" in self.node_address else self.node_address
+            admin = f"{host}:{admin.rpartition(':')[2]}"
         return admin
 
     def _metrics_meta(self, d: ServiceDef) -> dict[str, str]:
         admin = self.metrics.admins.get(d.id) if d.sidecar_port else None
-        return {"weft_metrics": admin} if admin else {}
+        if not admin or (len(d.meta) >= 64 and "weft_metrics" not in d.meta):
+            return {}  # the registry takes 64 meta pairs; the user's own come first
+        return {"weft_metrics": admin}
 
     # -- status --------------------------------------------------------------------------------
 
