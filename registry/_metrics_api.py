@@ -233,8 +233,14 @@ def _optional_service(request: Request, name: str) -> str | None:
     query=(
         _SERVICE,
         _WINDOW,
-        Param("to", description="Rows of callers of this service (as their proxies saw it)"),
-        Param("from", description="Rows of the services this one calls"),
+        Param(
+            "to",
+            description="Rows per caller of this service (as callers' proxies saw it; "
+            "`service` then names the caller)",
+        ),
+        Param(
+            "from", description="Rows per service this one calls (`service` then names the callee)"
+        ),
         Param("by", {"enum": ["service", "instance"]}, "Group by service (default) or instance"),
     ),
     ok=_VIEW,
@@ -259,7 +265,8 @@ async def metrics_stat(ctx: Context, request: Request) -> Response:
                 return None
             if frm is not None and p["service"] != frm:
                 return None
-            if service is not None and service not in (p["service"], peer):
+            # With ?to= the service named is a caller; with ?from= it is a callee.
+            if service is not None and service != (p["service"] if to is not None else peer):
                 return None
             return (p["service"], peer), {"from": p["service"], "to": peer}
 

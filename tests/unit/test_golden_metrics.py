@@ -195,6 +195,15 @@ def test_to_from_edges_routes_and_instances_group_by_the_right_labels() -> None:
         '{direction="outbound",peer="api"}[10s]))'
     )
     assert 'service="web"' in _promql.plan("stat", 10, frm="web").queries["rps"]
+    # The service named beside --to is a caller, beside --from a callee.
+    assert (
+        '{direction="outbound",peer="api",service="web"}'
+        in (_promql.plan("stat", 10, service="web", to="api").queries["rps"])
+    )
+    assert (
+        '{direction="outbound",peer="api",service="web"}'
+        in (_promql.plan("stat", 10, service="api", frm="web").queries["rps"])
+    )
     assert "by (service, instance_id)" in _promql.plan("stat", 10, by_instance=True).queries["rps"]
     edges = _promql.plan("edges", 3600)
     assert "by (peer, service)" in edges.queries["rps"] and "[3600s]" in edges.queries["rps"]

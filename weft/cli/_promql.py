@@ -74,7 +74,11 @@ def plan(
         match = {"direction": "inbound"}
         by, shown = ("peer", "service"), {"peer": "from", "service": "to"}
     elif to is not None or frm is not None:
-        match = {"direction": "outbound", "peer": to, "service": frm}
+        # With --to the service named is a caller; with --from it is a callee.
+        caller, callee = (service, to) if to is not None else (frm, service)
+        if to is not None and frm is not None:
+            caller, callee = frm, to
+        match = {"direction": "outbound", "peer": callee, "service": caller}
         by, shown = ("service", "peer"), {"service": "from", "peer": "to"}
     else:
         match = {"direction": "inbound", "service": service}

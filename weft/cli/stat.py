@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "increases over the whole window (not the last two samples); quantiles are "
         "interpolated from histogram buckets (docs/observability.md).",
     )
-    parser.add_argument("service", nargs="?", help="only this service")
+    parser.add_argument(
+        "service",
+        nargs="?",
+        help="only this service (with --to: only this caller; with --from: only this callee)",
+    )
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument("--to", metavar="SERVICE", help="calls made to SERVICE, per caller")
     direction.add_argument(
