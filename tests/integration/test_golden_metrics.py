@@ -324,10 +324,11 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
             ("web", "api", f"spiffe://{TD}/ns/default/svc/web")
         ]
 
+        instance = api.status()["services"][0]["id"]
         tapped = cli(
             mesh.server,
             "tap",
-            "api",
+            f"api/{instance}",
             "--path",
             "/orders",
             "--status",
@@ -348,6 +349,7 @@ def test_stat_routes_edges_and_tap_report_what_the_load_generator_measured(
             assert event["path"].startswith("/orders/") and event["direction"] == "inbound"
             assert event["client_id"] == f"spiffe://{TD}/ns/default/svc/web"
             assert event["service"] == "api" and event["status"] == 500
+            assert event["instance"] == instance
 
         # On a terminal the table is redrawn in place (home + clear before each refresh).
         screen = on_a_terminal(

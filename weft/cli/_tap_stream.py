@@ -58,7 +58,11 @@ def check_status(raw: str | None) -> str | None:
 
 
 def add_tap_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="SERVICE[/INSTANCE]", help="whose proxies to tap")
+    parser.add_argument(
+        "target",
+        metavar="SERVICE[/INSTANCE]",
+        help="whose proxies: a service, one of its instances, or an instance ID alone",
+    )
     parser.add_argument("--method", help="only requests with this method")
     parser.add_argument("--path", metavar="PREFIX", help="only requests whose path starts so")
     parser.add_argument("--status", help="only responses with this status (503) or class (5xx)")
@@ -74,20 +78,25 @@ def add_tap_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def proxies_of(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The target's proxies with an admin address (SERVICE or SERVICE/INSTANCE)."""
+    """The target's proxies with an admin address: SERVICE, SERVICE/INSTANCE, or an
+    instance ID alone when no service has that name."""
     service, _, instance = args.target.partition("/")
-    from registry.validation import InvalidInput, service_name
+    from registry.validation import InvalidInput, instance_id
 
     try:
-        service_name(service, "service")
+        instance_id(service, "target")
     except InvalidInput as exc:
         raise CommandError(exc.message, 64) from None
-    doc = call(args, lambda client: client.metrics("proxies", service=service))
-    found = [
-        p for p in doc["proxies"] if p.get("admin") and (not instance or p["instance"] == instance)
-    ]
+    if instance:
+        doc = call(args, lambda client: client.metrics("proxies", service=service))
+        found = [p for p in doc["proxies"] if p["instance"] == instance]
+    else:
+        doc = call(args, lambda client: client.metrics("proxies"))
+        found = [p for p in doc["proxies"] if p["service"] == service]
+        found = found or [p for p in doc["proxies"] if p["instance"] == service]
+    found = [p for p in found if p.get("admin")]
     if not found:
-        what = f"instance {instance!r} of {service!r}" if instance else f"service {service!r}"
+        what = f"instance {instance!r} of {service!r}" if instance else repr(args.target)
         raise CommandError(
             f"no proxy of {what} has reported to the servers (is its agent running, with "
             "metrics_interval on?)"
