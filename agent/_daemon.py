@@ -50,6 +50,7 @@ from ._definitions import (
 )
 from ._errors import ConfigError
 from ._intention_watch import IntentionWatcher
+from ._metrics_push import MetricsPusher, Target
 from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
@@ -258,6 +259,29 @@ class Agent:
                 nursery.start_soon(wake, self.intentions.changed)
             self._republish()
 
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _metrics_targets(self) -> list[Target]:
+        return [
+            Target(d.name, d.id, self.identity(d), self._advertised_admin(d.id))
+            for d in self.defs
+            if d.sidecar_port
+        ]
+
+    def _advertised_admin(self, proxy_id: str) -> str | None:
+        admin = self.supervisor.admin_address(proxy_id)
+        if admin and admin.startswith(("0.0.0.0:", "[::]:")):
+            # Bound to every interface: others reach it at the node's address.
+            host = f"[{self.node_address}]" if ":" in self.node_address else self.node_address
+            admin = f"{host}:{admin.rpartition(':')[2]}"
+        return admin
+
+    def _metrics_meta(self, d: ServiceDef) -> dict[str, str]:
+        admin = self.metrics.admins.get(d.id) if d.sidecar_port else None
+        if not admin or (len(d.meta) >= 64 and "weft_metrics" not in d.meta):
+            return {}  # the registry takes 64 meta pairs; the user's own come first
+        return {"weft_metrics": admin}
+
     # -- status --------------------------------------------------------------------------------
 
     def _status_line(self) -> str:
@@ -307,6 +331,11 @@ class Agent:
             "lease": self.registrar.lease,
             "ready": self.ready,
             "trust_domain": self.trust_domain,
+            "metrics": {
+                "interval": self.config.metrics_interval,
+                "pushed": self.metrics.pushed,
+                "refused": self.metrics.refused or None,
+            },
             "services": services,
             "intentions": self._intentions_status(),
             "refused": dict(self.registrar.refused),
@@ -431,6 +460,15 @@ class Agent:
         )
         self.registrar.on_registered = self._on_registered
         self.registrar.on_refusals = self._apply_sidecars
+        self.registrar.meta_of = self._metrics_meta
+        self.metrics = MetricsPusher(
+            client,
+            interval=self.config.metrics_interval,
+            targets=self._metrics_targets,
+            lease=lambda: self.registrar.lease,
+            # A proxy's admin address appeared or moved: re-register to carry it.
+            on_admin_change=lambda: self.registrar.set_definitions(self.defs),
+        )
         self.registrar.on_lease_lost = self.checks.forget_reports
         self.registrar.on_reconnected = self.certs.retry_now
         api = LocalAPI(
@@ -470,6 +508,7 @@ class Agent:
                 run_dir=self.data / "proxies",
                 workers=self.config.proxy_workers,
                 grace=self.config.grace,
+                admin_host=self.config.proxy_admin_host,
             )
             nursery.start_soon(self._watchdog)
             if any(d.sidecar_port for d in self.defs) and not self.trust_domain:
@@ -486,6 +525,7 @@ class Agent:
                 self._republish_loop,
                 self._become_ready,
                 self._watch_exposure,
+                self.metrics.run,
             ):
                 nursery.start_soon(task)
 

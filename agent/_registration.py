@@ -23,7 +23,13 @@ log = logging.getLogger("weft.agent.registration")
 
 
 def instance_body(
-    d: ServiceDef, *, node: str, node_address: str, lease: str, identity: str
+    d: ServiceDef,
+    *,
+    node: str,
+    node_address: str,
+    lease: str,
+    identity: str,
+    extra_meta: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "service": d.name,
@@ -35,7 +41,7 @@ def instance_body(
         "port": d.port,
         "protocol": d.protocol,
         "tags": list(d.tags),
-        "meta": dict(d.meta),
+        "meta": {**dict(d.meta), **(extra_meta or {})},
         "weights": {"passing": d.weights[0], "warning": d.weights[1]},
         "lease": lease,
         "checks": [dict(c.spec) for c in d.checks],
@@ -63,6 +69,8 @@ class Registrar:
         self.lease_ttl = lease_ttl
         self.sync_interval = sync_interval
         self.identity_of = identity_of
+        # Meta the agent adds (the sidecar's metrics address, once its proxy serves).
+        self.meta_of: Callable[[ServiceDef], dict[str, str]] = lambda d: {}
         self.lease: str | None = None
         self.refused: dict[str, str] = {}  # definition id -> why the registry refused it
         self.defs: list[ServiceDef] = []
@@ -93,6 +101,7 @@ class Registrar:
                 node_address=self.node_address,
                 lease=self.lease,
                 identity=self.identity_of(d),
+                extra_meta=self.meta_of(d),
             )
             try:
                 view = await self.client.register(body)

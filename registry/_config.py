@@ -114,6 +114,20 @@ class ServerConfig:
     session_min_ttl: float = opt(
         10.0, "shortest session TTL accepted (Consul: 10s)", parse=parse_duration
     )
+    metrics_resolution: float = opt(
+        10.0,
+        "spacing of the metrics samples kept for the last five minutes (1s-60s); windows "
+        "are answered to this resolution",
+        parse=parse_duration,
+    )
+    metrics_min_interval: float = opt(
+        5.0,
+        "shortest time between two metrics pushes of one node (sooner: 429)",
+        parse=parse_duration,
+    )
+    metrics_sample_bytes: int = opt(
+        64 << 10, "largest metrics push stored per node (encoded); bigger ones get 413"
+    )
     dns_listen: str = opt(
         "127.0.0.1:8600", "address of the DNS interface, UDP and TCP (empty: no DNS)"
     )
@@ -202,6 +216,12 @@ class ServerConfig:
             raise ConfigError("etcd_status_interval", "must be positive")
         if not 1 <= self.session_min_ttl <= 86400:
             raise ConfigError("session_min_ttl", "must be between 1s and 24h")
+        if not 1 <= self.metrics_resolution <= 60:
+            raise ConfigError("metrics_resolution", "must be between 1s and 60s")
+        if not 0.5 <= self.metrics_min_interval <= 60:
+            raise ConfigError("metrics_min_interval", "must be between 0.5s and 60s")
+        if not 1024 <= self.metrics_sample_bytes <= 1 << 20:
+            raise ConfigError("metrics_sample_bytes", "must be between 1 KiB and 1 MiB")
         if self.dns_listen:
             split_host_port(self.dns_listen, "dns_listen")
         if not 0 <= self.dns_service_ttl <= 86400 or not 0 <= self.dns_node_ttl <= 86400:

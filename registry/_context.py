@@ -45,6 +45,9 @@ class RegistryOptions:
     intention_default: str = "allow"
     require_agent_services: bool = False
     check_reach: CheckReach = field(default_factory=CheckReach)
+    metrics_resolution: float = 10.0
+    metrics_min_interval: float = 5.0
+    metrics_sample_bytes: int = 64 << 10
 
 
 class Context:

@@ -13,6 +13,8 @@
     leases/<lease-id hex>                               who owns a lease (on the lease itself)
     maint/<node>                                        node maintenance (JSON: reason)
     config/<kind>/<name>                                routing/policy resources
+    metrics/<node>/<slot>                               a node's proxies' counters (a ring of
+                                                        slots, on the agent's lease)
     ca/...                                              the CA's state
     leader/<duty>                                       leader election among servers
     sync-barrier                                        written by a server whose watch reconnected
@@ -81,6 +83,11 @@ class Keys:
     def ca(self, name: str = "") -> str:
         return f"{self.prefix}ca/{name}"
 
+    def metrics(self, node: str = "", slot: str = "") -> str:
+        if not node:
+            return f"{self.prefix}metrics/"
+        return f"{self.prefix}metrics/{node}/{slot}"
+
     def leader(self, duty: str) -> str:
         return f"{self.prefix}leader/{duty}"
 
@@ -98,7 +105,7 @@ class Keys:
         if kind == "health":
             parts = tail.split("/", 3)
             return (kind, parts) if len(parts) == 4 else None
-        if kind == "config":
+        if kind in ("config", "metrics"):
             parts = tail.split("/", 1)
             return (kind, parts) if len(parts) == 2 else None
         return kind, [tail]

@@ -220,6 +220,16 @@ class RegistryClient:
     async def revoke(self, lease: str) -> None:
         await self.request("DELETE", f"/v1/registry/leases/{lease}")
 
+    # -- metrics -----------------------------------------------------------------------------
+
+    async def push_metrics(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Store this node's proxies' counters (an agent token; see registry/_metrics_sample)."""
+        return (await self.request("POST", "/v1/metrics/push", json=body)).json()
+
+    async def metrics(self, view: str, **params: Any) -> dict[str, Any]:
+        """A golden-metrics view: stat, edges, routes or proxies (docs/observability.md)."""
+        return (await self.get_json(f"/v1/metrics/{view}", **params))[0]
+
     # -- tokens ------------------------------------------------------------------------------
 
     async def create_token(

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_query, _openapi, _resource_api, consul, native
+from . import _consul_query, _metrics_api, _openapi, _resource_api, consul, native
 from ._acl import hash_secret
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
@@ -96,6 +96,7 @@ class RegistryApp:
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
         _resource_api.mount(self.router, ctx)
+        _metrics_api.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         SERVER_AREA.mount(self.router, self)
@@ -295,6 +296,9 @@ class RegistryServer:
             intention_default=config.intention_default,
             require_agent_services=config.require_agent_services,
             check_reach=CheckReach.parse(config.check_allow_networks),
+            metrics_resolution=config.metrics_resolution,
+            metrics_min_interval=config.metrics_min_interval,
+            metrics_sample_bytes=config.metrics_sample_bytes,
         )
         self.sessions = Sessions(
             self.etcd,
