@@ -15,6 +15,10 @@
     config/<kind>/<name>                                routing/policy resources
     ca/...                                              the CA's state
     leader/<duty>                                       leader election among servers
+    servers/<identity>                                  a running server's announcement (on its
+                                                        own lease)
+    agents/<node>                                       the node agent's report (`weft check`),
+                                                        on the agent's lease
     sync-barrier                                        written by a server whose watch reconnected
 
 Instances are keyed by node as well as by ID because, as in Consul, an instance ID is unique
@@ -80,6 +84,12 @@ class Keys:
 
     def ca(self, name: str = "") -> str:
         return f"{self.prefix}ca/{name}"
+
+    def server(self, identity: str = "") -> str:
+        return f"{self.prefix}servers/{identity}"
+
+    def agent_report(self, node: str = "") -> str:
+        return f"{self.prefix}agents/{node}"
 
     def leader(self, duty: str) -> str:
         return f"{self.prefix}leader/{duty}"

@@ -18,8 +18,9 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_query, _openapi, _resource_api, consul, native
+from . import _consul_query, _openapi, _resource_api, _servers_api, consul, native
 from ._acl import hash_secret
+from ._announce import Announcer
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
@@ -95,6 +96,7 @@ class RegistryApp:
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
         _resource_api.mount(self.router, ctx)
+        _servers_api.AREA.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         SERVER_AREA.mount(self.router, self)
@@ -230,6 +232,7 @@ async def health(app: RegistryApp, request: Request) -> Response:
         "status": "ok" if healthy else ("loading" if not ctx.catalog.sync.healthy else "stale"),
         "revision": ctx.mirror.revision,
         "blocking_queries": ctx.hub.waiting,
+        "time": ctx.clock(),  # `weft check` compares the servers' clocks
     }
     if stale is not None:
         body["reason"] = stale
@@ -344,6 +347,19 @@ class RegistryServer:
             )
             self._dns_bind = split_host_port(config.dns_listen, "dns_listen")
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._url = ""
+        self.announcer = Announcer(
+            self.etcd,
+            self.keys,
+            self.sync,
+            identity=self.identity,
+            facts=lambda: {
+                "advertise": options.advertise,
+                "url": self._url,
+                "intention_default": options.intention_default,
+            },
+            clock=clock,
+        )
         self._bind = (host, port)
 
     async def serve(
@@ -369,6 +385,8 @@ class RegistryServer:
                 ready["dns"] = f"{dns_bound[0]}:{dns_bound[1]}"
             bound = await nursery.start(self.http.serve, *self._bind)
             address = f"{bound[0]}:{bound[1]}"
+            self._url = self.url(bound)
+            nursery.start_soon(self.announcer.run)
             if self.config.ready_file:
                 ready.update(address=address, url=self.url(bound), pid=os.getpid())
                 write_ready_file(self.config.ready_file, ready)
@@ -422,6 +440,7 @@ class RegistryServer:
 
     async def _drain(self) -> None:
         self.http.shutdown()
+        await self.announcer.withdraw()
         await self.http.wait_drained()
 
     def reload(self) -> bool:
