@@ -256,7 +256,9 @@ def _ca(facts: MeshFacts, limits: Limits) -> list[Line]:
 
 def _expiry(check: str, what: str, not_after: Any, now: float, limits: Limits, fix: str) -> Line:
     try:
-        end = datetime.fromisoformat(str(not_after).replace("Z", "+00:00")).timestamp()
+        # the CA's display format ("2036-12-02 07:58:10 UTC"), or ISO 8601
+        text = str(not_after).replace(" UTC", "+00:00").replace("Z", "+00:00")
+        end = datetime.fromisoformat(text).timestamp()
     except ValueError:
         return fail(check, f"{what} has no readable expiry ({not_after!r})", fix)
     left = end - now
