@@ -288,16 +288,16 @@ def _agents(facts: MeshFacts) -> list[Line]:
         ]
     lines = []
     reported = {a.get("node") for a in facts.agents}
-    for node in sorted(facts.agent_nodes - reported):
+    for missing in sorted(facts.agent_nodes - reported):
         lines.append(
             fail(
                 "agents",
-                f"node {node} has agent-registered instances but its agent does not report",
-                f"upgrade weft-agent on {node}, or check it (`systemctl status weft-agent`)",
+                f"node {missing} has agent-registered instances but its agent does not report",
+                f"upgrade weft-agent on {missing}, or check it (`systemctl status weft-agent`)",
             )
         )
     for a in facts.agents:
-        node = a.get("node")
+        node = str(a.get("node"))
         age = float(a.get("age_seconds", 0))
         interval = float(a.get("report_interval") or 10.0)
         sync_interval = float(a.get("sync_interval") or 60.0)
