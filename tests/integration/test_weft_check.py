@@ -202,3 +202,46 @@ def test_weft_check_names_etcd_when_it_stops(tmp_path: Path) -> None:
     finally:
         server.stop()
         etcd.stop()
+
+
+def test_agent_reports_refuse_bad_input_and_other_nodes_and_store_nothing(
+    server: WeftServer,
+) -> None:
+    token = httpx.post(
+        server.url + "/v1/tokens",
+        json={"role": "agent", "node": "n1"},
+        headers=server.headers(),
+    ).json()["secret"]
+    agent = {"X-Consul-Token": token}
+    lease = httpx.post(server.url + "/v1/registry/leases", json={"ttl": 30}, headers=agent).json()[
+        "id"
+    ]
+    url = server.url + "/v1/registry/agents/"
+    good = {"lease": lease, "time": 1.0, "proxies": [], "certificates": []}
+    cases = [
+        ("n2", good, 403, "bound to node 'n1'"),
+        ("n1", b'{"lease": "%s", "time": NaN}' % lease.encode(), 400, "NaN"),
+        ("n1", {**good, "time": "soon"}, 400, "time"),
+        ("n1", {**good, "colour": "red"}, 400, "colour: unknown field"),
+        ("n1", {"time": 1.0}, 400, "lease: required"),
+        ("n1", {**good, "lease": "beef"}, 404, "lease beef has expired"),
+        ("n1", {**good, "proxies": [{"id": "x" * 2000}]}, 400, "proxies[0].id: at most"),
+        ("n1", {**good, "proxies": [{}] * 1001}, 400, "proxies: at most 1000"),
+        ("bad!", good, 400, "not a valid node name"),
+    ]
+    for node, body, status, words in cases:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        resp = httpx.put(url + node, content=content, headers=agent)
+        assert resp.status_code == status, (node, body, resp.text)
+        assert words in resp.text, (words, resp.text)
+    assert httpx.get(server.url + "/v1/registry/agents").status_code == 403  # a token is needed
+    listed = httpx.get(server.url + "/v1/registry/agents", headers=server.headers()).json()
+    assert listed["agents"] == []
+    # The good report is stored, stamped with the server's clock against the host's.
+    resp = httpx.put(url + "n1", json=good, headers=agent)
+    assert resp.status_code == 200, resp.text
+    (stored,) = httpx.get(server.url + "/v1/registry/agents", headers=server.headers()).json()[
+        "agents"
+    ]
+    assert stored["node"] == "n1" and stored["lease_alive"] is True
+    assert stored["clock_offset_seconds"] < -1e9  # a host whose clock says 1970
