@@ -124,7 +124,8 @@ async def report(ctx: Context, request: Request) -> Response:
         "node": node,
         "received_at": received,
         "clock_offset_seconds": data["time"] - received,
-        "server": ctx.options.advertise,  # whose clock the offset is against
+        # whose clock the offset is against: the server as the agent addressed it
+        "server": request.headers.get("host", "")[:256],
     }
     key = ctx.keys.agent_report(node)
     await ctx.catalog.commit([Put(key, json.dumps(record).encode(), lease)])

@@ -112,7 +112,8 @@ def test_weft_check_names_a_host_whose_clock_is_skewed(mesh: Mesh) -> None:  # n
 
     report = wait_until(failing, timeout=20, what="the skewed clock to be named")
     (line,) = lines(report, "fail")["clock"]
-    assert line.startswith("host vm-skewed is 7.0s ahead of the server")
+    host = mesh.server.url.split("://", 1)[1]
+    assert line.startswith(f"host vm-skewed's clock is 7.0s ahead of the server at {host} ")
     assert "synchronise vm-skewed's clock" in line
     assert set(lines(report, "fail")) == {"clock"}  # nothing else is wrong
 
@@ -245,3 +246,7 @@ def test_agent_reports_refuse_bad_input_and_other_nodes_and_store_nothing(
     ]
     assert stored["node"] == "n1" and stored["lease_alive"] is True
     assert stored["clock_offset_seconds"] < -1e9  # a host whose clock says 1970
+    # Both endpoints, and the servers' list, are in the OpenAPI document.
+    paths = httpx.get(server.url + "/v1/openapi.json").json()["paths"]
+    assert {"put"} <= set(paths["/v1/registry/agents/{node}"])
+    assert {"get"} <= set(paths["/v1/registry/agents"]) and "get" in paths["/v1/weft/servers"]

@@ -121,7 +121,7 @@ def test_a_skewed_host_fails_naming_it_and_the_direction() -> None:
     facts = healthy()
     facts.agents[0]["clock_offset_seconds"] = -3.5
     assert failures(facts) == {
-        "clock": ["host vm-a is 3.5s behind the server s1:8500 clock (bound 2s)"]
+        "clock": ["host vm-a's clock is 3.5s behind the server at s1:8500 (bound 2s)"]
     }
     assert failures(facts, Limits(max_skew=5)) == {}
 

@@ -362,13 +362,12 @@ def _clocks(facts: MeshFacts, answering: list[ServerView], limits: Limits) -> li
         worst = max(worst, abs(offset))
         if abs(offset) > limits.max_skew:
             side = "ahead of" if offset > 0 else "behind"
+            server = f"the server at {a['server']}" if a.get("server") else "the servers"
             lines.append(
                 fail(
                     "clock",
-                    f"host {a.get('node')} is {abs(offset):.1f}s {side} the server "
-                    f"{a.get('server') or ''} clock (bound {limits.max_skew:g}s)".replace(
-                        "  ", " "
-                    ),
+                    f"host {a.get('node')}'s clock is {abs(offset):.1f}s {side} {server} "
+                    f"(bound {limits.max_skew:g}s)",
                     f"synchronise {a.get('node')}'s clock (chrony or systemd-timesyncd; "
                     "`timedatectl status`)",
                 )
