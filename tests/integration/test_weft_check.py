@@ -60,7 +60,9 @@ def sidecar(agent, name: str, *upstreams: str) -> None:
     agent.define(name, text)
 
 
-def test_weft_check_passes_on_a_healthy_mesh(mesh: Mesh) -> None:  # noqa: F811
+def test_weft_check_passes_on_a_healthy_mesh(mesh: Mesh, start_server) -> None:  # noqa: F811
+    # A second server: `weft check` is given only the first and finds it by its announcement.
+    start_server("--ca-kek-file", str(mesh.tmp / "kek"), "--ca-allow-short-leaves")
     agent = mesh.agent("vm-ok", **FAST_REPORTS)
     sidecar(agent, "web")
     agent.start()
@@ -70,7 +72,7 @@ def test_weft_check_passes_on_a_healthy_mesh(mesh: Mesh) -> None:  # noqa: F811
     def passing() -> object:
         status, report = weft_check(mesh.server)
         last[:] = [report]
-        return status == 0 and report
+        return status == 0 and "2 known" in str(report) and report
 
     try:
         report = wait_until(passing, timeout=20, what="weft check to pass")
@@ -92,6 +94,7 @@ def test_weft_check_passes_on_a_healthy_mesh(mesh: Mesh) -> None:  # noqa: F811
         "proxies",
         "certificates",
     } <= set(seen)
+    assert seen["servers"] == ["2 known, 2 answer; agree on CA roots, intention default allow - "]
     assert "1 agent connected" in seen["agents"][0]
     assert "1 proxy ready on their latest snapshot" in seen["proxies"][0]
     # People get one line per check, each marked.
