@@ -253,3 +253,51 @@ def test_pre_clock_and_systemd_say_what_they_saw() -> None:
     assert clock_line(lambda argv: "no\n" if argv[0] == "timedatectl" else None).status == "fail"
     assert systemd_line("systemd").status == "ok"
     assert systemd_line("bash").message == "PID 1 is bash, not systemd"
+
+
+# -- what the agent reports -----------------------------------------------------------------
+
+
+def test_an_agent_reports_a_refusal_only_for_the_version_it_still_offers() -> None:
+    from types import SimpleNamespace
+
+    from agent._publisher import Publisher
+    from agent._report import build_report
+
+    publisher = Publisher()
+    publisher.publish("web-1", {"listeners": []})
+    first = publisher.proxies["web-1"].version
+    publisher.record_ack("web-1", {"accepted": True, "version": first, "reason": ""})
+    publisher.publish("web-1", {"listeners": ["changed"]})
+    second = publisher.proxies["web-1"].version
+    publisher.record_ack("web-1", {"accepted": False, "version": second, "reason": "bad tls"})
+
+    def report(now: float) -> dict[str, Any]:
+        return build_report(
+            registrar=SimpleNamespace(lease="abc", connected=True),  # type: ignore[arg-type]
+            publisher=publisher,
+            certs=None,
+            running={"web-1": {"pid": 7}},
+            services={"web-1": "web"},
+            sync_interval=60.0,
+            report_interval=10.0,
+            now=NOW,
+            monotonic=now,
+            since_sync=3.0,
+        )
+
+    (proxy,) = report(publisher.proxies["web-1"].published_at + 4)["proxies"]
+    assert proxy == {
+        "id": "web-1",
+        "service": "web",
+        "version": second,
+        "applied_version": first,
+        "pending_seconds": 4.0,
+        "refused": "bad tls",
+        "running": True,
+    }
+    # A newer version replaces the refused one: now it is only pending.
+    publisher.publish("web-1", {"listeners": ["fixed"]})
+    (proxy,) = report(publisher.proxies["web-1"].published_at + 1)["proxies"]
+    assert proxy["refused"] == "" and proxy["pending_seconds"] == 1.0
+    assert proxy["applied_version"] == first
