@@ -226,6 +226,7 @@ def test_agent_reports_refuse_bad_input_and_other_nodes_and_store_nothing(
         ("n2", good, 403, "bound to node 'n1'"),
         ("n1", b'{"lease": "%s", "time": NaN}' % lease.encode(), 400, "NaN"),
         ("n1", {**good, "time": "soon"}, 400, "time"),
+        ("n1", b'{"lease": "%s", "time": 1e400}' % lease.encode(), 400, "time"),
         ("n1", {**good, "colour": "red"}, 400, "colour: unknown field"),
         ("n1", {"time": 1.0}, 400, "lease: required"),
         ("n1", {**good, "lease": "beef"}, 404, "lease beef has expired"),
