@@ -340,7 +340,11 @@ class RegistryServer:
                 ready["dns"] = f"{dns_bound[0]}:{dns_bound[1]}"
             bound = await nursery.start(self.http.serve, *self._bind)
             address = f"{bound[0]}:{bound[1]}"
-            self._url = self.url(bound)
+            # Where other hosts reach this server: the advertised address when one is set (a
+            # wildcard listen address means nothing to another host).
+            scheme = "https" if self.config.tls_cert_file else "http"
+            advertised = self.config.advertise
+            self._url = f"{scheme}://{advertised}" if advertised else self.url(bound)
             nursery.start_soon(self.announcer.run)
             if self.config.ready_file:
                 ready.update(address=address, url=self.url(bound), pid=os.getpid())

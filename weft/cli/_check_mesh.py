@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
@@ -143,8 +144,8 @@ async def _more_servers(ask: _Asker, facts: MeshFacts) -> None:
     asked = {s.url for s in facts.servers}
     for record in facts.announced:
         url = str(record.get("url") or "")
-        if not url or url in asked:
-            continue
+        if not url or url in asked or urlsplit(url).hostname in ("0.0.0.0", "::"):
+            continue  # a wildcard address would reach whatever listens on *this* host
         view = await _server(ask, url)
         if view.health is not None:
             facts.servers.append(view)
