@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,43 @@ def test_agent_reports_refuse_bad_input_and_other_nodes_and_store_nothing(
     paths = httpx.get(server.url + "/v1/openapi.json").json()["paths"]
     assert {"put"} <= set(paths["/v1/registry/agents/{node}"])
     assert {"get"} <= set(paths["/v1/registry/agents"]) and "get" in paths["/v1/weft/servers"]
+
+
+def test_weft_check_pre_reads_the_real_etcd_and_names_a_port_in_use() -> None:
+    from tests.harness._etcd import etcd_binary
+
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "weft",
+                "check",
+                "--pre",
+                "-o",
+                "json",
+                "--etcd-binary",
+                etcd_binary(),
+                "--port",
+                str(busy),
+                "--port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert lines(report, "fail") == {
+        "ports": [
+            f"port {busy} is in use - stop what listens there (`ss -ltnp 'sport = :{busy}'`), "
+            "or set another listen/api_listen address"
+        ]
+    }
+    (etcd,) = lines(report, "ok")["etcd"]
+    assert etcd.startswith("etcd 3.") and etcd_binary() in etcd
+    assert {"python", "ports"} <= set(lines(report, "ok"))
