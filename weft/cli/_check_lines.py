@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -73,3 +73,8 @@ def duration(seconds: float) -> str:
     if hours < 48:
         return f"{hours}h {int(minutes % 60)}m"
     return f"{hours // 24}d {hours % 24}h"
+
+
+def count(items: Any, one: str, many: str = "") -> str:
+    n = len(items)
+    return f"{n} {one if n == 1 else (many or one + 's')}"

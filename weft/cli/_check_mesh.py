@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from ._check_judge import MeshFacts, ServerView
+from ._check_facts import MeshFacts, ServerView
 
 TIMEOUT = 5.0
 
