@@ -301,3 +301,16 @@ def test_an_agent_reports_a_refusal_only_for_the_version_it_still_offers() -> No
     (proxy,) = report(publisher.proxies["web-1"].published_at + 1)["proxies"]
     assert proxy["refused"] == "" and proxy["pending_seconds"] == 1.0
     assert proxy["applied_version"] == first
+
+
+def test_a_report_interval_out_of_bounds_is_refused_naming_the_field() -> None:
+    import pytest
+
+    from agent._config import AgentConfig
+    from agent._errors import ConfigError
+
+    for bad in (0.1, 3600.0):
+        with pytest.raises(ConfigError) as info:
+            AgentConfig(servers=("http://127.0.0.1:8500",), report_interval=bad).validate()
+        assert info.value.field == "report_interval"
+    AgentConfig(servers=("http://127.0.0.1:8500",), report_interval=1.0).validate()
