@@ -226,6 +226,10 @@ def test_a_root_within_the_threshold_fails_and_outside_it_passes() -> None:
         f"root r expires in 5d 0h ({_iso(NOW + 5 * DAY)}), within the 30d 0h threshold"
     ]
     assert "ca root" not in failures(facts, Limits(ca_expiry=2 * DAY))
+    facts = healthy(ca_status={"intermediate_not_after": _iso(NOW - 2 * 3600)})
+    assert failures(facts)["ca intermediate"] == [
+        f"intermediate expired 2h 0m ago ({_iso(NOW - 2 * 3600)})"
+    ]
 
 
 # -- --pre ----------------------------------------------------------------------------------
