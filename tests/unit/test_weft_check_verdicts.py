@@ -190,7 +190,7 @@ def test_a_server_cut_off_from_etcd_and_disagreeing_servers_fail() -> None:
         "time": NOW,
     }
     assert failures(facts)["etcd"] == [
-        "unreachable or lagging from server http://s1:8500 (etcd has not answered for 6.0s)"
+        "unreachable from server http://s1:8500 (etcd has not answered for 6.0s)"
     ]
     facts = healthy()
     other = ServerView(

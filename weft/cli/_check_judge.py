@@ -39,11 +39,13 @@ def _etcd(answering: list[ServerView]) -> list[Line]:
     cut_off = [s for s in answering if s.health and s.health.get("status") != "ok"]
     for s in cut_off:
         assert s.health is not None
-        reason = s.health.get("reason") or s.health.get("status")
+        reason = str(s.health.get("reason") or s.health.get("status"))
+        # The server's own reason says which: etcd silent, or its watch down or behind.
+        what = "unreachable from" if "not answered" in reason else "stale on"
         lines.append(
             fail(
                 "etcd",
-                f"unreachable or lagging from server {s.url} ({reason})",
+                f"{what} server {s.url} ({reason})",
                 "start etcd, or fix etcd_endpoints in that server's server.toml "
                 "(`etcdctl endpoint health` on the server host)",
             )
@@ -188,7 +190,8 @@ def _ca(facts: MeshFacts, limits: Limits) -> list[Line]:
             fail(
                 "ca",
                 f"cannot read the trust bundle ({why})",
-                "initialise the CA with `weft ca init --trust-domain ...` (docs/ca.md)",
+                "initialise the CA (`weft ca init --trust-domain ...`), or give every server "
+                "its key-encryption key (--ca-kek-file); docs/ca.md",
             )
         ]
     lines = []
