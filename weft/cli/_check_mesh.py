@@ -142,11 +142,19 @@ async def _more_servers(ask: _Asker, facts: MeshFacts) -> None:
     """Ask every announced server we can reach directly too (its address may not be
     reachable from here: behind a load balancer its announcement is judged instead)."""
     asked = {s.url for s in facts.servers}
+    urls = []
     for record in facts.announced:
         url = str(record.get("url") or "")
         if not url or url in asked or urlsplit(url).hostname in ("0.0.0.0", "::"):
             continue  # a wildcard address would reach whatever listens on *this* host
-        view = await _server(ask, url)
-        if view.health is not None:
-            facts.servers.append(view)
-            asked.add(url)
+        asked.add(url)
+        urls.append(url)
+    found: dict[str, ServerView] = {}
+    async with trio.open_nursery() as nursery:  # together: each may cost the whole timeout
+        for url in urls:
+
+            async def one(url: str = url) -> None:
+                found[url] = await _server(ask, url)
+
+            nursery.start_soon(one)
+    facts.servers += [found[u] for u in urls if found[u].health is not None]
