@@ -84,6 +84,12 @@ class AgentConfig:
         15.0, "how long this node's instances outlive a dead agent", parse=parse_duration
     )
     sync_interval: float = opt(60.0, "full anti-entropy re-sync period", parse=parse_duration)
+    report_interval: float = opt(
+        10.0,
+        "how often this host reports its clock, proxies and certificates to the servers "
+        "(what `weft check` judges)",
+        parse=parse_duration,
+    )
     cert_lifetime: float = opt(
         0.0, "lifetime to ask for mesh certificates [default: the server's]", parse=parse_duration
     )
@@ -153,6 +159,8 @@ class AgentConfig:
             raise ConfigError("lease_ttl", "must be 5s-1h")
         if self.sync_interval < 1:
             raise ConfigError("sync_interval", "must be at least 1s")
+        if not 0.5 <= self.report_interval <= 600:
+            raise ConfigError("report_interval", "must be 500ms-10m")
         if self.cert_renew_fraction and not 0.6 <= self.cert_renew_fraction <= 0.9:
             raise ConfigError("cert_renew_fraction", "must be 0 (random) or 0.6-0.9")
         if self.metrics_interval and not 0.5 <= self.metrics_interval <= 300:

@@ -8,6 +8,7 @@ Wiring only; each job lives in its own module:
     _intention_watch, _intentions   the mesh's intentions, compiled per sidecar
     _supervisor   one proxy per sidecar       _api           the local HTTP API
     _notify       systemd READY / WATCHDOG / STATUS
+    _report       what `weft check` learns about this host, sent to the servers
 
 Start: load and check everything (bad config exits 64), trust the CA (bundle or fingerprint),
 register, get certificates, start proxies, and tell systemd READY=1 once every service is
@@ -22,6 +23,7 @@ import os
 import random
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +56,7 @@ from ._metrics_push import MetricsPusher, Target
 from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
+from ._report import Reporter, build_report
 from ._resource_watch import ResourceWatcher
 from ._screen import Screen
 from ._supervisor import ProxySpec, ProxySupervisor
@@ -354,6 +357,31 @@ class Agent:
             "rejected": dict(view.rejected),  # compiled as deny from their source, see logs
         }
 
+    def _report(self, now: float) -> dict[str, Any]:
+        return build_report(
+            registrar=self.registrar,
+            publisher=self.publisher,
+            certs=self.certs,
+            running=self.supervisor.describe(),
+            services={d.id: d.name for d in self.defs},
+            sync_interval=self.config.sync_interval,
+            report_interval=self.config.report_interval,
+            now=now,
+            monotonic=time.monotonic(),
+            since_sync=trio.current_time() - self.registrar.last_sync,
+        )
+
+    async def _report_loop(self) -> None:
+        assert self.client is not None
+        reporter = Reporter(
+            self.client,
+            node=self.node,
+            interval=self.config.report_interval,
+            build=self._report,
+            publisher=self.publisher,
+        )
+        await reporter.run(self.registrar.synced)
+
     # -- running ------------------------------------------------------------------------------
 
     async def _push_check(self, check_id: str, status: Status, output: str) -> None:
@@ -526,6 +554,7 @@ class Agent:
                 self._become_ready,
                 self._watch_exposure,
                 self.metrics.run,
+                self._report_loop,
             ):
                 nursery.start_soon(task)
 

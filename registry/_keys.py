@@ -17,6 +17,10 @@
                                                         slots, on the agent's lease)
     ca/...                                              the CA's state
     leader/<duty>                                       leader election among servers
+    servers/<identity>                                  a running server's announcement (on its
+                                                        own lease)
+    agents/<node>                                       the node agent's report (`weft check`),
+                                                        on the agent's lease
     sync-barrier                                        written by a server whose watch reconnected
 
 Instances are keyed by node as well as by ID because, as in Consul, an instance ID is unique
@@ -87,6 +91,12 @@ class Keys:
         if not node:
             return f"{self.prefix}metrics/"
         return f"{self.prefix}metrics/{node}/{slot}"
+
+    def server(self, identity: str = "") -> str:
+        return f"{self.prefix}servers/{identity}"
+
+    def agent_report(self, node: str = "") -> str:
+        return f"{self.prefix}agents/{node}"
 
     def leader(self, duty: str) -> str:
         return f"{self.prefix}leader/{duty}"
