@@ -169,23 +169,18 @@ async def soak_phase(args: argparse.Namespace, server: WeftServer, etcd: EtcdCli
 
 def summarise_soak(samples: list[Sample], started: float, syncs: int) -> None:
     writes = samples[-1].revision - samples[0].revision
-    half = [s for s in samples if s.at - started >= (samples[-1].at - started) / 2]
+    # Halves by sample count; a run too short for two samples has one "half".
+    first, second = samples[: len(samples) // 2] or samples, samples[len(samples) // 2 :]
     print(
         f"\nsoak: {syncs} agent syncs, {writes} etcd revisions written in "
-        f"{(samples[-1].at - started) / 60:.1f} min"
+        f"{(samples[-1].at - started) / 60:.1f} min ({len(samples)} samples)"
     )
-    print(
-        f"db size: first sample {mib(samples[0].db_size)}, max over the first half "
-        f"{mib(max(s.db_size for s in samples if s not in half))}, "
-        f"max over the second half {mib(max(s.db_size for s in half))}, "
-        f"last {mib(samples[-1].db_size)}"
-    )
-    print(
-        f"in use:  max over the first half "
-        f"{mib(max(s.db_in_use for s in samples if s not in half))}, "
-        f"max over the second half {mib(max(s.db_in_use for s in half))}, "
-        f"last {mib(samples[-1].db_in_use)}"
-    )
+    for what, size in (("db size", lambda s: s.db_size), ("in use ", lambda s: s.db_in_use)):
+        print(
+            f"{what}: first sample {mib(size(samples[0]))}, max over the first half "
+            f"{mib(max(map(size, first)))}, max over the second half "
+            f"{mib(max(map(size, second)))}, last {mib(size(samples[-1]))}"
+        )
 
 
 def instance(i: int, generation: int, lease: str) -> dict[str, Any]:
