@@ -22,6 +22,7 @@ from .ansible_fleet import Fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 ETCDCTL = Path(sys.executable).with_name("etcdctl")
+PKI_SCRIPT = Path(__file__).parents[2] / "ansible" / "roles" / "etcd" / "files" / "etcd_pki.py"
 
 
 def etcdctl(endpoint: str, pki: Path, *args: str) -> str:
@@ -103,6 +104,17 @@ def test_the_etcd_role_makes_a_tls_cluster_and_the_server_serves_https_to_verify
     assert '"revision"' not in no_cert.stdout
     plain_etcd = fleet.beta.run(f"curl -sS --max-time 10 {intruder.replace('https:', 'http:')}")
     assert '"revision"' not in plain_etcd.stdout
+    # A client certificate from another CA (made with the role's own script) is refused too.
+    foreign = tmp_path / "foreign-pki"
+    subprocess.run([sys.executable, str(PKI_SCRIPT), str(foreign), "--client", "weft-server"],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    fleet.beta.copy_in(foreign / "client-weft-server.pem", "/root/foreign.pem")
+    fleet.beta.copy_in(foreign / "client-weft-server.key", "/root/foreign.key")
+    other_ca = fleet.beta.run(
+        "curl -sS --max-time 10 --cacert /etc/etcd/pki/ca.pem --cert /root/foreign.pem "
+        f"--key /root/foreign.key {intruder}"
+    )
+    assert other_ca.returncode != 0 and '"revision"' not in other_ca.stdout, other_ca.stdout
     assert etcdctl(urls["beta"], pki, "get", prefix + "intruder").strip() == ""
     # With the role's client certificate the same write works.
     fleet.beta.copy_in(pki / "client-weft-server.pem", "/root/etcd-client.pem")
