@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -259,9 +260,11 @@ class Fleet:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server_port}"
 
     @property
-    def verify(self) -> str | bool:
+    def verify(self) -> ssl.SSLContext | bool:
         """What verifies the server: the bundle the server role keeps on the controller."""
-        return str(self.secrets / "server-ca.pem") if self.tls else True
+        if not self.tls:
+            return True
+        return ssl.create_default_context(cafile=str(self.secrets / "server-ca.pem"))
 
     def token(self) -> str:
         return (self.secrets / "operator.token").read_text().strip()
