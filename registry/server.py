@@ -291,6 +291,7 @@ class RegistryServer:
             reap_interval=config.reap_interval,
             view_cache_bytes=config.view_cache_bytes,
             session_min_ttl=config.session_min_ttl,
+            max_wait=config.max_blocking_wait,
         )
         self.sessions = Sessions(
             self.etcd,

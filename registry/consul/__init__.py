@@ -1,41 +1,15 @@
 """The Consul-compatible HTTP API: the subset that existing clients and tools rely on.
 
 One module per area of Consul's API, each declaring its routes in an `Area`; errors are plain
-text, as Consul answers them. New areas (sessions, txn, ...) add a module and a line here.
+text, as Consul answers them. A new area adds a module and a line here.
 """
 
 from __future__ import annotations
 
-import re
-
-from .. import _consul_checks, _consul_nodes, _consul_sessions, _consul_txn
 from .._context import Context
-from .._endpoints import Area, Param, json_reply
+from .._endpoints import Area
 from ..web import Router
-from . import _agent, _catalog, _health, _kv, _status
-
-# Sessions, transactions, node and check registration: plain route tables, declared here with
-# Consul's answer left untyped (any JSON) until each module declares its own shapes.
-_TABLES = (
-    _consul_sessions.ROUTES,
-    _consul_txn.ROUTES,
-    _consul_nodes.ROUTES,
-    _consul_checks.ROUTES,
-)
-_EXTRA: Area[Context] = Area("consul", "consul-extra")
-for _method, _path, _handler in (row for table in _TABLES for row in table):
-    _EXTRA.route(
-        _method,
-        _path,
-        summary=((_handler.__doc__ or _handler.__name__).strip().splitlines() or [""])[0],
-        ok=json_reply("Consul's answer", {}),
-        auth="read" if _method == "GET" else "token",
-        errors=(400, 404, 409, 500),
-        path_params={
-            name: Param(name, description=f"The {name.replace('_', ' ')}")
-            for name in re.findall(r"{(\w+)", _path)
-        },
-    )(_handler)
+from . import _agent, _catalog, _checks, _health, _kv, _nodes, _sessions, _status, _txn
 
 AREAS: tuple[Area[Context], ...] = (
     _agent.AREA,
@@ -43,7 +17,10 @@ AREAS: tuple[Area[Context], ...] = (
     _health.AREA,
     _status.AREA,
     _kv.AREA,
-    _EXTRA,
+    _sessions.AREA,
+    _txn.AREA,
+    _nodes.AREA,
+    _checks.AREA,
 )
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from .. import _consul_sessions
 from .._context import Context, consul_response
 from .._endpoints import Area, Body, Param, Reply, json_reply, ref
 from .._errors import Forbidden, InvalidInput
 from .._mirror import kv_topic
 from .._numbers import parse_index
 from ..web import Request, Response
+from . import _sessions
 from ._schemas import BLOCKING, BOOL, INDEX_HEADERS, SCHEMAS, STRINGS
 
 AREA: Area[Context] = Area("consul", "consul-kv", SCHEMAS)
@@ -27,7 +27,7 @@ _CAS = Param(
 
 
 def _entry(ctx: Context, key: str) -> dict[str, object]:
-    return _consul_sessions.kv_entry(ctx, key)
+    return _sessions.kv_entry(ctx, key)
 
 
 def _int_arg(request: Request, name: str) -> int | None:
@@ -130,7 +130,7 @@ async def kv_put(ctx: Context, request: Request) -> Response:
         raise InvalidInput("key: a KV key must not be empty", field="key")
     if len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidInput(f"key: at most {MAX_KEY_BYTES} bytes", field="key")
-    ok = await _consul_sessions.kv_write(
+    ok = await _sessions.kv_write(
         ctx, request, key, flags=_int_arg(request, "flags") or 0, cas=_int_arg(request, "cas")
     )
     return Response.json(ok)

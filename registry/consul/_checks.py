@@ -10,19 +10,42 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ._acl import Role, Token
-from ._catalog import Registration
-from ._consul_input import CHECK_SHAPE, registration_from_consul
-from ._context import Context
-from ._decode import decode
-from ._errors import Forbidden, InvalidInput, NotFound
-from ._model import Check, Status
-from .etcd import Delete
-from .web import Request, Response
+from .._acl import Role, Token
+from .._catalog import Registration
+from .._consul_input import CHECK_SHAPE, registration_from_consul
+from .._context import Context
+from .._decode import decode
+from .._endpoints import Area, Body, Param, json_reply, ref
+from .._errors import Forbidden, InvalidInput, NotFound
+from .._model import Check, Status
+from ..etcd import Delete
+from ..web import Request, Response
+from ._schemas import EMPTY, SCHEMAS, STR
+
+AREA: Area[Context] = Area("consul", "consul-check", SCHEMAS)
+route = AREA.route
+_WRITE_ERRORS = (400, 404, 409, 503)
+_CHECK = {
+    "type": "object",
+    "description": (
+        "Consul's check definition (Name or CheckID, ServiceID, and one of TTL, HTTP, TCP or "
+        "Args with Interval); keys are matched without regard to case."
+    ),
+    "required": ["ServiceID"],
+    "properties": {"Name": STR, "CheckID": STR, "ID": STR, "ServiceID": STR},
+}
 
 SERVICE_MAINT_PREFIX = "_service_maintenance:"
 
 
+@route(
+    "PUT",
+    "/v1/agent/check/register",
+    summary="Add a check to a service instance on this node",
+    errors=_WRITE_ERRORS,
+    body=Body(_CHECK),
+    ok=EMPTY,
+)
 async def agent_check_register(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = ctx.node_of(token)
@@ -67,6 +90,14 @@ def _runner(ctx: Context, token: Token | None) -> str:
     return "server"
 
 
+@route(
+    "PUT",
+    "/v1/agent/check/deregister/{check_id}",
+    summary="Remove a check from this node",
+    errors=_WRITE_ERRORS,
+    path_params={"check_id": Param("check_id", description="e.g. service:web-1")},
+    ok=EMPTY,
+)
 async def agent_check_deregister(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = ctx.node_of(token)
@@ -85,6 +116,22 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
     return Response(status=200, body=b"", content_type="text/plain")
 
 
+@route(
+    "PUT",
+    "/v1/agent/service/maintenance/{service_id}",
+    summary="Put one service instance of this node into or out of maintenance",
+    errors=_WRITE_ERRORS,
+    path_params={"service_id": Param("service_id", description="The instance's ID")},
+    query=(
+        Param(
+            "enable",
+            {"enum": ["true", "false", "True", "False", "1", "0", "t", "f"]},
+            required=True,
+        ),
+        Param("reason", description="Shown as the maintenance check's Notes"),
+    ),
+    ok=EMPTY,
+)
 async def service_maintenance(ctx: Context, request: Request) -> Response:
     """Consul's per-service maintenance: a critical `_service_maintenance:<id>` check takes
     the instance out of `?passing` and DNS until maintenance is turned off."""
@@ -120,6 +167,13 @@ async def service_maintenance(ctx: Context, request: Request) -> Response:
     return Response(status=200, body=b"", content_type="text/plain")
 
 
+@route(
+    "GET",
+    "/v1/acl/token/self",
+    summary="The token sent, as Consul's ACL token (its role as a policy)",
+    auth="read",
+    ok=json_reply("The token", ref("ConsulTokenSelf")),
+)
 async def acl_token_self(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     if token is None:
@@ -145,10 +199,3 @@ def _rfc3339(seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
-
-ROUTES = (
-    ("PUT", "/v1/agent/check/register", agent_check_register),
-    ("PUT", "/v1/agent/check/deregister/{check_id}", agent_check_deregister),
-    ("PUT", "/v1/agent/service/maintenance/{service_id}", service_maintenance),
-    ("GET", "/v1/acl/token/self", acl_token_self),
-)

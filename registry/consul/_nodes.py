@@ -7,16 +7,47 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import _consul_views as views
-from ._consul_input import registration_from_consul
-from ._context import Context, consul_response
-from ._decode import F, decode
-from ._errors import InvalidInput
-from ._mirror import CATALOG, HEALTH
-from ._model import Check, Status, replace
-from ._validate import address, meta, node_name
-from .etcd import Delete, Put
-from .web import Request, Response
+from .. import _consul_views as views
+from .._consul_input import registration_from_consul
+from .._context import Context, consul_response
+from .._decode import F, decode
+from .._endpoints import Area, Body, Param, json_reply, ref
+from .._errors import InvalidInput
+from .._mirror import CATALOG, HEALTH
+from .._model import Check, Status, replace
+from .._validate import address, meta, node_name
+from ..etcd import Delete, Put
+from ..web import Request, Response
+from ._schemas import BLOCKING, BOOL, SCHEMAS, STR, STRINGS, STRMAP, index_json
+
+AREA: Area[Context] = Area("consul", "consul-node", SCHEMAS)
+route = AREA.route
+
+_REGISTER = {
+    "type": "object",
+    "description": (
+        "Consul's catalog registration: a node (Node, Address, NodeMeta) and optionally one "
+        "Service with its Check/Checks; keys are matched without regard to case."
+    ),
+    "required": ["Node"],
+    "properties": {
+        "Node": STR,
+        "Address": STR,
+        "Datacenter": STR,
+        "TaggedAddresses": STRMAP,
+        "NodeMeta": STRMAP,
+        "Service": {"type": "object"},
+        "Check": {"type": "object"},
+        "Checks": {"type": "array", "items": {"type": "object"}},
+        "SkipNodeUpdate": BOOL,
+    },
+}
+_DEREGISTER = {
+    "type": "object",
+    "description": "The node with everything on it, or one ServiceID or CheckID on it",
+    "required": ["Node"],
+    "properties": {"Node": STR, "ServiceID": STR, "CheckID": STR, "Datacenter": STR},
+}
 
 _HEALTH_CHECK: dict[str, F] = {
     "Node": F("str"),
@@ -74,6 +105,17 @@ def _check_status(raw: str, where: str) -> Status:
     return status
 
 
+@route(
+    "PUT",
+    "/v1/catalog/register",
+    summary="Register a node, and optionally a service with checks whose status it owns",
+    errors=(400, 409, 503),
+    query=(
+        Param("node-meta", {"type": "array", "items": STR}, "key:value (as py-consul sends it)"),
+    ),
+    body=Body(_REGISTER),
+    ok=json_reply("Always true", BOOL),
+)
 async def catalog_register(ctx: Context, request: Request) -> Response:
     """A registration straight into the catalog, as Consul's external services (ESM) do. Its
     checks carry a status the registrant owns: the server never runs or expires them."""
@@ -148,6 +190,14 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
     return Response.json(True)
 
 
+@route(
+    "PUT",
+    "/v1/catalog/deregister",
+    summary="Deregister a node (with everything on it), or one service or check of it",
+    errors=(400, 409, 503),
+    body=Body(_DEREGISTER),
+    ok=json_reply("Always true", BOOL),
+)
 async def catalog_deregister(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     data = decode(request.json(), CATALOG_DEREGISTER, fold_case=True)
@@ -176,10 +226,27 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     return Response.json(True)
 
 
+@route(
+    "GET",
+    "/v1/catalog/datacenters",
+    summary="The datacenters known (this server's only)",
+    auth="open",
+    ok=json_reply("Datacenter names", STRINGS),
+)
 async def catalog_datacenters(ctx: Context, request: Request) -> Response:
     return Response.json([ctx.options.datacenter])
 
 
+@route(
+    "GET",
+    "/v1/health/node/{node}",
+    summary="The checks of every instance on a node (and its maintenance check)",
+    auth="read",
+    errors=(400,),
+    path_params={"node": Param("node", description="The node's name")},
+    query=BLOCKING,
+    ok=index_json("Checks", {"type": "array", "items": ref("ConsulCheck")}),
+)
 async def health_node(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     node = request.params["node"]
@@ -194,6 +261,13 @@ async def health_node(ctx: Context, request: Request) -> Response:
     return consul_response(json.dumps(out).encode(), index)
 
 
+@route(
+    "GET",
+    "/v1/agent/members",
+    summary="This server, then every node in the catalog (Weft has no gossip)",
+    auth="read",
+    ok=json_reply("Members", {"type": "array", "items": ref("ConsulMember")}),
+)
 async def agent_members(ctx: Context, request: Request) -> Response:
     """Consul's gossip members; Weft has no gossip, so: this server, then every node the
     catalog knows (alive while it is in the catalog)."""
@@ -223,11 +297,3 @@ async def agent_members(ctx: Context, request: Request) -> Response:
         )
     return Response.json(members)
 
-
-ROUTES = (
-    ("PUT", "/v1/catalog/register", catalog_register),
-    ("PUT", "/v1/catalog/deregister", catalog_deregister),
-    ("GET", "/v1/catalog/datacenters", catalog_datacenters),
-    ("GET", "/v1/health/node/{node}", health_node),
-    ("GET", "/v1/agent/members", agent_members),
-)

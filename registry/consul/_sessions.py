@@ -7,11 +7,33 @@ import base64
 import json
 from typing import Any
 
-from ._context import Context, consul_response
-from ._errors import InvalidInput
-from ._mirror import SESSIONS
-from ._session_model import session_from_consul, valid_session_id
-from .web import Request, Response
+from .._context import Context, consul_response
+from .._endpoints import Area, Body, Param, json_reply, ref
+from .._errors import InvalidInput
+from .._mirror import SESSIONS
+from .._session_model import session_from_consul, valid_session_id
+from ..web import Request, Response
+from ._schemas import BLOCKING, BOOL, SCHEMAS, STR, STRINGS, index_json
+
+AREA: Area[Context] = Area("consul", "consul-session", SCHEMAS)
+route = AREA.route
+
+_SESSION = {"session": Param("session", description="The session's ID (a UUID)")}
+_SESSIONS = index_json("Sessions", {"type": "array", "items": ref("ConsulSession")})
+_CREATE = {
+    "type": "object",
+    "description": "Keys are matched without regard to case; every field is optional.",
+    "properties": {
+        "Name": STR,
+        "Node": STR,
+        "LockDelay": {"type": ["string", "integer"], "description": "'15s' or nanoseconds"},
+        "Behavior": {"enum": ["release", "delete"]},
+        "TTL": {"type": "string", "example": "30s"},
+        "Checks": STRINGS,
+        "NodeChecks": STRINGS,
+        "ServiceChecks": {"type": "array", "items": {"type": "object", "properties": {"ID": STR}}},
+    },
+}
 
 
 def kv_entry(ctx: Context, key: str) -> dict[str, Any]:
@@ -58,6 +80,22 @@ async def kv_write(
 # -- /v1/session ---------------------------------------------------------------------------
 
 
+@route(
+    "PUT",
+    "/v1/session/create",
+    summary="Create a session (on its own etcd lease when it has a TTL)",
+    errors=(400, 503),
+    body=Body(_CREATE, required=False),
+    ok=json_reply(
+        "The new session's ID",
+        {
+            "type": "object",
+            "required": ["ID"],
+            "properties": {"ID": STR},
+            "additionalProperties": False,
+        },
+    ),
+)
 async def session_create(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     body = request.json() if request.body.strip() else None
@@ -79,11 +117,27 @@ def _owned(ctx: Context, request: Request) -> str:
     return session_id
 
 
+@route(
+    "PUT",
+    "/v1/session/destroy/{session}",
+    summary="End a session (its locks are released or their keys deleted)",
+    errors=(400, 503),
+    path_params=_SESSION,
+    ok=json_reply("Always true", BOOL),
+)
 async def session_destroy(ctx: Context, request: Request) -> Response:
     await ctx.sessions.destroy(_owned(ctx, request))
     return Response.json(True)
 
 
+@route(
+    "PUT",
+    "/v1/session/renew/{session}",
+    summary="Renew a session's TTL",
+    errors=(400, 404, 503),
+    path_params=_SESSION,
+    ok=_SESSIONS,
+)
 async def session_renew(ctx: Context, request: Request) -> Response:
     session = await ctx.sessions.renew(_owned(ctx, request))
     return consul_response(json.dumps([session.consul_json()]).encode(), ctx.sessions.index())
@@ -96,25 +150,45 @@ async def _listing(ctx: Context, request: Request, keep: Any) -> Response:
     return consul_response(json.dumps(body).encode(), index)
 
 
+@route(
+    "GET",
+    "/v1/session/info/{session}",
+    summary="One session (an empty list when there is none)",
+    auth="read",
+    errors=(400,),
+    path_params=_SESSION,
+    query=BLOCKING,
+    ok=_SESSIONS,
+)
 async def session_info(ctx: Context, request: Request) -> Response:
     session_id = request.params["session"]
     return await _listing(ctx, request, lambda s: s.id == session_id)
 
 
+@route(
+    "GET",
+    "/v1/session/node/{node}",
+    summary="The sessions of a node",
+    auth="read",
+    errors=(400,),
+    path_params={"node": Param("node", description="The node's name")},
+    query=BLOCKING,
+    ok=_SESSIONS,
+)
 async def session_node(ctx: Context, request: Request) -> Response:
     node = request.params["node"]
     return await _listing(ctx, request, lambda s: s.node == node)
 
 
+@route(
+    "GET",
+    "/v1/session/list",
+    summary="Every session",
+    auth="read",
+    errors=(400,),
+    query=BLOCKING,
+    ok=_SESSIONS,
+)
 async def session_list(ctx: Context, request: Request) -> Response:
     return await _listing(ctx, request, lambda s: True)
 
-
-ROUTES = (
-    ("PUT", "/v1/session/create", session_create),
-    ("PUT", "/v1/session/destroy/{session}", session_destroy),
-    ("PUT", "/v1/session/renew/{session}", session_renew),
-    ("GET", "/v1/session/info/{session}", session_info),
-    ("GET", "/v1/session/node/{node}", session_node),
-    ("GET", "/v1/session/list", session_list),
-)
