@@ -9,7 +9,7 @@ import time
 import httpx
 import trio
 
-from tests.harness import WeftServer, async_wait_until, wait_until
+from tests.harness import WeftServer, assert_documented, async_wait_until, wait_until
 
 
 async def test_every_read_carries_an_index_of_at_least_one(server: WeftServer) -> None:
@@ -274,6 +274,26 @@ def test_openapi_document_is_served(server: WeftServer) -> None:
     assert "/v1/registry/instances" in doc["paths"]
     assert "put" in doc["paths"]["/v1/registry/instances"]
     json.dumps(doc)
+
+
+def test_health_and_agent_service_views_match_the_openapi_document(server: WeftServer) -> None:
+    # A health entry's Service has no Datacenter (as in Consul) while the document required it;
+    # the agent's own service views do carry it.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+        http.put(
+            "/v1/agent/service/register",
+            json={"ID": "doc-1", "Name": "doc", "Port": 80, "Check": {"TTL": "60s"}},
+        ).raise_for_status()
+        entries = http.get("/v1/health/service/doc")
+        assert "Datacenter" not in entries.json()[0]["Service"]
+        assert_documented(doc, "GET", "/v1/health/service/{name}", entries)
+        one = http.get("/v1/agent/service/doc-1")
+        assert one.json()["Datacenter"] == "dc1"
+        assert_documented(doc, "GET", "/v1/agent/service/{service_id}", one)
+        assert_documented(doc, "GET", "/v1/agent/services", http.get("/v1/agent/services"))
+        assert_documented(doc, "GET", "/v1/health/node/{node}", http.get("/v1/health/node/weft"))
+        assert_documented(doc, "GET", "/v1/agent/members", http.get("/v1/agent/members"))
 
 
 def test_health_service_filters_by_tag_and_passing(server: WeftServer) -> None:
