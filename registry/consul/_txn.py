@@ -28,7 +28,11 @@ _ANSWER = {"application/json": ref("ConsulTxnAnswer")}
 @AREA.route(
     "PUT",
     "/v1/txn",
-    summary="KV, service and check operations applied all together or not at all",
+    summary=(
+        "KV, service and check operations applied all together or not at all (reads need a "
+        "token that may read, each write one that may write it)"
+    ),
+    auth="read",
     errors=(400, 503),
     body=Body({"type": "array", "items": _OP, "maxItems": MAX_OPS}),
     ok={
