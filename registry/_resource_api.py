@@ -207,7 +207,12 @@ async def apply_resources(ctx: Context, request: Request) -> Response:
     unknown = set(body) - {"resources", "dry_run"}
     if unknown:
         raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
-    dry_run = bool(body.get("dry_run"))
+    dry_run = body.get("dry_run")
+    if dry_run is None:
+        dry_run = False
+    elif not isinstance(dry_run, bool):
+        # bool() of it would turn "no" into a real apply and {} into a dry run.
+        raise InvalidInput(f"dry_run: expected true or false, got {dry_run!r:.40}", field="dry_run")
     results = await store(ctx, body["resources"], dry_run=dry_run)
     return Response.json({"dry_run": dry_run, "results": results})
 
