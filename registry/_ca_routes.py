@@ -24,6 +24,7 @@ from ._decode import F, decode
 from ._endpoints import Area, Body, Handler, Reply, json_reply, ref
 from ._errors import Forbidden, InvalidInput
 from ._mirror import CA as CA_TOPIC
+from .consul._schemas import BLOCKING
 from .web import Request, Response
 
 log = logging.getLogger("weft.ca")
@@ -141,6 +142,7 @@ def _ca_errors(handler: Handler[CAExtension]) -> Handler[CAExtension]:
     # (it checks the root's fingerprint, like kubeadm's CA cert hash).
     auth="open",
     errors=(400, 503),
+    query=BLOCKING,
     ok=json_reply("The trust bundle", ref("TrustBundle"), headers=("X-Consul-Index",)),
 )
 @_ca_errors
@@ -157,6 +159,7 @@ async def roots(ext: CAExtension, request: Request) -> Response:
     summary="The trust bundle in Consul's shape",
     auth="open",
     errors=(400, 503),
+    query=BLOCKING,
     ok=Reply(
         "The roots",
         {"application/json": ref("ConsulCARoots")},
