@@ -197,7 +197,32 @@ async def _delete(ctx: Context, request: Request) -> tuple[Resource, int]:
     summary="Apply a batch of traffic resources (operator); 400 lists every problem",
     errors=(409, 503),
     body=Body(ref("ResourceBatch")),
-    ok=json_reply("What each resource became", _OBJECT),
+    ok=json_reply(
+        "What each resource became",
+        {
+            "type": "object",
+            "required": ["dry_run", "results"],
+            "additionalProperties": False,
+            "properties": {
+                "dry_run": {"type": "boolean"},
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["kind", "name", "action"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"type": "string"},
+                            "name": {"type": "string"},
+                            "action": {"enum": ["created", "configured", "unchanged"]},
+                            # Absent in a dry run for what would change.
+                            "revision": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+    ),
 )
 async def apply_resources(ctx: Context, request: Request) -> Response:
     ctx.authorizer.operator(ctx.token(request), "applying traffic resources")
@@ -224,7 +249,16 @@ async def apply_resources(ctx: Context, request: Request) -> Response:
     auth="read",
     errors=(400,),
     query=(Param("kind", description="Only this kind"), *_BLOCKING),
-    ok=json_reply("The resources, with metadata.revision", _OBJECT),
+    ok=json_reply(
+        "The resources, with metadata.revision",
+        {
+            "type": "object",
+            "required": ["resources"],
+            "additionalProperties": False,
+            "properties": {"resources": {"type": "array", "items": ref("Resource")}},
+        },
+        headers=("X-Weft-Index", "X-Consul-Index"),
+    ),
 )
 async def list_resources(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
@@ -257,7 +291,20 @@ async def get_resource(ctx: Context, request: Request) -> Response:
     summary="Delete a traffic resource (operator)",
     errors=(400, 404, 503),
     path_params=_KIND_NAME,
-    ok=json_reply("Deleted, and at which revision", _OBJECT),
+    ok=json_reply(
+        "Deleted, and at which revision",
+        {
+            "type": "object",
+            "required": ["kind", "name", "deleted", "revision"],
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"type": "string"},
+                "name": {"type": "string"},
+                "deleted": {"const": True},
+                "revision": {"type": "integer"},
+            },
+        },
+    ),
 )
 async def delete_resource(ctx: Context, request: Request) -> Response:
     resource, revision = await _delete(ctx, request)

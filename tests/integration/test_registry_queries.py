@@ -324,3 +324,54 @@ def test_health_service_filters_by_tag_and_passing(server: WeftServer) -> None:
         assert ids(tag="v2", passing="") == ["web-2"]
         assert ids(tag="nope") == []
         assert ids(passing="") == ["web-1", "web-2"]
+
+
+def test_native_and_resource_answers_match_the_openapi_document(server: WeftServer) -> None:
+    # These answers were declared as "some object"; each is declared as it is now.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    subset = {
+        "apiVersion": "weft.dev/v1",
+        "kind": "Subset",
+        "metadata": {"name": "doc-v1"},
+        "spec": {"service": "doc", "subset": "v1", "tags": ["v1"]},
+    }
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+
+        def check(method: str, template: str, resp: httpx.Response) -> httpx.Response:
+            assert resp.status_code == 200, resp.text
+            assert_documented(doc, method, template, resp)
+            return resp
+
+        lease = check("POST", "/v1/registry/leases", http.post("/v1/registry/leases", json={}))
+        lease_id = lease.json()["id"]
+        check(
+            "PUT",
+            "/v1/registry/instances",
+            http.put("/v1/registry/instances", json={"service": "doc", "id": "d1", "port": 80}),
+        )
+        check(
+            "DELETE",
+            "/v1/registry/instances/{service}/{node}/{id}",
+            http.delete("/v1/registry/instances/doc/weft/d1"),
+        )
+        check(
+            "PUT",
+            "/v1/registry/maintenance/{node}",
+            http.put("/v1/registry/maintenance/n1", json={"enable": True, "reason": "doc"}),
+        )
+        check("GET", "/v1/registry/maintenance", http.get("/v1/registry/maintenance"))
+        check(
+            "DELETE", "/v1/registry/leases/{lease}", http.delete(f"/v1/registry/leases/{lease_id}")
+        )
+        for dry_run in (True, False, False):  # would create, created, unchanged
+            check(
+                "POST",
+                "/v1/resources",
+                http.post("/v1/resources", json={"resources": [subset], "dry_run": dry_run}),
+            )
+        check("GET", "/v1/resources", http.get("/v1/resources"))
+        check(
+            "DELETE",
+            "/v1/resources/{kind}/{name}",
+            http.delete("/v1/resources/Subset/doc-v1"),
+        )
