@@ -370,6 +370,7 @@ def test_native_and_resource_answers_match_the_openapi_document(server: WeftServ
                 http.post("/v1/resources", json={"resources": [subset], "dry_run": dry_run}),
             )
         check("GET", "/v1/resources", http.get("/v1/resources"))
+        check("GET", "/v1/weft/health", http.get("/v1/weft/health"))
         check(
             "DELETE",
             "/v1/resources/{kind}/{name}",
