@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 from urllib.parse import quote, urlsplit
 
@@ -244,3 +245,32 @@ async def test_every_blocking_query_is_cut_at_max_blocking_wait_even_with_an_emp
         timeout=60,
     )
     assert refused.returncode == 64 and "max_blocking_wait" in refused.stderr
+
+
+def test_a_double_slash_target_is_a_path_not_another_host(server: WeftServer) -> None:
+    """`GET //evil/v1/kv/x` once answered as `GET /v1/kv/x` on host `evil`: a front proxy
+    routing on the path would have let it reach what it meant to keep out."""
+    httpx.put(
+        server.url + "/v1/kv/x", content=b"kept-inside", headers=server.headers()
+    ).raise_for_status()
+    host, _, port = server.address.rpartition(":")
+
+    def raw(target: str) -> bytes:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as sock:
+            sock.sendall(
+                f"GET {target} HTTP/1.1\r\nHost: a\r\nX-Consul-Token: {server.token}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            out = b""
+            while chunk := sock.recv(65536):
+                out += chunk
+        return out
+
+    assert raw("/v1/kv/x?raw").endswith(b"kept-inside")  # the key is there
+    for target in ("//evil/v1/kv/x?raw", "//evil/v1/kv/x", "///v1/kv/x?raw"):
+        answer = raw(target)
+        assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+        assert b"kept-inside" not in answer
+    answer = raw("evil/v1/kv/x?raw")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"kept-inside" not in answer
