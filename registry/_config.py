@@ -111,6 +111,12 @@ class ServerConfig:
     etcd_status_interval: float = opt(
         10.0, "how often each server reads etcd's database size", parse=parse_duration
     )
+    max_blocking_wait: float = opt(
+        600.0,
+        "longest a blocking query may wait (Consul: 10m); longer `wait`s, and the 5m default "
+        "wait, are cut to it",
+        parse=parse_duration,
+    )
     session_min_ttl: float = opt(
         10.0, "shortest session TTL accepted (Consul: 10s)", parse=parse_duration
     )
@@ -214,6 +220,8 @@ class ServerConfig:
             raise ConfigError("etcd_quota_bytes", "must be 0 (unknown) or positive")
         if self.etcd_status_interval <= 0:
             raise ConfigError("etcd_status_interval", "must be positive")
+        if not 0 < self.max_blocking_wait <= 86400:
+            raise ConfigError("max_blocking_wait", "must be more than 0s and at most 24h")
         if not 1 <= self.session_min_ttl <= 86400:
             raise ConfigError("session_min_ttl", "must be between 1s and 24h")
         if not 1 <= self.metrics_resolution <= 60:

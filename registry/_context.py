@@ -48,6 +48,8 @@ class RegistryOptions:
     metrics_resolution: float = 10.0
     metrics_min_interval: float = 5.0
     metrics_sample_bytes: int = 64 << 10
+    # The longest a blocking query may park (the default wait is cut to it too).
+    max_wait: float = MAX_WAIT
 
 
 class Context:
@@ -161,7 +163,8 @@ class Context:
         """Wait while the view's index is not past `?index` (up to `?wait`); its index now."""
         raw_index = request.arg("index")
         # `wait` is checked even without `index` (when Consul ignores it): a bad one is a 400.
-        wait = parse_wait(request.arg("wait"), "wait", default=DEFAULT_WAIT, maximum=MAX_WAIT)
+        cap = self.options.max_wait
+        wait = parse_wait(request.arg("wait"), "wait", default=min(DEFAULT_WAIT, cap), maximum=cap)
         current = view_index()
         if raw_index is None:
             return current

@@ -18,7 +18,31 @@ class ServedApp(Protocol):
     openapi_body: bytes
 
 
-SERVER_AREA: Area[ServedApp] = Area("server", "server", {"Health": {"type": "object"}})
+_INT = {"type": "integer"}
+HEALTH_SCHEMA = {
+    "type": "object",
+    "required": ["status", "revision", "blocking_queries"],
+    "additionalProperties": False,
+    "properties": {
+        "status": {"enum": ["ok", "loading", "stale"]},
+        "revision": _INT,
+        "blocking_queries": _INT,
+        "time": {"type": "number", "description": "the server's clock (Unix time)"},
+        "reason": {"type": "string", "description": "why the view cannot be trusted"},
+        "etcd": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "db_size_bytes": _INT,
+                "db_size_in_use_bytes": _INT,
+                "quota_bytes": _INT,
+                "alarms": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+SERVER_AREA: Area[ServedApp] = Area("server", "server", {"Health": HEALTH_SCHEMA})
 
 
 @SERVER_AREA.route(

@@ -161,6 +161,14 @@ class RegistryApp:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
+            if getattr(route.endpoint, "auth", None) == "token" and not token_secret(request):
+                # Refused before the handler looks anything up, so a caller without a token
+                # learns nothing (not even whether a service or check exists) and changes
+                # nothing, whatever the body holds (an empty batch used to answer 200).
+                raise Forbidden(
+                    f"{request.method} {route.pattern} needs a token; none was sent "
+                    "(X-Consul-Token, Authorization: Bearer or ?token=)"
+                )
             chosen = handler or route.handler
             if "consul" in route.tags:
                 return await _consul_query.around(
@@ -257,6 +265,7 @@ class RegistryServer:
             metrics_resolution=config.metrics_resolution,
             metrics_min_interval=config.metrics_min_interval,
             metrics_sample_bytes=config.metrics_sample_bytes,
+            max_wait=config.max_blocking_wait,
         )
         self.sessions = Sessions(
             self.etcd,

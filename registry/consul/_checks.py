@@ -16,16 +16,25 @@ from .._check_reach import check_registration
 from .._consul_input import CHECK_SHAPE, registration_from_consul
 from .._context import Context
 from .._decode import decode
-from .._endpoints import Area, Param, json_reply
+from .._endpoints import Area, Body, Param, json_reply, ref
 from .._errors import Forbidden, InvalidInput, NotFound
 from .._model import Check, Status
 from ..etcd import Delete
 from ..web import Request, Response
 from ._schemas import EMPTY, SCHEMAS, STR
 
-AREA: Area[Context] = Area("consul", "consul-checks", SCHEMAS)
+AREA: Area[Context] = Area("consul", "consul-check", SCHEMAS)
 route = AREA.route
-
+_WRITE_ERRORS = (400, 404, 409, 503)
+_CHECK = {
+    "type": "object",
+    "description": (
+        "Consul's check definition (Name or CheckID, ServiceID, and one of TTL, HTTP, TCP or "
+        "Args with Interval); keys are matched without regard to case."
+    ),
+    "required": ["ServiceID"],
+    "properties": {"Name": STR, "CheckID": STR, "ID": STR, "ServiceID": STR},
+}
 
 SERVICE_MAINT_PREFIX = "_service_maintenance:"
 
@@ -33,8 +42,9 @@ SERVICE_MAINT_PREFIX = "_service_maintenance:"
 @route(
     "PUT",
     "/v1/agent/check/register",
-    summary="Register a check against one of the node's services",
-    errors=(400, 404),
+    summary="Add a check to a service instance on this node",
+    errors=_WRITE_ERRORS,
+    body=Body(_CHECK),
     ok=EMPTY,
 )
 async def agent_check_register(ctx: Context, request: Request) -> Response:
@@ -87,9 +97,9 @@ def _runner(ctx: Context, token: Token | None) -> str:
 @route(
     "PUT",
     "/v1/agent/check/deregister/{check_id}",
-    summary="Remove a check",
-    errors=(404,),
-    path_params={"check_id": Param("check_id", description="The check's ID")},
+    summary="Remove a check from this node",
+    errors=_WRITE_ERRORS,
+    path_params={"check_id": Param("check_id", description="e.g. service:web-1")},
     ok=EMPTY,
 )
 async def agent_check_deregister(ctx: Context, request: Request) -> Response:
@@ -113,12 +123,16 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
 @route(
     "PUT",
     "/v1/agent/service/maintenance/{service_id}",
-    summary="Take one service instance out of (or back into) the healthy set",
-    errors=(400, 404),
+    summary="Put one service instance of this node into or out of maintenance",
+    errors=_WRITE_ERRORS,
     path_params={"service_id": Param("service_id", description="The instance's ID")},
     query=(
-        Param("enable", {"type": "boolean"}, "true: into maintenance; false: back"),
-        Param("reason", STR, "Shown as the maintenance check's Notes"),
+        Param(
+            "enable",
+            {"enum": ["true", "false", "True", "False", "1", "0", "t", "f"]},
+            required=True,
+        ),
+        Param("reason", description="Shown as the maintenance check's Notes"),
     ),
     ok=EMPTY,
 )
@@ -160,9 +174,9 @@ async def service_maintenance(ctx: Context, request: Request) -> Response:
 @route(
     "GET",
     "/v1/acl/token/self",
-    summary="The token making the request, in Consul's shape (its role as a policy)",
+    summary="The token sent, as Consul's ACL token (its role as a policy)",
     auth="read",
-    ok=json_reply("The token", {"type": "object"}),
+    ok=json_reply("The token", ref("ConsulTokenSelf")),
 )
 async def acl_token_self(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)

@@ -14,7 +14,7 @@ from .._validate import node_name
 from .._validate import status as parse_status
 from ..web import Request, Response
 from ._input import BATCH_SHAPE, INSTANCE_SHAPE, MAX_BATCH, registration_from_native
-from ._schemas import BLOCKING, INDEX_HEADERS, OBJECT, SCHEMAS
+from ._schemas import BLOCKING, INDEX_HEADERS, SCHEMAS
 from ._views import check_view, instance_view
 
 OUTPUT_LIMIT = 64 * 1024  # a check's output (Consul's OutputMaxSize defaults to 4 KiB)
@@ -158,7 +158,15 @@ async def put_instance(ctx: Context, request: Request) -> Response:
     summary="Deregister an instance and its checks",
     errors=_WRITE_ERRORS,
     path_params={"service": Param("service"), "node": Param("node"), "id": Param("id")},
-    ok=json_reply("Deleted", OBJECT),
+    ok=json_reply(
+        "Deleted",
+        {
+            "type": "object",
+            "required": ["deleted"],
+            "properties": {"deleted": {"const": True}},
+            "additionalProperties": False,
+        },
+    ),
 )
 async def delete_instance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -243,7 +251,15 @@ async def put_check(ctx: Context, request: Request) -> Response:
     errors=_WRITE_ERRORS,
     path_params={"node": Param("node")},
     body=Body(ref("MaintenanceSpec")),
-    ok=json_reply("The node's maintenance mode", OBJECT),
+    ok=json_reply(
+        "The node's maintenance mode",
+        {
+            "type": "object",
+            "required": ["node", "maintenance"],
+            "properties": {"node": {"type": "string"}, "maintenance": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+    ),
 )
 async def put_maintenance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -261,7 +277,20 @@ async def put_maintenance(ctx: Context, request: Request) -> Response:
     "/v1/registry/maintenance",
     summary="The nodes in maintenance, with their reasons",
     auth="read",
-    ok=json_reply("Maintenance records by node", OBJECT),
+    ok=json_reply(
+        "Maintenance records by node",
+        {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["reason", "since"],
+                "properties": {
+                    "reason": {"type": "string"},
+                    "since": {"type": "number", "description": "Unix time"},
+                },
+            },
+        },
+    ),
 )
 async def get_maintenance(ctx: Context, request: Request) -> Response:
     ctx.reader(request)

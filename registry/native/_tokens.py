@@ -139,8 +139,8 @@ async def update_token(ctx: Context, request: Request) -> Response:
 @route(
     "DELETE",
     "/v1/tokens/{accessor}",
-    summary="Revoke a token (operator)",
-    errors=(404, 503),
+    summary="Revoke a token (operator); the last operator token is refused (409)",
+    errors=(404, 409, 503),
     path_params={"accessor": Param("accessor", description="The token's accessor ID")},
     ok=json_reply("The revoked token", ref("Token")),
 )
