@@ -194,6 +194,7 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": _closed({"NodeName": STR, "Datacenter": STR}),
             },
+            "ServiceIdentities": {"type": "array", "items": _closed({"ServiceName": STR})},
             "Local": BOOL,
             "CreateTime": STR,
             "Hash": STR,
