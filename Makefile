@@ -1,5 +1,5 @@
 # The two commands a newcomer needs are the first two targets.
-.PHONY: dev test lint bench test-hosts clean
+.PHONY: dev test lint bench soak test-hosts clean
 
 # Packages whose types mypy checks in `make test` (tests and bench are not type-checked).
 TYPED = registry ca proxy agent weft k8s-adapter/k8s_adapter
@@ -25,6 +25,10 @@ bench:          ## run every benchmark in bench/ (slow; prints figures)
 	.venv/bin/python bench/ca.py
 	.venv/bin/python bench/k8s_sync.py
 	.venv/bin/python bench/proxy.py --repeat 5
+
+soak:           ## 10-minute control-plane soak: compaction under 100 agents, 5,000-instance resync
+	@scripts/bootstrap bench
+	.venv/bin/python bench/soak.py $(SOAK_ARGS)
 
 test-hosts:     ## every slow test: systemd hosts, Ansible, certificate rotations; docs/testing.md
 	@scripts/bootstrap hosts

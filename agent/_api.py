@@ -1,6 +1,7 @@
 """The agent's local HTTP API (loopback): status, TTL check updates, and snapshot streams.
 
 GET  /v1/agent/status                         what `weft agent status` shows
+GET  /v1/agent/metrics                        Prometheus text (instances dropped from snapshots)
 PUT  /v1/agent/check/pass|warn|fail/<id>      TTL check update (Consul's paths; agent token)
 PUT  /v1/agent/maintenance?enable=&reason=    this node's maintenance mode, forwarded to the
                                               registry (Consul's path; agent token)
@@ -40,7 +41,9 @@ class LocalAPI:
         status: Callable[[], dict[str, Any]],
         ttl_update: Callable[[str, Status, str], object],
         set_maintenance: Callable[[bool, str], Awaitable[None]] | None = None,
+        metrics: Callable[[], str] = lambda: "",
     ) -> None:
+        self.metrics = metrics
         self.token = token
         self.publisher = publisher
         self.status = status
@@ -48,6 +51,7 @@ class LocalAPI:
         self.set_maintenance = set_maintenance
         self.router = Router()
         self.router.add("GET", "/v1/agent/status", self._status)
+        self.router.add("GET", "/v1/agent/metrics", self._metrics)
         for verb, st in (
             ("pass", Status.PASSING),
             ("warn", Status.WARNING),
@@ -88,6 +92,11 @@ class LocalAPI:
 
     async def _status(self, request: Request) -> Response:
         return Response.json(self.status())
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(
+            body=self.metrics().encode(), content_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     def _check(self, status: Status) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass
@@ -83,6 +84,12 @@ class AgentConfig:
         15.0, "how long this node's instances outlive a dead agent", parse=parse_duration
     )
     sync_interval: float = opt(60.0, "full anti-entropy re-sync period", parse=parse_duration)
+    report_interval: float = opt(
+        10.0,
+        "how often this host reports its clock, proxies and certificates to the servers "
+        "(what `weft check` judges)",
+        parse=parse_duration,
+    )
     cert_lifetime: float = opt(
         0.0, "lifetime to ask for mesh certificates [default: the server's]", parse=parse_duration
     )
@@ -92,9 +99,20 @@ class AgentConfig:
         "(0.6-0.9); 0: a random point in that range, so a fleet "
         "does not come back to the CA together",
     )
+    metrics_interval: float = opt(
+        10.0,
+        "how often the proxies' counters are read and pushed to the servers (0: never); "
+        "the servers refuse pushes closer than their metrics_min_interval",
+        parse=parse_duration,
+    )
     trust_domain: str = opt("", "expected trust domain [default: whatever the CA says]")
     proxy_command: tuple[str, ...] = opt((), "how to start a proxy [default: this weft]")
     proxy_workers: int = opt(1, "processes per proxy (SO_REUSEPORT)")
+    proxy_admin_host: str = opt(
+        "127.0.0.1",
+        "address the sidecars' admin listeners (/metrics, /tap, /config) bind; 0.0.0.0 lets "
+        "a Prometheus on another host scrape them (no authentication there: firewall it)",
+    )
     watchdog: bool = opt(True, "send WATCHDOG=1 when systemd asks for it")
     ready_file: str = opt("", "write {address, pid} as JSON here once ready")
     grace: float = opt(10.0, "seconds proxies get to drain on stop", parse=parse_duration)
@@ -141,8 +159,18 @@ class AgentConfig:
             raise ConfigError("lease_ttl", "must be 5s-1h")
         if self.sync_interval < 1:
             raise ConfigError("sync_interval", "must be at least 1s")
+        if not 0.5 <= self.report_interval <= 600:
+            raise ConfigError("report_interval", "must be 500ms-10m")
         if self.cert_renew_fraction and not 0.6 <= self.cert_renew_fraction <= 0.9:
             raise ConfigError("cert_renew_fraction", "must be 0 (random) or 0.6-0.9")
+        if self.metrics_interval and not 0.5 <= self.metrics_interval <= 300:
+            raise ConfigError("metrics_interval", "must be 0 (off) or 0.5s-5m")
+        try:
+            ipaddress.ip_address(self.proxy_admin_host)
+        except ValueError:
+            raise ConfigError(
+                "proxy_admin_host", f"{self.proxy_admin_host!r} is not an IP address"
+            ) from None
         if self.proxy_workers < 1:
             raise ConfigError("proxy_workers", "must be at least 1")
         if self.log_format not in ("text", "json"):

@@ -8,6 +8,7 @@ Wiring only; each job lives in its own module:
     _intention_watch, _intentions   the mesh's intentions, compiled per sidecar
     _supervisor   one proxy per sidecar       _api           the local HTTP API
     _notify       systemd READY / WATCHDOG / STATUS
+    _report       what `weft check` learns about this host, sent to the servers
 
 Start: load and check everything (bad config exits 64), trust the CA (bundle or fingerprint),
 register, get certificates, start proxies, and tell systemd READY=1 once every service is
@@ -22,6 +23,7 @@ import os
 import random
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +38,7 @@ from registry.dns import DNSRelay
 from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
 from registry.web import HTTPServer, Limits
 
-from . import _gateway, _snapshots
+from . import _exposure, _gateway, _snapshots
 from ._api import LocalAPI
 from ._certs import CertManager
 from ._checks import CheckRunner
@@ -50,10 +52,13 @@ from ._definitions import (
 )
 from ._errors import ConfigError
 from ._intention_watch import IntentionWatcher
+from ._metrics_push import MetricsPusher, Target
 from ._notify import Notifier
 from ._publisher import Publisher
 from ._registration import Registrar
+from ._report import Reporter, build_report
 from ._resource_watch import ResourceWatcher
+from ._screen import Screen
 from ._supervisor import ProxySpec, ProxySupervisor
 from ._upstreams import UpstreamWatcher
 
@@ -102,6 +107,8 @@ class Agent:
         self.ready = False
         self.dns_address = ""  # host:port of the DNS relay, when dns_listen is set
         self.client: RegistryClient | None = None
+        self.screen = Screen()
+        self._exposed: dict[str, list[str]] = {}  # service id -> non-loopback app addresses
 
     # -- trust ---------------------------------------------------------------------------------
 
@@ -164,10 +171,16 @@ class Agent:
 
     def _apply(self, defs: list[ServiceDef]) -> None:
         self.defs = defs
-        sidecars = [d for d in defs if d.sidecar_port]
-        proxied = [d for d in defs if d.proxied]  # sidecars and ingress gateways
         self.registrar.set_definitions(defs)
         self.checks.set_checks([c for d in defs for c in d.checks])
+        self._apply_sidecars()
+
+    def _apply_sidecars(self) -> None:
+        """Certificates and proxies for the sidecars the registry accepted (a service the
+        token may not register gets neither: its CSR would be refused too)."""
+        accepted = [d for d in self.defs if d.id not in self.registrar.refused]
+        sidecars = [d for d in accepted if d.sidecar_port]
+        proxied = [d for d in accepted if d.proxied]  # sidecars and ingress gateways
         if self.trust_domain:
             self.certs.set_identities(
                 {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in proxied}
@@ -266,6 +279,29 @@ class Agent:
                 nursery.start_soon(wake, self.intentions.changed)
             self._republish()
 
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _metrics_targets(self) -> list[Target]:
+        return [
+            Target(d.name, d.id, self.identity(d), self._advertised_admin(d.id))
+            for d in self.defs
+            if d.sidecar_port
+        ]
+
+    def _advertised_admin(self, proxy_id: str) -> str | None:
+        admin = self.supervisor.admin_address(proxy_id)
+        if admin and admin.startswith(("0.0.0.0:", "[::]:")):
+            # Bound to every interface: others reach it at the node's address.
+            host = f"[{self.node_address}]" if ":" in self.node_address else self.node_address
+            admin = f"{host}:{admin.rpartition(':')[2]}"
+        return admin
+
+    def _metrics_meta(self, d: ServiceDef) -> dict[str, str]:
+        admin = self.metrics.admins.get(d.id) if d.sidecar_port else None
+        if not admin or (len(d.meta) >= 64 and "weft_metrics" not in d.meta):
+            return {}  # the registry takes 64 meta pairs; the user's own come first
+        return {"weft_metrics": admin}
+
     # -- status --------------------------------------------------------------------------------
 
     def _status_line(self) -> str:
@@ -303,6 +339,7 @@ class Agent:
                     if held and held.renew_at
                     else None,
                     "certificate_renewals": held.renewals if held else 0,
+                    "app_exposed_on": self._exposed.get(d.id, []),
                     "proxy": proxies.get(d.id),
                 }
             elif d.gateway:
@@ -323,8 +360,17 @@ class Agent:
             "lease": self.registrar.lease,
             "ready": self.ready,
             "trust_domain": self.trust_domain,
+            "metrics": {
+                "interval": self.config.metrics_interval,
+                "pushed": self.metrics.pushed,
+                "refused": self.metrics.refused or None,
+            },
             "services": services,
             "intentions": self._intentions_status(),
+            "refused": dict(self.registrar.refused),
+            "dropped_instances": {
+                f"{service}/{reason}": n for (service, reason), n in self.screen.dropped.items()
+            },
         }
 
     def _intentions_status(self) -> dict[str, Any] | None:
@@ -336,6 +382,31 @@ class Agent:
             "count": len(view.intentions),
             "rejected": dict(view.rejected),  # compiled as deny from their source, see logs
         }
+
+    def _report(self, now: float) -> dict[str, Any]:
+        return build_report(
+            registrar=self.registrar,
+            publisher=self.publisher,
+            certs=self.certs,
+            running=self.supervisor.describe(),
+            services={d.id: d.name for d in self.defs},
+            sync_interval=self.config.sync_interval,
+            report_interval=self.config.report_interval,
+            now=now,
+            monotonic=time.monotonic(),
+            since_sync=trio.current_time() - self.registrar.last_sync,
+        )
+
+    async def _report_loop(self) -> None:
+        assert self.client is not None
+        reporter = Reporter(
+            self.client,
+            node=self.node,
+            interval=self.config.report_interval,
+            build=self._report,
+            publisher=self.publisher,
+        )
+        await reporter.run(self.registrar.synced)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -352,6 +423,30 @@ class Agent:
         await self.registrar.synced.wait()
         await self.certs.run()
 
+    def check_exposure(self) -> None:
+        """Warn (once per change) about sidecar apps reachable around their sidecar."""
+        sockets = _exposure.host_listening()
+        for d in self.defs:
+            if not d.sidecar_port:
+                continue
+            found = _exposure.exposed(sockets, d.port)
+            if found and found != self._exposed.get(d.id):
+                log.warning(
+                    "%s's application listens on %s port %d, so it can be called without its "
+                    "sidecar (no mTLS, no authorization); bind it to 127.0.0.1 "
+                    "(docs/operations.md, 'Only through the sidecar')",
+                    d.name,
+                    ", ".join(found),
+                    d.port,
+                    extra={"kv": {"service": d.name, "addresses": found, "port": d.port}},
+                )
+            self._exposed[d.id] = found
+
+    async def _watch_exposure(self) -> None:
+        while True:
+            self.check_exposure()
+            await trio.sleep(30)
+
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
         if not interval or not self.config.watchdog:
@@ -364,8 +459,11 @@ class Agent:
         await self.registrar.synced.wait()
         while not (
             # A gateway is not the agent's child: it may start after the agent is ready (its
-            # unit orders itself after the agent's), so readiness waits for sidecars only.
-            self.publisher.all_configured({d.id for d in self.defs if d.sidecar_port})
+            # unit orders itself after the agent's), so readiness waits for sidecars only - and
+            # not for a service the registry refused (it gets no certificate, so no proxy).
+            self.publisher.all_configured(
+                {d.id for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused}
+            )
         ):
             await self.publisher.acked.wait()
         self.ready = True
@@ -404,7 +502,9 @@ class Agent:
         self.certs = CertManager(
             client, self.data / "certs", lifetime=self.config.cert_lifetime, rng=rng
         )
-        self.upstreams = UpstreamWatcher(client)
+        self.upstreams = UpstreamWatcher(
+            client, screen=lambda name, insts: self.screen.admit(name, insts, self.trust_domain)
+        )
         self.traffic = ResourceWatcher(client)
         self.intentions = IntentionWatcher(client)
         self.registrar = Registrar(
@@ -416,6 +516,16 @@ class Agent:
             identity_of=self.identity,
         )
         self.registrar.on_registered = self._on_registered
+        self.registrar.on_refusals = self._apply_sidecars
+        self.registrar.meta_of = self._metrics_meta
+        self.metrics = MetricsPusher(
+            client,
+            interval=self.config.metrics_interval,
+            targets=self._metrics_targets,
+            lease=lambda: self.registrar.lease,
+            # A proxy's admin address appeared or moved: re-register to carry it.
+            on_admin_change=lambda: self.registrar.set_definitions(self.defs),
+        )
         self.registrar.on_lease_lost = self.checks.forget_reports
         self.registrar.on_reconnected = self.certs.retry_now
         api = LocalAPI(
@@ -424,6 +534,7 @@ class Agent:
             status=self.status,
             ttl_update=lambda cid, st, out: self.checks.ttl_update(cid, st, out),
             set_maintenance=lambda enable, reason: client.maintenance(self.node, enable, reason),
+            metrics=self.screen.metrics,
         )
         config = self.config
         http = HTTPServer(
@@ -454,6 +565,7 @@ class Agent:
                 run_dir=self.data / "proxies",
                 workers=self.config.proxy_workers,
                 grace=self.config.grace,
+                admin_host=self.config.proxy_admin_host,
             )
             nursery.start_soon(self._watchdog)
             if any(d.proxied for d in self.defs) and not self.trust_domain:
@@ -469,6 +581,9 @@ class Agent:
                 self.supervisor.run,
                 self._republish_loop,
                 self._become_ready,
+                self._watch_exposure,
+                self.metrics.run,
+                self._report_loop,
             ):
                 nursery.start_soon(task)
 

@@ -22,6 +22,7 @@ class Published:
     changed: trio.Event = field(default_factory=trio.Event)
     acked_version: int | None = None
     ack: dict[str, Any] | None = None
+    published_at: float = field(default_factory=time.monotonic)  # how long a proxy lags
 
 
 class Publisher:

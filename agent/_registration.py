@@ -23,7 +23,13 @@ log = logging.getLogger("weft.agent.registration")
 
 
 def instance_body(
-    d: ServiceDef, *, node: str, node_address: str, lease: str, identity: str
+    d: ServiceDef,
+    *,
+    node: str,
+    node_address: str,
+    lease: str,
+    identity: str,
+    extra_meta: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "service": d.name,
@@ -35,7 +41,7 @@ def instance_body(
         "port": d.port,
         "protocol": d.protocol,
         "tags": list(d.tags),
-        "meta": dict(d.meta),
+        "meta": {**dict(d.meta), **(extra_meta or {})},
         "weights": {"passing": d.weights[0], "warning": d.weights[1]},
         "lease": lease,
         "checks": [dict(c.spec) for c in d.checks],
@@ -65,7 +71,10 @@ class Registrar:
         self.lease_ttl = lease_ttl
         self.sync_interval = sync_interval
         self.identity_of = identity_of
+        # Meta the agent adds (the sidecar's metrics address, once its proxy serves).
+        self.meta_of: Callable[[ServiceDef], dict[str, str]] = lambda d: {}
         self.lease: str | None = None
+        self.refused: dict[str, str] = {}  # definition id -> why the registry refused it
         self.defs: list[ServiceDef] = []
         self.synced = trio.Event()  # set after the first complete sync
         self.connected = False
@@ -73,6 +82,7 @@ class Registrar:
         self.on_registered: Callable[[dict[str, Any]], None] = lambda view: None
         self.on_lease_lost: Callable[[], None] = lambda: None
         self.on_reconnected: Callable[[], None] = lambda: None
+        self.on_refusals: Callable[[], None] = lambda: None  # `refused` changed
         self._resync = trio.Event()
 
     def set_definitions(self, defs: list[ServiceDef]) -> None:
@@ -85,6 +95,7 @@ class Registrar:
             self.lease = await self.client.grant_lease(self.lease_ttl)
             log.info("granted lease", extra={"kv": {"lease": self.lease, "ttl": self.lease_ttl}})
         wanted = set()
+        refused_before = set(self.refused)
         for d in self.defs:
             body = instance_body(
                 d,
@@ -92,8 +103,25 @@ class Registrar:
                 node_address=self.node_address,
                 lease=self.lease,
                 identity=self.identity_of(d),
+                extra_meta=self.meta_of(d),
             )
-            view = await self.client.register(body)
+            try:
+                view = await self.client.register(body)
+            except APIError as exc:
+                if exc.status != 403:
+                    raise
+                # Not this host's to register (its token's service set): the other services
+                # must still be registered, so refuse this one alone, loudly.
+                if self.refused.get(d.id) != exc.message:
+                    log.error(
+                        "the registry refused to register %s: %s",
+                        d.name,
+                        exc.message,
+                        extra={"kv": {"service": d.name, "id": d.id}},
+                    )
+                self.refused[d.id] = exc.message
+                continue
+            self.refused.pop(d.id, None)
             self.on_registered(view)
             wanted.add((d.name, d.id))
         for inst in await self.client.instances(node=self.node, source="agent"):
@@ -101,7 +129,16 @@ class Registrar:
                 log.info(
                     "removing %s/%s: no longer defined on this host", inst["service"], inst["id"]
                 )
-                await self.client.deregister(inst["service"], self.node, inst["id"])
+                try:
+                    await self.client.deregister(inst["service"], self.node, inst["id"])
+                except APIError as exc:
+                    if exc.status != 403:
+                        raise
+                    log.error("the registry refused to remove %s: %s", inst["id"], exc.message)
+        for gone in set(self.refused) - {d.id for d in self.defs}:
+            del self.refused[gone]
+        if set(self.refused) != refused_before:
+            self.on_refusals()
         self.last_sync = trio.current_time()
         self.synced.set()
 

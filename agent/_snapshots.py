@@ -17,7 +17,7 @@ from ca import SpiffeId
 
 from ._certs import CertFiles
 from ._definitions import ServiceDef
-from ._traffic import Resources, upstream_fields
+from ._traffic import Resources, endpoint_fields, upstream_fields
 
 log = logging.getLogger("weft.agent.snapshots")
 
@@ -117,6 +117,8 @@ def build(
         for upstream in doc["upstreams"]:
             if upstream["protocol"] == "http":
                 upstream.update(upstream_fields(upstream["name"], resources))
+            else:
+                upstream.update(endpoint_fields(upstream["name"], resources))
     if intentions is not None:
         doc["schema"] = SCHEMA_V3
         doc["intentions"] = dict(intentions)

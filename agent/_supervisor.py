@@ -62,6 +62,7 @@ class ProxySupervisor:
         workers: int = 1,
         grace: float = 10.0,
         extra_env: dict[str, str] | None = None,
+        admin_host: str = "127.0.0.1",
     ) -> None:
         self.command = list(command) or [sys.executable, "-m", "weft", "proxy"]
         self.api_url = api_url
@@ -70,6 +71,7 @@ class ProxySupervisor:
         self.workers = workers
         self.grace = grace
         self.extra_env = extra_env or {}
+        self.admin_host = admin_host
         self.running: dict[str, Running] = {}
         self._nursery: trio.Nursery | None = None
         self._pending: list[Running] = []
@@ -116,7 +118,7 @@ class ProxySupervisor:
             "--snapshot-url",
             f"{self.api_url}/v1/agent/proxy/{spec.proxy_id}",
             "--admin",
-            f"127.0.0.1:{spec.admin_port}",
+            f"{self.admin_host}:{spec.admin_port}",
             "--ready-file",
             str(self.ready_file(spec.proxy_id)),
             "--workers",

@@ -161,6 +161,13 @@ def compile_rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[s
         if "abort" in fault:
             compiled["abort"] = dict(fault["abort"])
         out["fault"] = compiled
+    rewrite = rule.get("rewrite")
+    if rewrite:
+        out["rewrite"] = (
+            {"full_path": rewrite["fullPath"]}
+            if "fullPath" in rewrite
+            else {"prefix": rewrite["prefix"]}
+        )
     mirror = rule.get("mirror")
     if mirror:
         out["mirror"] = {
@@ -178,10 +185,40 @@ def compile_rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[s
     return out
 
 
+def endpoint_fields(service: str, resources: Resources) -> dict[str, Any]:
+    """How a sidecar reaches the service's endpoints (HTTP or opaque TCP): the balancer,
+    failure accrual, connection pool and connect timeout its ServiceDefaults choose."""
+    return _endpoint_policy(resources.defaults.get(service, {}))
+
+
+def _endpoint_policy(defaults: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "balancer" in defaults:
+        out["balancer"] = defaults["balancer"]
+    accrual = defaults.get("failureAccrual") or {}
+    if accrual:
+        fields = {"consecutiveFailures": "consecutive_failures"}
+        out["failure_accrual"] = {fields[k]: v for k, v in accrual.items() if k in fields}
+        for key, name in (("backoffMin", "backoff_min_ms"), ("backoffMax", "backoff_max_ms")):
+            if key in accrual:
+                out["failure_accrual"][name] = _ms(accrual[key])
+    pool = defaults.get("connectionPool") or {}
+    if "maxConnections" in pool or "idleTimeout" in pool:
+        out["pool"] = {}
+        if "maxConnections" in pool:
+            out["pool"]["max_connections"] = pool["maxConnections"]
+        if "idleTimeout" in pool:
+            out["pool"]["idle_timeout_ms"] = _ms(pool["idleTimeout"])
+    if "connectTimeout" in pool:
+        out["timeouts"] = {"connect_ms": _ms(pool["connectTimeout"])}
+    return out
+
+
 def upstream_fields(service: str, resources: Resources) -> dict[str, Any]:
-    """The v2 fields of one upstream: routes, precedence and retry budget."""
+    """The v2 fields of one upstream: routes, precedence, retry budget, and the balancer,
+    failure accrual and connection pool its ServiceDefaults choose."""
     defaults = resources.defaults.get(service, {})
-    out: dict[str, Any] = {"retry_budget": budget_fields(defaults)}
+    out: dict[str, Any] = {"retry_budget": budget_fields(defaults), **_endpoint_policy(defaults)}
     route = resources.routes.get(service)
     fallback = {"name": "default", **_policy({}, defaults)}
     if route is not None:

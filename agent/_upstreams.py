@@ -7,6 +7,7 @@ data plane keeps sending to the endpoints it knew ("fail static").
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -18,8 +19,16 @@ log = logging.getLogger("weft.agent.upstreams")
 
 
 class UpstreamWatcher:
-    def __init__(self, client: RegistryClient, *, wait: str = "5m") -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        wait: str = "5m",
+        screen: Callable[[str, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.client = client
+        # What may go into a snapshot: bad records are dropped here, once per answer.
+        self.screen = screen or (lambda name, instances: instances)
         self.wait = wait
         self.instances: dict[str, list[dict[str, Any]]] = {}
         self.known: set[str] = set()  # services with at least one answer
@@ -71,6 +80,7 @@ class UpstreamWatcher:
                     await trio.sleep(backoff.next())
                     continue
                 backoff.reset()
+                instances = self.screen(name, instances)
                 # An index that went backwards (another server answered): start over.
                 index = None if new_index < (index or 0) else new_index
                 if self.instances.get(name) != instances or name not in self.known:

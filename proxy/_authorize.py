@@ -56,6 +56,7 @@ class InboundRouter:
         self.identity = identity
         self.metrics = metrics
         self.stats = metrics.http("inbound", identity.service)
+        metrics.peer_ids[("inbound", identity.service)] = identity.uri
         self._client_id = identity.uri.encode()
         self._config = config
         self._for: object = None  # the config the cached decision was made for

@@ -122,6 +122,8 @@ class Exchange:
                 add=[*route.add, *mods.added] if mods.add or mods.set else route.add,
                 drop=route.drop | mods.dropped if not mods.empty else route.drop,
             )
+        if rule.rewrite is not None:  # per request: the target is the request's
+            placed = replace(placed, target=rule.rewrite.apply(route.target or head.target))
         self.route = placed
         placed.stats.requests += 1
         if rule.fault is not None:

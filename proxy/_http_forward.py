@@ -92,9 +92,12 @@ class HttpConnection:
         options: HttpOptions,
         observer: Observer,
         metrics: Metrics | None = None,
+        client_id: str = "",
     ) -> None:
         self.down = down
         self.metrics = metrics
+        # The caller's verified SPIFFE ID (inbound), so a tap can say who called.
+        self.client_id = client_id or None
         self.tap_route = ""  # the route and attempt of the exchange in progress, for /tap
         self.tap_attempt = 0
         self.router = router
@@ -329,6 +332,7 @@ class HttpConnection:
             {
                 "ts": time.time(),
                 "direction": self.direction,
+                "client_id": self.client_id,
                 "method": head.method.decode("latin-1"),
                 "authority": head.host.decode("latin-1"),
                 "path": head.target.decode("latin-1")[:512],

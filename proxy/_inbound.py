@@ -161,6 +161,7 @@ async def _serve_http(
         options=runtime.options.http,
         observer=runtime.tap,
         metrics=metrics,
+        client_id=identity.uri,
     )
     metrics.opened("inbound", "http")
     runtime.connections.add(connection)

@@ -88,6 +88,9 @@ class Metrics:
         self.faults: dict[tuple[str, str, str], int] = {}  # (upstream, route, delay|abort)
         self.mirrors: dict[tuple[str, str], int] = {}  # (mirror upstream, result)
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
+        # (direction, peer service) -> the SPIFFE ID it presented: what an edge view shows
+        # as the caller's verified identity (one entry per calling service, so bounded).
+        self.peer_ids: dict[tuple[str, str], str] = {}
         self.gauges: Callable[[], dict[str, Any]] = dict  # filled in by the runtime
 
     def total_requests(self) -> int:
@@ -139,6 +142,7 @@ class Metrics:
             "faults": [[*k, v] for k, v in self.faults.items()],
             "mirrors": [[*k, v] for k, v in self.mirrors.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
+            "peer_ids": [[*k, v, 1] for k, v in self.peer_ids.items()],
             "gauges": self.gauges(),
         }
 
@@ -345,6 +349,14 @@ class _DumpCollector(Collector):
             ["result"],
             dump["snapshots"],
         )
+        identities = GaugeMetricFamily(
+            p + "peer_identity",
+            "The SPIFFE ID each peer service presented (always 1)",
+            labels=["direction", "peer", "identity"],
+        )
+        for d, peer, uri, _ in dump.get("peer_ids", []):
+            identities.add_metric([d, peer, uri], 1)
+        yield identities
         for name, (help_text, labels, rows) in dump["gauges"].items():
             yield _family(GaugeMetricFamily, p + name, help_text, labels, rows)
 

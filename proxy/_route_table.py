@@ -15,7 +15,7 @@ upstream's own endpoints with no route policy: what schema v1 did.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._fault import FaultPolicy
@@ -24,6 +24,7 @@ from ._mirror import MirrorPolicy
 from ._response_class import ResponseClass
 from ._retry import CONDITIONS, RetryPolicy
 from ._retry_budget import BudgetPolicy
+from ._rewrite import Rewrite, entry_prefix
 from ._route_match import Matcher, RequestView, compile_match, specificity
 from ._split import Split, Weighted
 from ._timeout import TimeoutPolicy
@@ -52,6 +53,7 @@ class RouteRule:
     request_headers: HeaderMods = field(default_factory=HeaderMods)
     response_headers: HeaderMods = field(default_factory=HeaderMods)
     response_classes: tuple[ResponseClass, ...] = ()
+    rewrite: Rewrite | None = None  # per match entry: the prefix it matched is in it
 
     @property
     def single(self) -> BackendRef | None:
@@ -167,6 +169,13 @@ def build_route(
         response_headers=response_headers,
         response_classes=tuple(classes),
     )
+    rewrite = doc.get("rewrite")
+    if rewrite is not None and len(rewrite) != 1:
+        problems.append(f"{path}.rewrite: give exactly one of prefix and full_path")
+    elif rewrite:
+        full = "full_path" in rewrite
+        value = rewrite["full_path"] if full else rewrite["prefix"]
+        rule = replace(rule, rewrite=Rewrite(str(value).encode(), full=full))
     return list(doc.get("match") or [{}]), rule
 
 
@@ -202,13 +211,18 @@ def build_table(
             entries, built = build_route(doc, upstream, where, own)
             if built is None:
                 continue
-            rule = built
             for j, entry in enumerate(entries):
                 try:
                     matcher = compile_match([entry])
                 except (ValueError, KeyError) as exc:
                     own.append(f"{where}.match[{j}]: {exc}")
                     continue
+                rule = built
+                if built.rewrite is not None and not built.rewrite.full:
+                    # a prefix rewrite replaces what this entry matched
+                    matched, segments = entry_prefix(entry)
+                    rewrite = replace(built.rewrite, matched=matched, segments=segments)
+                    rule = replace(built, rewrite=rewrite)
                 rank = specificity(entry) if precedence == "specificity" else (0,)
                 ranked.append((rank, len(ranked), matcher, rule))
         ranked.sort(key=lambda r: (tuple(-x for x in r[0]), r[1]))

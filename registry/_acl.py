@@ -1,10 +1,17 @@
 """Access tokens and what each role may do (pure; the tokens themselves live in etcd, hashed).
 
     operator   everything
-    agent      bound to one node: writes only that node's instances, checks and maintenance
-    adapter    bound to one source (e.g. `k8s/prod`): writes only instances of that source,
-               and traffic resources of that source (never an operator's or another source's)
+    agent      bound to one node AND a set of services (names, and prefixes as Consul's
+               `service_prefix`): registers only those services, only on that node, gets
+               certificates only for them, and writes that node's checks and maintenance
+    adapter    bound to one source (e.g. `k8s/prod`): writes only instances of that source, and
+               only checks and maintenance of nodes that hold nothing but that source's instances
     read       reads only
+
+An agent token made before service sets existed has none (`services` absent): it keeps its old
+reach (any service on its node) so an upgrade breaks no host, and each server logs a deprecation
+warning the first time it sees it; `weft token update --services` scopes it, and the server
+setting `require_agent_services` refuses unscoped agent tokens once every host is migrated.
 
 Whether a request with no token may read is a server setting (`anonymous_reads`).
 
@@ -21,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -28,6 +37,9 @@ from enum import StrEnum
 
 from ._errors import Forbidden, InvalidInput
 from ._model import Instance
+from ._validate import service_name
+
+log = logging.getLogger("weft.registry.acl")
 
 
 class Role(StrEnum):
@@ -48,6 +60,25 @@ class Token:
     created_at: float = 0.0
     key_prefix: Mapping[str, str] = field(default_factory=dict)
     key: Mapping[str, str] = field(default_factory=dict)
+    # None: an agent token from before service sets (legacy; see the module docstring).
+    services: tuple[str, ...] | None = None
+    service_prefix: tuple[str, ...] = ()
+
+    @property
+    def scoped(self) -> bool:
+        return self.services is not None
+
+    def allows_service(self, name: str) -> bool:
+        """May this token act for service `name`? (Unscoped tokens: yes, as before.)"""
+        if self.services is None:
+            return True
+        return name in self.services or any(name.startswith(p) for p in self.service_prefix)
+
+    def service_listing(self) -> str:
+        if self.services is None:
+            return "any (no service set)"
+        names = [*self.services, *(p + "*" for p in self.service_prefix)]
+        return ", ".join(names) if names else "none"
 
     def kv_policy(self, name: str) -> str | None:
         """What this token's KV rules say of key `name` (None: no rule matches)."""
@@ -62,12 +93,17 @@ class Token:
     def to_json(self) -> bytes:
         data = asdict(self)
         data["role"] = str(self.role)
+        if self.services is None:
+            del data["services"], data["service_prefix"]
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Token:
         data = json.loads(raw)
         data["role"] = Role(data["role"])
+        if data.get("services") is not None:
+            data["services"] = tuple(data["services"])
+            data["service_prefix"] = tuple(data.get("service_prefix") or ())
         return cls(**data)
 
     @property
@@ -85,6 +121,11 @@ class Token:
             "created_at": self.created_at,
             **({"key_prefix": dict(self.key_prefix)} if self.key_prefix else {}),
             **({"key": dict(self.key)} if self.key else {}),
+            **(
+                {"services": list(self.services), "service_prefix": list(self.service_prefix)}
+                if self.services is not None
+                else {}
+            ),
         }
 
 
@@ -113,6 +154,35 @@ def check_kv_rules(rules: Mapping[str, object], field_name: str) -> dict[str, st
     return out
 
 
+MAX_SERVICE_RULES = 256
+_PREFIX = re.compile(r"([a-z0-9][a-z0-9-]{0,62})?")
+
+
+def check_service_rules(
+    services: object, prefixes: object
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A token's service set: exact names and name prefixes (`""` is every service)."""
+    out: list[tuple[str, ...]] = []
+    for name, values in (("services", services), ("service_prefix", prefixes)):
+        values = values or []
+        if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+            raise InvalidInput(f"{name}: must be a list of service names", field=name)
+        if len(values) > MAX_SERVICE_RULES:
+            raise InvalidInput(f"{name}: at most {MAX_SERVICE_RULES} entries", field=name)
+        for i, value in enumerate(values):
+            if name == "services":
+                service_name(value, f"{name}[{i}]")
+            elif not _PREFIX.fullmatch(value):
+                # the start of a service name ("" is every service, as in Consul)
+                raise InvalidInput(
+                    f"{name}[{i}]: {value!r} is not the start of a service name "
+                    "(lowercase letters, digits and '-', at most 63)",
+                    field=f"{name}[{i}]",
+                )
+        out.append(tuple(sorted(set(values))))
+    return out[0], out[1]
+
+
 def new_token(
     role: Role | str,
     *,
@@ -122,6 +192,8 @@ def new_token(
     now: float,
     key_prefix: Mapping[str, object] | None = None,
     key: Mapping[str, object] | None = None,
+    services: object = None,
+    service_prefix: object = None,
 ) -> tuple[str, Token]:
     """A fresh (secret, token record) pair; checks the role's binding."""
     try:
@@ -148,6 +220,11 @@ def new_token(
             "key_prefix: an operator token writes every key; KV rules are for other roles",
             field="key_prefix",
         )
+    scope: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    if services is not None or service_prefix is not None:
+        if role is not Role.AGENT:
+            raise InvalidInput("only agent tokens are bound to a service set", field="services")
+        scope = check_service_rules(services, service_prefix)
     secret = new_secret()
     token = Token(
         accessor=secrets.token_hex(8),
@@ -159,13 +236,49 @@ def new_token(
         created_at=now,
         key_prefix=prefixes,
         key=exact,
+        services=scope[0] if scope else None,
+        service_prefix=scope[1] if scope else (),
     )
     return secret, token
 
 
 class Authorizer:
-    def __init__(self, *, anonymous_reads: bool) -> None:
+    def __init__(self, *, anonymous_reads: bool, require_agent_services: bool = False) -> None:
         self.anonymous_reads = anonymous_reads
+        self.require_agent_services = require_agent_services
+        self._warned: set[str] = set()
+
+    def service(self, token: Token | None, service: str, *, what: str) -> None:
+        """May `token` register, or have a certificate for, `service`? (403 naming it.)"""
+        if token is None or token.role is not Role.AGENT:
+            return
+        if not token.scoped:
+            self._legacy(token)
+            return
+        if not token.allows_service(service):
+            raise Forbidden(
+                f"this agent token (node {token.node!r}) may not {what} service {service!r}: "
+                f"its services are {token.service_listing()} "
+                "(an operator can widen them with `weft token update --services`)"
+            )
+
+    def _legacy(self, token: Token) -> None:
+        if self.require_agent_services:
+            raise Forbidden(
+                f"agent token {token.accessor} has no service set and this server requires "
+                "one (require_agent_services); run `weft token update "
+                f"{token.accessor} --services <names>`"
+            )
+        if token.accessor not in self._warned and len(self._warned) < 10_000:
+            self._warned.add(token.accessor)
+            log.warning(
+                "agent token %s (node %s) has no service set: it may still act for any "
+                "service on its node; this is deprecated, scope it with `weft token update "
+                "%s --services <names>`",
+                token.accessor,
+                token.node,
+                token.accessor,
+            )
 
     def read(self, token: Token | None) -> None:
         if token is None and not self.anonymous_reads:
@@ -216,17 +329,47 @@ class Authorizer:
         return token is None or token.role is Role.OPERATOR or token.kv_policy(key) != "deny"
 
     def write_instance(self, token: Token | None, instance: Instance) -> None:
-        self.write_node(token, instance.node, what=f"service instance {instance.id!r}")
-        if token is not None and token.role is Role.ADAPTER and instance.source != token.source:
+        if token is None:
             raise Forbidden(
-                f"this adapter token may only write instances of source {token.source!r}, "
-                f"not {instance.source!r}"
+                f"writing service instance {instance.id!r} needs a token; none was sent"
             )
+        if token.role is Role.ADAPTER:
+            if instance.source != token.source:
+                raise Forbidden(
+                    f"this adapter token may only write instances of source {token.source!r}, "
+                    f"not {instance.source!r}"
+                )
+            return
+        self.write_node(token, instance.node, what=f"service instance {instance.id!r}")
+        self.service(token, instance.service, what="register")
 
-    def write_node(self, token: Token | None, node: str, *, what: str) -> None:
+    def write_node(
+        self,
+        token: Token | None,
+        node: str,
+        *,
+        what: str,
+        sources: frozenset[str] | None = None,
+    ) -> None:
+        """`sources`: the sources of the instances on `node` (what an adapter token needs)."""
         if token is None:
             raise Forbidden(f"writing {what} needs a token; none was sent")
-        if token.role is Role.OPERATOR or token.role is Role.ADAPTER:
+        if token.role is Role.OPERATOR:
+            return
+        if token.role is Role.ADAPTER:
+            # An adapter acts for its source only: a node holding any other source's instance
+            # (a VM's agent-run services, say) is not its to put in maintenance.
+            if sources is None or not sources or sources != {token.source}:
+                foreign = sorted((sources or frozenset()) - {token.source})
+                raise Forbidden(
+                    f"this adapter token (source {token.source!r}) may not write {what} on "
+                    f"node {node!r}: "
+                    + (
+                        f"the node holds instances of {', '.join(map(repr, foreign))}"
+                        if foreign
+                        else "the node holds none of its source's instances"
+                    )
+                )
             return
         if token.role is Role.AGENT:
             if token.node != node:

@@ -99,6 +99,10 @@ class CAExtension:
         self.authority = CertificateAuthority(
             EtcdCAStore(etcd, ctx.keys), self.kek, lifetimes=self.lifetimes
         )
+        authority = self.authority
+        ctx.trust_domain = lambda: (
+            authority.bundle().trust_domain if authority.initialised else None
+        )
         try:
             bundle = await self.authority.load()
             log.info(
@@ -165,8 +169,11 @@ class CAExtension:
         if token.role is Role.OPERATOR:
             return Operator()
         if token.role is Role.AGENT:
+            # Only services both registered on its node and in its token's service set.
             services = frozenset(
-                ServiceRef(i.namespace, i.service) for i in self.ctx.mirror.instances_on(token.node)
+                ServiceRef(i.namespace, i.service)
+                for i in self.ctx.mirror.instances_on(token.node)
+                if token.allows_service(i.service)
             )
             return NodeAgent(token.node, services)
         if token.role is Role.ADAPTER:
@@ -181,9 +188,10 @@ class CAExtension:
 
     def mount(self, router: Router, ctx: Context) -> None:
         from ._ca_routes import AREAS
+        from ._connect_api import AREA as CONNECT
 
         self.ctx = ctx
-        for area in AREAS:
+        for area in (*AREAS, CONNECT):
             area.mount(router, self)
 
 

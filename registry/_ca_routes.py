@@ -24,6 +24,7 @@ from ._decode import F, decode
 from ._endpoints import Area, Body, Handler, Reply, json_reply, ref
 from ._errors import Forbidden, InvalidInput
 from ._mirror import CA as CA_TOPIC
+from .consul._schemas import BLOCKING
 from .web import Request, Response
 
 log = logging.getLogger("weft.ca")
@@ -100,17 +101,121 @@ def _issued(cert: ca.IssuedCertificate, bundle: ca.TrustBundle) -> dict[str, Any
     }
 
 
+def _closed(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
+_STR = {"type": "string"}
+_TIME = {"type": "string", "description": "RFC 3339"}
+_PEMS = {"type": "array", "items": _STR}
+_MAYBE = {"type": ["string", "null"]}
+_ROOT = _closed(
+    {
+        "id": _STR,
+        "name": _STR,
+        "active": {"type": "boolean"},
+        "certificate_pem": _STR,
+        "intermediates_pem": _PEMS,
+        "not_before": _TIME,
+        "not_after": _TIME,
+        "fingerprint_sha256": _STR,
+        "drop_after": {"type": ["string", "null"], "description": "RFC 3339"},
+    }
+)
+_CONSUL_ROOT = _closed(
+    {
+        "ID": _STR,
+        "Name": _STR,
+        "SerialNumber": {"type": "integer", "minimum": 0},
+        "SigningKeyID": _STR,
+        "ExternalTrustDomain": _STR,
+        "NotBefore": _TIME,
+        "NotAfter": _TIME,
+        "RootCert": _STR,
+        "IntermediateCerts": _PEMS,
+        "Active": {"type": "boolean"},
+        "PrivateKeyType": _STR,
+        "PrivateKeyBits": {"type": "integer"},
+    }
+)
+
 SCHEMAS: dict[str, Any] = {
-    "TrustBundle": {"type": "object"},
-    "ConsulCARoots": {"type": "object"},
-    "CAStatus": {"type": "object"},
-    "IssuedCertificate": {"type": "object"},
+    "TrustBundle": _closed(
+        {
+            "trust_domain": _STR,
+            "active_root_id": _STR,
+            "bundle_pem": _STR,
+            "roots": {"type": "array", "items": _ROOT},
+        }
+    ),
+    "ConsulCARoots": _closed(
+        {
+            "ActiveRootID": _STR,
+            "TrustDomain": _STR,
+            "Roots": {"type": "array", "items": _CONSUL_ROOT},
+        }
+    ),
+    "CAStatus": _closed(
+        {
+            "trust_domain": _STR,
+            "phase": _STR,
+            "version": {"type": "integer"},
+            "origin": _STR,
+            "root_key_offline": {"type": "boolean"},
+            "intermediate_not_after": _TIME,
+            "issued_until": _TIME,
+            "next_change": {"type": ["string", "null"], "description": "RFC 3339"},
+            "leaf_ttl_seconds": {"type": "number"},
+            "bundle": {"$ref": "#/components/schemas/TrustBundle"},
+        }
+    ),
+    "IssuedCertificate": _closed(
+        {
+            "certificate_pem": _STR,
+            "chain_pem": _PEMS,
+            "full_chain_pem": _STR,
+            "serial": _STR,
+            "not_before": _TIME,
+            "not_after": _TIME,
+            "spiffe_id": _MAYBE,
+            "root_id": _STR,
+            "bundle_pem": _STR,
+        }
+    ),
     "CAInit": {"type": "object"},
     "CARotate": {"type": "object"},
     "CSRSign": {"type": "object"},
     "ServerCertificateRequest": {"type": "object"},
-    "CAInitResult": {"type": "object"},
-    "CARotateResult": {"type": "object"},
+    "CAInitResult": _closed(
+        {"bundle": {"$ref": "#/components/schemas/TrustBundle"}, "root_key_pem": _MAYBE}
+    ),
+    "CARotateResult": _closed(
+        {
+            "bundle": {"$ref": "#/components/schemas/TrustBundle"},
+            "previous_root_id": _STR,
+            "previous_root_drop_after": _MAYBE,
+            "root_key_pem": _MAYBE,
+        }
+    ),
+    "ConsulConnectAuthorize": {
+        "type": "object",
+        "required": ["Target", "ClientCertURI"],
+        "properties": {
+            "Target": {"type": "string"},
+            "ClientCertURI": {"type": "string"},
+            "ClientCertSerial": {"type": "string"},
+        },
+    },
+    "ConsulConnectAuthorized": {
+        "type": "object",
+        "properties": {"Authorized": {"type": "boolean"}, "Reason": {"type": "string"}},
+    },
+    "ConsulLeaf": {"type": "object"},
 }
 
 AREA: Area[CAExtension] = Area("ca", "ca", SCHEMAS)
@@ -141,6 +246,7 @@ def _ca_errors(handler: Handler[CAExtension]) -> Handler[CAExtension]:
     # (it checks the root's fingerprint, like kubeadm's CA cert hash).
     auth="open",
     errors=(400, 503),
+    query=BLOCKING,
     ok=json_reply("The trust bundle", ref("TrustBundle"), headers=("X-Consul-Index",)),
 )
 @_ca_errors
@@ -157,6 +263,7 @@ async def roots(ext: CAExtension, request: Request) -> Response:
     summary="The trust bundle in Consul's shape",
     auth="open",
     errors=(400, 503),
+    query=BLOCKING,
     ok=Reply(
         "The roots",
         {"application/json": ref("ConsulCARoots")},
@@ -298,6 +405,7 @@ async def sign(ext: CAExtension, request: Request) -> Response:
     for required in ("csr", "service"):
         if not data.get(required):
             raise InvalidInput(f"{required}: is required", field=required)
+    ext.context.authorizer.service(token, data["service"], what="have a certificate for")
     authority = ext.active_authority()
     try:
         ext.limiter.acquire(token.accessor if token else "")

@@ -398,6 +398,8 @@ class Catalog:
         description: str = "",
         key_prefix: dict[str, str] | None = None,
         key: dict[str, str] | None = None,
+        services: object = None,
+        service_prefix: object = None,
     ) -> tuple[str, Token]:
         secret, token = new_token(
             role,
@@ -407,6 +409,8 @@ class Catalog:
             now=self.clock(),
             key_prefix=key_prefix,
             key=key,
+            services=services,
+            service_prefix=service_prefix,
         )
         await self._commit([Put(self.keys.token(token.secret_hash), token.to_json())])
         return secret, token
@@ -447,6 +451,28 @@ class Catalog:
             self._tokens.clear()
         self._tokens[kv.key] = (kv.mod_revision, token)
         return token
+
+    async def update_token(self, accessor: str, change: Callable[[Token], Token]) -> Token:
+        """Replace a token's record with `change(record)`, compare-and-swap on its version."""
+        for _ in range(5):
+            kv = next(
+                (
+                    kv
+                    for kv in self.mirror.raw_prefix(self.keys.token())
+                    if Token.from_json(kv.value).accessor == accessor
+                ),
+                None,
+            )
+            if kv is None:
+                raise NotFound(f"no token with accessor {accessor!r}", field="accessor")
+            updated = change(Token.from_json(kv.value))
+            result = await self._commit(
+                [Put(kv.key, updated.to_json())], [Compare("mod", kv.key, "=", kv.mod_revision)]
+            )
+            if result.succeeded:
+                return updated
+            await self.sync.caught_up(result.revision)
+        raise Unavailable("the token kept changing while updating it; try again")
 
     async def revoke_token(self, accessor: str) -> Token:
         """Delete a token; the last operator token is kept (409), since without one nobody

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,16 @@ class ServerConfig:
     datacenter: str = opt("dc1", "datacenter name reported to Consul clients")
     node_name: str = opt("weft", "node for services registered without an agent token")
     anonymous_reads: bool = opt(False, "allow catalog, health and KV reads without a token")
+    require_agent_services: bool = opt(
+        False,
+        "refuse agent tokens without a service set (turn on once `weft token update "
+        "--services` has scoped every host's token)",
+    )
+    check_allow_networks: tuple[str, ...] = opt(
+        (),
+        "networks (CIDR, comma-separated) server-run HTTP/TCP checks may reach besides each "
+        "instance's own address; loopback and link-local (cloud metadata) only if listed",
+    )
     tls_cert_file: str = opt("", "serve HTTPS with this certificate chain")
     tls_key_file: str = opt("", "private key for --tls-cert-file")
     max_body_bytes: int = opt(1 << 20, "largest request body accepted")
@@ -100,8 +111,28 @@ class ServerConfig:
     etcd_status_interval: float = opt(
         10.0, "how often each server reads etcd's database size", parse=parse_duration
     )
+    max_blocking_wait: float = opt(
+        600.0,
+        "longest a blocking query may wait (Consul: 10m); longer `wait`s, and the 5m default "
+        "wait, are cut to it",
+        parse=parse_duration,
+    )
     session_min_ttl: float = opt(
         10.0, "shortest session TTL accepted (Consul: 10s)", parse=parse_duration
+    )
+    metrics_resolution: float = opt(
+        10.0,
+        "spacing of the metrics samples kept for the last five minutes (1s-60s); windows "
+        "are answered to this resolution",
+        parse=parse_duration,
+    )
+    metrics_min_interval: float = opt(
+        5.0,
+        "shortest time between two metrics pushes of one node (sooner: 429)",
+        parse=parse_duration,
+    )
+    metrics_sample_bytes: int = opt(
+        64 << 10, "largest metrics push stored per node (encoded); bigger ones get 413"
     )
     dns_listen: str = opt(
         "127.0.0.1:8600", "address of the DNS interface, UDP and TCP (empty: no DNS)"
@@ -189,8 +220,16 @@ class ServerConfig:
             raise ConfigError("etcd_quota_bytes", "must be 0 (unknown) or positive")
         if self.etcd_status_interval <= 0:
             raise ConfigError("etcd_status_interval", "must be positive")
+        if not 0 < self.max_blocking_wait <= 86400:
+            raise ConfigError("max_blocking_wait", "must be more than 0s and at most 24h")
         if not 1 <= self.session_min_ttl <= 86400:
             raise ConfigError("session_min_ttl", "must be between 1s and 24h")
+        if not 1 <= self.metrics_resolution <= 60:
+            raise ConfigError("metrics_resolution", "must be between 1s and 60s")
+        if not 0.5 <= self.metrics_min_interval <= 60:
+            raise ConfigError("metrics_min_interval", "must be between 0.5s and 60s")
+        if not 1024 <= self.metrics_sample_bytes <= 1 << 20:
+            raise ConfigError("metrics_sample_bytes", "must be between 1 KiB and 1 MiB")
         if self.dns_listen:
             split_host_port(self.dns_listen, "dns_listen")
         if not 0 <= self.dns_service_ttl <= 86400 or not 0 <= self.dns_node_ttl <= 86400:
@@ -201,5 +240,12 @@ class ServerConfig:
             raise ConfigError(
                 "intention_default", f"{self.intention_default!r} is not allow or deny"
             )
+        for network in self.check_allow_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "check_allow_networks", f"{network!r} is not a network like 10.0.0.0/8"
+                ) from None
         if self.reap_interval <= 0:
             raise ConfigError("reap_interval", "must be positive")

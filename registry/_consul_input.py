@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ca import SpiffeId
+
 from ._catalog import Registration
 from ._decode import F, decode
 from ._errors import InvalidInput
@@ -90,7 +92,7 @@ REGISTER_SHAPE: dict[str, F] = {
     "Checks": F("objlist", CHECK_SHAPE),
     "Namespace": F("str"),
     "Proxy": _IGNORED,
-    "Connect": _IGNORED,
+    "Connect": F("any"),  # only SidecarService.Port is used: see _sidecar_port()
     "Partition": _IGNORED,
     "SocketPath": _IGNORED,
     "Locality": _IGNORED,
@@ -124,6 +126,7 @@ def registration_from_consul(
     rules: CheckRules,
     source: str = "api",
     runner: str = "server",
+    trust_domain: str | None = None,
 ) -> Registration:
     data = decode(body, REGISTER_SHAPE, fold_case=True)
     if "Name" not in data or not data["Name"]:
@@ -132,14 +135,21 @@ def registration_from_consul(
     iid = instance_id(data.get("ID") or name, "ID")
     inst_port = port(data.get("Port", 0), "Port", allow_zero=True)
     passing, warning = weights(data.get("Weights", {}), "Weights")
+    inst_namespace = namespace(data.get("Namespace") or "default", "Namespace")
+    sidecar = _sidecar_port(data.get("Connect"))
     instance = Instance(
         service=name,
         id=iid,
         node=node,
-        namespace=namespace(data.get("Namespace") or "default", "Namespace"),
+        namespace=inst_namespace,
         address=address(data.get("Address", ""), "Address"),
         node_address=node_address,
         port=inst_port,
+        sidecar_port=sidecar,
+        # Derived, never sent: Consul's API has no field for it.
+        identity=SpiffeId(trust_domain, inst_namespace, name).uri
+        if sidecar and trust_domain
+        else "",
         tags=tags(data.get("Tags", []), "Tags"),
         meta=meta(data.get("Meta", {}), "Meta"),
         weights=Weights(passing, warning),
@@ -189,6 +199,32 @@ def registration_from_consul(
             )
         )
     return Registration(instance=instance, checks=tuple(checks))
+
+
+def _sidecar_port(connect: Any) -> int:
+    """Consul's `Connect: {SidecarService: {Port: N}}`: a Weft sidecar on port N.
+
+    Consul picks a port itself when none is given; Weft has no port allocator, so it must be
+    given. `Connect: {Native: true}` and an empty `Connect` mean no sidecar.
+    """
+    if connect is None or connect == {}:
+        return 0
+    if not isinstance(connect, dict):
+        raise InvalidInput("Connect: expected an object", field="Connect")
+    sidecar = {k.lower(): v for k, v in connect.items()}.get("sidecarservice")
+    if sidecar is None:
+        return 0
+    if not isinstance(sidecar, dict):
+        raise InvalidInput(
+            "Connect.SidecarService: expected an object", field="Connect.SidecarService"
+        )
+    value = {k.lower(): v for k, v in sidecar.items()}.get("port")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(
+            "Connect.SidecarService.Port: is required (the port the Weft sidecar listens on)",
+            field="Connect.SidecarService.Port",
+        )
+    return port(value, "Connect.SidecarService.Port")
 
 
 def tagged_addresses(values: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:

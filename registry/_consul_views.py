@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._mirror import Mirror
-from ._model import Check, Instance, Status
+from ._model import Check, Instance, Status, replace
 
 MAINT_CHECK_ID = "_node_maintenance"
 
@@ -173,11 +173,17 @@ def catalog_services(mirror: Mirror) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in sorted(mirror.instances):
         seen: dict[str, None] = {}
+        sidecar: dict[str, None] | None = None
         for inst in mirror.instances[name].values():
             for tag in inst.tags:
                 seen[tag] = None
+            if inst.sidecar_port:
+                sidecar = sidecar or {}
+                sidecar.update(dict.fromkeys(inst.tags))
         out[name] = sorted(seen)
-    return out
+        if sidecar is not None:  # the sidecars, as Consul lists them (tags inherited)
+            out.setdefault(name + SIDECAR_SUFFIX, sorted(sidecar))
+    return dict(sorted(out.items()))
 
 
 def catalog_nodes(mirror: Mirror, datacenter: str) -> list[dict[str, Any]]:
@@ -228,3 +234,79 @@ def agent_checks(mirror: Mirror, node: str) -> dict[str, Any]:
 
 def _sorted(instances: Iterable[Instance]) -> list[Instance]:
     return sorted(instances, key=lambda i: (i.node, i.id))
+
+
+# -- Connect: a sidecar shown as Consul shows it -----------------------------------------------
+#
+# Weft stores a sidecar on its service's instance (`sidecar_port`); Consul registers it as a
+# second instance, `<service>-sidecar-proxy` of kind `connect-proxy`, pointing back at the
+# service. The Connect views render that second instance from the first, so Consul's clients
+# (and `/v1/health/connect/<s>`) see what Consul would show.
+
+
+SIDECAR_SUFFIX = "-sidecar-proxy"
+
+
+def sidecar_base(name: str) -> str | None:
+    """The service whose sidecars `name` would be (`web-sidecar-proxy` -> `web`)."""
+    return name[: -len(SIDECAR_SUFFIX)] or None if name.endswith(SIDECAR_SUFFIX) else None
+
+
+def sidecar_of(inst: Instance) -> Instance:
+    return replace(
+        inst,
+        service=f"{inst.service}{SIDECAR_SUFFIX}",
+        id=f"{inst.id}{SIDECAR_SUFFIX}",
+        port=inst.sidecar_port,
+        kind="connect-proxy",
+        tagged_addresses={},
+    )
+
+
+def proxy_json(inst: Instance) -> dict[str, Any]:
+    return {
+        "DestinationServiceName": inst.service,
+        "DestinationServiceID": inst.id,
+        "LocalServiceAddress": "127.0.0.1",
+        "LocalServicePort": inst.port,
+        "Mode": "",
+        "Upstreams": [],
+    }
+
+
+def health_connect(
+    mirror: Mirror, name: str, *, passing: bool, tags: list[str], datacenter: str
+) -> list[dict[str, Any]]:
+    """The sidecars of `name`'s instances, with the instances' checks (a Weft sidecar is
+    healthy when its service is: its agent runs both)."""
+    out = []
+    for entry in health_service(mirror, name, passing=passing, tags=tags, datacenter=datacenter):
+        inst = mirror.instance(name, entry["Node"]["Node"], entry["Service"]["ID"])
+        if inst is None or not inst.sidecar_port:
+            continue
+        service = service_json(sidecar_of(inst))
+        service["Proxy"] = proxy_json(inst)
+        entry["Service"] = service
+        out.append(entry)
+    return out
+
+
+def catalog_connect(
+    mirror: Mirror, name: str, *, tags: list[str], datacenter: str
+) -> list[dict[str, Any]]:
+    out = []
+    for entry in catalog_service(mirror, name, tags=tags, datacenter=datacenter):
+        inst = mirror.instance(name, entry["Node"], entry["ServiceID"])
+        if inst is None or not inst.sidecar_port:
+            continue
+        proxy = sidecar_of(inst)
+        entry.update(
+            ServiceID=proxy.id,
+            ServiceName=proxy.service,
+            ServicePort=proxy.port,
+            ServiceKind=proxy.kind,
+            ServiceTaggedAddresses={},
+            ServiceProxy=proxy_json(inst),
+        )
+        out.append(entry)
+    return out

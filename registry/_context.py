@@ -12,10 +12,12 @@ import trio
 
 from ._acl import Authorizer, Role, Token
 from ._catalog import Catalog
+from ._check_reach import CheckReach
 from ._errors import Forbidden
 from ._fanout import Hub
 from ._keys import Keys
 from ._mirror import Mirror, Topic
+from ._model import Instance
 from ._numbers import parse_index, parse_wait
 from ._sessions import Sessions
 from ._validate import CheckRules
@@ -41,6 +43,13 @@ class RegistryOptions:
     session_min_ttl: float = 10.0
     # what intentions/check answers and agents compile when no intention matches a pair
     intention_default: str = "allow"
+    require_agent_services: bool = False
+    check_reach: CheckReach = field(default_factory=CheckReach)
+    metrics_resolution: float = 10.0
+    metrics_min_interval: float = 5.0
+    metrics_sample_bytes: int = 64 << 10
+    # The longest a blocking query may park (the default wait is cut to it too).
+    max_wait: float = MAX_WAIT
 
 
 class Context:
@@ -62,8 +71,13 @@ class Context:
         self.catalog = catalog
         self.sessions = sessions
         self.clock = clock
-        self.authorizer = Authorizer(anonymous_reads=options.anonymous_reads)
+        self.authorizer = Authorizer(
+            anonymous_reads=options.anonymous_reads,
+            require_agent_services=options.require_agent_services,
+        )
         self._views = ViewCache(options.view_cache_bytes)
+        # Set by the CA when it is mounted: the trust domain identities are derived in.
+        self.trust_domain: Callable[[], str | None] = lambda: None
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -93,6 +107,43 @@ class Context:
         """May this token write (or lock, or delete) KV key `key` (or every key under it)?"""
         self.authorizer.write_kv(token, key, prefix=prefix)
 
+    def write_node(self, token: Token | None, node: str, *, what: str) -> None:
+        """May `token` write `what` (maintenance, a session, ...) on `node`?"""
+        sources = None
+        if token is not None and token.role is Role.ADAPTER:
+            sources = frozenset(i.source for i in self.mirror.instances_on(node))
+        self.authorizer.write_node(token, node, what=what, sources=sources)
+
+    def write_instance(self, token: Token | None, instance: Instance) -> None:
+        """May `token` write `instance`? An adapter also never places a new instance on a
+        host agent's node (a VM's node is not its to add to). Other adapters' nodes are not
+        refused: two clusters may well both have a node called `kind-control-plane`."""
+        self.authorizer.write_instance(token, instance)
+        if (
+            token is not None
+            and token.role is Role.ADAPTER
+            and self.mirror.instance(instance.service, instance.node, instance.id) is None
+        ):
+            foreign = sorted(
+                {i.source for i in self.mirror.instances_on(instance.node)} & {"agent"}
+            )
+            if foreign:
+                raise Forbidden(
+                    f"this adapter token (source {token.source!r}) may not write instances on "
+                    f"node {instance.node!r}: the node holds instances of "
+                    f"{', '.join(map(repr, foreign))}"
+                )
+
+    def write_check(self, token: Token | None, node: str, check_id: str) -> None:
+        """May `token` set check `check_id` on `node`? An adapter only its source's checks."""
+        if token is not None and token.role is Role.ADAPTER:
+            check = self.mirror.find_check(node, check_id)
+            inst = check and self.mirror.instance(check.service, node, check.instance)
+            if inst:
+                self.write_instance(token, inst)
+                return
+        self.write_node(token, node, what=f"check {check_id!r}")
+
     def node_of(self, token: Token | None) -> str:
         """The node a Consul-style agent call acts on."""
         if token is not None and token.role is Role.AGENT:
@@ -112,7 +163,8 @@ class Context:
         """Wait while the view's index is not past `?index` (up to `?wait`); its index now."""
         raw_index = request.arg("index")
         # `wait` is checked even without `index` (when Consul ignores it): a bad one is a 400.
-        wait = parse_wait(request.arg("wait"), "wait", default=DEFAULT_WAIT, maximum=MAX_WAIT)
+        cap = self.options.max_wait
+        wait = parse_wait(request.arg("wait"), "wait", default=min(DEFAULT_WAIT, cap), maximum=cap)
         current = view_index()
         if raw_index is None:
             return current

@@ -18,6 +18,7 @@ import trio
 
 from . import checks as probes
 from ._catalog import Catalog
+from ._check_reach import CheckReach, pick
 from ._errors import RegistryError
 from ._health import Streak, critical_too_long, next_status, ttl_expired
 from ._mirror import Mirror
@@ -50,7 +51,9 @@ class HealthDuties:
         interval: float = 1.0,
         max_probes: int = 64,
         guard: Sequence[Compare] = (),
+        reach: CheckReach | None = None,
     ) -> None:
+        self.reach = reach or CheckReach()
         self.guard = list(guard)  # the leadership's lease: etcd refuses writes once it is gone
         self.catalog = catalog
         self.mirror = mirror
@@ -119,7 +122,18 @@ class HealthDuties:
         key = _key(check)
         try:
             async with self._probes:
-                result, output = await probes.probe(check, http)
+                inst = self.mirror.instance(check.service, check.node, check.instance)
+                if inst is None:
+                    return
+                # Checked on every probe, on what the name resolves to now (DNS rebinding).
+                address, refused = await pick(self.reach, check, inst)
+                if address is None:
+                    current = self.mirror.find_check(check.node, check.id) or check
+                    if current.status is not Status.CRITICAL or current.output != refused:
+                        log.warning("check %s not run: %s", check.id, refused)
+                        await self._set(current, Status.CRITICAL, refused)
+                    return
+                result, output = await probes.probe(check, http, connect_to=address)
             current = self.mirror.find_check(check.node, check.id) or check
             status, self._streaks[key] = next_status(
                 current, result, self._streaks.get(key, Streak())

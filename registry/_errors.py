@@ -8,6 +8,7 @@
     ├── PayloadTooLarge     a request body is over the limit (HTTP 413)
     ├── NotFound            the named service, instance, check, key or lease does not exist (404)
     ├── Forbidden           the token may not do this (HTTP 403)
+    ├── TooManyRequests     too soon after the last such request (HTTP 429, Retry-After)
     ├── Conflict            a compare-and-swap lost (HTTP 409)
     ├── InvalidSession      a lock call names a session that does not exist (500, as Consul)
     └── Unavailable         etcd cannot be reached or the server is shutting down (HTTP 503)
@@ -51,6 +52,14 @@ class PayloadTooLarge(RegistryError):
 
 class NotFound(RegistryError):
     status = 404
+
+
+class TooManyRequests(RegistryError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
 
 
 class Forbidden(RegistryError):

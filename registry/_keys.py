@@ -13,8 +13,14 @@
     leases/<lease-id hex>                               who owns a lease (on the lease itself)
     maint/<node>                                        node maintenance (JSON: reason)
     config/<kind>/<name>                                routing/policy resources
+    metrics/<node>/<slot>                               a node's proxies' counters (a ring of
+                                                        slots, on the agent's lease)
     ca/...                                              the CA's state
     leader/<duty>                                       leader election among servers
+    servers/<identity>                                  a running server's announcement (on its
+                                                        own lease)
+    agents/<node>                                       the node agent's report (`weft check`),
+                                                        on the agent's lease
     sync-barrier                                        written by a server whose watch reconnected
 
 Instances are keyed by node as well as by ID because, as in Consul, an instance ID is unique
@@ -81,6 +87,17 @@ class Keys:
     def ca(self, name: str = "") -> str:
         return f"{self.prefix}ca/{name}"
 
+    def metrics(self, node: str = "", slot: str = "") -> str:
+        if not node:
+            return f"{self.prefix}metrics/"
+        return f"{self.prefix}metrics/{node}/{slot}"
+
+    def server(self, identity: str = "") -> str:
+        return f"{self.prefix}servers/{identity}"
+
+    def agent_report(self, node: str = "") -> str:
+        return f"{self.prefix}agents/{node}"
+
     def leader(self, duty: str) -> str:
         return f"{self.prefix}leader/{duty}"
 
@@ -98,7 +115,7 @@ class Keys:
         if kind == "health":
             parts = tail.split("/", 3)
             return (kind, parts) if len(parts) == 4 else None
-        if kind == "config":
+        if kind in ("config", "metrics"):
             parts = tail.split("/", 1)
             return (kind, parts) if len(parts) == 2 else None
         return kind, [tail]

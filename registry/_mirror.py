@@ -81,6 +81,8 @@ class Mirror:
         self.raw: dict[str, KeyValue] = {}  # tokens, leases, maint, config, ca, leader
         self.maint: dict[str, dict[str, str]] = {}
         self.nodes: dict[str, dict[str, object]] = {}  # node -> declared address, meta
+        # node -> {slot: sample}: metrics samples (raw bytes, decoded only when asked for)
+        self.metric_samples: dict[str, dict[str, KeyValue]] = {}
         self._index: dict[Topic, int] = {}
         self._kv_tombstones: dict[str, int] = {}
         self._tombstone_floor = 0
@@ -226,6 +228,8 @@ class Mirror:
                     self._bump(changes, rev, TOKENS)
                 elif kind == "config":
                     self._bump(changes, rev, CONFIG, config_topic(parts[0]))
+                elif kind == "metrics":
+                    self._apply_metrics(parts, kv, deleted)
                 elif kind == "ca":
                     self._bump(changes, rev, CA)
                 elif kind == "leader":
@@ -292,6 +296,18 @@ class Mirror:
             self._kv_tombstones.pop(key, None)
         if deleted and key not in self.kv:
             self.kv_lock_changed.pop(key, None)
+
+    def _apply_metrics(self, parts: list[str], kv: KeyValue, deleted: bool) -> None:
+        # No topic: nothing blocks on metrics, and a push every few seconds per node must
+        # not wake anyone.
+        node, slot = parts
+        if deleted:
+            slots = self.metric_samples.get(node, {})
+            slots.pop(slot, None)
+            if not slots:
+                self.metric_samples.pop(node, None)
+        else:
+            self.metric_samples.setdefault(node, {})[slot] = kv
 
     def _apply_maint(self, node: str, kv: KeyValue, deleted: bool, changes: Changes) -> None:
         if deleted:

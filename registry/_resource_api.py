@@ -258,7 +258,32 @@ async def _delete(ctx: Context, request: Request) -> tuple[Resource, int]:
     "400 lists every problem",
     errors=(409, 503),
     body=Body(ref("ResourceBatch")),
-    ok=json_reply("What each resource became", _OBJECT),
+    ok=json_reply(
+        "What each resource became",
+        {
+            "type": "object",
+            "required": ["dry_run", "results"],
+            "additionalProperties": False,
+            "properties": {
+                "dry_run": {"type": "boolean"},
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["kind", "name", "action"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"type": "string"},
+                            "name": {"type": "string"},
+                            "action": {"enum": ["created", "configured", "unchanged"]},
+                            # Absent in a dry run for what would change.
+                            "revision": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+    ),
 )
 async def apply_resources(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -269,7 +294,12 @@ async def apply_resources(ctx: Context, request: Request) -> Response:
     unknown = set(body) - {"resources", "dry_run"}
     if unknown:
         raise InvalidInput(f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
-    dry_run = bool(body.get("dry_run"))
+    dry_run = body.get("dry_run")
+    if dry_run is None:
+        dry_run = False
+    elif not isinstance(dry_run, bool):
+        # bool() of it would turn "no" into a real apply and {} into a dry run.
+        raise InvalidInput(f"dry_run: expected true or false, got {dry_run!r:.40}", field="dry_run")
     results = await store(ctx, body["resources"], dry_run=dry_run, token=token)
     return Response.json({"dry_run": dry_run, "results": results})
 
@@ -281,7 +311,16 @@ async def apply_resources(ctx: Context, request: Request) -> Response:
     auth="read",
     errors=(400,),
     query=(Param("kind", description="Only this kind"), *_BLOCKING),
-    ok=json_reply("The resources, with metadata.revision", _OBJECT),
+    ok=json_reply(
+        "The resources, with metadata.revision",
+        {
+            "type": "object",
+            "required": ["resources"],
+            "additionalProperties": False,
+            "properties": {"resources": {"type": "array", "items": ref("Resource")}},
+        },
+        headers=("X-Weft-Index", "X-Consul-Index"),
+    ),
 )
 async def list_resources(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
@@ -314,7 +353,20 @@ async def get_resource(ctx: Context, request: Request) -> Response:
     summary="Delete a traffic resource (operator, or adapter: its own source's)",
     errors=(400, 404, 409, 503),
     path_params=_KIND_NAME,
-    ok=json_reply("Deleted, and at which revision", _OBJECT),
+    ok=json_reply(
+        "Deleted, and at which revision",
+        {
+            "type": "object",
+            "required": ["kind", "name", "deleted", "revision"],
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"type": "string"},
+                "name": {"type": "string"},
+                "deleted": {"const": True},
+                "revision": {"type": "integer"},
+            },
+        },
+    ),
 )
 async def delete_resource(ctx: Context, request: Request) -> Response:
     resource, revision = await _delete(ctx, request)

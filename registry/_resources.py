@@ -6,7 +6,9 @@ Four kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
                      weighted backends (services, or subsets of them), timeouts, retries,
                      fault injection, mirroring, header changes, response classes
     ServiceDefaults  a service's own policy (metadata.name is the service): timeout, retries,
-                     retry budget, response classes; Route rules without their own inherit it
+                     retry budget, response classes; Route rules without their own inherit it;
+                     and how its callers reach its endpoints: balancer, failure accrual,
+                     connection pool
     Subset           a named set of a service's instances, chosen by tags and/or meta
     Gateway          the hosts an ingress gateway serves; Routes with `gateway` route them
                      (`_gateway_resources`, docs/gateway.md)
@@ -21,6 +23,7 @@ translate into these kinds without loss (the mapping is in docs/traffic.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +113,18 @@ def _mirror(value: Any, path: str, out: Problems) -> None:
     check_object(value, path, out, fields, required=("service",))
 
 
+_REWRITE_PATH = re.compile(r"^/[!-\"$->@-~]{0,1023}$")  # no space, '?' or '#'
+
+
+def _rewrite(value: Any, path: str, out: Problems) -> None:
+    def target(v: Any, p: str, o: Problems) -> None:
+        if not isinstance(v, str) or not _REWRITE_PATH.match(v):
+            o.add(p, f"{v!r} is not a path: '/' then visible characters, no '?' or '#'")
+
+    if check_object(value, path, out, {"prefix": target, "fullPath": target}) and (len(value) != 1):
+        out.add(path, "give exactly one of prefix and fullPath")
+
+
 def _header_changes(value: Any, path: str, out: Problems) -> None:
     def name_ok(name: Any, p: str, o: Problems) -> bool:
         if not isinstance(name, str) or not TOKEN.match(name):
@@ -173,6 +188,7 @@ def _rule(value: Any, path: str, out: Problems) -> None:
         "backends": check_list(_backend, MAX_BACKENDS, least=1),
         "fault": _fault,
         "mirror": _mirror,
+        "rewrite": _rewrite,
         "requestHeaders": _header_changes,
         "responseHeaders": _header_changes,
         **_POLICY_FIELDS,
@@ -240,8 +256,49 @@ def _ttl(value: Any, path: str, out: Problems) -> None:
         out.add(path, f"{value!r} is outside 1s..60s")
 
 
+BALANCERS = ("p2c_ewma", "round_robin", "least_request")
+
+
+def _balancer(value: Any, path: str, out: Problems) -> None:
+    if value not in BALANCERS:
+        out.add(path, f"{value!r}: use one of {', '.join(BALANCERS)}")
+
+
+def _failure_accrual(value: Any, path: str, out: Problems) -> None:
+    fields = {
+        "consecutiveFailures": check_number(1, 1000, integer=True),
+        "backoffMin": check_duration,
+        "backoffMax": check_duration,
+    }
+    if not check_object(value, path, out, fields):
+        return
+    try:
+        low = parse_duration(value.get("backoffMin", "1s"))
+        high = parse_duration(value.get("backoffMax", "60s"))
+    except (ValueError, TypeError, AttributeError):
+        return  # already said
+    if low > high:
+        out.add(f"{path}.backoffMin", f"{value.get('backoffMin')!r} is above backoffMax")
+
+
+def _connection_pool(value: Any, path: str, out: Problems) -> None:
+    fields = {
+        "maxConnections": check_number(1, 100_000, integer=True),
+        "connectTimeout": check_duration,
+        "idleTimeout": check_duration,
+    }
+    check_object(value, path, out, fields)
+
+
 def _defaults_spec(value: Any, path: str, out: Problems) -> None:
-    check_object(value, path, out, {**_POLICY_FIELDS, "retryBudget": _budget})
+    fields = {
+        **_POLICY_FIELDS,
+        "retryBudget": _budget,
+        "balancer": _balancer,
+        "failureAccrual": _failure_accrual,
+        "connectionPool": _connection_pool,
+    }
+    check_object(value, path, out, fields)
 
 
 def _subset_spec(value: Any, path: str, out: Problems) -> None:

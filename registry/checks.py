@@ -71,19 +71,35 @@ async def probe_http(
     headers: Mapping[str, Sequence[str]] | None = None,
     timeout: float = 10.0,
     tls_skip_verify: bool = False,
+    connect_to: str | None = None,
 ) -> tuple[Status, str]:
+    """`connect_to`: the IP address to connect to instead of resolving the URL's host again
+    (the server checked that address; the Host header and TLS name stay the URL's)."""
     timeout = _timeout(timeout)
     try:
         flat = [(k, v) for k, values in (headers or {}).items() for v in values]
+        target: httpx.URL | str = url
+        extensions: dict[str, str] = {}
+        if connect_to is not None:
+            parsed = httpx.URL(url)
+            if not any(k.lower() == "host" for k, _ in flat):
+                flat.append(("Host", parsed.netloc.decode("ascii")))
+            target = parsed.copy_with(host=connect_to)
+            if parsed.scheme == "https":
+                extensions["sni_hostname"] = parsed.host
         with trio.fail_after(timeout):
             if tls_skip_verify and url.startswith("https"):
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
                 async with httpx.AsyncClient(verify=ctx) as insecure:
-                    resp = await insecure.request(method, url, headers=flat, timeout=timeout)
+                    resp = await insecure.request(
+                        method, target, headers=flat, timeout=timeout, extensions=extensions
+                    )
             else:
-                resp = await client.request(method, url, headers=flat, timeout=timeout)
+                resp = await client.request(
+                    method, target, headers=flat, timeout=timeout, extensions=extensions
+                )
     except trio.TooSlowError:
         return Status.CRITICAL, f"HTTP {method} {url}: timed out after {timeout:g}s"
     except httpx.HTTPError as exc:
@@ -136,8 +152,13 @@ async def probe_exec(args: Sequence[str], *, timeout: float = 10.0) -> tuple[Sta
     return classify_exit(result.returncode), output
 
 
-async def probe(check: Check, http: httpx.AsyncClient) -> tuple[Status, str]:
-    """Run `check` once by its type; never raises (see the module docstring)."""
+async def probe(
+    check: Check, http: httpx.AsyncClient, *, connect_to: str | None = None
+) -> tuple[Status, str]:
+    """Run `check` once by its type; never raises (see the module docstring).
+
+    `connect_to`: the address an HTTP or TCP check connects to (the server's probes pass the
+    one they checked against `check_allow_networks`)."""
     try:
         if check.type == "http":
             return await probe_http(
@@ -147,8 +168,14 @@ async def probe(check: Check, http: httpx.AsyncClient) -> tuple[Status, str]:
                 headers=check.header,
                 timeout=check.timeout,
                 tls_skip_verify=check.tls_skip_verify,
+                connect_to=connect_to,
             )
         if check.type == "tcp":
+            if connect_to is not None:
+                _, _, port = check.tcp.rpartition(":")
+                host = f"[{connect_to}]" if ":" in connect_to else connect_to
+                status, output = await probe_tcp(f"{host}:{port}", timeout=check.timeout)
+                return status, output.replace(f"{host}:{port}", check.tcp, 1)
             return await probe_tcp(check.tcp, timeout=check.timeout)
         if check.type == "exec":
             return await probe_exec(check.args, timeout=check.timeout)

@@ -220,6 +220,16 @@ class RegistryClient:
     async def revoke(self, lease: str) -> None:
         await self.request("DELETE", f"/v1/registry/leases/{lease}")
 
+    # -- metrics -----------------------------------------------------------------------------
+
+    async def push_metrics(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Store this node's proxies' counters (an agent token; see registry/_metrics_sample)."""
+        return (await self.request("POST", "/v1/metrics/push", json=body)).json()
+
+    async def metrics(self, view: str, **params: Any) -> dict[str, Any]:
+        """A golden-metrics view: stat, edges, routes or proxies (docs/observability.md)."""
+        return (await self.get_json(f"/v1/metrics/{view}", **params))[0]
+
     # -- tokens ------------------------------------------------------------------------------
 
     async def create_token(
@@ -230,6 +240,8 @@ class RegistryClient:
         source: str = "",
         description: str = "",
         key_prefix: dict[str, str] | None = None,
+        services: list[str] | None = None,
+        service_prefix: list[str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"role": role, "description": description}
         if node:
@@ -238,7 +250,16 @@ class RegistryClient:
             body["source"] = source
         if key_prefix:
             body["key_prefix"] = key_prefix
+        if services is not None or service_prefix is not None:
+            body["services"] = services or []
+            body["service_prefix"] = service_prefix or []
         return (await self.request("POST", "/v1/tokens", json=body)).json()
+
+    async def update_token_services(
+        self, accessor: str, services: list[str], service_prefix: list[str]
+    ) -> dict[str, Any]:
+        body = {"services": services, "service_prefix": service_prefix}
+        return (await self.request("PATCH", f"/v1/tokens/{accessor}", json=body)).json()
 
     async def tokens(self) -> list[dict[str, Any]]:
         return (await self.request("GET", "/v1/tokens")).json()

@@ -18,24 +18,26 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_query, _openapi, _resource_api, consul, native
+from . import _consul_query, _metrics_api, _openapi, _resource_api, _servers_api, consul, native
 from ._acl import hash_secret
+from ._announce import Announcer
 from ._atomic_files import write_atomic, write_ready_file
 from ._batcher import WriteBatcher
 from ._ca_api import retry_after_header
 from ._catalog import Catalog
+from ._check_reach import CheckReach
 from ._config import ConfigError, ServerConfig, split_host_port
 from ._context import Context, RegistryOptions, token_secret
 from ._dns import DNSOptions
 from ._dns_server import DNSServer
 from ._duties import HealthDuties
-from ._endpoints import Area, json_reply
 from ._errors import Forbidden, InvalidResources, RegistryError, Unavailable
 from ._etcd_upkeep import StorageMonitor, compact_forever
 from ._fanout import Hub
 from ._keys import Keys
 from ._leader import Leadership, lead
 from ._mirror import Mirror
+from ._server_area import SERVER_AREA
 from ._sessions import Sessions
 from ._signals import serve_until_signalled
 from ._sync import MirrorSync
@@ -95,6 +97,8 @@ class RegistryApp:
         consul.mount(self.router, ctx)
         native.mount(self.router, ctx)
         _resource_api.mount(self.router, ctx)
+        _metrics_api.mount(self.router, ctx)
+        _servers_api.AREA.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         SERVER_AREA.mount(self.router, self)
@@ -157,6 +161,14 @@ class RegistryApp:
             route, params = self.router.match(request.method, request.path)
             request.params = params
             request.route = route
+            if getattr(route.endpoint, "auth", None) == "token" and not token_secret(request):
+                # Refused before the handler looks anything up, so a caller without a token
+                # learns nothing (not even whether a service or check exists) and changes
+                # nothing, whatever the body holds (an empty batch used to answer 200).
+                raise Forbidden(
+                    f"{request.method} {route.pattern} needs a token; none was sent "
+                    "(X-Consul-Token, Authorization: Bearer or ?token=)"
+                )
             chosen = handler or route.handler
             if "consul" in route.tags:
                 return await _consul_query.around(
@@ -193,50 +205,6 @@ class RegistryApp:
                 },
                 status=500,
             )
-
-
-SERVER_AREA: Area[RegistryApp] = Area("server", "server", {"Health": {"type": "object"}})
-
-
-@SERVER_AREA.route(
-    "GET",
-    "/v1/openapi.json",
-    summary="This document",
-    auth="open",
-    ok=json_reply("The OpenAPI 3.1 document", {"type": "object"}),
-)
-async def openapi(app: RegistryApp, request: Request) -> Response:
-    return Response(body=app.openapi_body)
-
-
-_HEALTH_SCHEMA = {"$ref": "#/components/schemas/Health"}
-
-
-@SERVER_AREA.route(
-    "GET",
-    "/v1/weft/health",
-    summary="Server readiness (503 while its mirror of etcd is loading or stale)",
-    auth="open",
-    ok={
-        200: json_reply("Ready", _HEALTH_SCHEMA),
-        503: json_reply("Loading or stale", _HEALTH_SCHEMA),
-    },
-)
-async def health(app: RegistryApp, request: Request) -> Response:
-    ctx = app.ctx
-    stale = ctx.catalog.sync.stale_reason()
-    healthy = stale is None
-    body: dict[str, object] = {
-        "status": "ok" if healthy else ("loading" if not ctx.catalog.sync.healthy else "stale"),
-        "revision": ctx.mirror.revision,
-        "blocking_queries": ctx.hub.waiting,
-    }
-    if stale is not None:
-        body["reason"] = stale
-    if app.storage is not None:
-        body["etcd"] = app.storage.report()
-        body["warnings"] = app.storage.warnings()
-    return Response.json(body, status=200 if healthy else 503)
 
 
 def _etcd_client(config: ServerConfig) -> EtcdClient:
@@ -292,6 +260,12 @@ class RegistryServer:
             view_cache_bytes=config.view_cache_bytes,
             session_min_ttl=config.session_min_ttl,
             intention_default=config.intention_default,
+            require_agent_services=config.require_agent_services,
+            check_reach=CheckReach.parse(config.check_allow_networks),
+            metrics_resolution=config.metrics_resolution,
+            metrics_min_interval=config.metrics_min_interval,
+            metrics_sample_bytes=config.metrics_sample_bytes,
+            max_wait=config.max_blocking_wait,
         )
         self.sessions = Sessions(
             self.etcd,
@@ -345,6 +319,19 @@ class RegistryServer:
             )
             self._dns_bind = split_host_port(config.dns_listen, "dns_listen")
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._url = ""
+        self.announcer = Announcer(
+            self.etcd,
+            self.keys,
+            self.sync,
+            identity=self.identity,
+            facts=lambda: {
+                "advertise": options.advertise,
+                "url": self._url,
+                "intention_default": options.intention_default,
+            },
+            clock=clock,
+        )
         self._bind = (host, port)
 
     async def serve(
@@ -370,6 +357,12 @@ class RegistryServer:
                 ready["dns"] = f"{dns_bound[0]}:{dns_bound[1]}"
             bound = await nursery.start(self.http.serve, *self._bind)
             address = f"{bound[0]}:{bound[1]}"
+            # Where other hosts reach this server: the advertised address when one is set (a
+            # wildcard listen address means nothing to another host).
+            scheme = "https" if self.config.tls_cert_file else "http"
+            advertised = self.config.advertise
+            self._url = f"{scheme}://{advertised}" if advertised else self.url(bound)
+            nursery.start_soon(self.announcer.run)
             if self.config.ready_file:
                 ready.update(address=address, url=self.url(bound), pid=os.getpid())
                 write_ready_file(self.config.ready_file, ready)
@@ -401,6 +394,7 @@ class RegistryServer:
             clock=self.clock,
             interval=self.config.reap_interval,
             guard=leadership.guard(),
+            reach=CheckReach.parse(self.config.check_allow_networks),
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(duties.run)
@@ -423,6 +417,7 @@ class RegistryServer:
 
     async def _drain(self) -> None:
         self.http.shutdown()
+        await self.announcer.withdraw()
         await self.http.wait_drained()
 
     def reload(self) -> bool:

@@ -250,7 +250,13 @@ def run(
             "POST",
             url + "/v1/tokens",
             token,
-            {"role": "agent", "node": "dev", "description": "weft dev"},
+            # scoped to the demo's services: the agent may register and sign for no other
+            {
+                "role": "agent",
+                "node": "dev",
+                "description": "weft dev",
+                "services": [name for name, _, _ in DEMO],
+            },
         )
         write_atomic(workdir / "agent.token", agent_token["secret"].encode(), 0o600)
 

@@ -12,6 +12,7 @@ and a line here.
     _kv        /v1/kv (with the lock side in _session)
     _session   /v1/session/*, KV ?acquire= / ?release=
     _txn       /v1/txn
+    _connect   /v1/health/connect, /v1/catalog/connect (sidecars as connect-proxy instances)
     _intentions /v1/connect/intentions (and the native /v1/intentions agents follow)
     _status    /v1/status/leader, peers
 """
@@ -25,6 +26,7 @@ from . import (
     _agent,
     _catalog,
     _checks,
+    _connect,
     _health,
     _intentions,
     _kv,
@@ -38,6 +40,7 @@ AREAS: tuple[Area[Context], ...] = (  # mounted in this order: the first match a
     _agent.AREA,
     _catalog.AREA,
     _health.AREA,
+    _connect.AREA,
     _status.AREA,
     _kv.AREA,
     _intentions.AREA,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import weft
 
 from .. import _consul_views as views
+from .._check_reach import check_registration, consul_fields
 from .._consul_input import registration_from_consul
 from .._context import Context, consul_response
 from .._endpoints import Area, Body, Handler, Param, json_reply, ref
@@ -138,8 +139,12 @@ async def register(ctx: Context, request: Request) -> Response:
         node_address=request.peer,
         rules=ctx.options.check_rules,
         source=token.source if token is not None and token.source else "api",
+        trust_domain=ctx.trust_domain(),
     )
-    ctx.authorizer.write_instance(token, reg.instance)
+    ctx.write_instance(token, reg.instance)
+    await check_registration(
+        ctx.options.check_reach, reg.instance, reg.checks, consul_fields(reg.checks)
+    )
     await ctx.catalog.register(reg, replace_checks=request.flag("replace-existing-checks"))
     return _done()
 
@@ -158,7 +163,7 @@ async def deregister(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.find_instance(node, request.params["service_id"])
     if inst is None:
         raise NotFound(f"Unknown service ID {request.params['service_id']!r} on node {node!r}")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     await ctx.catalog.deregister(inst)
     return _done()
 
@@ -167,7 +172,7 @@ async def _set_check(ctx: Context, request: Request, status: Status) -> Response
     token = ctx.token(request)
     node = ctx.node_of(token)
     check_id = request.params["check_id"]
-    ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+    ctx.write_check(token, node, check_id)
     output = request.arg("note")
     if output is None and request.body:
         body = request.json()
@@ -251,7 +256,7 @@ async def check_update(ctx: Context, request: Request) -> Response:
 async def maintenance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = ctx.node_of(token)
-    ctx.authorizer.write_node(token, node, what="maintenance mode")
+    ctx.write_node(token, node, what="maintenance mode")
     enable = request.arg("enable")
     if enable not in ("true", "false"):
         raise InvalidInput("enable: must be true or false", field="enable")

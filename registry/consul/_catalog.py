@@ -60,16 +60,19 @@ async def catalog_services(ctx: Context, request: Request) -> Response:
 async def catalog_service(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     name = request.params["name"]
-    topic = service_topic(name)
-    index = await ctx.block(request, lambda: ctx.mirror.index(topic), (topic,))
+    base = views.sidecar_base(name)  # `<s>-sidecar-proxy`: also the sidecars of `s`
+    topics = (service_topic(name),) + ((service_topic(base),) if base else ())
+    index = await ctx.block(request, lambda: ctx.mirror.index(*topics), topics)
     tags = sorted(set(request.query.get("tag", [])))
     dc = ctx.options.datacenter
-    body = ctx.cached_json(
-        request,
-        index,
-        lambda: views.catalog_service(ctx.mirror, name, tags=tags, datacenter=dc),
-        variant=tuple(tags),
-    )
+
+    def render() -> list[dict[str, object]]:
+        out = views.catalog_service(ctx.mirror, name, tags=tags, datacenter=dc)
+        if base:
+            out += views.catalog_connect(ctx.mirror, base, tags=tags, datacenter=dc)
+        return out
+
+    body = ctx.cached_json(request, index, render, variant=tuple(tags))
     return consul_response(body, index)
 
 

@@ -12,19 +12,29 @@ from typing import Any
 
 from .._acl import Role, Token
 from .._catalog import Registration
+from .._check_reach import check_registration
 from .._consul_input import CHECK_SHAPE, registration_from_consul
 from .._context import Context
 from .._decode import decode
-from .._endpoints import Area, Param, json_reply
+from .._endpoints import Area, Body, Param, json_reply, ref
 from .._errors import Forbidden, InvalidInput, NotFound
 from .._model import Check, Status
 from ..etcd import Delete
 from ..web import Request, Response
 from ._schemas import EMPTY, SCHEMAS, STR
 
-AREA: Area[Context] = Area("consul", "consul-checks", SCHEMAS)
+AREA: Area[Context] = Area("consul", "consul-check", SCHEMAS)
 route = AREA.route
-
+_WRITE_ERRORS = (400, 404, 409, 503)
+_CHECK = {
+    "type": "object",
+    "description": (
+        "Consul's check definition (Name or CheckID, ServiceID, and one of TTL, HTTP, TCP or "
+        "Args with Interval); keys are matched without regard to case."
+    ),
+    "required": ["ServiceID"],
+    "properties": {"Name": STR, "CheckID": STR, "ID": STR, "ServiceID": STR},
+}
 
 SERVICE_MAINT_PREFIX = "_service_maintenance:"
 
@@ -32,8 +42,9 @@ SERVICE_MAINT_PREFIX = "_service_maintenance:"
 @route(
     "PUT",
     "/v1/agent/check/register",
-    summary="Register a check against one of the node's services",
-    errors=(400, 404),
+    summary="Add a check to a service instance on this node",
+    errors=_WRITE_ERRORS,
+    body=Body(_CHECK),
     ok=EMPTY,
 )
 async def agent_check_register(ctx: Context, request: Request) -> Response:
@@ -51,7 +62,7 @@ async def agent_check_register(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.find_instance(node, service_id)
     if inst is None:
         raise NotFound(f"ServiceID: no service {service_id!r} on node {node!r}", field="ServiceID")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     if not spec.get("Name") and not spec.get("CheckID") and not spec.get("ID"):
         raise InvalidInput("Name: is required", field="Name")
     body: dict[str, Any] = dict(raw)
@@ -66,6 +77,9 @@ async def agent_check_register(ctx: Context, request: Request) -> Response:
     )
     if not reg.checks:
         raise InvalidInput("give the check's kind: TTL, HTTP, TCP or Args", field="TTL")
+    await check_registration(
+        ctx.options.check_reach, inst, reg.checks, [f"{c.type.upper()}" for c in reg.checks]
+    )
     await ctx.catalog.register(
         Registration(instance=inst, checks=reg.checks, lease=inst.lease), replace_checks=False
     )
@@ -83,9 +97,9 @@ def _runner(ctx: Context, token: Token | None) -> str:
 @route(
     "PUT",
     "/v1/agent/check/deregister/{check_id}",
-    summary="Remove a check",
-    errors=(404,),
-    path_params={"check_id": Param("check_id", description="The check's ID")},
+    summary="Remove a check from this node",
+    errors=_WRITE_ERRORS,
+    path_params={"check_id": Param("check_id", description="e.g. service:web-1")},
     ok=EMPTY,
 )
 async def agent_check_deregister(ctx: Context, request: Request) -> Response:
@@ -97,9 +111,9 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
         raise NotFound(f"Unknown check ID {check_id!r} on node {node!r}", field="check_id")
     inst = ctx.mirror.instance(check.service, node, check.instance)
     if inst is not None:
-        ctx.authorizer.write_instance(token, inst)
+        ctx.write_instance(token, inst)
     else:
-        ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+        ctx.write_node(token, node, what=f"check {check_id!r}")
     await ctx.catalog.commit(
         [Delete(ctx.keys.check(check.service, node, check.instance, check.id))]
     )
@@ -109,12 +123,16 @@ async def agent_check_deregister(ctx: Context, request: Request) -> Response:
 @route(
     "PUT",
     "/v1/agent/service/maintenance/{service_id}",
-    summary="Take one service instance out of (or back into) the healthy set",
-    errors=(400, 404),
+    summary="Put one service instance of this node into or out of maintenance",
+    errors=_WRITE_ERRORS,
     path_params={"service_id": Param("service_id", description="The instance's ID")},
     query=(
-        Param("enable", {"type": "boolean"}, "true: into maintenance; false: back"),
-        Param("reason", STR, "Shown as the maintenance check's Notes"),
+        Param(
+            "enable",
+            {"enum": ["true", "false", "True", "False", "1", "0", "t", "f"]},
+            required=True,
+        ),
+        Param("reason", description="Shown as the maintenance check's Notes"),
     ),
     ok=EMPTY,
 )
@@ -127,7 +145,7 @@ async def service_maintenance(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.find_instance(node, service_id)
     if inst is None:
         raise NotFound(f"Unknown service ID {service_id!r} on node {node!r}", field="service_id")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     # Go's strconv.ParseBool, as Consul parses it (py-consul sends "True").
     enable = (request.arg("enable") or "").lower()
     if enable not in ("true", "false", "1", "0", "t", "f"):
@@ -156,9 +174,9 @@ async def service_maintenance(ctx: Context, request: Request) -> Response:
 @route(
     "GET",
     "/v1/acl/token/self",
-    summary="The token making the request, in Consul's shape (its role as a policy)",
+    summary="The token sent, as Consul's ACL token (its role as a policy)",
     auth="read",
-    ok=json_reply("The token", {"type": "object"}),
+    ok=json_reply("The token", ref("ConsulTokenSelf")),
 )
 async def acl_token_self(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -172,6 +190,8 @@ async def acl_token_self(ctx: Context, request: Request) -> Response:
         "NodeIdentities": [{"NodeName": token.node, "Datacenter": ctx.options.datacenter}]
         if token.node
         else [],
+        # Consul's service identities: the services an agent token's service set names.
+        "ServiceIdentities": [{"ServiceName": name} for name in token.services or ()],
         "Local": False,
         "CreateTime": _rfc3339(token.created_at),
         "Hash": token.secret_hash[:44],

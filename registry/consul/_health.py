@@ -35,17 +35,21 @@ _CHECKS = {"type": "array", "items": ref("ConsulCheck")}
 async def health_service(ctx: Context, request: Request) -> Response:
     ctx.reader(request)
     name = request.params["name"]
-    topic = service_topic(name)
-    index = await ctx.block(request, lambda: ctx.mirror.index(topic), (topic,))
+    # `<s>-sidecar-proxy` is also the sidecars of `s`, as Consul registers them.
+    base = views.sidecar_base(name)
+    topics = (service_topic(name),) + ((service_topic(base),) if base else ())
+    index = await ctx.block(request, lambda: ctx.mirror.index(*topics), topics)
     passing = request.flag("passing")
     tags = sorted(set(request.query.get("tag", [])))
     dc = ctx.options.datacenter
-    body = ctx.cached_json(
-        request,
-        index,
-        lambda: views.health_service(ctx.mirror, name, passing=passing, tags=tags, datacenter=dc),
-        variant=(passing, *tags),
-    )
+
+    def render() -> list[dict[str, object]]:
+        out = views.health_service(ctx.mirror, name, passing=passing, tags=tags, datacenter=dc)
+        if base:
+            out += views.health_connect(ctx.mirror, base, passing=passing, tags=tags, datacenter=dc)
+        return out
+
+    body = ctx.cached_json(request, index, render, variant=(passing, *tags))
     return consul_response(body, index)
 
 

@@ -11,20 +11,43 @@ from .. import _consul_views as views
 from .._consul_input import registration_from_consul
 from .._context import Context, consul_response
 from .._decode import F, decode
-from .._endpoints import Area, Param, json_reply, ref
+from .._endpoints import Area, Body, Param, json_reply, ref
 from .._errors import InvalidInput
 from .._mirror import CATALOG, HEALTH
 from .._model import Check, Status, replace
 from .._validate import address, meta, node_name
 from ..etcd import Delete, Put
 from ..web import Request, Response
-from ._schemas import BLOCKING, BOOL, SCHEMAS, STRINGS, index_json
+from ._schemas import BLOCKING, BOOL, SCHEMAS, STR, STRINGS, STRMAP, index_json
 
-AREA: Area[Context] = Area("consul", "consul-nodes", SCHEMAS)
+AREA: Area[Context] = Area("consul", "consul-node", SCHEMAS)
 route = AREA.route
 
-_NODE = {"node": Param("node", description="The node's name")}
-
+_REGISTER = {
+    "type": "object",
+    "description": (
+        "Consul's catalog registration: a node (Node, Address, NodeMeta) and optionally one "
+        "Service with its Check/Checks; keys are matched without regard to case."
+    ),
+    "required": ["Node"],
+    "properties": {
+        "Node": STR,
+        "Address": STR,
+        "Datacenter": STR,
+        "TaggedAddresses": STRMAP,
+        "NodeMeta": STRMAP,
+        "Service": {"type": "object"},
+        "Check": {"type": "object"},
+        "Checks": {"type": "array", "items": {"type": "object"}},
+        "SkipNodeUpdate": BOOL,
+    },
+}
+_DEREGISTER = {
+    "type": "object",
+    "description": "The node with everything on it, or one ServiceID or CheckID on it",
+    "required": ["Node"],
+    "properties": {"Node": STR, "ServiceID": STR, "CheckID": STR, "Datacenter": STR},
+}
 
 _HEALTH_CHECK: dict[str, F] = {
     "Node": F("str"),
@@ -85,9 +108,13 @@ def _check_status(raw: str, where: str) -> Status:
 @route(
     "PUT",
     "/v1/catalog/register",
-    summary="Register a node, and optionally a service and checks on it, into the catalog",
-    errors=(400,),
-    ok=json_reply("Registered", BOOL),
+    summary="Register a node, and optionally a service with checks whose status it owns",
+    errors=(400, 409, 503),
+    query=(
+        Param("node-meta", {"type": "array", "items": STR}, "key:value (as py-consul sends it)"),
+    ),
+    body=Body(_REGISTER),
+    ok=json_reply("Always true", BOOL),
 )
 async def catalog_register(ctx: Context, request: Request) -> Response:
     """A registration straight into the catalog, as Consul's external services (ESM) do. Its
@@ -97,7 +124,7 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
     if not data.get("Node"):
         raise InvalidInput("Node: is required", field="Node")
     node = node_name(data["Node"], "Node")
-    ctx.authorizer.write_node(token, node, what=f"node {node!r}")
+    ctx.write_node(token, node, what=f"node {node!r}")
     node_address = address(data.get("Address", ""), "Address")
     if not node_address and not data.get("SkipNodeUpdate"):
         raise InvalidInput("Address: is required (the node's address)", field="Address")
@@ -128,7 +155,7 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
             rules=ctx.options.check_rules,
             source=token.source if token is not None and token.source else "catalog",
         )
-        ctx.authorizer.write_instance(token, reg.instance)
+        ctx.write_instance(token, reg.instance)
         checks = list(reg.checks)
         for i, spec in enumerate(specs):
             where = "Check" if "Check" in data and i == 0 else f"Checks[{i}]"
@@ -166,9 +193,10 @@ async def catalog_register(ctx: Context, request: Request) -> Response:
 @route(
     "PUT",
     "/v1/catalog/deregister",
-    summary="Remove a node (with its services), a service or a check from the catalog",
-    errors=(400,),
-    ok=json_reply("Removed", BOOL),
+    summary="Deregister a node (with everything on it), or one service or check of it",
+    errors=(400, 409, 503),
+    body=Body(_DEREGISTER),
+    ok=json_reply("Always true", BOOL),
 )
 async def catalog_deregister(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -176,7 +204,7 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     if not data.get("Node"):
         raise InvalidInput("Node: is required", field="Node")
     node = data["Node"]
-    ctx.authorizer.write_node(token, node, what=f"node {node!r}")
+    ctx.write_node(token, node, what=f"node {node!r}")
     ops: list[Put | Delete] = []
     if data.get("CheckID"):
         check = ctx.mirror.find_check(node, data["CheckID"])
@@ -185,12 +213,12 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
     elif data.get("ServiceID"):
         inst = ctx.mirror.find_instance(node, data["ServiceID"])
         if inst is not None:
-            ctx.authorizer.write_instance(token, inst)
+            ctx.write_instance(token, inst)
             ops += ctx.catalog.deregistration_ops(inst)
     else:  # the node itself, with everything on it (as Consul)
         instances = ctx.mirror.instances_on(node)
         for inst in instances:
-            ctx.authorizer.write_instance(token, inst)
+            ctx.write_instance(token, inst)
         await ctx.catalog.apply_batch([], instances)
         ops += [Delete(ctx.keys.node(node)), Delete(ctx.keys.maint(node))]
     if ops:
@@ -201,8 +229,8 @@ async def catalog_deregister(ctx: Context, request: Request) -> Response:
 @route(
     "GET",
     "/v1/catalog/datacenters",
-    summary="The datacenters this server knows: its own",
-    auth="read",
+    summary="The datacenters known (this server's only)",
+    auth="open",
     ok=json_reply("Datacenter names", STRINGS),
 )
 async def catalog_datacenters(ctx: Context, request: Request) -> Response:
@@ -212,10 +240,10 @@ async def catalog_datacenters(ctx: Context, request: Request) -> Response:
 @route(
     "GET",
     "/v1/health/node/{node}",
-    summary="The checks of a node's instances",
+    summary="The checks of every instance on a node (and its maintenance check)",
     auth="read",
     errors=(400,),
-    path_params=_NODE,
+    path_params={"node": Param("node", description="The node's name")},
     query=BLOCKING,
     ok=index_json("Checks", {"type": "array", "items": ref("ConsulCheck")}),
 )
@@ -236,9 +264,9 @@ async def health_node(ctx: Context, request: Request) -> Response:
 @route(
     "GET",
     "/v1/agent/members",
-    summary="This server and every node in the catalog, as Consul's gossip members",
+    summary="This server, then every node in the catalog (Weft has no gossip)",
     auth="read",
-    ok=json_reply("Members", {"type": "array", "items": {"type": "object"}}),
+    ok=json_reply("Members", {"type": "array", "items": ref("ConsulMember")}),
 )
 async def agent_members(ctx: Context, request: Request) -> Response:
     """Consul's gossip members; Weft has no gossip, so: this server, then every node the

@@ -24,7 +24,11 @@ BLOCKING = (
         {"type": "integer", "minimum": 0},
         "Block until the view's index is greater than this (a blocking query).",
     ),
-    Param("wait", {"type": "string", "example": "30s"}, "Longest wait (default 5m, max 10m)."),
+    Param(
+        "wait",
+        {"type": "string", "example": "30s"},
+        "Longest wait, a duration (default 5m, cut to the server's max_blocking_wait, 10m).",
+    ),
 )
 TAG = Param(
     "tag", {"type": "array", "items": STR}, "Only instances carrying this tag (repeatable)."
@@ -40,6 +44,7 @@ def _closed(required: dict[str, Schema], optional: dict[str, Schema] | None = No
     }
 
 
+_EMPTY_OBJECT: Schema = {"type": "object", "maxProperties": 0}
 WEIGHTS = _closed({"Passing": INT, "Warning": INT})
 
 SCHEMAS: dict[str, Schema] = {
@@ -58,8 +63,9 @@ SCHEMAS: dict[str, Schema] = {
             "Namespace": STR,
             "CreateIndex": INT,
             "ModifyIndex": INT,
-            "Datacenter": STR,
-        }
+        },
+        # In /v1/agent/service(s) only: a health entry's Service has none, as in Consul.
+        {"Datacenter": STR},
     ),
     "ConsulCheck": _closed(
         {
@@ -132,7 +138,9 @@ SCHEMAS: dict[str, Schema] = {
             "Value": {"type": ["string", "null"], "contentEncoding": "base64"},
             "CreateIndex": INT,
             "ModifyIndex": INT,
-        }
+        },
+        # While a session holds the key's lock.
+        {"Session": STR},
     ),
     "ConsulAgentSelf": _closed(
         {
@@ -154,6 +162,67 @@ SCHEMAS: dict[str, Schema] = {
             "DebugConfig": {"type": "object"},
             "Coord": {"type": "null"},
             "xDS": {"type": "null"},
+        }
+    ),
+    "ConsulSession": _closed(
+        {
+            "ID": STR,
+            "Name": STR,
+            "Node": STR,
+            "LockDelay": {"type": "integer", "minimum": 0, "description": "nanoseconds"},
+            "Behavior": {"enum": ["release", "delete"]},
+            "TTL": STR,
+            "NodeChecks": STRINGS,
+            "ServiceChecks": {
+                "type": ["array", "null"],
+                "items": _closed({"ID": STR, "Namespace": STR}),
+            },
+            "Checks": STRINGS,
+            "Namespace": STR,
+            "CreateIndex": INT,
+            "ModifyIndex": INT,
+        }
+    ),
+    "ConsulMember": _closed({"Name": STR, "Addr": STR, "Port": INT, "Tags": STRMAP, "Status": INT}),
+    "ConsulTokenSelf": _closed(
+        {
+            "AccessorID": STR,
+            "SecretID": STR,
+            "Description": STR,
+            "Policies": {"type": "array", "items": _closed({"ID": STR, "Name": STR})},
+            "NodeIdentities": {
+                "type": "array",
+                "items": _closed({"NodeName": STR, "Datacenter": STR}),
+            },
+            "ServiceIdentities": {"type": "array", "items": _closed({"ServiceName": STR})},
+            "Local": BOOL,
+            "CreateTime": STR,
+            "Hash": STR,
+            "CreateIndex": INT,
+            "ModifyIndex": INT,
+        }
+    ),
+    "ConsulTxnAnswer": _closed(
+        {
+            "Results": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "maxProperties": 1,
+                    "additionalProperties": False,
+                    "properties": {
+                        "KV": ref("ConsulKVEntry"),
+                        # Empty when the operation's service or check is gone by then.
+                        "Service": {"anyOf": [ref("ConsulService"), _EMPTY_OBJECT]},
+                        "Check": {"anyOf": [ref("ConsulCheck"), _EMPTY_OBJECT]},
+                    },
+                },
+            },
+            "Errors": {
+                "type": ["array", "null"],
+                "items": _closed({"OpIndex": INT, "What": STR}),
+            },
         }
     ),
     "ConsulRegistration": {

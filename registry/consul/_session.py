@@ -8,18 +8,32 @@ import json
 from typing import Any
 
 from .._context import Context, consul_response
-from .._endpoints import Area, Param, json_reply
+from .._endpoints import Area, Body, Param, json_reply, ref
 from .._errors import InvalidInput
 from .._mirror import SESSIONS
 from .._session_model import session_from_consul, valid_session_id
 from ..web import Request, Response
-from ._schemas import BLOCKING, BOOL, SCHEMAS, STR, index_json
+from ._schemas import BLOCKING, BOOL, SCHEMAS, STR, STRINGS, index_json
 
 AREA: Area[Context] = Area("consul", "consul-session", SCHEMAS)
 route = AREA.route
 
-_SESSION_ID = {"session": Param("session", description="The session's ID (a UUID)")}
-_SESSIONS = {"type": "array", "items": {"type": "object"}}  # Session.consul_json's shape
+_SESSION = {"session": Param("session", description="The session's ID (a UUID)")}
+_SESSIONS = index_json("Sessions", {"type": "array", "items": ref("ConsulSession")})
+_CREATE = {
+    "type": "object",
+    "description": "Keys are matched without regard to case; every field is optional.",
+    "properties": {
+        "Name": STR,
+        "Node": STR,
+        "LockDelay": {"type": ["string", "integer"], "description": "'15s' or nanoseconds"},
+        "Behavior": {"enum": ["release", "delete"]},
+        "TTL": {"type": "string", "example": "30s"},
+        "Checks": STRINGS,
+        "NodeChecks": STRINGS,
+        "ServiceChecks": {"type": "array", "items": {"type": "object", "properties": {"ID": STR}}},
+    },
+}
 
 
 def kv_entry(ctx: Context, key: str) -> dict[str, Any]:
@@ -69,9 +83,18 @@ async def kv_write(
 @route(
     "PUT",
     "/v1/session/create",
-    summary="Create a session (on an etcd lease): name, TTL, behavior, lock-delay, checks",
-    errors=(400,),
-    ok=json_reply("The new session's ID", {"type": "object", "properties": {"ID": STR}}),
+    summary="Create a session (on its own etcd lease when it has a TTL)",
+    errors=(400, 503),
+    body=Body(_CREATE, required=False),
+    ok=json_reply(
+        "The new session's ID",
+        {
+            "type": "object",
+            "required": ["ID"],
+            "properties": {"ID": STR},
+            "additionalProperties": False,
+        },
+    ),
 )
 async def session_create(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -79,7 +102,7 @@ async def session_create(ctx: Context, request: Request) -> Response:
     session = session_from_consul(
         body, node=ctx.node_of(token), min_ttl=ctx.options.session_min_ttl
     )
-    ctx.authorizer.write_node(token, session.node, what="a session")
+    ctx.write_node(token, session.node, what="a session")
     created = await ctx.sessions.create(session)
     return Response.json({"ID": created.id})
 
@@ -88,18 +111,17 @@ def _owned(ctx: Context, request: Request) -> str:
     token = ctx.token(request)
     session_id = request.params["session"]
     session = ctx.sessions.get(session_id)
-    ctx.authorizer.write_node(
-        token, session.node if session else ctx.node_of(token), what="a session"
-    )
+    ctx.write_node(token, session.node if session else ctx.node_of(token), what="a session")
     return session_id
 
 
 @route(
     "PUT",
     "/v1/session/destroy/{session}",
-    summary="End a session now: its locks are released, or their keys deleted",
-    path_params=_SESSION_ID,
-    ok=json_reply("Always true, also for a session already gone (as Consul)", BOOL),
+    summary="End a session (its locks are released or their keys deleted)",
+    errors=(400, 503),
+    path_params=_SESSION,
+    ok=json_reply("Always true", BOOL),
 )
 async def session_destroy(ctx: Context, request: Request) -> Response:
     await ctx.sessions.destroy(_owned(ctx, request))
@@ -110,9 +132,9 @@ async def session_destroy(ctx: Context, request: Request) -> Response:
     "PUT",
     "/v1/session/renew/{session}",
     summary="Renew a session's TTL",
-    errors=(404,),
-    path_params=_SESSION_ID,
-    ok=index_json("The session, in a list", _SESSIONS),
+    errors=(400, 404, 503),
+    path_params=_SESSION,
+    ok=_SESSIONS,
 )
 async def session_renew(ctx: Context, request: Request) -> Response:
     session = await ctx.sessions.renew(_owned(ctx, request))
@@ -129,12 +151,12 @@ async def _listing(ctx: Context, request: Request, keep: Any) -> Response:
 @route(
     "GET",
     "/v1/session/info/{session}",
-    summary="One session, in a list (empty when it does not exist)",
+    summary="One session (an empty list when there is none)",
     auth="read",
     errors=(400,),
-    path_params=_SESSION_ID,
+    path_params=_SESSION,
     query=BLOCKING,
-    ok=index_json("The session", _SESSIONS),
+    ok=_SESSIONS,
 )
 async def session_info(ctx: Context, request: Request) -> Response:
     session_id = request.params["session"]
@@ -149,7 +171,7 @@ async def session_info(ctx: Context, request: Request) -> Response:
     errors=(400,),
     path_params={"node": Param("node", description="The node's name")},
     query=BLOCKING,
-    ok=index_json("Sessions", _SESSIONS),
+    ok=_SESSIONS,
 )
 async def session_node(ctx: Context, request: Request) -> Response:
     node = request.params["node"]
@@ -163,7 +185,7 @@ async def session_node(ctx: Context, request: Request) -> Response:
     auth="read",
     errors=(400,),
     query=BLOCKING,
-    ok=index_json("Sessions", _SESSIONS),
+    ok=_SESSIONS,
 )
 async def session_list(ctx: Context, request: Request) -> Response:
     return await _listing(ctx, request, lambda s: True)

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 from .._context import Context
-from .._endpoints import Area, json_reply
-from .._txn import Planner, run
+from .._endpoints import Area, Body, Reply, ref
+from .._txn import MAX_OPS, Planner, run
 from ..web import Request, Response
 from ._schemas import SCHEMAS
 
 AREA: Area[Context] = Area("consul", "consul-txn", SCHEMAS)
-route = AREA.route
 
-_ANSWER = {
+_OP = {
     "type": "object",
-    "properties": {"Results": {"type": ["array", "null"]}, "Errors": {"type": ["array", "null"]}},
+    "description": "One of KV, Service, Check, Node (Consul's operation shapes; keys in any case)",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "properties": {
+        "KV": {"type": "object"},
+        "Service": {"type": "object"},
+        "Check": {"type": "object"},
+        "Node": {"type": "object"},
+    },
 }
+_ANSWER = {"application/json": ref("ConsulTxnAnswer")}
 
 
-@route(
+@AREA.route(
     "PUT",
     "/v1/txn",
-    summary="Up to 64 KV, Service and Check operations as one etcd transaction: all or none",
+    summary=(
+        "KV, service and check operations applied all together or not at all (reads need a "
+        "token that may read, each write one that may write it)"
+    ),
     auth="read",
-    errors=(400, 409),
+    errors=(400, 503),
+    body=Body({"type": "array", "items": _OP, "maxItems": MAX_OPS}),
     ok={
-        200: json_reply("Every operation applied; the reads' results", _ANSWER),
-        409: json_reply("Nothing applied: the failed operations, by OpIndex", _ANSWER),
+        200: Reply("Every operation applied; Results in order", _ANSWER, ("X-Consul-Index",)),
+        409: Reply("Nothing applied; Errors name the operations", _ANSWER, ("X-Consul-Index",)),
     },
 )
 async def txn(ctx: Context, request: Request) -> Response:
@@ -43,7 +55,7 @@ async def txn(ctx: Context, request: Request) -> Response:
     for key, prefix in plan.kv_writes:
         ctx.kv_writer(token, key, prefix=prefix)
     for inst in plan.instances:
-        ctx.authorizer.write_instance(token, inst)
+        ctx.write_instance(token, inst)
     status, answer = await run(plan, ctx.catalog, ctx.mirror, ctx.keys)
     return Response.json(
         answer, status=status, headers=[("X-Consul-Index", str(max(ctx.mirror.revision, 1)))]

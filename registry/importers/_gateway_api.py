@@ -1,5 +1,6 @@
 """Gateway API HTTPRoute (`gateway.networking.k8s.io/v1`, the GAMMA mesh form: a Service
-parentRef) -> Route, and SMI TrafficSplit (`split.smi-spec.io`) -> Route. Pure.
+parentRef; also Linkerd's `policy.linkerd.io` HTTPRoute, the same schema, and its retry and
+timeout annotations) -> Route. Pure. (SMI TrafficSplit is `_smi`.)
 
 HTTPRoute's semantics kept: rules by specificity (`precedence: specificity`), no match is a
 404 (`unmatched: reject`), `PathPrefix` by whole segments, matches default to every request,
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._gateways import gateway_routes, hosts_of
-from ._linkerd import _weight
+from ._linkerd_annotations import rule_policy
 from ._names import rule_name, service_of
 from ._notes import Notes
 
@@ -81,20 +82,37 @@ def _filters(filters: Any, path: str, rule: dict[str, Any], notes: Notes) -> Non
                 frac = mirror["fraction"]
                 percent = 100.0 * frac.get("numerator", 0) / (frac.get("denominator") or 100)
             rule["mirror"] = {"service": target, "percent": percent}
+        elif kind == "URLRewrite":
+            rewrite = f.get("urlRewrite") or {}
+            notes.unknown(rewrite, f"{where}.urlRewrite", {"path"})
+            p = rewrite.get("path") or {}
+            if p.get("type") == "ReplaceFullPath":
+                rule["rewrite"] = {"fullPath": p.get("replaceFullPath", "/")}
+            elif p.get("type") == "ReplacePrefixMatch":
+                rule["rewrite"] = {"prefix": p.get("replacePrefixMatch", "/")}
+            elif p:
+                notes.ignored(f"{where}.urlRewrite.path", f"type {p.get('type')!r} is unknown")
         else:
             notes.ignored(f"{where}", f"(type {kind}) is not supported and is ignored")
 
 
-def _rule(r: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[str, Any]:
+def _rule(
+    r: dict[str, Any], i: int, fallback: str, taken: set[str], notes: Notes
+) -> dict[str, Any]:
     where = f"spec.rules[{i}]"
     notes.unknown(r, where, {"name", "matches", "filters", "backendRefs", "timeouts", "retry"})
-    rule: dict[str, Any] = {"name": rule_name(r.get("name"), f"rule-{i}", taken)}
+    rule: dict[str, Any] = {"name": rule_name(r.get("name"), fallback, taken)}
     matches = [
         _match(m, f"{where}.matches[{j}]", notes) for j, m in enumerate(r.get("matches") or [])
     ]
+    _filters(r.get("filters"), f"{where}.filters", rule, notes)
+    if "prefix" in rule.get("rewrite", {}):
+        # ReplacePrefixMatch replaces the PathPrefix matched, "/" when none is written.
+        matches = [
+            m if "path" in m else {"path": {"segmentPrefix": "/"}, **m} for m in matches or [{}]
+        ]
     if matches and all(matches):
         rule["match"] = matches
-    _filters(r.get("filters"), f"{where}.filters", rule, notes)
     backends = []
     for j, ref in enumerate(r.get("backendRefs") or []):
         bwhere = f"{where}.backendRefs[{j}]"
@@ -130,6 +148,7 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
     notes.unknown(spec, "spec", {"parentRefs", "hostnames", "rules"})
     services: list[str] = []
     gateways: list[str] = []
+    own_namespace = (doc.get("metadata") or {}).get("namespace")
     for i, ref in enumerate(spec.get("parentRefs") or []):
         kind = ref.get("kind", "Gateway")
         group = ref.get("group", "gateway.networking.k8s.io" if kind == "Gateway" else "")
@@ -137,6 +156,12 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
             name = service_of(ref.get("name"))
             if name is not None:
                 services.append(name)
+            if ref.get("namespace") not in (None, "", own_namespace):
+                notes.ignored(
+                    f"spec.parentRefs[{i}].namespace",
+                    "is ignored: a consumer route (another namespace's Service) applies to "
+                    "every caller in Weft, not only to callers in the route's namespace",
+                )
         elif kind == "Gateway" and group == "gateway.networking.k8s.io" and ref.get("name"):
             gateways.append(str(ref["name"]))
             for key in ("sectionName", "port"):
@@ -155,7 +180,18 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
         )
         return []
     taken: set[str] = set()
-    rules = [_rule(r, i, taken, notes) for i, r in enumerate(spec.get("rules") or [{}])]
+    # An unnamed rule is named after its HTTPRoute (Linkerd's `route` metric label), with
+    # its index when the route has several.
+    given = spec.get("rules") or [{}]
+    route = rule_name((doc.get("metadata") or {}).get("name"), "rule", set())
+    rules = [
+        _rule(r, i, route if len(given) == 1 else f"{route}-{i}", taken, notes)
+        for i, r in enumerate(given)
+    ]
+    # Linkerd's retry and timeout annotations cover every rule and win over its fields.
+    policy = rule_policy((doc.get("metadata") or {}).get("annotations"), notes)
+    for rule in rules:
+        rule.update(policy)
     out = gateway_routes(
         str((doc.get("metadata") or {}).get("name")),
         gateways,
@@ -172,38 +208,6 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
         )
         for s in dict.fromkeys(services)
     ]
-
-
-def convert_traffic_split(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
-    spec = doc.get("spec") or {}
-    notes.unknown(spec, "spec", {"service", "backends", "matches"})
-    if spec.get("matches"):
-        notes.ignored(
-            "spec.matches",
-            "(HTTPRouteGroup references) are not supported: the split applies to every request",
-        )
-    service = service_of(spec.get("service"))
-    if service is None:
-        notes.problem("spec.service", f"{spec.get('service')!r} is not a service")
-        return []
-    backends = []
-    for i, b in enumerate(spec.get("backends") or []):
-        target = service_of(b.get("service"))
-        if target is None:
-            notes.problem(f"spec.backends[{i}].service", "does not name a service")
-            continue
-        weight = b.get("weight", 0)
-        if not isinstance(weight, int):
-            weight = _weight(weight)  # v1alpha1 weights are quantities: "500m"
-        if weight < 0:
-            notes.problem(f"spec.backends[{i}].weight", f"{b.get('weight')!r} is not a weight")
-            continue
-        backends.append({"service": target, "weight": weight})
-    if not backends:
-        notes.problem("spec.backends", "no backends")
-        return []
-    rules = [{"name": "default", "backends": backends}]
-    return [_doc("Route", service, {"service": service, "unmatched": "reject", "rules": rules})]
 
 
 def _doc(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

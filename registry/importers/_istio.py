@@ -1,5 +1,5 @@
-"""Istio VirtualService -> Route, DestinationRule -> Subsets (`networking.istio.io` v1beta1,
-v1, v1alpha3). Pure.
+"""Istio VirtualService -> Route (`networking.istio.io` v1beta1, v1, v1alpha3); the
+DestinationRule is `_istio_destination`. Pure.
 
 Istio's semantics kept: `http[]` in order, the first that matches wins (`precedence:
 order`); a request no rule takes gets 404 (`unmatched: reject`); `match[]` entries are ORed,
@@ -17,7 +17,6 @@ from ._names import rule_name, service_of
 from ._notes import Notes
 
 _RETRY_ON = {
-    "5xx": "5xx",
     "gateway-error": "gateway-error",
     "connect-failure": "reset",
     "refused-stream": "reset",
@@ -98,13 +97,19 @@ def _fault(fault: dict[str, Any], path: str, notes: Notes) -> dict[str, Any] | N
             }
     abort = fault.get("abort")
     if isinstance(abort, dict):
-        notes.unknown(abort, f"{path}.abort", {"httpStatus", "percentage"})
+        # `percent` is the integer field before `percentage`; Istio's own samples still use it.
+        notes.unknown(abort, f"{path}.abort", {"httpStatus", "percentage", "percent"})
         if "httpStatus" in abort:
             out["abort"] = {
                 "status": abort["httpStatus"],
-                "percent": _percent(abort.get("percentage")),
+                "percent": _percent(abort.get("percentage"), abort.get("percent")),
             }
     return out or None
+
+
+# Istio's default retry conditions (also what `retries` without `retryOn` retries on):
+# connect-failure, refused-stream, unavailable, cancelled, retriable-status-codes with 503.
+_DEFAULT_ON: list[Any] = ["reset", 503]
 
 
 def _retries(retries: Any, path: str, notes: Notes) -> dict[str, Any]:
@@ -115,25 +120,36 @@ def _retries(retries: Any, path: str, notes: Notes) -> dict[str, Any]:
             "unavailable, cancelled and 503, POSTs included; imported explicitly as "
             "retries {attempts: 2, retryOn: [reset, 503]} for idempotent requests only",
         )
-        return {"attempts": 2, "retryOn": ["reset", 503]}
+        return {"attempts": 2, "retryOn": list(_DEFAULT_ON)}
     notes.unknown(
         retries, path, {"attempts", "perTryTimeout", "retryOn", "retryIgnorePreviousHosts"}
     )
     out: dict[str, Any] = {"attempts": min(int(retries.get("attempts", 2)), 10)}
     conditions: list[Any] = []
-    for token in str(retries.get("retryOn", "")).split(","):
-        token = token.strip()
-        if not token:
-            continue
-        mapped = int(token) if token.isdigit() else _RETRY_ON.get(token)
+    tokens = [t.strip() for t in str(retries.get("retryOn", "")).split(",") if t.strip()]
+    for token in tokens:
         if token == "retriable-status-codes":
-            mapped = 503
-        if mapped is None:
+            continue  # the codes listed beside it are the statuses retried
+        if token.isdigit():
+            mapped: list[Any] = [int(token)]
+        elif token == "5xx":
+            mapped = ["5xx", "reset"]  # Envoy's 5xx also retries a connection that failed
+        elif token in _RETRY_ON:
+            mapped = [_RETRY_ON[token]]
+        else:
             notes.ignored(f"{path}.retryOn", f"condition {token!r} is not supported and is ignored")
-        elif mapped not in conditions:
-            conditions.append(mapped)
+            mapped = []
+        conditions.extend(m for m in mapped if m not in conditions)
+    if "retriable-status-codes" in tokens and not any(isinstance(c, int) for c in conditions):
+        notes.ignored(
+            f"{path}.retryOn", "retriable-status-codes lists no status codes: nothing to retry"
+        )
+    if not tokens and out["attempts"]:
+        conditions = list(_DEFAULT_ON)  # Istio keeps its default conditions
     if conditions:
         out["retryOn"] = conditions
+    elif out["attempts"]:
+        out["attempts"] = 0  # nothing Weft can retry on: no retries rather than its default
     if out["attempts"]:
         notes.note(
             path,
@@ -162,6 +178,7 @@ def _http(rule: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[s
         "mirrorPercent",
         "mirror_percent",
         "headers",
+        "rewrite",
     }
     for key in rule:
         if key not in known:
@@ -198,16 +215,45 @@ def _http(rule: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[s
         backends.append(backend)
     if backends:
         out["backends"] = backends
+    fault = (
+        _fault(rule["fault"], f"{where}.fault", notes)
+        if isinstance(rule.get("fault"), dict)
+        else None
+    )
+    retries = rule.get("retries")
+    if fault:
+        out["fault"] = fault
+        # Istio: "timeouts or retries will not be enabled when faults are enabled on the
+        # client side" (HTTPRoute.fault), so a faulty rule has neither, implicit or written.
+        for key in ("timeout", "retries"):
+            if key in rule:
+                notes.ignored(
+                    f"{where}.{key}",
+                    "is ignored: Istio enables no timeout or retries on a rule with a fault",
+                )
+        if "retries" not in rule:
+            notes.note(
+                f"{where}.retries",
+                "absent, with a fault: Istio enables no retries on a rule with a fault, "
+                "so none are imported (not even its implicit ones)",
+            )
+        return _rest(rule, where, notes, out)
     if rule.get("timeout"):
         out["timeout"] = rule["timeout"]
-    retries = rule.get("retries")
     if isinstance(retries, dict) and retries.get("perTryTimeout"):
         out["perTryTimeout"] = retries["perTryTimeout"]
     out["retries"] = _retries(retries, f"{where}.retries", notes)
-    if isinstance(rule.get("fault"), dict):
-        fault = _fault(rule["fault"], f"{where}.fault", notes)
-        if fault:
-            out["fault"] = fault
+    return _rest(rule, where, notes, out)
+
+
+def _rest(rule: dict[str, Any], where: str, notes: Notes, out: dict[str, Any]) -> dict[str, Any]:
+    """A rule's path rewrite, mirror and header changes."""
+    rewrite = rule.get("rewrite")
+    if isinstance(rewrite, dict):
+        notes.unknown(rewrite, f"{where}.rewrite", {"uri"})
+        if rewrite.get("uri"):
+            # Istio: the prefix the request matched is replaced, else the whole path.
+            out["rewrite"] = {"prefix": rewrite["uri"]}
     mirror = rule.get("mirror")
     if isinstance(mirror, dict) and service_of(mirror.get("host")):
         m: dict[str, Any] = {"service": service_of(mirror["host"])}
@@ -281,39 +327,6 @@ def convert_virtual_service(doc: dict[str, Any], notes: Notes) -> list[dict[str,
         out.append(_doc("Route", service, spec_out))
     if not any("service" in d["spec"] for d in out):
         notes.problem("spec.hosts", "no host names a service")
-    return out
-
-
-def convert_destination_rule(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
-    spec = doc.get("spec") or {}
-    notes.unknown(spec, "spec", {"host", "subsets", "trafficPolicy", "exportTo"})
-    service = service_of(spec.get("host"))
-    if service is None:
-        notes.problem("spec.host", f"{spec.get('host')!r} is not a service name")
-        return []
-    for key in ("trafficPolicy", "exportTo"):
-        if key in spec:
-            notes.ignored(f"spec.{key}")
-    out = []
-    for i, subset in enumerate(spec.get("subsets") or []):
-        where = f"spec.subsets[{i}]"
-        notes.unknown(subset, where, {"name", "labels"})
-        labels = subset.get("labels") or {}
-        if not labels:
-            notes.problem(f"{where}.labels", "a subset needs labels to choose its instances")
-            continue
-        name = str(subset.get("name"))
-        out.append(
-            _doc(
-                "Subset",
-                f"{service}-{name}"[:63],
-                {
-                    "service": service,
-                    "subset": name,
-                    "meta": {k: str(v) for k, v in labels.items()},
-                },
-            )
-        )
     return out
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from .._context import Context
 from .._endpoints import Area
 from ..web import Router
-from . import _leases, _services, _tokens
+from . import _agents, _leases, _services, _tokens
 
-AREAS: tuple[Area[Context], ...] = (_services.AREA, _leases.AREA, _tokens.AREA)
+AREAS: tuple[Area[Context], ...] = (_services.AREA, _leases.AREA, _tokens.AREA, _agents.AREA)
 
 
 def mount(router: Router, ctx: Context) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ca import SpiffeId
+
 from .._acl import Role, Token
 from .._catalog import Registration
 from .._context import Context
@@ -70,6 +72,36 @@ def parse_lease(raw: str, field: str = "lease") -> int:
         ) from None
 
 
+def derived_identity(ctx: Context, ns: str, service: str, given: str, field: str) -> str:
+    """The SPIFFE ID an instance of `service` in `ns` has: never the client's to choose.
+
+    A client may send it (older agents and adapters do) but only if it is exactly this one;
+    anything else is how one host would claim another service's traffic.
+    """
+    ns = namespace(ns, "namespace")
+    trust_domain = ctx.trust_domain()
+    if trust_domain is not None:
+        derived = SpiffeId(trust_domain, ns, service).uri
+        if given and given != derived:
+            raise InvalidInput(
+                f"{field}: {given!r} is not this instance's identity; it is derived from the "
+                f"trust domain, namespace and service: {derived} (leave `identity` out)",
+                field=field,
+            )
+        return derived
+    # No CA on this server: the trust domain cannot be checked, the rest still must match.
+    identity(given, field)
+    if given:
+        parsed = SpiffeId.parse(given)
+        if (parsed.namespace, parsed.service) != (ns, service):
+            raise InvalidInput(
+                f"{field}: {given!r} names another service; an instance of {service!r} in "
+                f"namespace {ns!r} is .../ns/{ns}/svc/{service} (leave `identity` out)",
+                field=field,
+            )
+    return given
+
+
 def registration_from_native(
     data: dict[str, Any], ctx: Context, token: Token | None, request: Request, *, path: str = ""
 ) -> Registration:
@@ -113,7 +145,11 @@ def registration_from_native(
         meta=meta(data.get("meta", {}), at("meta")),
         weights=Weights(passing, warning),
         sidecar_port=port(data.get("sidecar_port", 0), at("sidecar_port"), allow_zero=True),
-        identity=identity(data.get("identity", ""), at("identity")),
+        identity=derived_identity(
+            ctx, data.get("namespace", "default"), name, data.get("identity", ""), at("identity")
+        )
+        if data.get("sidecar_port") or data.get("identity")
+        else "",
         source=source(data.get("source", default_source), at("source")),
         kind=kind(data.get("kind", ""), at("kind")),
     )

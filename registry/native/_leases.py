@@ -9,7 +9,7 @@ from .._endpoints import Area, Body, Param, json_reply, ref
 from .._errors import Forbidden, NotFound
 from ..web import Request, Response
 from ._input import parse_lease
-from ._schemas import OBJECT, SCHEMAS
+from ._schemas import SCHEMAS
 
 AREA: Area[Context] = Area("native", "leases", SCHEMAS)
 route = AREA.route
@@ -65,7 +65,15 @@ async def keepalive(ctx: Context, request: Request) -> Response:
     summary="Revoke a lease: its instances leave at once",
     errors=(400, 404, 503),
     path_params=_LEASE,
-    ok=json_reply("Revoked", OBJECT),
+    ok=json_reply(
+        "Revoked",
+        {
+            "type": "object",
+            "required": ["id", "revoked"],
+            "properties": {"id": {"type": "string"}, "revoked": {"const": True}},
+            "additionalProperties": False,
+        },
+    ),
 )
 async def revoke(ctx: Context, request: Request) -> Response:
     lease = _owned_lease(ctx, request)

@@ -6,6 +6,19 @@ from .._endpoints import Param, Schema, ref
 
 _ref = ref
 OBJECT: Schema = {"type": "object"}
+_STR: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer"}
+
+
+def _closed(required: dict[str, Schema], optional: dict[str, Schema] | None = None) -> Schema:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": False,
+    }
+
+
 INDEX_HEADERS = ("X-Weft-Index", "X-Consul-Index")
 BLOCKING = (
     Param(
@@ -13,7 +26,11 @@ BLOCKING = (
         {"type": "integer", "minimum": 0},
         "Block until the view's index is greater than this (a blocking query).",
     ),
-    Param("wait", {"type": "string", "example": "30s"}, "Longest wait (default 5m, max 10m)."),
+    Param(
+        "wait",
+        {"type": "string", "example": "30s"},
+        "Longest wait, a duration (default 5m, cut to the server's max_blocking_wait, 10m).",
+    ),
 )
 
 SCHEMAS: dict[str, Schema] = {
@@ -84,20 +101,32 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     },
-    "Instance": {
-        "type": "object",
-        "properties": {
-            "service": {"type": "string"},
-            "id": {"type": "string"},
-            "node": {"type": "string"},
-            "address": {"type": "string"},
-            "port": {"type": "integer"},
+    "Instance": _closed(
+        {
+            "service": _STR,
+            "id": _STR,
+            "node": _STR,
+            "namespace": _STR,
+            "address": _STR,
+            "node_address": _STR,
+            "port": _INT,
+            "protocol": _STR,
+            "tags": {"type": "array", "items": _STR},
+            "meta": {"type": "object", "additionalProperties": _STR},
+            "weights": _closed({"passing": _INT, "warning": _INT}),
+            "sidecar_port": _INT,
+            "identity": _STR,
+            "source": _STR,
+            "kind": _STR,
+            "lease": {"type": ["string", "null"], "description": "hex lease ID"},
+            "create_index": _INT,
+            "modify_index": _INT,
             "status": {"enum": ["passing", "warning", "critical", "maintenance"]},
             "maintenance": {"type": "boolean"},
-            "lease": {"type": ["string", "null"]},
-            "checks": {"type": "array", "items": {"type": "object"}},
         },
-    },
+        # Views with their checks (all but the service list's counts).
+        {"checks": {"type": "array", "items": _ref("Check")}, "maintenance_reason": _STR},
+    ),
     "Batch": {
         "type": "object",
         "additionalProperties": False,
@@ -129,19 +158,47 @@ SCHEMAS: dict[str, Schema] = {
             "node": {"type": "string"},
             "source": {"type": "string"},
             "description": {"type": "string"},
+            "key_prefix": {"type": "object", "additionalProperties": {"type": "string"}},
+            "key": {"type": "object", "additionalProperties": {"type": "string"}},
+            "services": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "agent tokens: the services it may register and sign for",
+            },
+            "service_prefix": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": 'agent tokens: name prefixes it may act for ("" is every one)',
+            },
         },
     },
-    "Token": {
+    "TokenServices": {
         "type": "object",
+        "additionalProperties": False,
         "properties": {
-            "accessor": {"type": "string"},
-            "role": {"type": "string"},
-            "node": {"type": "string"},
-            "source": {"type": "string"},
-            "description": {"type": "string"},
-            "secret": {"type": "string", "description": "only in the answer to POST /v1/tokens"},
+            "services": {"type": "array", "items": {"type": "string"}},
+            "service_prefix": {"type": "array", "items": {"type": "string"}},
         },
     },
+    "Token": _closed(
+        {
+            "accessor": _STR,
+            "role": {"enum": ["operator", "agent", "adapter", "read"]},
+            "node": _STR,
+            "source": _STR,
+            "description": _STR,
+            "created_at": {"type": "number", "description": "Unix time"},
+        },
+        {
+            "key_prefix": {"type": "object", "additionalProperties": _STR},
+            "key": {"type": "object", "additionalProperties": _STR},
+            "services": {"type": "array", "items": _STR},
+            "service_prefix": {"type": "array", "items": _STR},
+            "warning": _STR,
+            "secret": {"type": "string", "description": "only in the answer to POST /v1/tokens"},
+            "revoked": {"const": True, "description": "only in the answer to a revoke"},
+        },
+    ),
     "CheckUpdate": {
         "type": "object",
         "required": ["status"],
@@ -150,7 +207,17 @@ SCHEMAS: dict[str, Schema] = {
             "output": {"type": "string"},
         },
     },
-    "ServiceSummary": {"type": "object"},
+    "ServiceSummary": _closed(
+        {
+            "name": _STR,
+            "instances": _INT,
+            "passing": _INT,
+            "warning": _INT,
+            "critical": _INT,
+            "maintenance": _INT,
+            "tags": {"type": "array", "items": _STR},
+        }
+    ),
     "Service": {
         "type": "object",
         "properties": {
@@ -166,7 +233,28 @@ SCHEMAS: dict[str, Schema] = {
             "transactions": {"type": "integer"},
         },
     },
-    "Check": {"type": "object"},
+    "Check": _closed(
+        {
+            "id": _STR,
+            "name": _STR,
+            "type": _STR,
+            "status": {"enum": ["passing", "warning", "critical", "maintenance"]},
+            "output": _STR,
+            "notes": _STR,
+            "runner": _STR,
+            "status_since": {"type": "number"},
+        },
+        # Each only when set.
+        {
+            "ttl": {"type": "number"},
+            "http": _STR,
+            "tcp": _STR,
+            "interval": {"type": "number"},
+            "timeout": {"type": "number"},
+            "deregister_critical_after": {"type": "number"},
+            "args": {"type": "array", "items": _STR},
+        },
+    ),
     "MaintenanceSpec": {
         "type": "object",
         "required": ["enable"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._check_reach import check_registration, native_fields
 from .._context import Context
 from .._decode import F, decode
 from .._endpoints import Area, Body, Param, json_reply, ref
@@ -13,7 +14,7 @@ from .._validate import node_name
 from .._validate import status as parse_status
 from ..web import Request, Response
 from ._input import BATCH_SHAPE, INSTANCE_SHAPE, MAX_BATCH, registration_from_native
-from ._schemas import BLOCKING, INDEX_HEADERS, OBJECT, SCHEMAS
+from ._schemas import BLOCKING, INDEX_HEADERS, SCHEMAS
 from ._views import check_view, instance_view
 
 OUTPUT_LIMIT = 64 * 1024  # a check's output (Consul's OutputMaxSize defaults to 4 KiB)
@@ -142,7 +143,10 @@ async def put_instance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     data = decode(request.json(), INSTANCE_SHAPE)
     reg = registration_from_native(data, ctx, token, request)
-    ctx.authorizer.write_instance(token, reg.instance)
+    ctx.write_instance(token, reg.instance)
+    await check_registration(
+        ctx.options.check_reach, reg.instance, reg.checks, native_fields(reg.checks)
+    )
     await ctx.catalog.register(reg)
     inst = ctx.mirror.instance(reg.instance.service, reg.instance.node, reg.instance.id)
     return Response.json(instance_view(ctx, inst) if inst else {"service": reg.instance.service})
@@ -154,7 +158,15 @@ async def put_instance(ctx: Context, request: Request) -> Response:
     summary="Deregister an instance and its checks",
     errors=_WRITE_ERRORS,
     path_params={"service": Param("service"), "node": Param("node"), "id": Param("id")},
-    ok=json_reply("Deleted", OBJECT),
+    ok=json_reply(
+        "Deleted",
+        {
+            "type": "object",
+            "required": ["deleted"],
+            "properties": {"deleted": {"const": True}},
+            "additionalProperties": False,
+        },
+    ),
 )
 async def delete_instance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
@@ -162,7 +174,7 @@ async def delete_instance(ctx: Context, request: Request) -> Response:
     inst = ctx.mirror.instance(p["service"], p["node"], p["id"])
     if inst is None:
         raise NotFound(f"no instance {p['id']!r} of service {p['service']!r} on node {p['node']!r}")
-    ctx.authorizer.write_instance(token, inst)
+    ctx.write_instance(token, inst)
     await ctx.catalog.deregister(inst)
     return Response.json({"deleted": True})
 
@@ -194,10 +206,16 @@ async def batch(ctx: Context, request: Request) -> Response:
             deletes.append(inst)
         elif not all(ref_.get(k) for k in ("service", "node", "id")):
             raise InvalidInput(f"deletes[{i}]: needs service, node and id", field=f"deletes[{i}]")
-    for reg in upserts:
-        ctx.authorizer.write_instance(token, reg.instance)
+    for i, reg in enumerate(upserts):
+        ctx.write_instance(token, reg.instance)
+        await check_registration(
+            ctx.options.check_reach,
+            reg.instance,
+            reg.checks,
+            native_fields(reg.checks, f"upserts[{i}]"),
+        )
     for inst in deletes:
-        ctx.authorizer.write_instance(token, inst)
+        ctx.write_instance(token, inst)
     transactions = await ctx.catalog.apply_batch(upserts, deletes)
     return Response.json(
         {"upserted": len(upserts), "deleted": len(deletes), "transactions": transactions}
@@ -216,7 +234,7 @@ async def batch(ctx: Context, request: Request) -> Response:
 async def put_check(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node, check_id = request.params["node"], request.params["check_id"]
-    ctx.authorizer.write_node(token, node, what=f"check {check_id!r}")
+    ctx.write_check(token, node, check_id)
     data = decode(request.json(), {"status": F("str"), "output": F("str")})
     if "status" not in data:
         raise InvalidInput("status: is required", field="status")
@@ -233,12 +251,20 @@ async def put_check(ctx: Context, request: Request) -> Response:
     errors=_WRITE_ERRORS,
     path_params={"node": Param("node")},
     body=Body(ref("MaintenanceSpec")),
-    ok=json_reply("The node's maintenance mode", OBJECT),
+    ok=json_reply(
+        "The node's maintenance mode",
+        {
+            "type": "object",
+            "required": ["node", "maintenance"],
+            "properties": {"node": {"type": "string"}, "maintenance": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+    ),
 )
 async def put_maintenance(ctx: Context, request: Request) -> Response:
     token = ctx.token(request)
     node = node_name(request.params["node"], "node")
-    ctx.authorizer.write_node(token, node, what="maintenance mode")
+    ctx.write_node(token, node, what="maintenance mode")
     data = decode(request.json(), {"enable": F("bool"), "reason": F("str")})
     if "enable" not in data:
         raise InvalidInput("enable: is required", field="enable")
@@ -251,7 +277,20 @@ async def put_maintenance(ctx: Context, request: Request) -> Response:
     "/v1/registry/maintenance",
     summary="The nodes in maintenance, with their reasons",
     auth="read",
-    ok=json_reply("Maintenance records by node", OBJECT),
+    ok=json_reply(
+        "Maintenance records by node",
+        {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["reason", "since"],
+                "properties": {
+                    "reason": {"type": "string"},
+                    "since": {"type": "number", "description": "Unix time"},
+                },
+            },
+        },
+    ),
 )
 async def get_maintenance(ctx: Context, request: Request) -> Response:
     ctx.reader(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import time
 from http import HTTPStatus
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from ._parser import ParsedRequest
 from ._routing import Request, Response
@@ -45,14 +45,36 @@ def serialize(response: Response, *, keep_alive: bool, head_only: bool = False) 
     return b"".join(lines)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """The (path, query) of a request target, still percent-encoded.
+
+    Origin-form (`/path?query`) is a path whatever follows the first slash: `//evil/v1/kv/x`
+    is the path `//evil/v1/kv/x`, never the host `evil` and the path `/v1/kv/x` (as
+    `urlsplit` reads it). Absolute-form (`http://host/path`) drops its authority (RFC 9112
+    3.2.2); anything else (`*`, `evil/x`, `ftp://...`) is a ValueError, answered 400.
+    """
+    if target.startswith("/"):
+        rest = target
+    elif target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        after = target.split("://", 1)[1]
+        ends = [i for i in (after.find("/"), after.find("?")) if i >= 0]
+        rest = after[min(ends) :] if ends else ""
+        if not rest.startswith("/"):
+            rest = "/" + rest
+    else:
+        raise ValueError(f"{target[:60]!r} is not a path ('/...') or an http:// URL")
+    rest = rest.partition("#")[0]
+    path, _, query = rest.partition("?")
+    return path, query
+
+
 def to_request(parsed: ParsedRequest, peer: str) -> Request:
-    target = parsed.target.decode("latin-1")
-    split = urlsplit(target)
-    query = parse_qs(split.query, keep_blank_values=True) if split.query else {}
+    path, raw_query = split_target(parsed.target.decode("latin-1"))
+    query = parse_qs(raw_query, keep_blank_values=True) if raw_query else {}
     headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in parsed.headers}
     return Request(
         method=parsed.method,
-        path=unquote(split.path) or "/",
+        path=unquote(path) or "/",
         query=query,
         headers=headers,
         body=parsed.body,

@@ -5,6 +5,7 @@ from ._etcd import EtcdCluster as EtcdCluster
 from ._mesh_tls import Exchange as Exchange
 from ._mesh_tls import Workload as Workload
 from ._mesh_tls import mtls_exchange as mtls_exchange
+from ._openapi import assert_documented as assert_documented
 from ._pki import TestCA as TestCA
 from ._pki import TlsPaths as TlsPaths
 from ._procs import Proc as Proc

@@ -65,7 +65,13 @@ class TestCA:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, trust_domain: str = "weft.test", *, name: str = "Weft Test") -> None:
+    def __init__(
+        self,
+        trust_domain: str = "weft.test",
+        *,
+        name: str = "Weft Test",
+        lifetime: dt.timedelta = dt.timedelta(days=365),
+    ) -> None:
         self.trust_domain = trust_domain
         self._root_key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
@@ -76,7 +82,7 @@ class TestCA:
             .public_key(self._root_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=365))
+            .not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
             .add_extension(_ca_usage(), critical=True)
             .sign(self._root_key, hashes.SHA256())
@@ -89,7 +95,7 @@ class TestCA:
             .public_key(self._int_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=365))
+            .not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_ca_usage(), critical=True)
             .sign(self._root_key, hashes.SHA256())

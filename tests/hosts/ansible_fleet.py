@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -125,7 +126,10 @@ class Fleet:
             name: HostPorts(*(unique_free_port() for _ in range(6))) for name in self.hosts
         }
         self.etcd_endpoints = list(etcd.endpoints)
-        self.etcd_ports = {name: (unique_free_port(), unique_free_port()) for name in self.hosts}
+        # (client, peer, metrics) of each host's etcd member, when the etcd role runs there
+        self.etcd_ports = {name: (unique_free_port(), unique_free_port(), unique_free_port())
+                           for name in self.hosts}  # fmt: skip
+        self.tls = True  # the server role's default: HTTPS from Weft's CA
         self.prefix = prefix
         self.runs = 0
         for host in self.hosts.values():
@@ -199,9 +203,11 @@ class Fleet:
         hosts["alpha"].update(weft_server_bind="127.0.0.1", weft_server_port=self.server_port,
                               weft_server_advertise_host="127.0.0.1")  # fmt: skip
         for name in etcd_hosts:
-            hosts[name].update(etcd_listen_host="127.0.0.1", etcd_advertise_host="127.0.0.1",
+            hosts[name].update(etcd_advertise_host="127.0.0.1",
                                etcd_client_port=self.etcd_ports[name][0],
-                               etcd_peer_port=self.etcd_ports[name][1])  # fmt: skip
+                               etcd_peer_port=self.etcd_ports[name][1],
+                               etcd_metrics_port=self.etcd_ports[name][2])  # fmt: skip
+        self.tls = extra.get("weft_server_tls", "weft_ca") != "none"
         inventory = {
             "all": {
                 "hosts": hosts,
@@ -255,14 +261,21 @@ class Fleet:
 
     @property
     def server_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server_port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What verifies the server: the bundle the server role keeps on the controller."""
+        if not self.tls:
+            return True
+        return ssl.create_default_context(cafile=str(self.secrets / "server-ca.pem"))
 
     def token(self) -> str:
         return (self.secrets / "operator.token").read_text().strip()
 
     def get(self, path: str, **params: Any) -> Any:
         resp = httpx.get(self.server_url + path, params=params, timeout=10,
-                         headers={"X-Consul-Token": self.token()})  # fmt: skip
+                         headers={"X-Consul-Token": self.token()}, verify=self.verify)  # fmt: skip
         resp.raise_for_status()
         return resp.json()
 
@@ -314,7 +327,8 @@ class Load:
         if index:
             params.update(index=index, wait="10s")
         resp = httpx.get(f"{self.fleet.server_url}/v1/registry/services/web", params=params,
-                         headers={"X-Consul-Token": self.fleet.token()}, timeout=30)  # fmt: skip
+                         headers={"X-Consul-Token": self.fleet.token()}, timeout=30,
+                         verify=self.fleet.verify)  # fmt: skip
         resp.raise_for_status()
         self.targets = [(i["node"], f"http://{i['address']}:{i['port']}/")
                         for i in resp.json()["instances"]]  # fmt: skip

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from ca import KeyEncryptionKey, SpiffeId, make_key_and_csr
 from registry.etcd import EtcdClient
-from tests.harness import TestCA, WeftServer, wait_until
+from tests.harness import TestCA, WeftServer, assert_documented, wait_until
 
 TD = "mesh.test"
 
@@ -350,3 +350,23 @@ def test_bring_your_own_ca_imports_an_existing_intermediate(
         text=True,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stderr
+
+
+def test_ca_answers_match_the_openapi_document(start_server, kek_file: Path) -> None:
+    # The CA's answers were declared as "some object"; each is declared as it is now.
+    server = start_server("--ca-kek-file", str(kek_file))
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+
+        def check(method: str, template: str, resp: httpx.Response) -> httpx.Response:
+            assert resp.status_code == 200, resp.text
+            assert_documented(doc, method, template, resp)
+            return resp
+
+        check("POST", "/v1/ca/init", http.post("/v1/ca/init", json={"trust_domain": TD}))
+        check("POST", "/v1/ca/rotate", http.post("/v1/ca/rotate"))
+        check("GET", "/v1/ca/roots", http.get("/v1/ca/roots"))
+        check("GET", "/v1/agent/connect/ca/roots", http.get("/v1/agent/connect/ca/roots"))
+        check("GET", "/v1/ca/status", http.get("/v1/ca/status"))
+        csr = make_key_and_csr(SpiffeId(TD, "default", "payments")).csr_pem
+        check("POST", "/v1/ca/sign", sign(server, server.token, "payments", csr))

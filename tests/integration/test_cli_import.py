@@ -81,7 +81,7 @@ async def test_apply_mixed_documents_warns_by_field_and_get_shows_the_compiled_r
         "config/Route/reviews",
         "config/Subset/reviews-v2",
     ]
-    shown = cli(server, "get", "Route", "reviews", "-o", "yaml")
+    shown = cli(server, "get", "route", "reviews", "-o", "yaml")
     assert shown.returncode == 0, shown.stderr
     route = yaml.safe_load(shown.stdout)
     assert route["spec"]["unmatched"] == "reject"

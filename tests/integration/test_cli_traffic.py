@@ -279,3 +279,20 @@ async def test_concurrent_applies_never_store_two_routes_for_one_service(
             assert sorted(statuses) in ([200, 400], [200, 409]), statuses
     keys = await stored_keys(etcd_client, prefix)
     assert len(keys) == 5, keys
+
+
+async def test_a_dry_run_flag_that_is_not_a_boolean_is_refused_and_stores_nothing(
+    server: WeftServer, etcd_client: EtcdClient, prefix: str
+) -> None:
+    # schemathesis sent {"dry_run": {}}: it was read as false and the batch really applied
+    # ("no" would have been a dry run).
+    doc = yaml.safe_load(ROUTE)
+    for bad in ({}, "no", 1, []):
+        resp = httpx.post(
+            f"{server.url}/v1/resources",
+            json={"resources": [doc], "dry_run": bad},
+            headers=server.headers(),
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["field"] == "dry_run"
+    assert await stored_keys(etcd_client, prefix) == []

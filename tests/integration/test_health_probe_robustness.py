@@ -88,7 +88,16 @@ async def test_malformed_stored_checks_turn_critical_and_the_leader_lives_on(
             node = "old-node"
             await client.put(
                 keys.instance("legacy", node, "legacy-1"),
-                encode_instance(Instance(service="legacy", id="legacy-1", node=node, port=80)),
+                # registered from this host, as a local client would: its loopback checks run
+                encode_instance(
+                    Instance(
+                        service="legacy",
+                        id="legacy-1",
+                        node=node,
+                        port=80,
+                        node_address="127.0.0.1",
+                    )
+                ),
             )
             for check_id, (fields, _) in MALFORMED.items():
                 record = Check(

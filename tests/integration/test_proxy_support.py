@@ -314,6 +314,9 @@ class HttpApp:
     GET /sleep?s=X      answers after X seconds
     GET /flaky?p=P      503 with probability P (0.3), else 200: a seeded draw, so a run of
                         requests in order fails the same way every time
+    any other path      ?fail=P: 503 with probability P (the same seeded draw); ?failevery=N:
+                        503 to every Nth such request (never N-1 failures in a row);
+                        ?sleep=X: answers after X seconds; so a route's own path can fail
     Every answer waits `delay` seconds first (a slow instance).
     """
 
@@ -321,6 +324,7 @@ class HttpApp:
         self.name = name
         self.delay = delay
         self.rng = random.Random(name)
+        self.counted = 0  # requests with ?failevery so far
         self.seen: list[Seen] = []
         self.closed_connections = 0
         self.port = 0
@@ -414,6 +418,12 @@ class HttpApp:
             await trio.sleep(float(query.get("s", "1")))
             await self._json(conn, stream, {"instance": self.name})
         else:
+            if "sleep" in query:
+                await trio.sleep(float(query["sleep"]))
+            failed = "fail" in query and self.rng.random() < float(query["fail"])
+            if "failevery" in query:
+                self.counted += 1
+                failed = self.counted % int(query["failevery"]) == 0
             await self._json(
                 conn,
                 stream,
@@ -423,6 +433,7 @@ class HttpApp:
                     "path": target,
                     "headers": headers,
                 },
+                status=503 if failed else 200,
                 head_only=req.method == b"HEAD",
             )
 

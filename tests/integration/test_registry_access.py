@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.harness import WeftServer
@@ -128,3 +130,23 @@ def test_bootstrap_happens_once(start_server) -> None:
     second = start_server()  # same prefix, --bootstrap again
     assert "already bootstrapped" in second.log()
     assert not second.token_file.exists()
+
+
+def test_every_operation_needing_a_token_refuses_a_caller_without_one_before_anything_else(
+    server: WeftServer,
+) -> None:
+    # schemathesis (ignored_auth) found an empty batch answered 200 without a token, and a
+    # deregistration without one answered 404 (telling whether an instance exists) not 403.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    answers: dict[str, int] = {}
+    with httpx.Client(base_url=server.url) as http:
+        for template, operations in doc["paths"].items():
+            path = re.sub(r"\{\w+\}", "nothing-here", template)
+            for method, operation in operations.items():
+                if not operation["security"]:
+                    continue
+                body = b"{}" if "requestBody" in operation else b""
+                resp = http.request(method.upper(), path, content=body)
+                answers[f"{method.upper()} {template}"] = resp.status_code
+    assert len(answers) > 50
+    assert {op: status for op, status in answers.items() if status != 403} == {}

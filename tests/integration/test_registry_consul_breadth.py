@@ -11,7 +11,7 @@ import consul.exceptions
 import httpx
 import pytest
 
-from tests.harness import WeftServer
+from tests.harness import WeftServer, assert_documented
 
 
 def client(server: WeftServer, dc: str | None = None) -> consul.Consul:
@@ -201,3 +201,56 @@ def test_members_acl_self_and_consistent_404s(start_server) -> None:  # type: ig
         assert answer.status_code == 404, path
         assert answer.headers["content-type"].startswith("text/plain"), path
     assert httpx.get(server.url + "/v1/acl/token/self").status_code == 403
+
+
+def test_node_check_and_acl_answers_match_the_openapi_document(server: WeftServer) -> None:
+    # These routes were declared with an untyped answer; each answer is checked against the
+    # schema the document gives it now.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+
+        def check(method: str, template: str, resp: httpx.Response) -> None:
+            assert resp.status_code == 200, resp.text
+            assert_documented(doc, method, template, resp)
+
+        check(
+            "PUT",
+            "/v1/catalog/register",
+            http.put(
+                "/v1/catalog/register",
+                json={
+                    "Node": "ext",
+                    "Address": "192.0.2.1",
+                    "Service": {"ID": "ext-1", "Service": "ext", "Port": 1},
+                },
+            ),
+        )
+        check("GET", "/v1/catalog/datacenters", http.get("/v1/catalog/datacenters"))
+        check("GET", "/v1/health/node/{node}", http.get("/v1/health/node/ext"))
+        check("GET", "/v1/agent/members", http.get("/v1/agent/members"))
+        check("GET", "/v1/acl/token/self", http.get("/v1/acl/token/self"))
+        http.put(
+            "/v1/agent/service/register", json={"ID": "doc-1", "Name": "doc", "Port": 80}
+        ).raise_for_status()
+        check(
+            "PUT",
+            "/v1/agent/check/register",
+            http.put(
+                "/v1/agent/check/register", json={"Name": "t", "ServiceID": "doc-1", "TTL": "9s"}
+            ),
+        )
+        check(
+            "PUT",
+            "/v1/agent/service/maintenance/{service_id}",
+            http.put("/v1/agent/service/maintenance/doc-1", params={"enable": "true"}),
+        )
+        check(
+            "PUT",
+            "/v1/agent/check/deregister/{check_id}",
+            http.put("/v1/agent/check/deregister/t"),
+        )
+        check(
+            "PUT",
+            "/v1/catalog/deregister",
+            http.put("/v1/catalog/deregister", json={"Node": "ext"}),
+        )

@@ -6,14 +6,19 @@ KV keys with percent signs round-trip exactly (the path is decoded once)."""
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
 from urllib.parse import quote, urlsplit
 
 import consul
 import httpx
 import pytest
+import trio
 
 from registry.etcd import EtcdClient
 from tests.harness import WeftServer
+from tests.harness._procs import weft_command
 
 REGISTER = "/v1/agent/service/register"
 NATIVE = "/v1/registry/instances"
@@ -182,3 +187,90 @@ def test_kv_keys_with_percent_through_py_consul(server: WeftServer) -> None:
         assert entry["Key"] == key and entry["Value"] == key.encode()
     _, keys = c.kv.get("enc/", keys=True)
     assert sorted(keys) == ["enc/%25", "enc/%2F"]
+
+
+def _blocking_paths(doc: dict) -> list[str]:
+    """Every GET the document gives a `wait` parameter, with its path parameters filled in."""
+    values = {
+        "name": "web",
+        "node": "weft",
+        "state": "any",
+        "key": "some/key",
+        "session": "00000000-0000-4000-8000-000000000000",
+        "kind": "ServiceDefaults",
+    }
+    out = []
+    for template, operations in doc["paths"].items():
+        get = operations.get("get")
+        if get and any(p["name"] == "wait" for p in get["parameters"]):
+            out.append(re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template))
+    return out
+
+
+async def test_every_blocking_query_is_cut_at_max_blocking_wait_even_with_an_empty_wait(
+    start_server,
+) -> None:
+    # A fuzzer sending `wait=` (the 5-minute default) or `wait=1h` held the run for minutes:
+    # `max_blocking_wait` caps what a client may ask for, and the default with it.
+    server = start_server("--max-blocking-wait", "1s")
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    paths = _blocking_paths(doc)
+    assert len(paths) >= 16, paths
+    took: dict[tuple[str, str], tuple[int, float]] = {}
+    async with httpx.AsyncClient(headers=server.headers(), timeout=30) as http:
+
+        async def ask(path: str, wait: str) -> None:
+            start = trio.current_time()
+            # An index no view has reached: each waits as long as it is allowed to.
+            resp = await http.get(server.url + path, params={"index": str(2**62), "wait": wait})
+            took[(path, wait)] = (resp.status_code, trio.current_time() - start)
+
+        async with trio.open_nursery() as nursery:
+            for path in paths:
+                for wait in ("", "10m", "1h"):
+                    nursery.start_soon(ask, path, wait)
+        for path in paths:
+            for bad in ("nan", "-1s", "1y", "10 s"):
+                resp = await http.get(server.url + path, params={"index": "1", "wait": bad})
+                assert resp.status_code == 400 and "wait" in resp.text, (path, bad, resp.text)
+    assert {k: v for k, v in took.items() if v[1] > 4} == {}
+    parked = [k for k, (status, seconds) in took.items() if status == 200 and seconds >= 0.9]
+    assert len(parked) >= 30, took  # they did park, for the cap and not the 5 minutes
+    assert server.proc is not None and server.proc.alive()
+
+    refused = subprocess.run(
+        [*weft_command(), "server", "--max-blocking-wait", "0s"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 64 and "max_blocking_wait" in refused.stderr
+
+
+def test_a_double_slash_target_is_a_path_not_another_host(server: WeftServer) -> None:
+    """`GET //evil/v1/kv/x` once answered as `GET /v1/kv/x` on host `evil`: a front proxy
+    routing on the path would have let it reach what it meant to keep out."""
+    httpx.put(
+        server.url + "/v1/kv/x", content=b"kept-inside", headers=server.headers()
+    ).raise_for_status()
+    host, _, port = server.address.rpartition(":")
+
+    def raw(target: str) -> bytes:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as sock:
+            sock.sendall(
+                f"GET {target} HTTP/1.1\r\nHost: a\r\nX-Consul-Token: {server.token}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            out = b""
+            while chunk := sock.recv(65536):
+                out += chunk
+        return out
+
+    assert raw("/v1/kv/x?raw").endswith(b"kept-inside")  # the key is there
+    for target in ("//evil/v1/kv/x?raw", "//evil/v1/kv/x", "///v1/kv/x?raw"):
+        answer = raw(target)
+        assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+        assert b"kept-inside" not in answer
+    answer = raw("evil/v1/kv/x?raw")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"kept-inside" not in answer

@@ -9,7 +9,7 @@ import time
 import httpx
 import trio
 
-from tests.harness import WeftServer, async_wait_until, wait_until
+from tests.harness import WeftServer, assert_documented, async_wait_until, wait_until
 
 
 async def test_every_read_carries_an_index_of_at_least_one(server: WeftServer) -> None:
@@ -276,6 +276,26 @@ def test_openapi_document_is_served(server: WeftServer) -> None:
     json.dumps(doc)
 
 
+def test_health_and_agent_service_views_match_the_openapi_document(server: WeftServer) -> None:
+    # A health entry's Service has no Datacenter (as in Consul) while the document required it;
+    # the agent's own service views do carry it.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+        http.put(
+            "/v1/agent/service/register",
+            json={"ID": "doc-1", "Name": "doc", "Port": 80, "Check": {"TTL": "60s"}},
+        ).raise_for_status()
+        entries = http.get("/v1/health/service/doc")
+        assert "Datacenter" not in entries.json()[0]["Service"]
+        assert_documented(doc, "GET", "/v1/health/service/{name}", entries)
+        one = http.get("/v1/agent/service/doc-1")
+        assert one.json()["Datacenter"] == "dc1"
+        assert_documented(doc, "GET", "/v1/agent/service/{service_id}", one)
+        assert_documented(doc, "GET", "/v1/agent/services", http.get("/v1/agent/services"))
+        assert_documented(doc, "GET", "/v1/health/node/{node}", http.get("/v1/health/node/weft"))
+        assert_documented(doc, "GET", "/v1/agent/members", http.get("/v1/agent/members"))
+
+
 def test_health_service_filters_by_tag_and_passing(server: WeftServer) -> None:
     with httpx.Client(base_url=server.url, headers=server.headers()) as http:
         for sid, tags, status in (
@@ -304,3 +324,55 @@ def test_health_service_filters_by_tag_and_passing(server: WeftServer) -> None:
         assert ids(tag="v2", passing="") == ["web-2"]
         assert ids(tag="nope") == []
         assert ids(passing="") == ["web-1", "web-2"]
+
+
+def test_native_and_resource_answers_match_the_openapi_document(server: WeftServer) -> None:
+    # These answers were declared as "some object"; each is declared as it is now.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    subset = {
+        "apiVersion": "weft.dev/v1",
+        "kind": "Subset",
+        "metadata": {"name": "doc-v1"},
+        "spec": {"service": "doc", "subset": "v1", "tags": ["v1"]},
+    }
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+
+        def check(method: str, template: str, resp: httpx.Response) -> httpx.Response:
+            assert resp.status_code == 200, resp.text
+            assert_documented(doc, method, template, resp)
+            return resp
+
+        lease = check("POST", "/v1/registry/leases", http.post("/v1/registry/leases", json={}))
+        lease_id = lease.json()["id"]
+        check(
+            "PUT",
+            "/v1/registry/instances",
+            http.put("/v1/registry/instances", json={"service": "doc", "id": "d1", "port": 80}),
+        )
+        check(
+            "DELETE",
+            "/v1/registry/instances/{service}/{node}/{id}",
+            http.delete("/v1/registry/instances/doc/weft/d1"),
+        )
+        check(
+            "PUT",
+            "/v1/registry/maintenance/{node}",
+            http.put("/v1/registry/maintenance/n1", json={"enable": True, "reason": "doc"}),
+        )
+        check("GET", "/v1/registry/maintenance", http.get("/v1/registry/maintenance"))
+        check(
+            "DELETE", "/v1/registry/leases/{lease}", http.delete(f"/v1/registry/leases/{lease_id}")
+        )
+        for dry_run in (True, False, False):  # would create, created, unchanged
+            check(
+                "POST",
+                "/v1/resources",
+                http.post("/v1/resources", json={"resources": [subset], "dry_run": dry_run}),
+            )
+        check("GET", "/v1/resources", http.get("/v1/resources"))
+        check("GET", "/v1/weft/health", http.get("/v1/weft/health"))
+        check(
+            "DELETE",
+            "/v1/resources/{kind}/{name}",
+            http.delete("/v1/resources/Subset/doc-v1"),
+        )

@@ -13,7 +13,7 @@ import consul.exceptions
 import httpx
 import pytest
 
-from tests.harness import Proc, WeftServer, spawn, wait_until
+from tests.harness import Proc, WeftServer, assert_documented, spawn, wait_until
 
 
 def client(server: WeftServer) -> consul.Consul:
@@ -81,6 +81,33 @@ def test_acquire_and_release_follow_consuls_lock_rules(server: WeftServer) -> No
         c.kv.put("service/leader", "x", acquire="00000000-0000-0000-0000-000000000000")
     with pytest.raises(consul.ConsulException, match="not a session ID"):
         c.kv.put("service/leader", "x", acquire="nope")
+
+
+def test_session_answers_and_a_locked_kv_entry_match_the_openapi_document(
+    server: WeftServer,
+) -> None:
+    # Sessions were routed without a declared answer, and a held key's `Session` field was
+    # missing from the declared KV entry.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+        created = http.put("/v1/session/create", json={"Name": "doc", "TTL": "30s"})
+        assert_documented(doc, "PUT", "/v1/session/create", created)
+        sid = created.json()["ID"]
+        assert http.put("/v1/kv/doc/leader", params={"acquire": sid}, content=b"x").json()
+        entry = http.get("/v1/kv/doc/leader")
+        assert entry.json()[0]["Session"] == sid
+        assert_documented(doc, "GET", "/v1/kv/{key}", entry)
+        for path, template in (
+            (f"/v1/session/info/{sid}", "/v1/session/info/{session}"),
+            ("/v1/session/node/weft", "/v1/session/node/{node}"),
+            ("/v1/session/list", "/v1/session/list"),
+        ):
+            assert_documented(doc, "GET", template, http.get(path))
+        renewed = http.put(f"/v1/session/renew/{sid}")
+        assert_documented(doc, "PUT", "/v1/session/renew/{session}", renewed)
+        gone = http.put(f"/v1/session/destroy/{sid}")
+        assert gone.json() is True
+        assert_documented(doc, "PUT", "/v1/session/destroy/{session}", gone)
 
 
 def test_invalidation_releases_or_deletes_and_lock_delay_holds_the_key(

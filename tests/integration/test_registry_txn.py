@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from registry.etcd import EtcdClient
-from tests.harness import WeftServer
+from tests.harness import WeftServer, assert_documented
 
 
 def b64(text: str) -> str:
@@ -221,3 +221,25 @@ def test_a_transaction_needs_the_right_to_write_what_it_writes(server: WeftServe
         headers={"X-Consul-Token": reader},
     )
     assert reads.status_code == 200 and reads.json()["Results"] == []
+
+
+def test_transaction_answers_match_the_openapi_document(server: WeftServer) -> None:
+    # /v1/txn was routed with an untyped answer; both of its answers are declared now.
+    doc = httpx.get(server.url + "/v1/openapi.json").json()
+    with httpx.Client(base_url=server.url, headers=server.headers()) as http:
+        done = http.put(
+            "/v1/txn",
+            json=[
+                {"KV": {"Verb": "set", "Key": "doc/a", "Value": b64("1")}},
+                {"Service": {"Verb": "set", "Service": {"ID": "doc-1", "Service": "doc"}}},
+            ],
+        )
+        assert done.status_code == 200, done.text
+        assert_documented(doc, "PUT", "/v1/txn", done)
+        http.put("/v1/kv/doc/b", content=b"2").raise_for_status()
+        read = http.put("/v1/txn", json=[{"KV": {"Verb": "get", "Key": "doc/b"}}])
+        assert read.json()["Results"][0]["KV"]["Key"] == "doc/b"
+        assert_documented(doc, "PUT", "/v1/txn", read)
+        lost = http.put("/v1/txn", json=[{"KV": {"Verb": "cas", "Key": "doc/a", "Index": 1}}])
+        assert lost.status_code == 409 and lost.json()["Errors"][0]["OpIndex"] == 0
+        assert_documented(doc, "PUT", "/v1/txn", lost)

@@ -43,6 +43,7 @@ spec:
     perTryTimeout: 100ms
     fault: {delay: {fixed: 50ms, percent: 1}}
     mirror: {service: shadow, percent: 5}
+    rewrite: {prefix: /catalog}
     requestHeaders: {set: {x-env: prod}, remove: [x-debug]}
 ---
 apiVersion: weft.dev/v1
@@ -106,6 +107,7 @@ def test_resources_compile_to_a_v2_snapshot_the_proxy_accepts() -> None:
     assert canary["timeout_ms"] == 2000 and canary["retry"]["on"] == ["5xx", "timeout"]
     assert book["per_try_ms"] == 100 and book["fault"] == {"delay": {"ms": 50, "percent": 1}}
     assert book["match"] == [{"method": "GET", "path": {"segment_prefix": "/books"}}]
+    assert book["rewrite"] == {"prefix": "/catalog"}
     assert default == {
         "name": "default",
         "timeout_ms": 2000,
@@ -122,6 +124,8 @@ def test_resources_compile_to_a_v2_snapshot_the_proxy_accepts() -> None:
         return rule.name if rule else ""
 
     assert route("GET /books/1 HTTP/1.1\nHost: b\nx-canary: 1\n\n") == "book"  # more specific
+    rewrite = next(r for _, r in table.entries if r.name == "book").rewrite
+    assert rewrite is not None and rewrite.apply(b"/books/1?x") == b"/catalog/1?x"
     assert route("GET /x HTTP/1.1\nHost: b\nx-canary: 1\n\n") == "canary"
     assert route("DELETE /x HTTP/1.1\nHost: b\n\n") == "default"
 
@@ -140,3 +144,77 @@ def test_unmatched_reject_leaves_no_default_route() -> None:
     assert problems == []
     fields = upstream_fields("books", Resources([r.doc for r in stored]))
     assert [r["name"] for r in fields["routes"]] == ["canary", "book"]
+
+
+def test_service_defaults_choose_the_balancer_accrual_and_pool_of_the_upstream() -> None:
+    docs = [
+        {
+            "apiVersion": "weft.dev/v1",
+            "kind": "ServiceDefaults",
+            "metadata": {"name": "books"},
+            "spec": {
+                "balancer": "round_robin",
+                "failureAccrual": {
+                    "consecutiveFailures": 1,
+                    "backoffMin": "3m",
+                    "backoffMax": "5m",
+                },
+                "connectionPool": {"maxConnections": 2, "connectTimeout": "30ms"},
+            },
+        }
+    ]
+    stored, problems = validate_all(docs)
+    assert problems == []
+    resources = Resources([r.doc for r in stored])
+    fields = upstream_fields("books", resources)
+    assert fields["balancer"] == "round_robin"
+    assert fields["failure_accrual"] == {
+        "consecutive_failures": 1,
+        "backoff_min_ms": 180_000,
+        "backoff_max_ms": 300_000,
+    }
+    assert fields["pool"] == {"max_connections": 2}
+    assert fields["timeouts"] == {"connect_ms": 30}
+    assert "routes" not in fields  # endpoint policy alone adds no default route
+    d = parse("web.toml", WEB)
+    files = CertFiles(Path("/c/web.crt"), Path("/c/web.key"), Path("/c/bundle.pem"))
+    doc = build(
+        d,
+        SpiffeId("td", "default", "web"),
+        files,
+        {"books": [instance("10.0.0.1", "books")]},
+        version=1,
+        resources=resources,
+    )
+    books = parse_snapshot(doc).upstream("books")  # the proxy takes them as they are
+    assert books is not None and books.balancer == "round_robin"
+    assert books.accrual.max_failures == 1 and books.accrual.backoff_min == 180.0
+    assert books.pool.max_connections == 2 and books.timeouts.connect == 0.03
+
+
+def test_an_opaque_tcp_upstream_takes_the_endpoint_policy_but_no_routes() -> None:
+    docs = [
+        {
+            "apiVersion": "weft.dev/v1",
+            "kind": "ServiceDefaults",
+            "metadata": {"name": "books"},
+            "spec": {"balancer": "least_request", "connectionPool": {"connectTimeout": "30ms"}},
+        }
+    ]
+    stored, problems = validate_all(docs)
+    assert problems == []
+    d = parse("web.toml", WEB)
+    files = CertFiles(Path("/c/web.crt"), Path("/c/web.key"), Path("/c/bundle.pem"))
+    tcp = instance("10.0.0.1", "books", protocol="tcp")
+    doc = build(
+        d,
+        SpiffeId("td", "default", "web"),
+        files,
+        {"books": [tcp]},
+        version=1,
+        resources=Resources([r.doc for r in stored]),
+    )
+    books = parse_snapshot(doc).upstream("books")
+    assert books is not None and books.protocol == "tcp"
+    assert books.balancer == "least_request" and books.timeouts.connect == 0.03
+    assert "routes" not in doc["upstreams"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.web import ProtocolError, RequestParser, Router
+from registry.web._wire import split_target
 
 
 def test_pipelined_requests_split_at_any_byte() -> None:
@@ -74,3 +75,28 @@ def test_router() -> None:
     with pytest.raises(HTTPError) as info:
         router.match("DELETE", "/v1/agent/check/pass/x")
     assert info.value.status == 405
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        ("/v1/kv/x?raw", "/v1/kv/x", "raw"),
+        # A double slash starts a path, never an authority (urlsplit reads `evil` as a host).
+        ("//evil/v1/kv/x", "//evil/v1/kv/x", ""),
+        ("//evil/v1/kv/x?recurse", "//evil/v1/kv/x", "recurse"),
+        ("///v1/kv/x", "///v1/kv/x", ""),
+        ("/v1/kv/a%2F%2Fb", "/v1/kv/a%2F%2Fb", ""),
+        # Absolute-form drops its authority, as RFC 9112 3.2.2 says.
+        ("http://h:8500/v1/kv/x?raw", "/v1/kv/x", "raw"),
+        ("HTTP://h", "/", ""),
+        ("http://h?index=1", "/", "index=1"),
+    ],
+)
+def test_a_request_target_is_a_path_never_an_authority(target: str, path: str, query: str) -> None:
+    assert split_target(target) == (path, query)
+
+
+@pytest.mark.parametrize("target", ["*", "evil/v1/kv/x", "ftp://h/x", "", "v1"])
+def test_a_target_that_is_neither_a_path_nor_an_http_url_is_refused(target: str) -> None:
+    with pytest.raises(ValueError, match="not a path"):
+        split_target(target)

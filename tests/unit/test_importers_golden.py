@@ -4,6 +4,7 @@ each naming its source) compile to the Weft documents, warnings and notes beside
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,9 @@ def test_golden_document_compiles_to_the_expected_weft_resources(source: Path) -
     assert result.problems + problems == expected["problems"]
 
 
-def test_every_kind_has_golden_documents() -> None:
-    kinds = {p.parent.name for p in CASES}
-    assert kinds == {
+def test_every_kind_has_at_least_ten_golden_documents() -> None:
+    kinds = Counter(p.parent.name for p in CASES)
+    assert set(kinds) == {
         "serviceprofile",
         "virtualservice",
         "destinationrule",
@@ -39,3 +40,12 @@ def test_every_kind_has_golden_documents() -> None:
         "trafficsplit",
         "gateway",
     }
+    # gateway/ holds sets (a Gateway with the VirtualServices or HTTPRoutes bound to it) of
+    # kinds counted above; the five anchor kinds each have ten documents or more.
+    assert min(n for kind, n in kinds.items() if kind != "gateway") >= 10, kinds
+    assert kinds["gateway"] >= 2, kinds
+
+
+def test_every_expected_file_has_its_source_and_every_source_its_expected_file() -> None:
+    expected = {p for p in GOLDEN.glob("*/*.expected.yaml")}
+    assert expected == {p.with_name(p.stem + ".expected.yaml") for p in CASES}

@@ -18,9 +18,28 @@ def route(**rule: Any) -> dict[str, Any]:
     }
 
 
+def defaults(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "weft.dev/v1",
+        "kind": "ServiceDefaults",
+        "metadata": {"name": "books"},
+        "spec": spec,
+    }
+
+
 @pytest.mark.parametrize(
     ("doc", "problem"),
     [
+        (defaults(balancer="RANDOM"), "spec.balancer: 'RANDOM': use one of p2c_ewma, round_"),
+        (defaults(failureAccrual={"consecutiveFailures": 0}), "consecutiveFailures: 0 is outside"),
+        (
+            defaults(failureAccrual={"backoffMin": "2m"}),  # backoffMax is 60s unless given
+            "spec.failureAccrual.backoffMin: '2m' is above backoffMax",
+        ),
+        (defaults(connectionPool={"maxConnections": 0}), "maxConnections: 0 is outside 1..100000"),
+        (defaults(connectionPool={"maxPending": 1}), "connectionPool.maxPending: unknown field"),
+        (route(rewrite={"prefix": "/a?b"}), "rewrite.prefix: '/a?b' is not a path"),
+        (route(rewrite={"prefix": "/a", "fullPath": "/b"}), "give exactly one of prefix and"),
         (route(timout="1s"), "spec.rules[0].timout: unknown field"),
         (route(match=[{"path": {"regex": "(("}}]), "spec.rules[0].match[0].path.regex: '((' is"),
         (route(match=[{"path": {"exact": "/a", "prefix": "/"}}]), "needs exactly one of"),

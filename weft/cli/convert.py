@@ -1,8 +1,11 @@
 """`weft convert -f FILE|DIR|-`: print other meshes' documents as Weft resources.
 
 Reads Linkerd ServiceProfile, Istio VirtualService and DestinationRule, Gateway API
-HTTPRoute and SMI TrafficSplit documents as written (weft.dev/v1 ones pass unchanged) and
+HTTPRoute (and Linkerd's policy.linkerd.io HTTPRoute) and SMI TrafficSplit (with the
+HTTPRouteGroups its matches name) documents as written (weft.dev/v1 ones pass unchanged) and
 prints the Weft documents `weft apply` would store, as YAML, without contacting the server.
+HTTPRoutes of one Service in the files are merged into its one Route. docs/importers.md has
+the whole mapping.
 Warnings and notes go to standard error; `--strict` refuses on any warning.
 """
 

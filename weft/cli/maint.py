@@ -66,7 +66,14 @@ def agent_defaults(path: str) -> dict[str, Any]:
         "address": ",".join(servers),
         "node": data.get("node_name") or "",
         "token_file": data.get("token_file") or "/etc/weft/agent.token",
-        "ca_file": data.get("ca_file") or "",
+        # An agent that joined by fingerprint keeps the bundle it pinned in its data dir; that
+        # is what verifies the servers' HTTPS for it, so it does for this command too.
+        "ca_file": data.get("ca_file")
+        or (
+            str(Path(data.get("data_dir") or "/var/lib/weft") / "ca.pem")
+            if data.get("ca_fingerprint")
+            else ""
+        ),
     }
 
 

@@ -1,4 +1,4 @@
-"""`weft token create|list|revoke|self`: access tokens (operator only, except `self`)."""
+"""`weft token create|update|list|revoke|self`: access tokens (operator only, except `self`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "token",
         help="manage access tokens",
-        description="Tokens carry a role: operator (everything), agent (one node's instances), "
-        "adapter (one source's instances) or read.",
+        description="Tokens carry a role: operator (everything), agent (one node's instances "
+        "of the services in its service set), adapter (one source's instances) or read.",
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="create a token; its secret is printed once")
@@ -23,6 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--node", default="", help="node an agent token is bound to")
     create.add_argument(
         "--source", default="", help="source an adapter token is bound to, e.g. k8s/prod"
+    )
+    create.add_argument(
+        "--services",
+        default=None,
+        metavar="NAMES",
+        help="agent tokens: the services it may register and get certificates for, "
+        "comma-separated; a trailing * makes a prefix (web,api,pay-*; * alone: every service). "
+        "Without it an agent token is unscoped, which is deprecated",
     )
     create.add_argument("--description", default="")
     create.add_argument(
@@ -36,6 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_flag(create)
     add_client_flags(create)
     create.set_defaults(func=run_create)
+    update = sub.add_parser(
+        "update",
+        help="set an agent token's service set (the secret stays the same)",
+        description="Scope an agent token to services, e.g. to migrate a token made before "
+        "service sets: weft token update <accessor> --services web,api,pay-*",
+    )
+    update.add_argument("accessor")
+    update.add_argument(
+        "--services",
+        required=True,
+        metavar="NAMES",
+        help="comma-separated service names; a trailing * makes a prefix; * is every service",
+    )
+    add_output_flag(update)
+    add_client_flags(update)
+    update.set_defaults(func=run_update)
     listing = sub.add_parser("list", help="list tokens (secrets are never shown again)")
     add_output_flag(listing)
     add_client_flags(listing)
@@ -60,12 +84,27 @@ def _key_rules(specs: list[str]) -> dict[str, str]:
     return rules
 
 
+def service_set(spec: str) -> tuple[list[str], list[str]]:
+    """`web,api,pay-*` -> (["web", "api"], ["pay-"]); `*` is the prefix "" (every service)."""
+    names: list[str] = []
+    prefixes: list[str] = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        if item.endswith("*"):
+            prefixes.append(item[:-1])
+        else:
+            names.append(item)
+    return names, prefixes
+
+
 def run_create(args: argparse.Namespace) -> int:
     try:
         rules = _key_rules(args.key_prefix)
     except ValueError as exc:
         print(f"weft token create: {exc}", file=sys.stderr)
         return 64
+    names, prefixes = service_set(args.services) if args.services is not None else (None, None)
     token = call(
         args,
         lambda c: c.create_token(
@@ -74,8 +113,12 @@ def run_create(args: argparse.Namespace) -> int:
             source=args.source,
             description=args.description,
             key_prefix=rules,
+            services=names,
+            service_prefix=prefixes,
         ),
     )
+    if token.get("warning"):
+        print(f"weft token create: warning: {token['warning']}", file=sys.stderr)
     if args.output == "json":
         print_json(token)
     else:
@@ -84,7 +127,28 @@ def run_create(args: argparse.Namespace) -> int:
             print(f"node:     {token['node']}")
         if token.get("source"):
             print(f"source:   {token['source']}")
+        if "services" in token:
+            print(f"services: {_services(token)}")
         print(f"secret:   {token['secret']}   (shown once; keep it safe)")
+    return 0
+
+
+def _services(token: dict) -> str:
+    if "services" not in token:
+        return "any (unscoped)" if token.get("role") == "agent" else ""
+    names = [*token["services"], *(p + "*" for p in token.get("service_prefix", []))]
+    return ",".join(names) or "none"
+
+
+def run_update(args: argparse.Namespace) -> int:
+    names, prefixes = service_set(args.services)
+    token = call(args, lambda c: c.update_token_services(args.accessor, names, prefixes))
+    if args.output == "json":
+        print_json(token)
+    else:
+        print(
+            f"token {token['accessor']} (node {token.get('node', '')}): services {_services(token)}"
+        )
     return 0
 
 
@@ -94,6 +158,7 @@ def _rows(tokens: list[dict]) -> list[tuple]:
             t["accessor"],
             t["role"],
             t.get("node") or t.get("source") or "",
+            _services(t),
             t["description"],
             datetime.datetime.fromtimestamp(t["created_at"], datetime.UTC).strftime(
                 "%Y-%m-%d %H:%M:%SZ"
@@ -108,7 +173,9 @@ def run_list(args: argparse.Namespace) -> int:
     if args.output == "json":
         print_json(tokens)
     else:
-        print_table(("ACCESSOR", "ROLE", "BOUND TO", "DESCRIPTION", "CREATED"), _rows(tokens))
+        print_table(
+            ("ACCESSOR", "ROLE", "BOUND TO", "SERVICES", "DESCRIPTION", "CREATED"), _rows(tokens)
+        )
     return 0
 
 
@@ -123,5 +190,7 @@ def run_self(args: argparse.Namespace) -> int:
     if args.output == "json":
         print_json(token)
     else:
-        print_table(("ACCESSOR", "ROLE", "BOUND TO", "DESCRIPTION", "CREATED"), _rows([token]))
+        print_table(
+            ("ACCESSOR", "ROLE", "BOUND TO", "SERVICES", "DESCRIPTION", "CREATED"), _rows([token])
+        )
     return 0
