@@ -12,6 +12,9 @@ so a bad object is skipped whole (named, with the reason) and never changes the 
 object that was good and turns bad keeps its last good version's resources (as the informer
 keeps the last good version of an object that comes back undecodable); only its deletion
 removes them.
+A gateway Route (from a VirtualService's `gateways:` or an HTTPRoute's Gateway parent) is left
+out, with a note: the cluster's Gateways are its own ingress's, which Weft does not sync, so
+only the mesh half of such an object is kept (one with no mesh half makes nothing).
 Two objects that would make the same Weft resource: the first in (kind, namespace, name)
 order keeps it and the other is skipped, as the Service name mapping does.
 """
@@ -124,7 +127,17 @@ def compile_object(key: ObjectKey, raw: dict[str, Any], version: str) -> Compile
     if imported.problems:
         out.problems = list(imported.problems)
         return out
-    docs = [d for d in imported.docs if isinstance(d, dict)]
+    docs = []
+    for doc in imported.docs:
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("kind") == "Route" and "gateway" in (doc.get("spec") or {}):
+            out.notes.append(
+                f"{describe(key)}: gateway Route {doc['metadata']['name']} is not synced (the "
+                "cluster's Gateways belong to its own ingress; only mesh routing is)"
+            )
+            continue
+        docs.append(doc)
     for doc in docs:
         meta = doc.setdefault("metadata", {})
         meta["labels"] = {**(meta.get("labels") or {}), ORIGIN_LABEL: describe(key)}

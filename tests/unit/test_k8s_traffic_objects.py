@@ -66,3 +66,39 @@ def test_an_object_never_good_makes_nothing() -> None:
     objects.apply(VS, "ADDED", decode(VS, vs("a", "*.example.com", "1")))
     plan = objects.plan()
     assert plan.resources() == {} and ("VirtualService", "ns", "a") in plan.skipped
+
+
+HTTPROUTE = watch_kind(next(k for k in TRAFFIC_KINDS if k.name == "HTTPRoute"), "v1")
+
+
+def httproute(name: str, parents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
+        "spec": {
+            "parentRefs": parents,
+            "hostnames": ["shop.example.com"],
+            "rules": [{"backendRefs": [{"name": "reviews", "port": 9080}]}],
+        },
+    }
+
+
+def test_an_httproute_with_a_gateway_parent_syncs_only_its_mesh_half() -> None:
+    """The cluster's Gateways are its ingress's: their gateway Routes are not synced (noted);
+    the Service parent's Route is, and a Gateway-only route makes nothing, as before."""
+    objects = TrafficObjects()
+    gateway = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}
+    service = {"group": "", "kind": "Service", "name": "reviews"}
+    objects.replace(
+        HTTPROUTE,
+        [
+            decode(HTTPROUTE, httproute("both", [gateway, service])),
+            decode(HTTPROUTE, httproute("north-south", [gateway])),
+        ],
+        [],
+    )
+    plan = objects.plan()
+    assert list(plan.resources()) == [("Route", "reviews")]
+    assert "gateway" not in plan.resources()[("Route", "reviews")]["spec"]
+    assert "makes no Weft resource" in plan.skipped[("HTTPRoute", "ns", "north-south")]
+    compiled = objects.compiled(("HTTPRoute", "ns", "both"))
+    assert any("gateway Route both-edge is not synced" in n for n in compiled.notes)
