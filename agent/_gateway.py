@@ -8,7 +8,9 @@ sidecar's (`_traffic.compile_rule`, filled in from the first backend's ServiceDe
 the retry budget of that backend's ServiceDefaults. Every backend and mirror service is an
 upstream without a local port, with the sidecars of its passing instances as endpoints, so
 the gateway calls them over mTLS as its own identity and the intentions of each destination
-decide. The document is a proxy snapshot (v2) plus the `gateway` section only a gateway reads.
+decide; their balancer, failure accrual and pool are their ServiceDefaults', as for a
+sidecar. The document is a proxy snapshot (v2) plus the `gateway` section only a gateway
+reads.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from registry.resources import covered
 from ._certs import CertFiles
 from ._definitions import ServiceDef
 from ._snapshots import SCHEMA_V2, endpoints
-from ._traffic import Resources, budget_fields, compile_rule
+from ._traffic import Resources, budget_fields, compile_rule, endpoint_fields
 
 
 def bound_routes(
@@ -94,6 +96,9 @@ def build(
                 "name": service,
                 "protocol": "http",
                 "endpoints": endpoints(instances.get(service, ()), resources, service),
+                # the balancer, failure accrual and pool its ServiceDefaults choose, as a
+                # sidecar's (a DestinationRule's outlierDetection ejects here too)
+                **(endpoint_fields(service, resources) if resources is not None else {}),
             }
             for service in sorted(services(d, resources))
         ],

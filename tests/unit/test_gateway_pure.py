@@ -229,7 +229,8 @@ def test_the_agent_compiles_bound_routes_into_a_gateway_snapshot_the_gateway_acc
             groute("shop", ["shop.example.com", "other.example.net"]),  # not the Gateway's
             doc("Route", "elsewhere", {"gateway": "private", "hosts": ["x.example.org"],
                 "rules": [{"name": "r", "backends": [{"service": "cart"}]}]}),
-            doc("ServiceDefaults", "books", {"timeout": "2s"}),
+            doc("ServiceDefaults", "books", {"timeout": "2s", "balancer": "round_robin",
+                "failureAccrual": {"consecutiveFailures": 3}}),
         ]
     )  # fmt: skip
     instances = {
@@ -243,6 +244,9 @@ def test_the_agent_compiles_bound_routes_into_a_gateway_snapshot_the_gateway_acc
         d, SpiffeId("td", "default", "edge"), files, instances, version=3, resources=resources
     )
     assert [u["name"] for u in out["upstreams"]] == ["books"]  # not cart: another gateway's
+    (books,) = out["upstreams"]
+    assert books["balancer"] == "round_robin"  # the backend's endpoint policy, as a sidecar's
+    assert books["failure_accrual"] == {"consecutive_failures": 3}
     (vh,) = out["gateway"]["virtual_hosts"]
     assert (vh["name"], vh["hosts"]) == ("shop", ["shop.example.com"])
     assert vh["routes"] == [{"name": "all", "backends": [{"upstream": "books", "weight": 1}],
