@@ -123,12 +123,9 @@ def _merge_http_routes(result: Imported, docs: Sequence[Any]) -> None:
     for j, (doc, source) in enumerate(zip(result.docs, result.sources, strict=True)):
         origin = docs[source]
         # A gateway Route (a Gateway parent) is named after its HTTPRoute and stays its own.
-        if (
-            doc.get("kind") == "Route"
-            and origin.get("kind") == "HTTPRoute"
-            and ("service" in doc["spec"])
-        ):
-            groups.setdefault(doc["spec"]["service"], []).append(j)
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "Route" and origin.get("kind") == "HTTPRoute" and "service" in spec:
+            groups.setdefault(spec["service"], []).append(j)
     drop: set[int] = set()
     for service, where in groups.items():
         if len(where) < 2:

@@ -19,6 +19,7 @@ from proxy._errors import TlsSetupError
 from proxy._gateway_certs import CertPair, CertStore
 from proxy._gateway_hosts import build_hosts, host_of
 from proxy._snapshot import parse_snapshot
+from registry.importers import convert
 from registry.resources import validate_all
 
 
@@ -257,3 +258,41 @@ def test_the_agent_compiles_bound_routes_into_a_gateway_snapshot_the_gateway_acc
     problems: list[str] = []
     build_hosts(out["gateway"], {"books": "http"}, problems)
     assert problems == []
+
+
+def test_httproutes_of_one_service_merge_while_their_gateway_routes_stay_their_own() -> None:
+    """Main's rule (several HTTPRoutes of one Service make one Route) beside the gateway's: a
+    route with both a Gateway and a Service parent adds its gateway Route, left unmerged."""
+
+    def route(name: str, parents: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name},
+            "spec": {
+                "parentRefs": parents,
+                "hostnames": ["books.example.com"],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                        "backendRefs": [{"name": "books", "port": 80}],
+                    }
+                ],
+            },
+        }
+
+    service = {"group": "", "kind": "Service", "name": "books"}
+    result = convert(
+        [
+            route("books-a", [{"name": "edge"}, service], "/a"),
+            route("books-b", [service], "/b"),
+        ]
+    )
+    assert result.problems == []
+    by_name = {d["metadata"]["name"]: d["spec"] for d in result.docs}
+    assert set(by_name) == {"books-a-edge", "books"}
+    assert [r["name"] for r in by_name["books"]["rules"]] == ["books-a", "books-b"]
+    assert by_name["books-a-edge"]["gateway"] == "edge"
+    assert by_name["books-a-edge"]["hosts"] == ["books.example.com"]
+    assert [r["name"] for r in by_name["books-a-edge"]["rules"]] == ["books-a"]
+    assert validate_all(result.docs)[1] == []
