@@ -17,17 +17,11 @@ import pytest
 import trio
 
 from registry.etcd import EtcdClient
-from tests.harness import WeftServer
+from tests.harness import WeftServer, etcd_state
 from tests.harness._procs import weft_command
 
 REGISTER = "/v1/agent/service/register"
 NATIVE = "/v1/registry/instances"
-
-
-async def etcd_state(etcd, prefix: str) -> list[tuple[str, int]]:
-    async with EtcdClient(etcd.endpoints) as client:
-        result = await client.range(prefix, prefix=True)
-    return [(kv.key, kv.mod_revision) for kv in result.kvs]
 
 
 def body(**fields: object) -> bytes:
