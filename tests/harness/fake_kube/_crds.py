@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from ._store import Resource
 
+# Keyed by plural, or `plural.group` where two groups share a plural (Linkerd's HTTPRoute).
 TRAFFIC_CRDS = {
-    r.plural: r
-    for r in (
-        Resource("virtualservices", "VirtualService", "networking.istio.io", "v1"),
-        Resource("destinationrules", "DestinationRule", "networking.istio.io", "v1"),
-        Resource("serviceprofiles", "ServiceProfile", "linkerd.io", "v1alpha2"),
-        Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1"),
-        Resource("trafficsplits", "TrafficSplit", "split.smi-spec.io", "v1alpha4"),
-    )
+    "virtualservices": Resource("virtualservices", "VirtualService", "networking.istio.io", "v1"),
+    "destinationrules": Resource(
+        "destinationrules", "DestinationRule", "networking.istio.io", "v1"
+    ),
+    "serviceprofiles": Resource("serviceprofiles", "ServiceProfile", "linkerd.io", "v1alpha2"),
+    "httproutes": Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1"),
+    "httproutes.policy.linkerd.io": Resource(
+        "httproutes", "HTTPRoute", "policy.linkerd.io", "v1beta3"
+    ),
+    "trafficsplits": Resource("trafficsplits", "TrafficSplit", "split.smi-spec.io", "v1alpha4"),
+    "httproutegroups": Resource(
+        "httproutegroups", "HTTPRouteGroup", "specs.smi-spec.io", "v1alpha4"
+    ),
 }
 
 
 def crd(plural: str, version: str | None = None) -> Resource:
-    """The CRD `plural` (e.g. "virtualservices"), served at `version` if given."""
+    """The CRD `plural` (e.g. "virtualservices", "httproutes.policy.linkerd.io"), served at
+    `version` if given."""
     base = TRAFFIC_CRDS[plural]
     if version is None:
         return base
