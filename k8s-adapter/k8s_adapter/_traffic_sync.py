@@ -31,7 +31,13 @@ from ._errors import KubeError, KubeUnavailable, NotFound
 from ._informer import Informer
 from ._kube import KubeClient
 from ._problems import Problems
-from ._traffic_compile import GroupKey, ResourceKey, describe_group, resource_key
+from ._traffic_compile import (
+    ORIGIN_LABEL,
+    GroupKey,
+    ResourceKey,
+    describe_group,
+    resource_key,
+)
 from ._traffic_objects import TRAFFIC_KINDS, CrdKind, Plan, TrafficObjects, watch_kind
 
 log = logging.getLogger("weft.k8s.traffic")
@@ -80,7 +86,8 @@ class TrafficSync:
         self._changed = trio.Event()
         self._discover_now = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._logged: dict[GroupKey, str] = {}
+        self._logged: dict[str, str] = {}  # subject -> the skip last logged
+        self._reported: set[str] = set()
         self.owned = 0
 
     def mark(self) -> None:
@@ -192,15 +199,19 @@ class TrafficSync:
                 ours[rkey] = doc
             else:
                 others[rkey] = f"source {owner!r}" if owner else "an operator (weft apply)"
+        self._reported = set()
         for key, docs in list(plan.groups.items()):
-            taken = [
-                f"{d['kind']} {d['metadata']['name']} belongs to {others[k]}"
-                for d in docs
-                if (k := resource_key(d)) in others
-            ]
-            if taken:
-                del plan.groups[key]
-                plan.skipped[key] = "; ".join(taken) + "; left alone (the operator wins)"
+            # Only the resources someone else holds are left out: the rest of the group's
+            # resources are whole on their own (a DestinationRule's Subsets beside an
+            # operator's Route for the same service).
+            for d in docs:
+                if (k := resource_key(d)) in others:
+                    who = (d["metadata"].get("labels") or {}).get(ORIGIN_LABEL)
+                    self._report(
+                        who or describe_group(key),
+                        f"{k[0]} {k[1]} belongs to {others[k]}; left alone (the operator wins)",
+                    )
+            plan.groups[key] = [d for d in docs if resource_key(d) not in others]
         self._log_outcome(plan)
         wanted = plan.resources()
         for gone in sorted(set(ours) - set(wanted)):
@@ -211,11 +222,10 @@ class TrafficSync:
                 c is not None and _comparable(c) == _comparable(d)
                 for c, d in zip(current, docs, strict=True)
             ):
-                if key not in plan.kept:
-                    self._logged.pop(key, None)
                 continue
-            if await self._apply(key, docs) and key not in plan.kept:
-                self._logged.pop(key, None)
+            await self._apply(key, docs)
+        # A skip not reported again this pass is over: the next one is logged anew.
+        self._logged = {s: r for s, r in self._logged.items() if s in self._reported}
         self.owned = len(wanted)
 
     async def _delete(self, key: ResourceKey) -> None:
@@ -228,6 +238,8 @@ class TrafficSync:
         log.info("deleted %s %s: no object makes it any more", *key)
 
     async def _apply(self, key: GroupKey, docs: list[dict[str, Any]]) -> bool:
+        if not docs:
+            return False
         try:
             await self.registry.apply_resources(docs)
         except APIError as exc:
@@ -236,7 +248,7 @@ class TrafficSync:
             # Refused against what is stored (another Route for the service...): skip it
             # until it or the registry changes; the next pass tries again.
             reason = "; ".join(exc.problems) or str(exc)
-            self._report(key, f"refused by the registry: {reason}")
+            self._report(describe_group(key), f"refused by the registry: {reason}")
             return False
         self.stats.applied += 1
         names = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
@@ -255,14 +267,16 @@ class TrafficSync:
             for note in result.notes:
                 self.problems.report(subject, f"note: {note}", level=logging.INFO)
         for key, reason in plan.skipped.items():
-            self._report(key, reason)
+            self._report(describe_group(key), reason)
 
-    def _report(self, key: GroupKey, reason: str) -> None:
-        if self._logged.get(key) == reason:
+    def _report(self, subject: str, reason: str) -> None:
+        """Log a skip once while it lasts (`subject` names every object it is about)."""
+        self._reported.add(subject)
+        if self._logged.get(subject) == reason:
             return
-        self._logged[key] = reason
+        self._logged[subject] = reason
         self.stats.skipped += 1
-        log.warning("%s skipped: %s", describe_group(key), reason)
+        log.warning("%s skipped: %s", subject, reason)
 
     def status(self) -> dict[str, Any]:
         return {
