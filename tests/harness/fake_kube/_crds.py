@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from ._store import Resource
 
-# Keyed by plural, or `plural.group` where two groups share a plural (Linkerd's HTTPRoute).
+# Keyed by plural, as the store is: Linkerd's own HTTPRoute (policy.linkerd.io) shares the
+# plural `httproutes` with the Gateway API's and is not served here (the adapter's handling of
+# it is covered by the pure tests of k8s_adapter._traffic_objects).
 TRAFFIC_CRDS = {
     "virtualservices": Resource("virtualservices", "VirtualService", "networking.istio.io", "v1"),
     "destinationrules": Resource(
@@ -16,9 +18,6 @@ TRAFFIC_CRDS = {
     ),
     "serviceprofiles": Resource("serviceprofiles", "ServiceProfile", "linkerd.io", "v1alpha2"),
     "httproutes": Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1"),
-    "httproutes.policy.linkerd.io": Resource(
-        "httproutes", "HTTPRoute", "policy.linkerd.io", "v1beta3"
-    ),
     "trafficsplits": Resource("trafficsplits", "TrafficSplit", "split.smi-spec.io", "v1alpha4"),
     "httproutegroups": Resource(
         "httproutegroups", "HTTPRouteGroup", "specs.smi-spec.io", "v1alpha4"
@@ -27,8 +26,7 @@ TRAFFIC_CRDS = {
 
 
 def crd(plural: str, version: str | None = None) -> Resource:
-    """The CRD `plural` (e.g. "virtualservices", "httproutes.policy.linkerd.io"), served at
-    `version` if given."""
+    """The CRD `plural` (e.g. "virtualservices"), served at `version` if given."""
     base = TRAFFIC_CRDS[plural]
     if version is None:
         return base
