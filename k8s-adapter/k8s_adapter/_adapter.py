@@ -167,7 +167,7 @@ class Adapter:
 
     def _renamed(self, kind: Kind[Any], dirty: set[str]) -> None:
         self.sync.mark(dirty)
-        if kind is SERVICES and dirty:
+        if kind is SERVICES and dirty and self.traffic.objects.objects:
             # A Service's registry name is what the traffic objects naming it resolve to.
             self.traffic.mark()
 

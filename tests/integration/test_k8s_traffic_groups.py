@@ -111,10 +111,16 @@ def test_a_virtualservice_routes_what_the_adapter_registered_under_its_own_templ
             "spec": {
                 "host": "reviews.bookinfo.svc.cluster.local",
                 "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
+                "trafficPolicy": {"loadBalancer": {"simple": "LEAST_REQUEST"}},
             },
         },
     )
-    wanted = {("Route", "bookinfo-reviews"), ("Route", "stars"), ("Subset", "bookinfo-reviews-v1")}
+    wanted = {
+        ("Route", "bookinfo-reviews"),
+        ("Route", "stars"),
+        ("Subset", "bookinfo-reviews-v1"),
+        ("ServiceDefaults", "bookinfo-reviews"),
+    }
     wait_until(
         lambda: wanted <= set(resources(server)),
         timeout=15,
@@ -127,3 +133,16 @@ def test_a_virtualservice_routes_what_the_adapter_registered_under_its_own_templ
     assert [b["service"] for b in backends] == ["stars"]
     assert synced[("Subset", "bookinfo-reviews-v1")]["spec"]["service"] == "bookinfo-reviews"
     assert ("Route", "reviews") not in synced and ("Route", "ratings") not in synced
+    # The DestinationRule's ServiceDefaults is the adapter's like the rest, and goes with it.
+    defaults = synced[("ServiceDefaults", "bookinfo-reviews")]
+    assert defaults["metadata"]["source"] == "k8s/c1" and defaults["spec"]["balancer"]
+    fake.delete("destinationrules", "bookinfo", "reviews")
+    wait_until(
+        lambda: (
+            not {("ServiceDefaults", "bookinfo-reviews"), ("Subset", "bookinfo-reviews-v1")}
+            & set(resources(server))
+        ),
+        timeout=10,
+        what=f"the DestinationRule's resources removed with it:\n{adapter.tail()}",
+    )
+    assert ("Route", "bookinfo-reviews") in resources(server)
