@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._linkerd_annotations import rule_policy
-from ._names import rule_name, service_of
+from ._names import rule_name
 from ._notes import Notes
 
 _PATH = {"PathPrefix": "segmentPrefix", "Exact": "exact", "RegularExpression": "regex"}
@@ -70,7 +70,7 @@ def _filters(filters: Any, path: str, rule: dict[str, Any], notes: Notes) -> Non
             rule["responseHeaders"] = _modifier(f.get("responseHeaderModifier") or {})
         elif kind == "RequestMirror":
             mirror = f.get("requestMirror") or {}
-            target = service_of((mirror.get("backendRef") or {}).get("name"))
+            target = notes.service((mirror.get("backendRef") or {}).get("name"))
             if target is None:
                 notes.problem(f"{where}.requestMirror.backendRef", "does not name a service")
                 continue
@@ -121,7 +121,7 @@ def _rule(
         for key in ("filters", "namespace"):
             if key in ref:
                 notes.ignored(f"{bwhere}.{key}")
-        target = service_of(ref.get("name"))
+        target = notes.service(ref.get("name"))
         if target is None:
             notes.problem(f"{bwhere}.name", f"{ref.get('name')!r} is not a service")
             continue
@@ -151,7 +151,7 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
     own_namespace = (doc.get("metadata") or {}).get("namespace")
     for i, ref in enumerate(spec.get("parentRefs") or []):
         if ref.get("kind") == "Service" and ref.get("group", "") in ("", "core"):
-            name = service_of(ref.get("name"))
+            name = notes.service(ref.get("name"), ref.get("namespace"))
             if name is not None:
                 services.append(name)
             if ref.get("namespace") not in (None, "", own_namespace):
