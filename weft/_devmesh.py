@@ -324,7 +324,7 @@ def run(
                 "--rate",
                 "20",
                 "--report-every",
-                "10",
+                "2",
             ],
         )
         announce(_guide(url, token, workdir, web, agent["address"], admins))
