@@ -67,6 +67,7 @@ def _serve(assets: dict[str, tuple[bytes, str, str]], request: Request, name: st
 
 
 @AREA.route("GET", "/ui", summary="The web dashboard (read-only)", auth="open", ok=_PAGE)
+@AREA.route("GET", "/ui/", summary="The web dashboard (read-only)", auth="open", ok=_PAGE)
 async def dashboard(assets: dict[str, tuple[bytes, str, str]], request: Request) -> Response:
     return _serve(assets, request, "index.html")
 
@@ -81,5 +82,4 @@ async def dashboard(assets: dict[str, tuple[bytes, str, str]], request: Request)
     ok=Reply("The file", {"text/javascript": {"type": "string"}, "text/css": {"type": "string"}}),
 )
 async def dashboard_file(assets: dict[str, tuple[bytes, str, str]], request: Request) -> Response:
-    name = request.params["name"]
-    return _serve(assets, request, "index.html" if name == "" else name)
+    return _serve(assets, request, request.params["name"])

@@ -28,6 +28,7 @@ def started(start_server):
 
 def test_ui_serves_only_its_files_with_strict_headers(started: WeftServer) -> None:
     page = httpx.get(started.url + "/ui")
+    assert httpx.get(started.url + "/ui/").content == page.content
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     script = httpx.get(started.url + "/ui/app.js")
     assert script.headers["content-type"].startswith("text/javascript")
