@@ -38,6 +38,7 @@ export class TapView {
 
   async poll(onChange) {
     while (this.running) {
+      const started = Date.now();
       try {
         const got = await get("/v1/metrics/tap", { service: this.service, wait: "1s", max: 200 });
         if (!this.running) return;
@@ -45,9 +46,12 @@ export class TapView {
         this.error = got.proxies ? "" : "no sidecar of this service has reported yet";
       } catch (err) {
         this.error = err.message;
-        await new Promise((r) => setTimeout(r, 2000));
+        await new Promise((r) => setTimeout(r, 1000));
       }
       onChange();
+      // The server answers at once when no sidecar can be read: never poll faster than 1/s.
+      const rest = 1000 - (Date.now() - started);
+      if (rest > 0) await new Promise((r) => setTimeout(r, rest));
     }
   }
 
