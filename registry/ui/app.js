@@ -20,7 +20,7 @@ function route() {
   return { page, arg: decodeURIComponent(arg) };
 }
 
-async function render(gen) {
+async function render() {
   const { page, arg } = route();
   const window = windowSelect.value;
   if (page === "service" && arg) return service(arg, window);
@@ -32,7 +32,7 @@ async function render(gen) {
 
 async function refresh(gen) {
   try {
-    const content = await render(gen);
+    const content = await render();
     if (gen !== generation) return; // the user moved on while this loaded
     if (content) view.replaceChildren(...content.filter(Boolean));
     form.hidden = true;

@@ -2,7 +2,7 @@
 // to a freshly built DOM subtree (the caller swaps it in whole, so a refresh never flickers).
 import { get, getOr } from "./api.js";
 import { el, link, part, table } from "./dom.js";
-import { GOLDEN, golden, health, pct, until } from "./format.js";
+import { GOLDEN, golden, health, until } from "./format.js";
 
 export async function overview(window) {
   const [services, stat] = await Promise.all([
@@ -160,5 +160,3 @@ export async function config() {
     intentionTable(intentions.intentions),
   ];
 }
-
-export { pct };
