@@ -18,7 +18,17 @@ from typing import Protocol
 
 import trio
 
-from . import _consul_query, _metrics_api, _openapi, _resource_api, _servers_api, consul, native
+from . import (
+    _consul_query,
+    _metrics_api,
+    _openapi,
+    _resource_api,
+    _servers_api,
+    _tap_api,
+    _ui,
+    consul,
+    native,
+)
 from ._acl import hash_secret
 from ._announce import Announcer
 from ._atomic_files import write_atomic, write_ready_file
@@ -99,6 +109,8 @@ class RegistryApp:
         _resource_api.mount(self.router, ctx)
         _metrics_api.mount(self.router, ctx)
         _servers_api.AREA.mount(self.router, ctx)
+        _tap_api.mount(self.router, ctx)
+        _ui.mount(self.router, ctx)
         for extension in extensions:
             extension.mount(self.router, ctx)
         SERVER_AREA.mount(self.router, self)

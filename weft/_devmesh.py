@@ -22,6 +22,8 @@ from typing import Any
 
 from registry.lifecycle import write_atomic, write_ready_file
 
+from ._dev_stat import LiveTable, fetch_stat, last_load_report, render
+
 
 class DevError(Exception):
     pass
@@ -154,6 +156,7 @@ def run(
     server_port: int = 8500,
     announce: Any = print,
     ready_file: Path | None = None,
+    refresh: float | None = None,
 ) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -226,6 +229,12 @@ def run(
                 # The mesh denies what no intention allows; the demo's calls are allowed below.
                 "--intention-default",
                 "deny",
+                # Fine-grained samples, so the live table and the dashboard show numbers
+                # seconds after the demo starts (production keeps 10 s).
+                "--metrics-resolution",
+                "2s",
+                "--metrics-min-interval",
+                "1s",
             ],
         )
         info = _wait_for(
@@ -291,7 +300,7 @@ def run(
             f'servers = ["{url}"]\nnode_name = "dev"\nnode_address = "127.0.0.1"\n'
             f'token_file = "{workdir / "agent.token"}"\ndata_dir = "{workdir / "agent"}"\n'
             f'services_dir = "{services}"\napi_listen = "127.0.0.1:0"\n'
-            f'ready_file = "{agent_ready}"\ngrace = "3s"\n'
+            f'ready_file = "{agent_ready}"\ngrace = "3s"\nmetrics_interval = "2s"\n'
         )
         announce("starting the agent: 3 services, each behind a sidecar with mTLS")
         children.start("agent", [*weft, "agent", "run", "--config", str(workdir / "agent.toml")])
@@ -315,7 +324,7 @@ def run(
                 "--rate",
                 "20",
                 "--report-every",
-                "10",
+                "2",
             ],
         )
         announce(_guide(url, token, workdir, web, agent["address"], admins))
@@ -324,6 +333,7 @@ def run(
                 ready_file,
                 {
                     "url": url,
+                    "dashboard": url + "/ui",
                     "web": web,
                     "agent": agent["address"],
                     "token_file": str(token_file),
@@ -331,13 +341,14 @@ def run(
                 },
             )
         load_log = workdir / "logs" / "load.log"
-        seen = 0
+        table = LiveTable(_write, tty=sys.stdout.isatty())
+        every = refresh or (2.0 if table.tty else 10.0)
+        next_draw = time.monotonic() + every
         while not stop["now"]:
             children.check()
-            lines = load_log.read_text().splitlines() if load_log.exists() else []
-            for line in lines[seen:]:
-                announce("traffic " + line.removeprefix("load "))
-            seen = len(lines)
+            if time.monotonic() >= next_draw:
+                table.draw(render(fetch_stat(url), last_load_report(load_log)))
+                next_draw = time.monotonic() + every
             time.sleep(0.2)
         announce("\nstopping...")
         return 0
@@ -347,6 +358,11 @@ def run(
     finally:
         children.stop()
         announce("stopped; nothing left running. Logs are in " + str(workdir / "logs"))
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _get_ok(url: str) -> bool:
@@ -370,6 +386,8 @@ def _guide(
 ) -> str:
     weft = _weft()
     return f"""
+Dashboard: {url}/ui      <- open this in a browser
+
 Weft is up on loopback: etcd, weft server (registry + CA, trust domain {TRUST_DOMAIN}),
 one agent (node "dev"), and web -> api -> prices, each behind a sidecar, calling each other
 over mTLS with SPIFFE identities. A load generator sends 20 requests/s to web.
@@ -397,5 +415,6 @@ Consul clients work too:
 print(c.health.service('web', passing=True)[1][0]['Service'])"
 
 Logs: {workdir / "logs"}    Operator token: {workdir / "operator-token"}
-Press Ctrl-C to stop everything.
+Dashboard: {url}/ui
+Press Ctrl-C to stop everything. Below: `weft stat`, live.
 """

@@ -9,12 +9,12 @@ serves them and keeps the Weft resources they compile into in the registry, unde
 Replicas elect one writer with a Lease.
 
 Pure cores (no sockets, no clock): `_selection`, `_naming`, `_mapping`, `_entry`, `_diff`,
-`_cluster`, `_lease_state`, `_export`, `_traffic_objects`. Thin trio I/O around them: `_kube`,
-`_credentials`, `_informer`, `_registry_sync`, `_traffic_sync`, `_election`, `_to_k8s`,
-`_status_http`, and `_adapter`, which assembles them. Uses `registry.client`,
-`registry.lifecycle` (backoff, signals, ready file), the pure `registry.importers` and
-`registry.resources` (the very code `weft apply` compiles and checks with) and `ca`, nothing
-else of Weft.
+`_cluster`, `_lease_state`, `_export`, `_traffic_objects`, `_traffic_compile`. Thin trio I/O
+around them: `_kube`, `_credentials`, `_informer`, `_registry_sync`, `_traffic_sync`,
+`_election`, `_to_k8s`, `_status_http`, and `_adapter`, which assembles them. Uses
+`registry.client`, `registry.lifecycle` (backoff, signals, ready file), the pure
+`registry.importers` and `registry.resources` (the very code `weft apply` compiles and checks
+with) and `ca`, nothing else of Weft.
 """
 
 from typing import Any

@@ -116,6 +116,7 @@ class Adapter:
             watch_timeout=settings.watch_timeout,
             resync=settings.resync,
             coalesce=settings.coalesce,
+            naming=self.state.registry_name,
         )
         self.elector: LeaderElector | None = None
         if settings.leader_elect:
@@ -156,13 +157,19 @@ class Adapter:
     # -- what the informers feed (informer Sink) ---------------------------------------------
 
     def apply(self, kind: Kind[Any], event: str, obj: Any) -> None:
-        self.sync.mark(self.state.apply(kind, event, obj))
+        self._renamed(kind, self.state.apply(kind, event, obj))
 
     def remove(self, kind: Kind[Any], key: Key) -> None:
-        self.sync.mark(self.state.remove(kind, key))
+        self._renamed(kind, self.state.remove(kind, key))
 
     def replace(self, kind: Kind[Any], objects: list[Any], keep: list[Key]) -> None:
-        self.sync.mark(self.state.replace(kind, objects, keep))
+        self._renamed(kind, self.state.replace(kind, objects, keep))
+
+    def _renamed(self, kind: Kind[Any], dirty: set[str]) -> None:
+        self.sync.mark(dirty)
+        if kind is SERVICES and dirty and self.traffic.objects.objects:
+            # A Service's registry name is what the traffic objects naming it resolve to.
+            self.traffic.mark()
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -119,6 +119,20 @@ class ClusterState:
             dirty.add(name)
         return dirty
 
+    def registry_name(self, name: str, namespace: str | None) -> str | None:
+        """The registry name of Service `namespace/name` as this adapter registers it: the name
+        it claims (its annotation or the template), else the template's (a Service not seen
+        or not synced here: another cluster may register it under that name)."""
+        if namespace is None:
+            return None
+        claimed = self._names.get((namespace, name))
+        if claimed is not None:
+            return claimed
+        try:
+            return self.namer.service_name(namespace, name)
+        except ValueError:
+            return None
+
     def _claim_name(self, key: Key, svc: Any) -> str | None:
         decision = self.selection.decide(svc)
         if not decision.sync:

@@ -61,7 +61,8 @@ class AdapterSettings:
     )
     name_template: str = opt(
         "{name}-{namespace}",
-        "Weft service name of a Kubernetes Service; placeholders {name}, {namespace}, {cluster}",
+        "Weft service name of a Kubernetes Service; placeholders {name}, {namespace}, "
+        "{cluster}. Traffic CRDs' hosts name services by it too",
     )
     trust_domain: str = opt(
         "", "SPIFFE trust domain of pods with a Weft sidecar (as given to `weft ca init`)"

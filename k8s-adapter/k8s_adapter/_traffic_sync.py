@@ -6,13 +6,13 @@
     informers   one per served kind, list + watch (the same Informer as Services and Pods)
     writer      (leader only) after a short coalescing pause, or every `--resync`: compile
                 every object, read the registry's resources, and write the difference for
-                the adapter's own source only: one POST /v1/resources per changed object (so
-                an object is applied whole or not at all), one DELETE per resource of its
-                source that no object makes any more
+                the adapter's own source only: one POST /v1/resources per changed group of
+                objects (see `_traffic_objects`: so a group is applied whole or not at all),
+                one DELETE per resource of its source that no object makes any more
 
 The conflict rule is the operator's: a resource of the same kind and name that is not of this
 adapter's source (applied with `weft apply`, or another cluster's) is never replaced or
-deleted; the object that would make it is skipped, logged. The registry enforces the same.
+deleted; the group that would make it is skipped, logged. The registry enforces the same.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from registry import importers
 from registry.client import APIError, RegistryClient, ServerUnreachable
 
 from ._backoff import Backoff
@@ -30,16 +31,14 @@ from ._errors import KubeError, KubeUnavailable, NotFound
 from ._informer import Informer
 from ._kube import KubeClient
 from ._problems import Problems
-from ._traffic_objects import (
-    TRAFFIC_KINDS,
-    CrdKind,
-    ObjectKey,
-    Plan,
+from ._traffic_compile import (
+    ORIGIN_LABEL,
+    GroupKey,
     ResourceKey,
-    TrafficObjects,
-    describe,
-    watch_kind,
+    describe_group,
+    resource_key,
 )
+from ._traffic_objects import TRAFFIC_KINDS, CrdKind, Plan, TrafficObjects, watch_kind
 
 log = logging.getLogger("weft.k8s.traffic")
 
@@ -47,9 +46,9 @@ log = logging.getLogger("weft.k8s.traffic")
 @dataclass
 class TrafficStats:
     passes: int = 0
-    applied: int = 0  # objects written
+    applied: int = 0  # groups of objects written
     deleted: int = 0  # resources removed
-    skipped: int = 0  # objects skipped (invalid, or a resource that is not ours)
+    skipped: int = 0  # groups skipped (invalid, or a resource that is not ours)
     warnings: int = 0  # importer warnings logged
     errors: int = 0
 
@@ -70,6 +69,7 @@ class TrafficSync:
         watch_timeout: float,
         resync: float,
         coalesce: float,
+        naming: importers.Naming | None = None,
     ) -> None:
         self.kube = kube
         self.registry = registry
@@ -78,7 +78,7 @@ class TrafficSync:
         self.watch_timeout = watch_timeout
         self.resync = resync
         self.coalesce = coalesce
-        self.objects = TrafficObjects(self.mark)
+        self.objects = TrafficObjects(self.mark, naming)
         self.informers: dict[str, Informer] = {}
         self.served: dict[str, str] = {}  # kind -> the version watched
         self.stats = TrafficStats()
@@ -86,7 +86,8 @@ class TrafficSync:
         self._changed = trio.Event()
         self._discover_now = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._logged: dict[ObjectKey, str] = {}
+        self._logged: dict[str, str] = {}  # subject -> the skip last logged
+        self._reported: set[str] = set()
         self.owned = 0
 
     def mark(self) -> None:
@@ -107,12 +108,12 @@ class TrafficSync:
             missing_logged: set[str] = set()
             while True:
                 for crd in TRAFFIC_KINDS:
-                    if crd.name in self.informers:
+                    if crd.key in self.informers:
                         continue
                     version = await self._served_version(crd)
                     if version is None:
-                        if crd.name not in missing_logged:
-                            missing_logged.add(crd.name)
+                        if crd.key not in missing_logged:
+                            missing_logged.add(crd.key)
                             log.info(
                                 "%s (%s) is not served by this cluster: not watched; asked "
                                 "again every resync",
@@ -156,8 +157,8 @@ class TrafficSync:
             watch_timeout=self.watch_timeout,
             resync=self.resync,
         )
-        self.informers[crd.name] = informer
-        self.served[crd.name] = version
+        self.informers[crd.key] = informer
+        self.served[crd.key] = version
         log.info("watching %s %s/%s", crd.name, crd.group, version)
         self._nursery.start_soon(informer.run)
 
@@ -192,36 +193,39 @@ class TrafficSync:
         ours: dict[ResourceKey, dict[str, Any]] = {}
         others: dict[ResourceKey, str] = {}
         for doc in stored:
-            rkey: ResourceKey = (doc["kind"], doc["metadata"]["name"])
+            rkey = resource_key(doc)
             owner = doc["metadata"].get("source", "")
             if owner == self.source:
                 ours[rkey] = doc
             else:
                 others[rkey] = f"source {owner!r}" if owner else "an operator (weft apply)"
-        for key, docs in list(plan.objects.items()):
-            taken = [
-                f"{d['kind']} {d['metadata']['name']} belongs to {others[k]}"
-                for d in docs
-                if (k := (d["kind"], d["metadata"]["name"])) in others
-            ]
-            if taken:
-                del plan.objects[key]
-                plan.skipped[key] = "; ".join(taken) + "; left alone (the operator wins)"
+        self._reported = set()
+        for key, docs in list(plan.groups.items()):
+            # Only the resources someone else holds are left out: the rest of the group's
+            # resources are whole on their own (a DestinationRule's Subsets beside an
+            # operator's Route for the same service).
+            for d in docs:
+                if (k := resource_key(d)) in others:
+                    who = (d["metadata"].get("labels") or {}).get(ORIGIN_LABEL)
+                    self._report(
+                        who or describe_group(key),
+                        f"{k[0]} {k[1]} belongs to {others[k]}; left alone (the operator wins)",
+                    )
+            plan.groups[key] = [d for d in docs if resource_key(d) not in others]
         self._log_outcome(plan)
         wanted = plan.resources()
         for gone in sorted(set(ours) - set(wanted)):
             await self._delete(gone)
-        for key, docs in sorted(plan.objects.items()):
-            current = [ours.get((d["kind"], d["metadata"]["name"])) for d in docs]
+        for key, docs in sorted(plan.groups.items()):
+            current = [ours.get(resource_key(d)) for d in docs]
             if all(
                 c is not None and _comparable(c) == _comparable(d)
                 for c, d in zip(current, docs, strict=True)
             ):
-                if key not in plan.kept:
-                    self._logged.pop(key, None)
                 continue
-            if await self._apply(key, docs) and key not in plan.kept:
-                self._logged.pop(key, None)
+            await self._apply(key, docs)
+        # A skip not reported again this pass is over: the next one is logged anew.
+        self._logged = {s: r for s, r in self._logged.items() if s in self._reported}
         self.owned = len(wanted)
 
     async def _delete(self, key: ResourceKey) -> None:
@@ -233,7 +237,9 @@ class TrafficSync:
         self.stats.deleted += 1
         log.info("deleted %s %s: no object makes it any more", *key)
 
-    async def _apply(self, key: ObjectKey, docs: list[dict[str, Any]]) -> bool:
+    async def _apply(self, key: GroupKey, docs: list[dict[str, Any]]) -> bool:
+        if not docs:
+            return False
         try:
             await self.registry.apply_resources(docs)
         except APIError as exc:
@@ -242,17 +248,18 @@ class TrafficSync:
             # Refused against what is stored (another Route for the service...): skip it
             # until it or the registry changes; the next pass tries again.
             reason = "; ".join(exc.problems) or str(exc)
-            self._report(key, f"refused by the registry: {reason}")
+            self._report(describe_group(key), f"refused by the registry: {reason}")
             return False
         self.stats.applied += 1
         names = ", ".join(f"{d['kind']} {d['metadata']['name']}" for d in docs)
-        log.info("%s synced: %s", describe(key), names)
+        log.info("%s synced: %s", describe_group(key), names)
         return True
 
     def _log_outcome(self, plan: Plan) -> None:
-        for key in set(plan.objects) | set(plan.skipped):
-            result = self.objects.compiled(key)
-            subject = f"{describe(key)} (resourceVersion {result.version})"
+        for result in plan.compiled.values():
+            subject = ", ".join(
+                f"{describe_group((k,))} (resourceVersion {v})" for k, v in result.signature
+            )
             for warning in result.warnings:
                 before = self.problems.count
                 self.problems.report(subject, f"warning: {warning}")
@@ -260,21 +267,23 @@ class TrafficSync:
             for note in result.notes:
                 self.problems.report(subject, f"note: {note}", level=logging.INFO)
         for key, reason in plan.skipped.items():
-            self._report(key, reason)
+            self._report(describe_group(key), reason)
 
-    def _report(self, key: ObjectKey, reason: str) -> None:
-        if self._logged.get(key) == reason:
+    def _report(self, subject: str, reason: str) -> None:
+        """Log a skip once while it lasts (`subject` names every object it is about)."""
+        self._reported.add(subject)
+        if self._logged.get(subject) == reason:
             return
-        self._logged[key] = reason
+        self._logged[subject] = reason
         self.stats.skipped += 1
-        log.warning("%s skipped: %s", describe(key), reason)
+        log.warning("%s skipped: %s", subject, reason)
 
     def status(self) -> dict[str, Any]:
         return {
             "watched": {
-                c.name: f"{c.group}/{self.served[c.name]}"
+                c.key: f"{c.group}/{self.served[c.key]}"
                 for c in TRAFFIC_KINDS
-                if c.name in self.served
+                if c.key in self.served
             },
             "objects": len(self.objects.objects),
             "resources": self.owned,

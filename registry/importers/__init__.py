@@ -11,4 +11,5 @@ from ._convert import KINDS as KINDS
 from ._convert import Imported as Imported
 from ._convert import convert as convert
 from ._convert import is_foreign as is_foreign
+from ._names import Naming as Naming
 from ._names import service_of as service_of

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _gateway_api, _gateways, _istio, _istio_destination, _linkerd, _smi
-from ._names import rule_name
+from ._names import Naming, rule_name
 from ._notes import Notes
 
 Importer = Callable[[dict[str, Any], Notes], list[dict[str, Any]]]
@@ -69,9 +69,11 @@ class Imported:
     problems: list[str] = field(default_factory=list)
 
 
-def convert(docs: Sequence[Any]) -> Imported:
+def convert(docs: Sequence[Any], naming: Naming | None = None) -> Imported:
     """Every foreign document as Weft documents; weft.dev/v1 documents pass unchanged.
-    HTTPRoutes of one Service are merged into its one Route, as Gateway API merges them."""
+    HTTPRoutes of one Service are merged into its one Route, as Gateway API merges them.
+    `naming` maps a Kubernetes (name, namespace) to a registry service; the default is the
+    documented rule (the name itself, see `_names`)."""
     result = Imported()
     groups = {
         str((d.get("metadata") or {}).get("name")): d
@@ -83,8 +85,13 @@ def convert(docs: Sequence[Any]) -> Imported:
             result.docs.append(doc)
             result.sources.append(i)
             continue
-        name = (doc.get("metadata") or {}).get("name", "?")
-        notes = Notes(f"{doc['kind']} {name}")
+        meta = doc.get("metadata") or {}
+        namespace = meta.get("namespace")
+        notes = Notes(
+            f"{doc['kind']} {meta.get('name', '?')}",
+            namespace=namespace if isinstance(namespace, str) else None,
+            naming=naming,
+        )
         try:
             if doc["kind"] == "TrafficSplit":
                 made = _smi.convert_traffic_split(doc, notes, groups)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._gateways import gateway_routes, hosts_of
 from ._linkerd_annotations import rule_policy
-from ._names import rule_name, service_of
+from ._names import rule_name
 from ._notes import Notes
 
 _PATH = {"PathPrefix": "segmentPrefix", "Exact": "exact", "RegularExpression": "regex"}
@@ -71,7 +71,7 @@ def _filters(filters: Any, path: str, rule: dict[str, Any], notes: Notes) -> Non
             rule["responseHeaders"] = _modifier(f.get("responseHeaderModifier") or {})
         elif kind == "RequestMirror":
             mirror = f.get("requestMirror") or {}
-            target = service_of((mirror.get("backendRef") or {}).get("name"))
+            target = notes.service((mirror.get("backendRef") or {}).get("name"))
             if target is None:
                 notes.problem(f"{where}.requestMirror.backendRef", "does not name a service")
                 continue
@@ -122,7 +122,7 @@ def _rule(
         for key in ("filters", "namespace"):
             if key in ref:
                 notes.ignored(f"{bwhere}.{key}")
-        target = service_of(ref.get("name"))
+        target = notes.service(ref.get("name"))
         if target is None:
             notes.problem(f"{bwhere}.name", f"{ref.get('name')!r} is not a service")
             continue
@@ -153,7 +153,7 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
         kind = ref.get("kind", "Gateway")
         group = ref.get("group", "gateway.networking.k8s.io" if kind == "Gateway" else "")
         if kind == "Service" and group in ("", "core"):
-            name = service_of(ref.get("name"))
+            name = notes.service(ref.get("name"), ref.get("namespace"))
             if name is not None:
                 services.append(name)
             if ref.get("namespace") not in (None, "", own_namespace):
@@ -199,6 +199,7 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
         rules,
         {"precedence": "specificity", "unmatched": "reject"},
         notes,
+        mesh=bool(services),
     )
     return out + [
         _doc(

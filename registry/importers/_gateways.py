@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ._names import service_of
 from ._notes import Notes
 
 _HTTP = {"HTTP", "HTTPS", "HTTP2", "GRPC"}
@@ -47,7 +46,7 @@ def convert_istio_gateway(doc: dict[str, Any], notes: Notes) -> list[dict[str, A
     name = str((doc.get("metadata") or {}).get("name"))
     notes.unknown(spec, "spec", {"selector", "servers"})
     selector = spec.get("selector") or {}
-    service = service_of(selector.get("app")) or name
+    service = notes.service(selector.get("app")) or name
     if selector:
         notes.note(
             "spec.selector",
@@ -117,9 +116,12 @@ def gateway_routes(
     rules: list[dict[str, Any]],
     extra: dict[str, Any],
     notes: Notes,
+    *,
+    mesh: bool = False,
 ) -> list[dict[str, Any]]:
     """One gateway Route per gateway, named `<document>-<gateway>` (the document's own name
-    may also be the name of the Route it makes for the mesh)."""
+    may also be the name of the Route it makes for the mesh). With a mesh half (`mesh`), no
+    rule to serve at the gateways is a warning, not a refusal of the whole document."""
     if not gateways:
         return []
     kept = []
@@ -132,7 +134,12 @@ def gateway_routes(
                 "routes nowhere (no destination) and is left out at the gateways",
             )
     if not kept:
-        notes.problem("rules", "no rule routes anywhere: nothing to serve at the gateways")
+        if mesh:
+            notes.ignored(
+                "spec.parentRefs", "(the Gateways) get no gateway Route: no rule names a backend"
+            )
+        else:
+            notes.problem("rules", "no rule routes anywhere: nothing to serve at the gateways")
         return []
     rules = kept
     out = []

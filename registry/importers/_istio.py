@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._gateways import gateway_of, gateway_routes, hosts_of
-from ._names import rule_name, service_of
+from ._names import rule_name
 from ._notes import Notes
 
 _RETRY_ON = {
@@ -199,7 +199,7 @@ def _http(rule: dict[str, Any], i: int, taken: set[str], notes: Notes) -> dict[s
                 f"{where}.route[{j}].destination.port",
                 "is ignored: the registry knows the service's port",
             )
-        target = service_of(d.get("host"))
+        target = notes.service(d.get("host"))
         if target is None:
             notes.problem(
                 f"{where}.route[{j}].destination.host", f"{d.get('host')!r} is not a service"
@@ -255,8 +255,8 @@ def _rest(rule: dict[str, Any], where: str, notes: Notes, out: dict[str, Any]) -
             # Istio: the prefix the request matched is replaced, else the whole path.
             out["rewrite"] = {"prefix": rewrite["uri"]}
     mirror = rule.get("mirror")
-    if isinstance(mirror, dict) and service_of(mirror.get("host")):
-        m: dict[str, Any] = {"service": service_of(mirror["host"])}
+    if isinstance(mirror, dict) and notes.service(mirror.get("host")):
+        m: dict[str, Any] = {"service": notes.service(mirror["host"])}
         if mirror.get("subset"):
             m["subset"] = mirror["subset"]
         legacy = rule.get("mirrorPercent", rule.get("mirror_percent"))
@@ -314,7 +314,7 @@ def convert_virtual_service(doc: dict[str, Any], notes: Notes) -> list[dict[str,
         notes,
     )
     for j, host in enumerate(spec.get("hosts") or []):
-        service = service_of(host)
+        service = notes.service(host)
         if service is None:
             notes.ignored(f"spec.hosts[{j}]", f"{host!r} is not a service name; ignored")
             continue

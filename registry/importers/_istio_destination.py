@@ -15,7 +15,6 @@ from typing import Any
 
 from registry.resources import parse_duration
 
-from ._names import service_of
 from ._notes import Notes
 
 _BALANCERS = {
@@ -117,7 +116,7 @@ def traffic_policy(policy: Any, path: str, notes: Notes) -> dict[str, Any]:
 def convert_destination_rule(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
     spec = doc.get("spec") or {}
     notes.unknown(spec, "spec", {"host", "subsets", "trafficPolicy", "exportTo"})
-    service = service_of(spec.get("host"))
+    service = notes.service(spec.get("host"))
     if service is None:
         notes.problem("spec.host", f"{spec.get('host')!r} is not a service name")
         return []

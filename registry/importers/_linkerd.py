@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._names import rule_name, service_of
+from ._names import rule_name
 from ._notes import Notes
 
 # Linkerd bounds retries by the budget alone; Weft also caps each request (its model's most).
@@ -76,7 +76,7 @@ def _weight(value: Any) -> int:
 
 def convert(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
     meta = doc.get("metadata") or {}
-    service = service_of(meta.get("name"))
+    service = notes.service(meta.get("name"))
     if service is None:
         notes.problem("metadata.name", f"{meta.get('name')!r} does not name a service")
         return []
@@ -103,7 +103,7 @@ def convert(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
     backends: list[dict[str, Any]] = []
     for i, d in enumerate(spec.get("dstOverrides") or []):
         where = f"spec.dstOverrides[{i}]"
-        target = service_of(d.get("authority") if isinstance(d, dict) else None)
+        target = notes.service(d.get("authority") if isinstance(d, dict) else None)
         weight = _weight(d.get("weight", 1)) if isinstance(d, dict) else -1
         if target is None or weight < 0:
             notes.problem(where, "needs an authority naming a service and a weight")

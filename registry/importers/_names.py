@@ -3,25 +3,44 @@
 The rule (docs/importers.md): a host or service reference is a DNS name
 `<service>[.<namespace>[.svc[.<cluster domain>]]][:port]`; its registry service is the first
 label, `<service>`. `reviews.default.svc.cluster.local`, `reviews.default`, `reviews` and
-`reviews:9080` all name `reviews`. This is how the Kubernetes adapter names the services it
-syncs (by their Kubernetes name; the namespace is not part of a registry name), so a resource
-written for a cluster addresses the same instances on VMs.
+`reviews:9080` all name `reviews` (`weft apply`, `weft convert`). A caller may pass its own
+naming instead: the Kubernetes adapter passes the one it registers Services under
+(`--name-template`, the `weft.io/service-name` annotation), so a VirtualService in namespace `ns`
+for `reviews` steers what the adapter registered for Service `ns/reviews`. A naming is given
+the Kubernetes name and its namespace: the host's own (`reviews.ns...`), else the namespace of
+the document that names it, else None.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+# (Kubernetes service name, its namespace or None) -> registry service, or None if none.
+Naming = Callable[[str, str | None], str | None]
 
 _SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 
 
-def service_of(host: object) -> str | None:
-    """The registry service a Kubernetes host or name refers to, or None if it is none."""
+def service_of(
+    host: object, namespace: str | None = None, naming: Naming | None = None
+) -> str | None:
+    """The registry service a Kubernetes host or name refers to, or None if it is none.
+    `namespace` is the one a short name is read in; `naming` maps (name, namespace) to the
+    registry name (default: the name itself, the documented rule)."""
     if not isinstance(host, str):
         return None
-    name = host.strip().lower().split(":", 1)[0].split(".", 1)[0]
-    return name if _SERVICE.match(name) else None
+    labels = host.strip().lower().split(":", 1)[0].split(".")
+    name = labels[0]
+    if not _SERVICE.match(name):
+        return None
+    if naming is None:
+        return name
+    if len(labels) > 1 and labels[1]:
+        namespace = labels[1]
+    mapped = naming(name, namespace or None)
+    return mapped if mapped is not None and _SERVICE.match(mapped) else None
 
 
 def rule_name(given: object, fallback: str, taken: set[str]) -> str:

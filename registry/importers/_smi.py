@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._linkerd import _weight
-from ._names import rule_name, service_of
+from ._names import rule_name
 from ._notes import Notes
 
 GROUP_VERSIONS = ("v1alpha1", "v1alpha2", "v1alpha3", "v1alpha4")
@@ -91,13 +91,13 @@ def convert_traffic_split(
 ) -> list[dict[str, Any]]:
     spec = doc.get("spec") or {}
     notes.unknown(spec, "spec", {"service", "backends", "matches"})
-    service = service_of(spec.get("service"))
+    service = notes.service(spec.get("service"))
     if service is None:
         notes.problem("spec.service", f"{spec.get('service')!r} is not a service")
         return []
     backends = []
     for i, b in enumerate(spec.get("backends") or []):
-        target = service_of(b.get("service"))
+        target = notes.service(b.get("service"))
         if target is None:
             notes.problem(f"spec.backends[{i}].service", "does not name a service")
             continue

@@ -12,6 +12,7 @@ from ._procs import Proc as Proc
 from ._procs import free_port as free_port
 from ._procs import spawn as spawn
 from ._relay import Relay as Relay
+from ._stored import etcd_state as etcd_state
 from ._wait import async_wait_until as async_wait_until
 from ._wait import wait_until as wait_until
 from ._weft import WeftAgent as WeftAgent

@@ -15,7 +15,7 @@ import pytest
 from registry._keys import Keys
 from registry._model import Check, Instance, Status, encode_check, encode_instance
 from registry.etcd import EtcdClient
-from tests.harness import WeftServer, async_wait_until
+from tests.harness import WeftServer, async_wait_until, etcd_state
 
 LONG_LABEL = "a" * 64
 REGISTER = "/v1/agent/service/register"
@@ -32,12 +32,6 @@ MALFORMED = {
     "tcp-long-label": ({"type": "tcp", "tcp": f"{LONG_LABEL}.example:80"}, "could not run"),
     "tcp-stray-colon": ({"type": "tcp", "tcp": "h:1:"}, "could not run"),
 }
-
-
-async def etcd_state(etcd, prefix: str) -> list[tuple[str, int]]:
-    async with EtcdClient(etcd.endpoints) as client:
-        result = await client.range(prefix, prefix=True)
-    return [(kv.key, kv.mod_revision) for kv in result.kvs]
 
 
 @pytest.mark.parametrize(

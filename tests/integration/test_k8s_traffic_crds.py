@@ -21,6 +21,10 @@ from .test_k8s_cli import weft
 
 pytestmark = pytest.mark.timeout(120)
 
+# The VM services are `reviews`...: the adapter names a cluster's `reviews` the same (not
+# `reviews-bookinfo`, its default), so the cluster's objects address the VMs' instances.
+SAME_NAMES = ("--name-template", "{name}")
+
 SUBSETS = {
     "apiVersion": "networking.istio.io/v1",
     "kind": "DestinationRule",
@@ -80,7 +84,7 @@ def test_a_virtualservice_in_the_cluster_steers_a_vm_sidecar_within_3s(
     fake.install_crds("virtualservices", "destinationrules")
     adapters = Adapters(fake, mesh.server.url, mesh.server.token or "", tmp_path / "adapters")
     try:
-        adapter = adapters.start()
+        adapter = adapters.start(*SAME_NAMES)
         fake.apply("destinationrules", SUBSETS)
         for node, version in (("vm-b", "v1"), ("vm-c", "v2")):
             app = mesh.app(f"reviews-{version}")
@@ -152,7 +156,7 @@ def test_an_invalid_object_is_skipped_named_and_changes_nothing(
     bad = canary("broken", host="ratings")
     bad["spec"]["http"][0]["match"] = [{"uri": {"regex": "/books/(("}}]
     fake.apply("virtualservices", bad)
-    adapter = adapters.start()
+    adapter = adapters.start(*SAME_NAMES)
     good = canary("good", host="details")
     good["spec"]["http"][1]["corsPolicy"] = {"allowOrigins": [{"exact": "https://a.example"}]}
     fake.apply("virtualservices", good)
@@ -208,7 +212,7 @@ def test_the_adapter_never_touches_an_operator_applied_resource(
     fake.install_crds("virtualservices", "destinationrules")
     fake.apply("virtualservices", canary())
     fake.apply("destinationrules", SUBSETS)
-    adapter = adapters.start()
+    adapter = adapters.start(*SAME_NAMES)
     wait_until(
         lambda: ("Subset", "reviews-v1") in resources(server),
         timeout=10,
@@ -269,7 +273,7 @@ def test_a_restart_removes_what_vanished_and_a_late_crd_is_watched(
     fake.install_crds("virtualservices")
     fake.apply("virtualservices", canary("a", host="alpha"))
     fake.apply("virtualservices", canary("b", host="beta"))
-    first = adapters.start("--resync", "2s")
+    first = adapters.start("--resync", "2s", *SAME_NAMES)
     wait_until(
         lambda: {("Route", "alpha"), ("Route", "beta")} <= set(resources(server)),
         timeout=10,
@@ -280,7 +284,7 @@ def test_a_restart_removes_what_vanished_and_a_late_crd_is_watched(
 
     fake.delete("virtualservices", "bookinfo", "a")  # while no adapter runs
     fake.install_crds("destinationrules")
-    second = adapters.start("--resync", "2s")
+    second = adapters.start("--resync", "2s", *SAME_NAMES)
     wait_until(
         lambda: ("Route", "alpha") not in resources(server),
         timeout=10,
@@ -338,7 +342,7 @@ def test_an_operator_takes_a_synced_resource_over_by_changing_it(
 ) -> None:
     fake.install_crds("virtualservices")
     fake.apply("virtualservices", canary())
-    adapter = adapters.start()
+    adapter = adapters.start(*SAME_NAMES)
     wait_until(lambda: ("Route", "reviews") in resources(server), timeout=10, what="synced")
     synced = resources(server)[("Route", "reviews")]
     assert synced["metadata"]["source"] == "k8s/c1"

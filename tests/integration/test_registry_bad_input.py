@@ -5,15 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from registry.etcd import EtcdClient
-from tests.harness import WeftServer
-
-
-async def etcd_state(etcd, prefix: str) -> list[tuple[str, int]]:
-    async with EtcdClient(etcd.endpoints) as client:
-        result = await client.range(prefix, prefix=True)
-    return [(kv.key, kv.mod_revision) for kv in result.kvs]
-
+from tests.harness import WeftServer, etcd_state
 
 REGISTER = "/v1/agent/service/register"
 NATIVE = "/v1/registry/instances"

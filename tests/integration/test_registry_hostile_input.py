@@ -17,17 +17,11 @@ import pytest
 import trio
 
 from registry.etcd import EtcdClient
-from tests.harness import WeftServer
+from tests.harness import WeftServer, etcd_state
 from tests.harness._procs import weft_command
 
 REGISTER = "/v1/agent/service/register"
 NATIVE = "/v1/registry/instances"
-
-
-async def etcd_state(etcd, prefix: str) -> list[tuple[str, int]]:
-    async with EtcdClient(etcd.endpoints) as client:
-        result = await client.range(prefix, prefix=True)
-    return [(kv.key, kv.mod_revision) for kv in result.kvs]
 
 
 def body(**fields: object) -> bytes:
@@ -189,8 +183,12 @@ def test_kv_keys_with_percent_through_py_consul(server: WeftServer) -> None:
     assert sorted(keys) == ["enc/%25", "enc/%2F"]
 
 
+_QUERY_VALUES = {"by": "source", "name": "web", "service": "web"}
+
+
 def _blocking_paths(doc: dict) -> list[str]:
-    """Every GET the document gives a `wait` parameter, with its path parameters filled in."""
+    """Every GET the document gives a `wait` parameter, with its path parameters and required
+    query parameters (other than the blocking pair) filled in."""
     values = {
         "name": "web",
         "node": "weft",
@@ -203,7 +201,13 @@ def _blocking_paths(doc: dict) -> list[str]:
     for template, operations in doc["paths"].items():
         get = operations.get("get")
         if get and any(p["name"] == "wait" for p in get["parameters"]):
-            out.append(re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template))
+            path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+            required = [
+                f"{p['name']}={_QUERY_VALUES[p['name']]}"
+                for p in get["parameters"]
+                if p.get("in") == "query" and p.get("required")
+            ]
+            out.append(path + ("?" + "&".join(required) if required else ""))
     return out
 
 
@@ -222,7 +226,8 @@ async def test_every_blocking_query_is_cut_at_max_blocking_wait_even_with_an_emp
         async def ask(path: str, wait: str) -> None:
             start = trio.current_time()
             # An index no view has reached: each waits as long as it is allowed to.
-            resp = await http.get(server.url + path, params={"index": str(2**62), "wait": wait})
+            url = httpx.URL(server.url + path).copy_merge_params({"index": 2**62, "wait": wait})
+            resp = await http.get(url)
             took[(path, wait)] = (resp.status_code, trio.current_time() - start)
 
         async with trio.open_nursery() as nursery:
@@ -231,7 +236,8 @@ async def test_every_blocking_query_is_cut_at_max_blocking_wait_even_with_an_emp
                     nursery.start_soon(ask, path, wait)
         for path in paths:
             for bad in ("nan", "-1s", "1y", "10 s"):
-                resp = await http.get(server.url + path, params={"index": "1", "wait": bad})
+                url = httpx.URL(server.url + path).copy_merge_params({"index": 1, "wait": bad})
+                resp = await http.get(url)
                 assert resp.status_code == 400 and "wait" in resp.text, (path, bad, resp.text)
     assert {k: v for k, v in took.items() if v[1] > 4} == {}
     parked = [k for k, (status, seconds) in took.items() if status == 200 and seconds >= 0.9]

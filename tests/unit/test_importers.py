@@ -403,3 +403,30 @@ def test_a_url_rewrite_filter_becomes_the_rules_rewrite() -> None:
     full = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath"}}}
     rule = convert([http_route(rules=[{"filters": [full]}])]).docs[0]["spec"]["rules"][0]
     assert rule["rewrite"] == {"fullPath": "/"} and "match" not in rule
+
+
+def test_a_naming_maps_kubernetes_names_in_their_namespace() -> None:
+    """The adapter's naming: a short host is read in its document's namespace, a qualified
+    one in its own; `weft apply` (no naming) keeps the first label."""
+
+    def naming(name: str, namespace: str | None) -> str | None:
+        return f"{name}-{namespace}" if namespace else None
+
+    assert service_of("reviews.prod.svc.cluster.local", "ns", naming) == "reviews-prod"
+    assert service_of("reviews", "ns", naming) == "reviews-ns"
+    assert service_of("reviews:9080", None, naming) is None
+    assert service_of("reviews.prod.svc.cluster.local") == "reviews"
+    assert service_of("reviews", "ns", lambda n, s: "Not A Label") is None
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {
+            "hosts": ["reviews"],
+            "http": [{"route": [{"destination": {"host": "ratings.other.svc.cluster.local"}}]}],
+        },
+    }
+    (route,) = convert([vs], naming).docs
+    assert route["metadata"]["name"] == route["spec"]["service"] == "reviews-ns"
+    assert route["spec"]["rules"][0]["backends"] == [{"service": "ratings-other"}]
+    assert convert([vs]).docs[0]["spec"]["service"] == "reviews"

@@ -84,7 +84,9 @@ def test_traffic_crds_are_granted_exactly_get_list_watch_and_nothing_more() -> N
         ("networking.istio.io", "destinationrules"),
         ("linkerd.io", "serviceprofiles"),
         ("gateway.networking.k8s.io", "httproutes"),
+        ("policy.linkerd.io", "httproutes"),
         ("split.smi-spec.io", "trafficsplits"),
+        ("specs.smi-spec.io", "httproutegroups"),
     }
     assert {(c.group, c.plural) for c in TRAFFIC_KINDS} == expected  # what the adapter watches
     granted: dict[tuple[str, str], set[str]] = {}

@@ -121,6 +121,24 @@ def golden(row: dict[str, Any]) -> list[str]:
 GOLDEN = ("SUCCESS", "RPS", "P50", "P95", "P99")
 
 
+def stat_table(
+    doc: dict[str, Any], *, by_instance: bool = False, edges: bool = False
+) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """`weft stat`'s headers and rows for a stat view (per service or instance, or, for a
+    `?to=`/`?from=` view, per caller and callee); `weft dev`'s live table uses it too."""
+    rows: list[list[Any]] = []
+    if edges:
+        for r in doc["rows"]:
+            rows.append([r.get("from"), r.get("to"), *golden(r)])
+        return ("FROM", "TO", *GOLDEN), rows
+    name = ("SERVICE", "INSTANCE") if by_instance else ("SERVICE",)
+    for r in doc["rows"]:
+        who = [r.get("service"), r.get("instance")] if by_instance else [r.get("service")]
+        meshed = f"{r.get('proxies', 0)}/{r['instances']}" if "instances" in r else "-"
+        rows.append([*who, meshed, *golden(r), r.get("tcp_connections", 0)])
+    return (*name, "MESHED", *GOLDEN, "TCP_CONN"), rows
+
+
 def show(
     args: argparse.Namespace, doc: dict[str, Any], headers: tuple[str, ...], rows: list[list[Any]]
 ) -> int:

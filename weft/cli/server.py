@@ -17,9 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "server",
         help="run the registry and CA API server",
-        description="Serve the Weft registry (native and Consul-compatible HTTP API) from etcd. "
-        "Settings come from --config FILE (TOML), then WEFT_SERVER_* environment variables, "
-        "then flags.",
+        description="Serve the Weft registry (native and Consul-compatible HTTP API) from etcd, "
+        "and a read-only web dashboard at /ui (docs/observability.md). Settings come from "
+        "--config FILE (TOML), then WEFT_SERVER_* environment variables, then flags.",
     )
     parser.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     add_arguments(parser, ServerConfig, ENV_PREFIX)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._golden import GOLDEN, add_view_flags, fetch, golden, show
+from ._golden import add_view_flags, fetch, show, stat_table
 from ._output import CommandError
 
 
@@ -40,16 +40,5 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--by-instance shows what instances served; not with --to/--from", 64)
     by = "instance" if args.by_instance else None
     doc = fetch(args, "stat", service=args.service, to=args.to, **{"from": args.from_, "by": by})
-    rows = []
-    if args.to or args.from_:
-        headers = ("FROM", "TO", *GOLDEN)
-        for r in doc["rows"]:
-            rows.append([r.get("from"), r.get("to"), *golden(r)])
-    else:
-        name = ("SERVICE", "INSTANCE") if args.by_instance else ("SERVICE",)
-        headers = (*name, "MESHED", *GOLDEN, "TCP_CONN")
-        for r in doc["rows"]:
-            who = [r.get("service"), r.get("instance")] if args.by_instance else [r.get("service")]
-            meshed = f"{r.get('proxies', 0)}/{r['instances']}" if "instances" in r else "-"
-            rows.append([*who, meshed, *golden(r), r.get("tcp_connections", 0)])
+    headers, rows = stat_table(doc, by_instance=args.by_instance, edges=bool(args.to or args.from_))
     return show(args, doc, headers, rows)

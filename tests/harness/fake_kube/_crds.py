@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from ._store import Resource
 
+# Keyed by plural, as the store is: Linkerd's own HTTPRoute (policy.linkerd.io) shares the
+# plural `httproutes` with the Gateway API's and is not served here (the adapter's handling of
+# it is covered by the pure tests of k8s_adapter._traffic_objects).
 TRAFFIC_CRDS = {
-    r.plural: r
-    for r in (
-        Resource("virtualservices", "VirtualService", "networking.istio.io", "v1"),
-        Resource("destinationrules", "DestinationRule", "networking.istio.io", "v1"),
-        Resource("serviceprofiles", "ServiceProfile", "linkerd.io", "v1alpha2"),
-        Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1"),
-        Resource("trafficsplits", "TrafficSplit", "split.smi-spec.io", "v1alpha4"),
-    )
+    "virtualservices": Resource("virtualservices", "VirtualService", "networking.istio.io", "v1"),
+    "destinationrules": Resource(
+        "destinationrules", "DestinationRule", "networking.istio.io", "v1"
+    ),
+    "serviceprofiles": Resource("serviceprofiles", "ServiceProfile", "linkerd.io", "v1alpha2"),
+    "httproutes": Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1"),
+    "trafficsplits": Resource("trafficsplits", "TrafficSplit", "split.smi-spec.io", "v1alpha4"),
+    "httproutegroups": Resource(
+        "httproutegroups", "HTTPRouteGroup", "specs.smi-spec.io", "v1alpha4"
+    ),
 }
 
 

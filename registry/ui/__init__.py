@@ -1,0 +1,1 @@
+"""The dashboard's static files (HTML, CSS, JS modules), served by `weft server` at `/ui`."""
