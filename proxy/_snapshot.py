@@ -27,6 +27,8 @@ SCHEMA_V2 = "weft.proxy.snapshot/v2"
 SCHEMA_ID = SCHEMA_V2
 _V2_UPSTREAM_FIELDS = ("routes", "precedence", "retry_budget")
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})  # balanced per request, routed
+H2_PROTOCOLS = frozenset({"http2", "grpc"})  # spoken in HTTP/2
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
 
@@ -296,7 +298,7 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
                     f"upstreams[{i}].routes: backend {ref.upstream!r} is not an upstream of this "
                     "snapshot"
                 )
-            elif target.protocol != "http":
+            elif target.protocol not in HTTP_PROTOCOLS:
                 problems.append(f"upstreams[{i}].routes: backend {ref.upstream!r} is not HTTP")
 
     forward = None
