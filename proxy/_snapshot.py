@@ -300,6 +300,11 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
                 )
             elif target.protocol not in HTTP_PROTOCOLS:
                 problems.append(f"upstreams[{i}].routes: backend {ref.upstream!r} is not HTTP")
+            elif (target.protocol in H2_PROTOCOLS) != (u.protocol in H2_PROTOCOLS):
+                problems.append(
+                    f"upstreams[{i}].routes: backend {ref.upstream!r} speaks {target.protocol}, "
+                    f"which {u.name!r} ({u.protocol}) cannot carry: both HTTP/1.1 or both HTTP/2"
+                )
 
     forward = None
     if "forward_proxy" in doc:
