@@ -39,6 +39,15 @@ def _slow(request: bytes, context: Any) -> bytes:
     return b"late"
 
 
+def _big(request: bytes, context: Any) -> Iterator[bytes]:
+    """Far more than any window: 64 MiB in 64 KiB messages, for a caller that never reads."""
+    chunk = b"x" * 65536
+    for _ in range(1024):
+        if not context.is_active():
+            return
+        yield chunk
+
+
 def _down(request: bytes, context: Any) -> bytes:
     context.abort(grpc.StatusCode.UNAVAILABLE, "this instance is down")
     raise AssertionError("unreachable")
@@ -55,6 +64,7 @@ def grpc_server(healthy: bool) -> tuple[grpc.Server, int]:
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Stream": grpc.unary_stream_rpc_method_handler(_stream if healthy else _down_stream),
         "Slow": grpc.unary_unary_rpc_method_handler(_slow if healthy else _down),
+        "Big": grpc.unary_stream_rpc_method_handler(_big if healthy else _down_stream),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
