@@ -131,12 +131,13 @@ def test_unary_calls_all_succeed_though_one_endpoint_is_unavailable(world: World
     for i in range(20):
         assert world.call("Unary", b"%d" % i, timeout=10) == b"echo:%d" % i
     # The UNAVAILABLE instance was asked (and said so), and the proxy tried again elsewhere.
-    assert world.bad.metric(
-        "weft_proxy_grpc_responses_total", direction="inbound", grpc_status="14"
-    ) >= 1
-    assert world.a.metric(
-        "weft_proxy_retries_total", upstream="echo", reason="grpc_unavailable"
-    ) >= 1
+    assert (
+        world.bad.metric("weft_proxy_grpc_responses_total", direction="inbound", grpc_status="14")
+        >= 1
+    )
+    assert (
+        world.a.metric("weft_proxy_retries_total", upstream="echo", reason="grpc_unavailable") >= 1
+    )
 
 
 def test_server_streaming_call_delivers_every_message_in_order(world: World) -> None:
