@@ -291,9 +291,20 @@ class Cluster:
             tried.append(endpoint)
             self.balancer.start(endpoint)
             session = self.h2.usable(endpoint.key)
+            opening = self.h2.opening.get(endpoint.key)
+            if session is None and opening is not None:
+                # Another stream is connecting to this endpoint: share its connection rather
+                # than start a handshake per stream (a burst of calls would open dozens).
+                try:
+                    await opening.wait()
+                except BaseException:
+                    self.balancer.release(endpoint)
+                    raise
+                session = self.h2.usable(endpoint.key)
             if session is not None:
                 return H2Lease(self, endpoint, session)
             pool = self.pools[endpoint.key]
+            opened = self.h2.opening[endpoint.key] = trio.Event()
             pool.active += 1  # a slot, while it is not known whether h2 or HTTP/1.1 follows
             reserved = True
             started = trio.current_time()
@@ -322,6 +333,10 @@ class Cluster:
                     pool.release(None, reusable=False, now=trio.current_time())
                 self.balancer.release(endpoint)
                 raise
+            finally:
+                if self.h2.opening.get(endpoint.key) is opened:
+                    del self.h2.opening[endpoint.key]
+                opened.set()
             return H2Lease(self, endpoint, session)
 
     def _exhausted(self, tried: list[Endpoint], last: ConnectFailed | None) -> Exception:

@@ -246,12 +246,14 @@ class StreamExchange:
         finished = False
         try:
             only_head = self.complete and not self.body and not self.trailers
-            await up.send_headers(uid, self.request_headers(), end=only_head)
+            # The request goes out in one write when it is all here (a unary call).
+            await up.send_headers(uid, self.request_headers(), end=only_head, flush=only_head)
             if not only_head:
                 for data, _ in self.body:
-                    await up.send_data(uid, data)
+                    await up.send_data(uid, data, flush=False)
                 if self.complete:
-                    await up.end(uid, self.trailers)
+                    await up.end(uid, self.trailers, flush=False)
+                await up.flush()
             if not self.acked:
                 self.acked = True
                 await self.down.ack(self.stream_id, sum(n for _, n in self.body))
@@ -269,6 +271,9 @@ class StreamExchange:
             return outcome
         except H2Closed as exc:
             finished = True
+            if self.down.closed is not None or self.stream_id not in self.down.inboxes:
+                lease.abandon()  # the caller went away: no verdict on the endpoint
+                return None
             lease.done(ok=False, transport_failure=True)
             if self.head_sent:
                 await self.down.reset(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
@@ -361,17 +366,21 @@ class StreamExchange:
         if status >= 400 and self.attempts is not None and self.may_retry("status", status):
             lease.done(ok=False)
             return RETRY
-        await down.send_headers(sid, headers, end=ended)
+        # Frames that are already here go out together, in one write each way.
+        more = bool(held) or uinbox.ready()
+        await down.send_headers(sid, headers, end=ended, flush=not more)
         self.head_sent = True
         self.status = status
         self.down_ended = ended
         queue = iter(held)
+        up = lease.session
         while not self.down_ended:
             event = next(queue, None) or await uinbox.get()
+            more = uinbox.ready()
             if isinstance(event, h2.events.DataReceived):
-                await down.send_data(sid, event.data)
+                await down.send_data(sid, event.data, flush=not more)
                 self.bytes_out += len(event.data)
-                await lease.session.ack(uid, event.flow_controlled_length)
+                await up.ack(uid, event.flow_controlled_length, flush=not more)
             elif isinstance(event, h2.events.TrailersReceived):
                 trailers = list(event.headers)
                 if self.grpc:
@@ -381,6 +390,7 @@ class StreamExchange:
             elif isinstance(event, h2.events.StreamEnded):
                 await down.end(sid)
                 self.down_ended = True
+        await up.flush()  # credit acknowledged without a flush of its own
         failed = status >= 500 or (self.grpc and _grpc.is_failure(self.grpc_status))
         lease.done(ok=not failed)
         self.observe(status)

@@ -127,7 +127,7 @@ class H2Connection:
                     nursery.start_soon(self._goaway)
                 await self.session.run()
                 nursery.cancel_scope.cancel()
-        except StreamClosed:
+        except (StreamClosed, H2Closed):
             pass
         finally:
             self.session.close(H2Closed("closed"))

@@ -57,6 +57,7 @@ class H2Lease:
 class H2Pool:
     def __init__(self) -> None:
         self.sessions: dict[str, list[H2Session]] = {}
+        self.opening: dict[str, trio.Event] = {}  # endpoints a connection is being opened to
         self.closed = False
 
     def usable(self, key: str) -> H2Session | None:

@@ -177,7 +177,7 @@ class H2Session:
         self.h2.close_connection(error_code=code)
         try:
             await self.flush()
-        except StreamClosed:
+        except (StreamClosed, H2Closed):
             pass
 
     # -- sending -------------------------------------------------------------------------
@@ -186,7 +186,12 @@ class H2Session:
         async with self._send_lock:
             data = self.h2.data_to_send()
             if data:
-                await self.stream.send_all(data)
+                try:
+                    await self.stream.send_all(data)
+                except StreamClosed as exc:
+                    error = H2Closed(f"the HTTP/2 connection broke: {exc}")
+                    self.close(error)
+                    raise error from exc
 
     def open_stream(self) -> tuple[int, Inbox]:
         stream_id = self.h2.get_next_available_stream_id()
@@ -199,20 +204,29 @@ class H2Session:
             inbox = self.inboxes[stream_id] = Inbox()
         return inbox
 
-    async def send_headers(self, stream_id: int, headers: Headers, *, end: bool = False) -> None:
+    async def send_headers(
+        self, stream_id: int, headers: Headers, *, end: bool = False, flush: bool = True
+    ) -> None:
+        """`flush=False` leaves the frame for the next flush: a caller with more to send at
+        once (a body, trailers) writes it all in one syscall."""
         self._check()
         with _stream_errors(stream_id):
             self.h2.send_headers(stream_id, headers, end_stream=end)
-        await self.flush()
+        if flush:
+            await self.flush()
 
-    async def send_data(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
+    async def send_data(
+        self, stream_id: int, data: bytes, *, end: bool = False, flush: bool = True
+    ) -> None:
         """Send `data` as the peer's windows allow: waits (never buffers) while they are
         shut, which is how a slow reader slows its writer down."""
         view = memoryview(data)
         while view:
             self._check()
-            window = self.h2.local_flow_control_window(stream_id)
+            with _stream_errors(stream_id):
+                window = self.h2.local_flow_control_window(stream_id)
             if window <= 0:
+                await self.flush()  # what is framed goes out before waiting for credit
                 self._window = trio.Event() if self._window.is_set() else self._window
                 await self._window.wait()
                 continue
@@ -220,20 +234,25 @@ class H2Session:
             with _stream_errors(stream_id):
                 self.h2.send_data(stream_id, view[:n].tobytes(), end_stream=end and n == len(view))
             view = view[n:]
-            await self.flush()
+            if view or flush:
+                await self.flush()
         if end and not data:
             with _stream_errors(stream_id):
                 self.h2.end_stream(stream_id)
-            await self.flush()
+            if flush:
+                await self.flush()
 
-    async def end(self, stream_id: int, trailers: Headers | None = None) -> None:
+    async def end(
+        self, stream_id: int, trailers: Headers | None = None, *, flush: bool = True
+    ) -> None:
         self._check()
         with _stream_errors(stream_id):
             if trailers:
                 self.h2.send_headers(stream_id, trailers, end_stream=True)
             else:
                 self.h2.end_stream(stream_id)
-        await self.flush()
+        if flush:
+            await self.flush()
 
     async def reset(self, stream_id: int, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         self.inboxes.pop(stream_id, None)
@@ -245,10 +264,10 @@ class H2Session:
             return
         try:
             await self.flush()
-        except StreamClosed:
+        except (StreamClosed, H2Closed):
             pass
 
-    async def ack(self, stream_id: int, length: int) -> None:
+    async def ack(self, stream_id: int, length: int, *, flush: bool = True) -> None:
         """Received DATA of `length` bytes was written onward: the peer may send that much
         more. (The library batches the WINDOW_UPDATEs.)"""
         if length <= 0 or self.closed is not None:
@@ -257,9 +276,11 @@ class H2Session:
             self.h2.acknowledge_received_data(length, stream_id)
         except (h2.exceptions.StreamClosedError, KeyError):
             return
+        if not flush:
+            return
         try:
             await self.flush()
-        except StreamClosed:
+        except (StreamClosed, H2Closed):
             pass
 
     def forget(self, stream_id: int) -> None:
@@ -284,12 +305,14 @@ class H2Session:
                     break
         except StreamClosed as exc:
             error = H2Closed(f"the HTTP/2 connection broke: {exc}")
+        except H2Closed as exc:
+            error = exc
         except h2.exceptions.ProtocolError as exc:
             error = H2Closed(f"HTTP/2 protocol error from the peer: {exc}")
             log.info("HTTP/2 connection refused", extra={"kv": {"error": str(exc)}})
             try:
                 await self.flush()  # the library's GOAWAY
-            except StreamClosed:
+            except (StreamClosed, H2Closed):
                 pass
         finally:
             self.close(error)
