@@ -34,6 +34,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import trio
+from hyperframe.frame import GoAwayFrame
 
 from ._errors import ProxyError, StreamClosed
 from ._h2_limits import Budgets
@@ -170,14 +171,20 @@ class H2Session:
         self.stream.close()
 
     async def goaway(self, code: int = 0) -> None:
-        """Graceful: no new streams; those already open finish (drain)."""
+        """Graceful: no new streams; those already open finish (drain).
+
+        The frame is written here rather than by the library, whose state machine would
+        close the connection at once and refuse the answers still to send."""
         if self.goaway_sent or self.closed is not None:
             return
         self.goaway_sent = True
-        self.h2.close_connection(error_code=code)
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.h2.highest_inbound_stream_id
+        frame.error_code = code
         try:
-            await self.flush()
-        except (StreamClosed, H2Closed):
+            async with self._send_lock:
+                await self.stream.send_all(self.h2.data_to_send() + frame.serialize())
+        except StreamClosed:
             pass
 
     # -- sending -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import pytest
 
 from proxy import _grpc
-from proxy._h2_limits import Budgets, Bucket
+from proxy._h2_limits import Bucket, Budgets
 from proxy._metrics import MAX_GRPC_METHODS, Metrics
 
 
