@@ -246,18 +246,18 @@ class StreamExchange:
         finished = False
         try:
             only_head = self.complete and not self.body and not self.trailers
-            # The request goes out in one write when it is all here (a unary call).
-            await up.send_headers(uid, self.request_headers(), end=only_head, flush=only_head)
-            if not only_head:
-                for data, _ in self.body:
-                    await up.send_data(uid, data, flush=False)
-                if self.complete:
-                    await up.end(uid, self.trailers, flush=False)
-                await up.flush()
+            held = sum(len(data) for data, _ in self.body)
+            # The request goes out in one write when it is all here and the windows take it
+            # (a unary call); otherwise its body is sent beside the wait for the answer, so
+            # an upstream that answers without reading (an early error) is heard at once.
+            at_once = only_head or (self.complete and held <= up.window(uid))
+            await up.send_headers(uid, self.request_headers(), end=only_head, flush=at_once)
+            if at_once and not only_head:
+                await self._send_held(up, uid)
             if not self.acked:
                 self.acked = True
                 await self.down.ack(self.stream_id, sum(n for _, n in self.body))
-            if self.complete:
+            if at_once:
                 outcome = await self._relay(lease, uid, uinbox)
             else:
                 try:
@@ -303,10 +303,19 @@ class StreamExchange:
             f"upstream {cluster.name!r} endpoint {lease.endpoint.key} did not answer ({why})",
         )
 
+    async def _send_held(self, up: H2Session, uid: int) -> None:
+        for data, _ in self.body:
+            await up.send_data(uid, data, flush=False)
+        if self.complete:
+            await up.end(uid, self.trailers, flush=False)
+        await up.flush()
+
     async def _pump(self, up: H2Session, uid: int) -> None:
-        """The rest of a streaming request body, credit given back as it is written on."""
+        """The held body, then the rest as it arrives, credit given back as it is written."""
         try:
-            await self._pump_body(up, uid)
+            await self._send_held(up, uid)
+            if not self.complete:
+                await self._pump_body(up, uid)
         except H2Closed:
             pass  # the upstream ended or reset its stream: its answer tells the rest
 

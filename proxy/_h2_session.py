@@ -230,12 +230,14 @@ class H2Session:
         view = memoryview(data)
         while view:
             self._check()
-            with _stream_errors(stream_id):
-                window = self.h2.local_flow_control_window(stream_id)
+            # Take the event before reading the window: credit granted from here on sets it.
+            if self._window.is_set():
+                self._window = trio.Event()
+            granted = self._window
+            window = self.window(stream_id)
             if window <= 0:
                 await self.flush()  # what is framed goes out before waiting for credit
-                self._window = trio.Event() if self._window.is_set() else self._window
-                await self._window.wait()
+                await granted.wait()
                 continue
             n = min(window, len(view), self.h2.max_outbound_frame_size)
             with _stream_errors(stream_id):
@@ -248,6 +250,11 @@ class H2Session:
                 self.h2.end_stream(stream_id)
             if flush:
                 await self.flush()
+
+    def window(self, stream_id: int) -> int:
+        """What may be sent on the stream now (its window and the connection's)."""
+        with _stream_errors(stream_id):
+            return self.h2.local_flow_control_window(stream_id)
 
     async def end(
         self, stream_id: int, trailers: Headers | None = None, *, flush: bool = True

@@ -64,9 +64,7 @@ async def serve_inbound(runtime: ListenerHost, sock: socket.socket) -> None:
     h2_app = config.snapshot.inbound.protocol in H2_PROTOCOLS
     context = config.tls.server_h2 if h2_app and config.tls.server_h2 else config.tls.server
     try:
-        tls_sock = context.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )
+        tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     except OSError:
         sock.close()
         return
