@@ -250,7 +250,7 @@ class StreamExchange:
             # The request goes out in one write when it is all here and the windows take it
             # (a unary call); otherwise its body is sent beside the wait for the answer, so
             # an upstream that answers without reading (an early error) is heard at once.
-            at_once = only_head or (self.complete and held <= up.window(uid))
+            at_once = only_head or (self.complete and held <= up.new_stream_window())
             await up.send_headers(uid, self.request_headers(), end=only_head, flush=at_once)
             if at_once and not only_head:
                 await self._send_held(up, uid)

@@ -251,6 +251,12 @@ class H2Session:
             if flush:
                 await self.flush()
 
+    def new_stream_window(self) -> int:
+        """What a stream not yet opened may send at once."""
+        return min(
+            self.h2.outbound_flow_control_window, self.h2.remote_settings.initial_window_size
+        )
+
     def window(self, stream_id: int) -> int:
         """What may be sent on the stream now (its window and the connection's)."""
         with _stream_errors(stream_id):
