@@ -79,6 +79,7 @@ backend app
 
 _FINISHED = re.compile(r"finished in [\d.]+\w+, ([\d.]+) req/s")
 _REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded")
+_STATUS = re.compile(r"status codes: (\d+) 2xx")
 _LATENCY = re.compile(
     r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)"
 )
@@ -111,7 +112,9 @@ def h2load(
     used = cpu() - before
     rps = float(_FINISHED.search(out).group(1)) if _FINISHED.search(out) else 0.0  # type: ignore[union-attr]
     counts = _REQUESTS.search(out)
-    done, ok = (int(counts.group(3)), int(counts.group(4))) if counts else (0, 0)
+    done = int(counts.group(3)) if counts else 0
+    twos = _STATUS.search(out)
+    ok = int(twos.group(1)) if twos else 0  # h2load's "succeeded" counts any answer
     lat = _LATENCY.search(out)
     mean = _us(lat.group(5), lat.group(6)) if lat else 0.0
     return {
