@@ -39,10 +39,16 @@ TRAILERS = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
 MESSAGE = b"\x00\x00\x00\x04\x00" + b"x" * 1024  # a 1 KiB gRPC message
 
 
-def pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
-    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+def pair(validate: bool = True) -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    checks = {
+        "validate_outbound_headers": validate,
+        "normalize_outbound_headers": validate,
+        "validate_inbound_headers": validate,
+        "normalize_inbound_headers": validate,
+    }
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, **checks))
     server = h2.connection.H2Connection(
-        h2.config.H2Configuration(client_side=False, header_encoding=None)
+        h2.config.H2Configuration(client_side=False, header_encoding=None, **checks)
     )
     client.initiate_connection()
     server.initiate_connection()
@@ -52,9 +58,9 @@ def pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
     return client, server
 
 
-def h2_exchanges(requests: int, streams: int) -> float:
+def h2_exchanges(requests: int, streams: int, validate: bool = True) -> float:
     """CPU seconds per request for one hop's framing (both ends)."""
-    client, server = pair()
+    client, server = pair(validate)
     started = time.process_time()
     done = 0
     while done < requests:
@@ -105,8 +111,12 @@ def main() -> None:
     args = parser.parse_args()
     h2_exchanges(1000, args.streams)  # warm up
     rows = [
-        (f"h2: one hop, {args.streams} stream(s) at a time", h2_exchanges(args.requests, 1)),
+        (
+            f"h2: one hop, {args.streams} stream(s) at a time",
+            h2_exchanges(args.requests, args.streams),
+        ),
         ("h2: one hop, 20 streams at a time", h2_exchanges(args.requests, 20)),
+        ("h2: header validation off", h2_exchanges(args.requests, 1, validate=False)),
         ("HTTP/1.1: httptools request + response head", h1_heads(args.requests)),
     ]
     print("| framing, per request | µs of CPU |")
