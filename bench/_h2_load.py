@@ -119,7 +119,7 @@ def h2load(
     mean = _us(lat.group(5), lat.group(6)) if lat else 0.0
     return {
         "rps": rps,
-        "errors": done - ok,
+        "errors": max(0, done - ok),  # duration mode may count one stream in flight
         "mean_us": mean,
         "cpu_per_1k": used / done * 1000 if done else 0.0,
     }
