@@ -319,6 +319,17 @@ class StreamExchange:
         except H2Closed:
             pass  # the upstream ended or reset its stream: its answer tells the rest
 
+    def _hold(self, data: bytes) -> None:
+        """Keep a copy of a streamed body while it may still be replayed (up to the bound);
+        past it the request is no longer replayable and nothing more is kept."""
+        if self.held_bytes > _retry.MAX_REPLAY_BYTES:
+            return
+        self.held_bytes += len(data)
+        if self.held_bytes > _retry.MAX_REPLAY_BYTES:
+            self.body.clear()
+        else:
+            self.body.append((data, 0))  # its credit is given back as it is sent on
+
     async def _pump_body(self, up: H2Session, uid: int) -> None:
         sent_end = False
         while True:
@@ -326,9 +337,11 @@ class StreamExchange:
             if isinstance(event, h2.events.DataReceived):
                 await up.send_data(uid, event.data)
                 self.bytes_in += len(event.data)
+                self._hold(event.data)
                 await self.down.ack(self.stream_id, event.flow_controlled_length)
             elif isinstance(event, h2.events.TrailersReceived):
-                await up.end(uid, list(event.headers))
+                self.trailers = list(event.headers)
+                await up.end(uid, self.trailers)
                 sent_end = True
             elif isinstance(event, h2.events.StreamEnded):
                 if not sent_end:
@@ -377,7 +390,7 @@ class StreamExchange:
             return RETRY
         # Frames that are already here go out together, in one write each way.
         more = bool(held) or uinbox.ready()
-        await down.send_headers(sid, headers, end=ended, flush=not more)
+        await down.send_headers(sid, headers, end=ended, flush=ended or not more)
         self.head_sent = True
         self.status = status
         self.down_ended = ended

@@ -281,7 +281,7 @@ class H2Session:
         try:
             self.h2.reset_stream(stream_id, error_code=code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            return
+            pass  # closed meanwhile; what other streams framed still goes out below
         try:
             await self.flush()
         except (StreamClosed, H2Closed):

@@ -8,6 +8,7 @@ must never notice: the proxy tries the other.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from .test_proxy_support import Mesh, ProxyProc, proxies
@@ -95,8 +99,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         good = ProxyProc(root, "good", mesh.snapshot("echo", app_port=good_port, protocol="grpc"))
         bad = ProxyProc(root, "bad", mesh.snapshot("echo", app_port=bad_port, protocol="grpc"))
         with proxies(good, bad):
-            import socket
-
             dead = socket.socket()
             dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
             upstreams = [
@@ -194,3 +196,36 @@ def test_metrics_count_grpc_calls_per_method_and_status(world: World) -> None:
         )
         >= 1
     )
+
+
+def test_the_proxy_enforces_grpc_timeout_itself(world: World) -> None:
+    """A caller that sends `grpc-timeout: 300m` and never gives up on its own (raw frames, not
+    grpcio, which would cancel at its deadline) gets DEADLINE_EXCEEDED from the proxy in time."""
+    sock = socket.create_connection(("127.0.0.1", world.a.listener("upstream/echo")), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", f"/{SERVICE}/Slow"),
+        (":authority", "echo"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+        ("grpc-timeout", "300m"),
+    ]
+    conn.send_headers(1, headers)
+    conn.send_data(1, b"\x00\x00\x00\x00\x01x", end_stream=True)
+    started = time.monotonic()
+    sock.sendall(conn.data_to_send())
+    status = None
+    while status is None:
+        data = sock.recv(65536)
+        assert data, "the proxy closed the connection"
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                status = dict(event.headers).get(b"grpc-status", status)
+        sock.sendall(conn.data_to_send())
+    elapsed = time.monotonic() - started
+    sock.close()
+    assert status == b"4"  # DEADLINE_EXCEEDED, though the server would answer after 3 s
+    assert 0.25 < elapsed < 1.5, elapsed
