@@ -256,3 +256,49 @@ def report(
     )
     print()
     print(f"Weft/HAProxy h2 throughput ratio: {result['ratio']:.2f} (per run: {per_run})")
+
+
+def section(
+    args: Any,
+    work: Path,
+    stack: Any,
+    nginx: str,
+    haproxy: str,
+    ca: Any,
+    tls: dict[str, Any],
+    free_port: Any,
+    wait_port: Any,
+    cpu_seconds: Any,
+) -> int:
+    """bench/proxy.py's HTTP/2 part: certificates combined for HAProxy, the run, the report."""
+    import sys
+
+    for name, files in tls.items():
+        combined = work / f"{name}-combined.pem"
+        if not combined.exists():
+            combined.write_bytes(files.cert.read_bytes() + files.key.read_bytes())
+    weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
+    result = run_h2(
+        work,
+        stack,
+        nginx=nginx,
+        haproxy=haproxy,
+        weft=weft,
+        tls=tls,
+        spiffe=ca.spiffe,
+        free_port=free_port,
+        wait_port=wait_port,
+        cpu_seconds=cpu_seconds,
+        duration=args.duration,
+        repeat=args.repeat,
+        clients=args.h2_clients,
+        streams=args.h2_streams,
+    )
+    report(
+        result,
+        duration=args.duration,
+        repeat=args.repeat,
+        clients=args.h2_clients,
+        streams=args.h2_streams,
+    )
+    return 0

@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._h2_load import report, run_h2  # noqa: E402
+from bench._h2_load import section as h2_bench  # noqa: E402
 from tests.harness._pki import TestCA  # noqa: E402  (a test certificate factory)
 
 PACE_LUA = """
@@ -579,35 +579,8 @@ def h2_section(
     ca: TestCA,
     tls: dict[str, Any],
 ) -> int:
-    for name, files in tls.items():
-        combined = work / f"{name}-combined.pem"
-        if not combined.exists():
-            combined.write_bytes(files.cert.read_bytes() + files.key.read_bytes())
-    weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
-    result = run_h2(
-        work,
-        stack,
-        nginx=nginx,
-        haproxy=haproxy,
-        weft=weft,
-        tls=tls,
-        spiffe=ca.spiffe,
-        free_port=free_port,
-        wait_port=wait_port,
-        cpu_seconds=cpu_seconds,
-        duration=args.duration,
-        repeat=args.repeat,
-        clients=args.h2_clients,
-        streams=args.h2_streams,
-    )
-    report(
-        result,
-        duration=args.duration,
-        repeat=args.repeat,
-        clients=args.h2_clients,
-        streams=args.h2_streams,
-    )
-    return 0
+    """The HTTP/2 comparison (bench/_h2_load.py) with this script's helpers."""
+    return h2_bench(args, work, stack, nginx, haproxy, ca, tls, free_port, wait_port, cpu_seconds)
 
 
 if __name__ == "__main__":
