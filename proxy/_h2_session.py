@@ -62,6 +62,10 @@ class H2Closed(ProxyError):
         self.unprocessed = unprocessed
 
 
+class _Refused(Exception):
+    """The peer went past a budget (`_h2_limits`): GOAWAY ENHANCE_YOUR_CALM was sent."""
+
+
 class Inbox:
     """One stream's received events, in order. Bounded by the stream's flow-control window
     (DATA) and by the header list limit (HEADERS): nothing here grows without the peer being
@@ -140,6 +144,7 @@ class H2Session:
         self.refused_hostile = ""  # why the connection was closed on a peer, if it was
         self.on_reset: Callable[[int], None] | None = None  # server: the peer reset a stream
         self.last_used = 0.0
+        self._pending = b""
 
     # -- setup and teardown --------------------------------------------------------------
 
@@ -148,8 +153,7 @@ class H2Session:
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         await self.flush()
-        if preface:
-            await self._feed(preface)
+        self._pending = preface  # fed by `run`, where the peer's errors are answered
 
     @property
     def open_streams(self) -> int:
@@ -317,12 +321,15 @@ class H2Session:
         error = H2Closed("the HTTP/2 connection closed")
         try:
             while self.closed is None:
-                data = await self.stream.recv()
+                data, self._pending = self._pending or await self.stream.recv(), b""
                 if not data:
                     break
                 await self._feed(data)
                 if self.goaway_sent and not self.inboxes and not self.client:
                     break
+        except _Refused as exc:
+            error = H2Closed(str(exc))
+            await self._linger()
         except StreamClosed as exc:
             error = H2Closed(f"the HTTP/2 connection broke: {exc}")
         except H2Closed as exc:
@@ -334,17 +341,36 @@ class H2Session:
                 await self.flush()  # the library's GOAWAY
             except (StreamClosed, H2Closed):
                 pass
+            else:
+                await self._linger()
         finally:
             self.close(error)
+
+    async def _linger(self) -> None:
+        """After a GOAWAY for a protocol error: stop sending and drop what still arrives for a
+        moment (at most 1 s, 1 MiB), so that closing does not reset the connection and
+        destroy the GOAWAY, which says why, before the peer has read it."""
+        self.stream.shutdown_write()
+        received = 0
+        with trio.move_on_after(1):
+            while received < 1 << 20:
+                try:
+                    data = await self.stream.recv()
+                except StreamClosed:
+                    return
+                if not data:
+                    return
+                received += len(data)
 
     async def _feed(self, data: bytes) -> None:
         events = self.h2.receive_data(data)
         for event in events:
             self._dispatch(event)
             if self.refused_hostile:
+                log.info("HTTP/2 peer refused", extra={"kv": {"reason": self.refused_hostile}})
                 self.h2.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
                 await self.flush()
-                raise StreamClosed(f"closed: {self.refused_hostile}")
+                raise _Refused(f"closed: {self.refused_hostile}")
         await self.flush()
 
     def _dispatch(self, event: Any) -> None:

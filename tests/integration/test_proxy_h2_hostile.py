@@ -222,8 +222,8 @@ def test_streams_beyond_the_advertised_limit_end_the_connection(world: World) ->
         for p in settings
         for i in range(0, len(p), 6)
     }
-    assert advertised.get(0x3) == 100  # SETTINGS_MAX_CONCURRENT_STREAMS
-    assert _goaway_code(frames) not in (None, 0)
+    assert advertised.get(0x3) == 100, [t for t, _ in frames]  # SETTINGS_MAX_CONCURRENT_STREAMS
+    assert _goaway_code(frames) not in (None, 0), [(t, p[:16]) for t, p in frames][-8:]
     world.call_works()
 
 
@@ -248,5 +248,15 @@ def test_a_caller_that_never_reads_does_not_make_the_proxy_buffer(world: World) 
     wait_until(settled, timeout=10, interval=0.5)
     assert max(grown) < 32 * MIB, grown
     world.call_works()  # other callers are served meanwhile
+    # The answer was flowing (and stopped only because nobody read): the proxy had sent what
+    # this caller's stream window allowed (65,535 bytes: it never raised it), waiting here.
+    sock.settimeout(1)
+    waiting = 0
+    try:
+        while data := sock.recv(65536):
+            waiting += len(data)
+    except TimeoutError:
+        pass
+    assert waiting >= 65535, waiting
     sock.close()
     world.call_works()
