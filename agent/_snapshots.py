@@ -110,12 +110,12 @@ def build(
             doc["upstreams"].append(
                 {
                     "name": service,
-                    "protocol": "http",
+                    "protocol": _http_protocol_of(upstream_instances.get(service, ())),
                     "endpoints": endpoints(upstream_instances.get(service, ()), resources, service),
                 }
             )
         for upstream in doc["upstreams"]:
-            if upstream["protocol"] == "http":
+            if upstream["protocol"] in _HTTP:
                 upstream.update(upstream_fields(upstream["name"], resources))
             else:
                 upstream.update(endpoint_fields(upstream["name"], resources))
@@ -127,11 +127,23 @@ def build(
     return doc
 
 
+_PROTOCOLS = ("http", "http2", "grpc", "tcp")
+_HTTP = ("http", "http2", "grpc")  # routed, balanced per request
+
+
 def _protocol_of(instances: Sequence[Mapping[str, Any]]) -> str:
+    """What the service's instances declare (`protocol` in their definitions): the first one
+    that says decides; a caller's sidecar speaks HTTP/2 to an `http2`/`grpc` service."""
     for inst in instances:
-        if inst.get("protocol") in ("http", "tcp"):
+        if inst.get("protocol") in _PROTOCOLS:
             return str(inst["protocol"])
     return "http"
+
+
+def _http_protocol_of(instances: Sequence[Mapping[str, Any]]) -> str:
+    """A route's backend is HTTP of some kind, never opaque."""
+    protocol = _protocol_of(instances)
+    return protocol if protocol in _HTTP else "http"
 
 
 def content(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._http_forward import HttpConnection, HttpOptions
 
 if TYPE_CHECKING:
+    from ._h2_forward import H2Connection
+
+if TYPE_CHECKING:
     from ._authz import Authorizer
     from ._cluster import Cluster
     from ._metrics import Metrics
@@ -48,7 +51,7 @@ class ListenerHost(Protocol):
     metrics: Metrics
     tap: Tap
     config: Config | None
-    connections: set[HttpConnection]
+    connections: set[HttpConnection | H2Connection]
     draining: bool
     budgets: dict[str, RetryBudget]  # per upstream
 

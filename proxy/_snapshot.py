@@ -30,6 +30,8 @@ SCHEMA_V3 = "weft.proxy.snapshot/v3"
 SCHEMA_ID = SCHEMA_V3
 _V2_UPSTREAM_FIELDS = ("routes", "precedence", "retry_budget")
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})  # balanced per request, routed
+H2_PROTOCOLS = frozenset({"http2", "grpc"})  # spoken in HTTP/2
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
 
@@ -306,8 +308,13 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
                     f"upstreams[{i}].routes: backend {ref.upstream!r} is not an upstream of this "
                     "snapshot"
                 )
-            elif target.protocol != "http":
+            elif target.protocol not in HTTP_PROTOCOLS:
                 problems.append(f"upstreams[{i}].routes: backend {ref.upstream!r} is not HTTP")
+            elif (target.protocol in H2_PROTOCOLS) != (u.protocol in H2_PROTOCOLS):
+                problems.append(
+                    f"upstreams[{i}].routes: backend {ref.upstream!r} speaks {target.protocol}, "
+                    f"which {u.name!r} ({u.protocol}) cannot carry: both HTTP/1.1 or both HTTP/2"
+                )
 
     forward = None
     if "forward_proxy" in doc:
