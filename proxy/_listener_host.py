@@ -16,6 +16,7 @@ from ._http_forward import HttpConnection, HttpOptions
 if TYPE_CHECKING:
     from ._authz import Authorizer
     from ._cluster import Cluster
+    from ._egress import Egress
     from ._metrics import Metrics
     from ._retry_budget import RetryBudget
     from ._snapshot import Snapshot
@@ -51,6 +52,7 @@ class ListenerHost(Protocol):
     connections: set[HttpConnection]
     draining: bool
     budgets: dict[str, RetryBudget]  # per upstream
+    egress: Egress  # hosts that are not mesh upstreams (forward proxy)
 
     def background(self, task: Any, *args: Any) -> None:
         """Start a task that outlives the request that asked for it (a mirrored copy)."""

@@ -88,6 +88,8 @@ class Metrics:
         self.faults: dict[tuple[str, str, str], int] = {}  # (upstream, route, delay|abort)
         self.mirrors: dict[tuple[str, str], int] = {}  # (mirror upstream, result)
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
+        # host -> refusals in registry-only mode; _egress caps the distinct hosts it names.
+        self.egress_refused: dict[str, int] = {}
         # (direction, peer service) -> the SPIFFE ID it presented: what an edge view shows
         # as the caller's verified identity (one entry per calling service, so bounded).
         self.peer_ids: dict[tuple[str, str], str] = {}
@@ -142,6 +144,7 @@ class Metrics:
             "faults": [[*k, v] for k, v in self.faults.items()],
             "mirrors": [[*k, v] for k, v in self.mirrors.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
+            "egress_refused": [[k, v] for k, v in self.egress_refused.items()],
             "peer_ids": [[*k, v, 1] for k, v in self.peer_ids.items()],
             "gauges": self.gauges(),
         }
@@ -278,6 +281,14 @@ class _DumpCollector(Collector):
             "Inbound requests (http) or connections (tcp) refused by authorization",
             ["protocol", "peer", "reason"],
             dump["authz_denied"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "egress_refused",
+            "Forward-proxy requests to undeclared hosts refused in registry-only mode "
+            "(hosts past the first 64 are counted as 'other')",
+            ["host"],
+            dump.get("egress_refused", []),
         )
         yield _family(
             CounterMetricFamily,

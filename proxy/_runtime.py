@@ -22,7 +22,9 @@ from . import _report as report
 from ._accrual import AccrualPolicy
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
+from ._egress import Egress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
+from ._external import origination
 from ._http_forward import HttpConnection
 from ._inbound import serve_inbound
 from ._listener_host import Config as Config
@@ -85,6 +87,7 @@ class Runtime:
         self.config: Config | None = None
         self.clusters: dict[str, Cluster] = {}
         self.budgets: dict[str, RetryBudget] = {}  # per upstream; kept across snapshots
+        self.egress = Egress(metrics)
         self.mirrors_in_flight = 0
         self.app: Cluster | None = None
         self.listeners: dict[ListenerKey, ListenerHandle] = {}
@@ -227,6 +230,7 @@ class Runtime:
                     accrual=upstream.accrual,
                     opaque=upstream.protocol == "tcp",
                 )
+                cluster.origination = origination(upstream.external)
                 clusters[cluster_key] = cluster
             old_budget = self.budgets.get(upstream.name)
             if old_budget is None or old_budget.policy != upstream.table.budget:
