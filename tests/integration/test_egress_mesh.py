@@ -128,6 +128,18 @@ def test_an_app_calls_a_declared_https_service_through_its_sidecar_and_registry_
         def config() -> dict:
             return httpx.get(f"http://{admin}/config", timeout=5).json()["snapshot"]
 
+        # A bad one is refused whole, naming the field; nothing is stored.
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(
+            external(
+                "partner", "api.partner.test", partner_port, ca.cert_pem.bytes().decode()
+            ).replace("protocol: https", "protocol: smtp")
+        )
+        refused_apply = cli(mesh.server, "apply", "-f", str(broken))
+        assert refused_apply.returncode == 65
+        assert "spec.ports[0].protocol: 'smtp'" in refused_apply.stderr, refused_apply.stderr
+        assert "partner" not in cli(mesh.server, "get", "ExternalService").stdout
+
         other_ca = trustme.CA()  # the wrong roots for bad.partner.test
         resources = tmp_path / "egress.yaml"
         resources.write_text(
