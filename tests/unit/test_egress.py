@@ -23,6 +23,7 @@ from proxy._h1 import Limits, parse_request_head
 from proxy._http_plan import Reject
 from proxy._metrics import Metrics
 from proxy._snapshot import parse_snapshot
+from registry.importers import convert
 from registry.resources import check_document, validate_all
 
 CA_PEM = trustme.CA().cert_pem.bytes().decode()
@@ -250,3 +251,52 @@ def test_refused_hosts_beyond_the_cap_share_one_label_and_logs_are_rate_limited(
         MAX_HOST_LABELS + 1
     )
     assert "spec.hosts: [h0.attacker.test]" in rejects[-2].reason
+
+
+def service_entry(**spec: Any) -> dict[str, Any]:
+    base = {"hosts": ["api.partner.test"], "ports": [{"number": 80, "protocol": "HTTP"}]}
+    return {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "partner"},
+        "spec": {**base, **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"resolution": "STATIC"}, "spec.endpoints: resolution STATIC needs endpoints"),
+        (
+            {"resolution": "STATIC", "endpoints": [{"address": "unix:///var/run/x.sock"}]},
+            "spec.endpoints[0].address: 'unix:///var/run/x.sock' is not an IP address",
+        ),
+        ({"hosts": ["*.partner.test"]}, "spec.hosts: no host Weft can declare"),
+        ({"ports": [{"number": 9090, "protocol": "GRPC-WEB"}]}, "spec.ports: no port Weft can"),
+        ({"resolution": "ROUND_ROBIN"}, "spec.resolution: 'ROUND_ROBIN' is not DNS"),
+    ],
+)
+def test_a_service_entry_weft_cannot_declare_is_refused_naming_the_field(
+    spec: dict[str, Any], problem: str
+) -> None:
+    result = convert([service_entry(**spec)])
+    assert result.docs == []
+    assert any(problem in p for p in result.problems), result.problems
+
+
+def test_service_entry_fields_weft_does_not_honour_are_warned_one_by_one() -> None:
+    result = convert(
+        [
+            service_entry(
+                resolution="STATIC",
+                endpoints=[{"address": "10.0.0.1", "ports": {"http": 8080}, "weight": 2}],
+                exportTo=["."],
+                workloadSelector={"labels": {"app": "x"}},
+            )
+        ]
+    )
+    assert result.problems == []
+    assert result.docs[0]["spec"]["addresses"] == ["10.0.0.1"]
+    joined = "\n".join(result.warnings)
+    for field in ("endpoints[0].ports", "endpoints[0].weight", "spec.exportTo", "workloadSelector"):
+        assert field in joined, result.warnings
