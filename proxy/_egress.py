@@ -87,12 +87,12 @@ class Egress:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._index: tuple[int, dict[str, list[Upstream]]] = (0, {})
+        self._index: tuple[str, dict[str, list[Upstream]]] = ("", {})
         self._passthrough: OrderedDict[tuple[str, int], Cluster] = OrderedDict()
         self._logged: dict[str, float] = {}
 
     def _hosts(self, config: Config) -> dict[str, list[Upstream]]:
-        digest = hash(config.snapshot.digest)
+        digest = config.snapshot.digest  # built once per snapshot, not per request
         if self._index[0] != digest:
             self._index = (digest, config.snapshot.external_hosts())
         return self._index[1]
