@@ -2,8 +2,7 @@
 (`weft.dev/v1` Route, ServiceDefaults, Subset, ExternalService). Pure; see docs/importers.md.
 
 Linkerd ServiceProfile, Istio VirtualService, DestinationRule and ServiceEntry, Gateway API
-HTTPRoute (the
-GAMMA mesh form) and SMI TrafficSplit. Each field not honoured is a warning naming it
+HTTPRoute (the GAMMA mesh form) and SMI TrafficSplit. Each field not honoured is a warning naming it
 (`VirtualService reviews: http[0].corsPolicy is not supported and is ignored`); a deliberate
 difference from the anchor (Istio's implicit retries, made explicit and safe) is a note.
 """
