@@ -11,7 +11,7 @@
       tls:                               # for https: the sidecar originates TLS
         sni: api.partner.test            # default: the first host
         caBundle: "-----BEGIN CERTIFICATE-----..."   # default: the system's roots
-        verify: true                     # default; false is refused unless said outright
+        verify: true                     # default; false turns verification off
 
 `https` means the application speaks plain HTTP to its sidecar and the sidecar opens TLS to
 the service (TLS origination); `tls` and `tcp` are tunnelled with CONNECT as they are.

@@ -138,6 +138,23 @@ def test_an_app_calls_a_declared_https_service_through_its_sidecar_and_registry_
         refused_apply = cli(mesh.server, "apply", "-f", str(broken))
         assert refused_apply.returncode == 65
         assert "spec.ports[0].protocol: 'smtp'" in refused_apply.stderr, refused_apply.stderr
+        bad_doc = {
+            "apiVersion": "weft.dev/v1",
+            "kind": "ExternalService",
+            "metadata": {"name": "partner"},
+            "spec": {
+                "hosts": ["api.partner.test"],
+                "ports": [{"port": 443, "protocol": "https"}],
+                "resolution": "static",
+            },
+        }
+        answer = httpx.post(
+            mesh.server.url + "/v1/resources",
+            json={"resources": [bad_doc]},
+            headers=mesh.server.headers(),
+        )
+        assert answer.status_code == 400
+        assert "spec.addresses: resolution static needs addresses" in answer.text, answer.text
         assert "partner" not in cli(mesh.server, "get", "ExternalService").stdout
 
         other_ca = trustme.CA()  # the wrong roots for bad.partner.test
