@@ -162,3 +162,13 @@ class Egress:
             self._passthrough.move_to_end(key)
         stats = self.metrics.http("outbound", "passthrough")
         return Route(cluster=cluster, stats=stats, peer="passthrough", connect=connect)
+
+    def reap(self, now: float) -> None:
+        """Close passthrough connections idle past their pool's limit."""
+        for cluster in self._passthrough.values():
+            cluster.reap(now)
+
+    def close(self) -> None:
+        for cluster in self._passthrough.values():
+            cluster.close()
+        self._passthrough.clear()

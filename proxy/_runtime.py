@@ -117,6 +117,7 @@ class Runtime:
             conns.cancel_scope.deadline = self._drain_deadline
         for cluster in self.clusters.values():
             cluster.close()
+        self.egress.close()
         if self.app is not None:
             self.app.close()
 
@@ -421,6 +422,7 @@ class Runtime:
             now = trio.current_time()
             for cluster in self.clusters.values():
                 cluster.reap(now)
+            self.egress.reap(now)
             if self.app is not None:
                 self.app.reap(now)
             self.tap.flush()
