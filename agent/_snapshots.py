@@ -17,6 +17,7 @@ from ca import SpiffeId
 
 from ._certs import CertFiles
 from ._definitions import ServiceDef
+from ._egress import external_entries, outbound_mode
 from ._traffic import Resources, endpoint_fields, upstream_fields
 
 log = logging.getLogger("weft.agent.snapshots")
@@ -24,6 +25,7 @@ log = logging.getLogger("weft.agent.snapshots")
 SCHEMA = "weft.proxy.snapshot/v1"
 SCHEMA_V2 = "weft.proxy.snapshot/v2"
 SCHEMA_V3 = "weft.proxy.snapshot/v3"  # v2 plus the mesh's intentions
+SCHEMA_V4 = "weft.proxy.snapshot/v4"  # v3 plus external services and the outbound mode
 
 
 def endpoints(
@@ -59,6 +61,7 @@ def wanted_services(d: ServiceDef, resources: Resources | None) -> set[str]:
     if resources is not None:
         for service in list(services):
             services |= resources.referenced(service)
+        services -= set(resources.externals)  # outside the mesh: no instances to watch
     return services
 
 
@@ -122,6 +125,13 @@ def build(
     if intentions is not None:
         doc["schema"] = SCHEMA_V3
         doc["intentions"] = dict(intentions)
+    if resources is not None:
+        external = external_entries(resources, {u["name"] for u in doc["upstreams"]})
+        mode = outbound_mode(d.name, resources)
+        if external or mode != "allow-any":
+            doc["schema"] = SCHEMA_V4
+            doc["external"] = external
+            doc["outbound"] = mode
     if d.forward_proxy_port:
         doc["forward_proxy"] = {"address": "127.0.0.1", "port": d.forward_proxy_port}
     return doc

@@ -34,6 +34,7 @@ class Resources:
         self.routes: dict[str, Mapping[str, Any]] = {}
         self.defaults: dict[str, Mapping[str, Any]] = {}
         self.subsets: dict[str, list[Mapping[str, Any]]] = {}
+        self.externals: dict[str, Mapping[str, Any]] = {}  # ExternalService by name
         for doc in docs:
             kind, spec = doc.get("kind"), doc.get("spec") or {}
             if kind == "Route":
@@ -42,6 +43,8 @@ class Resources:
                 self.defaults[doc["metadata"]["name"]] = spec
             elif kind == "Subset":
                 self.subsets.setdefault(spec["service"], []).append(spec)
+            elif kind == "ExternalService":
+                self.externals[doc["metadata"]["name"]] = spec
 
     def referenced(self, service: str) -> set[str]:
         """Services a service's Route sends to (backends and mirrors), itself excluded."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +114,8 @@ class Cluster:
         self.h2 = H2Pool()
         self.h2_upstream = False  # its endpoints are spoken to in HTTP/2 (h2, or h2c)
         self.spawn: Callable[..., None] | None = None
+        # An external https service: (client context, SNI) for TLS the proxy originates.
+        self.origination: tuple[ssl.SSLContext, str] | None = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -183,6 +186,8 @@ class Cluster:
     ) -> Stream:
         sock = await connect(address.host, address.port, timeout=self.timeouts.connect)
         if address.identity is None:
+            if self.origination is not None and not opaque:  # CONNECT: the app's own TLS
+                return await self._originate(key, sock, *self.origination)
             return Stream(sock)
         material = self._tls() if self._tls else None
         if material is None:
@@ -219,6 +224,43 @@ class Cluster:
             stream.close()
             self.metrics.add(self.metrics.tls_failures, ("outbound", exc.reason))
             raise ConnectFailed(f"mTLS to {key} failed: {exc}", reason=f"tls_{exc.reason}") from exc
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def _originate(
+        self, key: str, sock: socket.socket, ctx: ssl.SSLContext, sni: str
+    ) -> Stream:
+        """TLS to a service outside the mesh, verified for `sni` (see _external.py)."""
+        try:
+            tls_sock = ctx.wrap_socket(sock, do_handshake_on_connect=False, server_hostname=sni)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            sock.close()
+            raise ConnectFailed(f"TLS setup failed: {exc}", reason="tls_error") from exc
+        stream = TlsStream(tls_sock)
+        try:
+            with trio.move_on_after(self.timeouts.connect) as scope:
+                await stream.handshake()
+            if scope.cancelled_caught:
+                raise TlsRefused(
+                    f"no TLS handshake within {self.timeouts.connect:g}s", "handshake_timeout"
+                )
+            self.metrics.add(self.metrics.handshakes, ("egress", "full"))
+        except TlsRefused as exc:
+            stream.close()
+            self.metrics.add(self.metrics.tls_failures, ("egress", exc.reason))
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                detail = (
+                    f"certificate verify failed: {cause.verify_message} (the ExternalService's "
+                    "spec.tls.caBundle, or the system's roots, must vouch for it)"
+                )
+            else:
+                detail = str(exc)
+            raise ConnectFailed(
+                f"TLS to {sni} at {key} failed: {detail}", reason=f"tls_{exc.reason}"
+            ) from exc
         except BaseException:
             stream.close()
             raise

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from ._authz import Authorizer
     from ._cluster import Cluster
+    from ._egress import Egress
     from ._metrics import Metrics
     from ._retry_budget import RetryBudget
     from ._snapshot import Snapshot
@@ -54,6 +55,7 @@ class ListenerHost(Protocol):
     connections: set[HttpConnection | H2Connection]
     draining: bool
     budgets: dict[str, RetryBudget]  # per upstream
+    egress: Egress  # hosts that are not mesh upstreams (forward proxy)
 
     def background(self, task: Any, *args: Any) -> None:
         """Start a task that outlives the request that asked for it (a mirrored copy)."""

@@ -95,6 +95,8 @@ class Metrics:
         self.grpc: dict[tuple[str, str, str, str, str], int] = {}
         self._grpc_methods: dict[tuple[str, str], set[str]] = {}
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
+        # host -> refusals in registry-only mode; _egress caps the distinct hosts it names.
+        self.egress_refused: dict[str, int] = {}
         # (direction, peer service) -> the SPIFFE ID it presented: what an edge view shows
         # as the caller's verified identity (one entry per calling service, so bounded).
         self.peer_ids: dict[tuple[str, str], str] = {}
@@ -161,6 +163,7 @@ class Metrics:
             "mirrors": [[*k, v] for k, v in self.mirrors.items()],
             "grpc": [[*k, v] for k, v in self.grpc.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
+            "egress_refused": [[k, v] for k, v in self.egress_refused.items()],
             "peer_ids": [[*k, v, 1] for k, v in self.peer_ids.items()],
             "gauges": self.gauges(),
         }
@@ -297,6 +300,14 @@ class _DumpCollector(Collector):
             "Inbound requests (http) or connections (tcp) refused by authorization",
             ["protocol", "peer", "reason"],
             dump["authz_denied"],
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "egress_refused",
+            "Forward-proxy requests to undeclared hosts refused in registry-only mode "
+            "(hosts past the first 64 are counted as 'other')",
+            ["host"],
+            dump.get("egress_refused", []),
         )
         yield _family(
             CounterMetricFamily,

@@ -209,7 +209,15 @@ async def serve_forward_proxy(runtime: ListenerHost, sock: socket.socket) -> Non
         target = route_forward(head)  # HttpError (400) for a malformed target
         current = runtime.config
         upstream = current.snapshot.upstream(target.upstream) if current else None
-        cluster = current.clusters.get(target.upstream) if current else None
+        if current is not None and upstream is None:
+            # Not a mesh service: a declared external host, a refusal or a passthrough.
+            decided = runtime.egress.resolve(current, target.upstream, head)
+            if isinstance(decided, Route | Reject):
+                if isinstance(decided, Route) and not target.connect:
+                    decided.target = target.target or None
+                return decided
+            upstream = decided
+        cluster = current.clusters.get(upstream.name) if current and upstream else None
         if current is None or upstream is None or cluster is None:
             known = ", ".join(u.name for u in current.snapshot.upstreams) if current else ""
             version = current.snapshot.version if current else "none"

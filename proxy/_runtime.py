@@ -22,7 +22,9 @@ from . import _report as report
 from ._accrual import AccrualPolicy
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
+from ._egress import Egress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
+from ._external import origination
 from ._h2_forward import H2Connection
 from ._http_forward import HttpConnection
 from ._inbound import serve_inbound
@@ -86,6 +88,7 @@ class Runtime:
         self.config: Config | None = None
         self.clusters: dict[str, Cluster] = {}
         self.budgets: dict[str, RetryBudget] = {}  # per upstream; kept across snapshots
+        self.egress = Egress(metrics)
         self.mirrors_in_flight = 0
         self.app: Cluster | None = None
         self.listeners: dict[ListenerKey, ListenerHandle] = {}
@@ -115,6 +118,7 @@ class Runtime:
             conns.cancel_scope.deadline = self._drain_deadline
         for cluster in self.clusters.values():
             cluster.close()
+        self.egress.close()
         if self.app is not None:
             self.app.close()
 
@@ -230,6 +234,7 @@ class Runtime:
                 )
                 cluster.h2_upstream = upstream.protocol in H2_PROTOCOLS
                 cluster.spawn = self.spawn
+                cluster.origination = origination(upstream.external)
                 clusters[cluster_key] = cluster
             old_budget = self.budgets.get(upstream.name)
             if old_budget is None or old_budget.policy != upstream.table.budget:
@@ -428,6 +433,7 @@ class Runtime:
             now = trio.current_time()
             for cluster in self.clusters.values():
                 cluster.reap(now)
+            self.egress.reap(now)
             if self.app is not None:
                 self.app.reap(now)
             self.tap.flush()

@@ -1,6 +1,6 @@
 """Weft's traffic resources (`apiVersion: weft.dev/v1`): their shape and their rules. Pure.
 
-Three kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
+Four kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
 
     Route            how requests to one service are routed: ordered rules with a match tree,
                      weighted backends (services, or subsets of them), timeouts, retries,
@@ -10,6 +10,8 @@ Three kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
                      and how its callers reach its endpoints: balancer, failure accrual,
                      connection pool
     Subset           a named set of a service's instances, chosen by tags and/or meta
+    ExternalService  a destination outside the mesh (hosts, ports, addresses, TLS
+                     origination) that sidecars may call by name (docs/egress.md)
 
 `validate_all` checks a batch of documents as a whole and returns every problem, each naming
 the document (by index) and the field path, e.g.
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._decode import parse_duration
+from ._external_service import check_spec as _external_spec
 from ._resource_checks import (
     MAX_ATTEMPTS,
     MAX_BACKENDS,
@@ -53,7 +56,8 @@ from ._resource_checks import (
 )
 
 API_VERSION = "weft.dev/v1"
-KINDS = ("Route", "ServiceDefaults", "Subset")
+KINDS = ("Route", "ServiceDefaults", "Subset", "ExternalService")
+OUTBOUND_MODES = ("allow-any", "registry-only")
 
 # -- policies --------------------------------------------------------------------------------
 
@@ -277,6 +281,11 @@ def _connection_pool(value: Any, path: str, out: Problems) -> None:
     check_object(value, path, out, fields)
 
 
+def _outbound(value: Any, path: str, out: Problems) -> None:
+    if value not in OUTBOUND_MODES:
+        out.add(path, f"{value!r}: use one of {', '.join(OUTBOUND_MODES)}")
+
+
 def _defaults_spec(value: Any, path: str, out: Problems) -> None:
     fields = {
         **_POLICY_FIELDS,
@@ -284,6 +293,12 @@ def _defaults_spec(value: Any, path: str, out: Problems) -> None:
         "balancer": _balancer,
         "failureAccrual": _failure_accrual,
         "connectionPool": _connection_pool,
+        # The service's own sidecar: may it call hosts no ExternalService declares?
+        "outbound": lambda v, p, o: (
+            None
+            if v in OUTBOUND_MODES
+            else o.add(p, f"{v!r}: use one of {', '.join(OUTBOUND_MODES)}")
+        ),
     }
     check_object(value, path, out, fields)
 
@@ -313,6 +328,7 @@ _SPECS: dict[str, Checker] = {
     "Route": _route_spec,
     "ServiceDefaults": _defaults_spec,
     "Subset": _subset_spec,
+    "ExternalService": _external_spec,
 }
 
 
@@ -372,7 +388,8 @@ def check_document(doc: Any) -> list[str]:
         out.add("(document)", f"expected an object, got {type_name(doc)}")
         return out.items
     check_object(doc, "", out, fields, required=("apiVersion", "kind", "metadata", "spec"))
-    if kind == "ServiceDefaults" and not out.items:
+    if kind in ("ServiceDefaults", "ExternalService") and not out.items:
+        # A sidecar calls an ExternalService by this name (routes' backends), as a service.
         check_service(doc["metadata"]["name"], ".metadata.name", out)
     return [item.lstrip(".") for item in out.items]
 
@@ -407,6 +424,7 @@ def validate_all(
     seen: dict[tuple[str, str], int] = {}
     route_for: dict[str, str] = {}
     subset_for: dict[tuple[str, str], str] = {}
+    host_for: dict[str, str] = {}  # an external host belongs to one ExternalService
     batch_keys = {(r.kind, r.name) for r in resources}
     for r in stored:
         if (r.kind, r.name) in batch_keys:
@@ -415,6 +433,8 @@ def validate_all(
             route_for[r.spec["service"]] = r.name
         elif r.kind == "Subset":
             subset_for[(r.spec["service"], r.spec["subset"])] = r.name
+        elif r.kind == "ExternalService":
+            host_for.update((h, r.name) for h in r.spec["hosts"])
     for i, r in indexed:
         where = describe(i, r.doc)
         key = (r.kind, r.name)
@@ -436,4 +456,12 @@ def validate_all(
                     f"{where}: spec.subset: subset {pair[1]!r} of {pair[0]!r} is already "
                     f"defined by Subset {other!r}"
                 )
+        elif r.kind == "ExternalService":
+            for j, host in enumerate(r.spec["hosts"]):
+                other = host_for.setdefault(host, r.name)
+                if other != r.name:
+                    problems.append(
+                        f"{where}: spec.hosts[{j}]: {host!r} is already declared by "
+                        f"ExternalService {other!r}"
+                    )
     return resources, problems

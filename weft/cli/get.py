@@ -1,4 +1,5 @@
-"""`weft get KIND [NAME]`: show stored traffic resources (Route, ServiceDefaults, Subset)."""
+"""`weft get KIND [NAME]`: show stored traffic resources (Route, ServiceDefaults, Subset,
+ExternalService)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ._output import CommandError, print_table
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("get", help="show stored traffic resources")
-    parser.add_argument("kind", help="Route, ServiceDefaults, Subset (or 'all')")
+    parser.add_argument("kind", help="Route, ServiceDefaults, Subset, ExternalService (or 'all')")
     parser.add_argument("name", nargs="?", help="one resource; all of the kind if absent")
     parser.add_argument(
         "-o",
@@ -54,5 +55,8 @@ def _target(doc: dict) -> str:  # type: ignore[type-arg]
     spec = doc.get("spec", {})
     if doc["kind"] == "ServiceDefaults":
         return str(doc["metadata"]["name"])
+    if doc["kind"] == "ExternalService":  # what the apps call: host:port/protocol
+        ports = ",".join(f"{p['port']}/{p['protocol']}" for p in spec.get("ports", []))
+        return f"{','.join(spec.get('hosts', []))}:{ports}"
     service = spec.get("service", "")
     return f"{service}/{spec['subset']}" if doc["kind"] == "Subset" else str(service)
