@@ -2,7 +2,7 @@
 
     name = "web"                 # a DNS label; the registry service name
     port = 8080                  # where the app listens on this host
-    protocol = "http"            # http or tcp
+    protocol = "http"            # http (HTTP/1.1), http2 or grpc (h2c), or tcp
     tags = ["v1"]
     meta = { team = "storefront" }
 

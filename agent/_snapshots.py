@@ -17,6 +17,7 @@ from ca import SpiffeId
 
 from ._certs import CertFiles
 from ._definitions import ServiceDef
+from ._egress import external_entries, outbound_mode
 from ._traffic import Resources, endpoint_fields, upstream_fields
 
 log = logging.getLogger("weft.agent.snapshots")
@@ -24,6 +25,7 @@ log = logging.getLogger("weft.agent.snapshots")
 SCHEMA = "weft.proxy.snapshot/v1"
 SCHEMA_V2 = "weft.proxy.snapshot/v2"
 SCHEMA_V3 = "weft.proxy.snapshot/v3"  # v2 plus the mesh's intentions
+SCHEMA_V4 = "weft.proxy.snapshot/v4"  # v3 plus external services and the outbound mode
 
 
 def endpoints(
@@ -59,6 +61,7 @@ def wanted_services(d: ServiceDef, resources: Resources | None) -> set[str]:
     if resources is not None:
         for service in list(services):
             services |= resources.referenced(service)
+        services -= set(resources.externals)  # outside the mesh: no instances to watch
     return services
 
 
@@ -110,28 +113,47 @@ def build(
             doc["upstreams"].append(
                 {
                     "name": service,
-                    "protocol": "http",
+                    "protocol": _http_protocol_of(upstream_instances.get(service, ())),
                     "endpoints": endpoints(upstream_instances.get(service, ()), resources, service),
                 }
             )
         for upstream in doc["upstreams"]:
-            if upstream["protocol"] == "http":
+            if upstream["protocol"] in _HTTP:
                 upstream.update(upstream_fields(upstream["name"], resources))
             else:
                 upstream.update(endpoint_fields(upstream["name"], resources))
     if intentions is not None:
         doc["schema"] = SCHEMA_V3
         doc["intentions"] = dict(intentions)
+    if resources is not None:
+        external = external_entries(resources, {u["name"] for u in doc["upstreams"]})
+        mode = outbound_mode(d.name, resources)
+        if external or mode != "allow-any":
+            doc["schema"] = SCHEMA_V4
+            doc["external"] = external
+            doc["outbound"] = mode
     if d.forward_proxy_port:
         doc["forward_proxy"] = {"address": "127.0.0.1", "port": d.forward_proxy_port}
     return doc
 
 
+_PROTOCOLS = ("http", "http2", "grpc", "tcp")
+_HTTP = ("http", "http2", "grpc")  # routed, balanced per request
+
+
 def _protocol_of(instances: Sequence[Mapping[str, Any]]) -> str:
+    """What the service's instances declare (`protocol` in their definitions): the first one
+    that says decides; a caller's sidecar speaks HTTP/2 to an `http2`/`grpc` service."""
     for inst in instances:
-        if inst.get("protocol") in ("http", "tcp"):
+        if inst.get("protocol") in _PROTOCOLS:
             return str(inst["protocol"])
     return "http"
+
+
+def _http_protocol_of(instances: Sequence[Mapping[str, Any]]) -> str:
+    """A route's backend is HTTP of some kind, never opaque."""
+    protocol = _protocol_of(instances)
+    return protocol if protocol in _HTTP else "http"
 
 
 def content(doc: Mapping[str, Any]) -> dict[str, Any]:

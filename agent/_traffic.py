@@ -36,6 +36,7 @@ class Resources:
         self.subsets: dict[str, list[Mapping[str, Any]]] = {}
         self.gateways: dict[str, Mapping[str, Any]] = {}  # Gateway name: its document
         self.gateway_routes: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        self.externals: dict[str, Mapping[str, Any]] = {}  # ExternalService by name
         for doc in docs:
             kind, spec = doc.get("kind"), doc.get("spec") or {}
             if kind == "Route" and "gateway" in spec:
@@ -50,6 +51,8 @@ class Resources:
                 self.defaults[doc["metadata"]["name"]] = spec
             elif kind == "Subset":
                 self.subsets.setdefault(spec["service"], []).append(spec)
+            elif kind == "ExternalService":
+                self.externals[doc["metadata"]["name"]] = spec
 
     def referenced(self, service: str) -> set[str]:
         """Services a service's Route sends to (backends and mirrors), itself excluded."""

@@ -14,8 +14,13 @@ the proxied percentile minus the direct one. Runs are interleaved and repeated; 
 reported. Also: HTTP head parse + serialize with httptools (what the proxy uses) against h11.
 
     scripts/bootstrap bench && .venv/bin/python bench/proxy.py [--duration 10] [--repeat 3]
+    .venv/bin/python bench/proxy.py --h2-only            # just the HTTP/2 (gRPC) comparison
 
-Needs wrk, nginx (nginx-light) and haproxy from Debian; prints a Markdown report.
+Then the same for HTTP/2: gRPC-shaped unary calls from h2load through Weft (`protocol: grpc`:
+h2c, mTLS h2, h2c) and through HAProxy in h2 mode, to nginx (h2c) (bench/_h2_load.py).
+
+Needs wrk, nginx (nginx-light), haproxy and h2load (nghttp2-client) from Debian; prints a
+Markdown report.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ import tempfile
 import time
 import timeit
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._h2_load import section as h2_bench  # noqa: E402
 from tests.harness._pki import TestCA  # noqa: E402  (a test certificate factory)
 
 PACE_LUA = """
@@ -299,8 +306,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--h2-only", action="store_true", help="only the HTTP/2 (gRPC) comparison")
+    parser.add_argument("--h2-clients", type=int, default=8, help="h2load connections")
+    parser.add_argument("--h2-streams", type=int, default=10, help="h2load streams per connection")
     args = parser.parse_args()
-    for tool in ("wrk", "nginx", "haproxy"):
+    for tool in ("wrk", "nginx", "haproxy", "h2load"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             print(f"{tool} is missing: run scripts/bootstrap bench", file=sys.stderr)
             return 1
@@ -318,6 +328,10 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy: str) -> int:
+    if args.h2_only:
+        ca = TestCA("weft.bench")
+        tls = {name: ca.issue(name).write(work / name) for name in ("a", "b")}
+        return h2_section(args, work, stack, nginx, haproxy, ca, tls)
     print("# parsing (µs per head, parse + serialize, best of 3)")
     parse = parsers()
     for name, us in parse.items():
@@ -553,7 +567,20 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     errors += [n for n, runs in lat.items() if any(r["errors"] for r in runs)]
     if errors:
         print(f"warning: errors during the runs of {', '.join(sorted(set(errors)))}")
-    return 0
+    return h2_section(args, work, stack, nginx, haproxy, ca, {"a": a_tls, "b": b_tls})
+
+
+def h2_section(
+    args: argparse.Namespace,
+    work: Path,
+    stack: Stack,
+    nginx: str,
+    haproxy: str,
+    ca: TestCA,
+    tls: dict[str, Any],
+) -> int:
+    """The HTTP/2 comparison (bench/_h2_load.py) with this script's helpers."""
+    return h2_bench(args, work, stack, nginx, haproxy, ca, tls, free_port, wait_port, cpu_seconds)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from . import _retry
 from ._accrual import AccrualPolicy
 from ._balance import Balancer, Endpoint
 from ._errors import ConnectFailed, NoEndpoint, TlsRefused
+from ._h2_pool import H2Lease, H2Pool
 from ._metrics import Metrics
 from ._pool import Pool
 from ._snapshot import PoolPolicy, Timeouts
 from ._stream import Stream, TlsStream, connect
-from ._tls import TlsMaterial, peer_identity
+from ._tls import ALPN_H2, TlsMaterial, peer_identity
 
 log = logging.getLogger("weft.proxy")
 
@@ -107,6 +109,13 @@ class Cluster:
         self.timeouts = Timeouts()
         self._pool_policy = PoolPolicy()
         self._sessions: dict[str, tuple[int, ssl.SSLSession]] = {}
+        # HTTP/2 (`http2`/`grpc` upstreams, or an h2c application): multiplexed connections
+        # per endpoint, their readers started with `spawn` (set by the runtime).
+        self.h2 = H2Pool()
+        self.h2_upstream = False  # its endpoints are spoken to in HTTP/2 (h2, or h2c)
+        self.spawn: Callable[..., None] | None = None
+        # An external https service: (client context, SNI) for TLS the proxy originates.
+        self.origination: tuple[ssl.SSLContext, str] | None = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -158,10 +167,12 @@ class Cluster:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
+        self.h2.close()
 
     def reap(self, now: float) -> None:
         for pool in self.pools.values():
             pool.reap(now)
+        self.h2.reap(now, self._pool_policy.idle_timeout)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -170,15 +181,22 @@ class Cluster:
         if session is not None:
             self._sessions[key] = (id(conn.sock.context), session)
 
-    async def _open(self, key: str, address: EndpointAddress, *, opaque: bool = False) -> Stream:
+    async def _open(
+        self, key: str, address: EndpointAddress, *, opaque: bool = False, h2: bool = False
+    ) -> Stream:
         sock = await connect(address.host, address.port, timeout=self.timeouts.connect)
         if address.identity is None:
+            if self.origination is not None and not opaque:  # CONNECT: the app's own TLS
+                return await self._originate(key, sock, *self.origination)
             return Stream(sock)
         material = self._tls() if self._tls else None
         if material is None:
             sock.close()
             raise ConnectFailed("no TLS certificates are loaded", reason="no_certificate")
-        ctx = material.client_tcp if (self._opaque or opaque) else material.client_http
+        if h2 and material.client_h2 is not None:
+            ctx = material.client_h2
+        else:
+            ctx = material.client_tcp if (self._opaque or opaque) else material.client_http
         remembered = self._sessions.get(key)
         session = remembered[1] if remembered and remembered[0] == id(ctx) else None
         try:
@@ -206,6 +224,43 @@ class Cluster:
             stream.close()
             self.metrics.add(self.metrics.tls_failures, ("outbound", exc.reason))
             raise ConnectFailed(f"mTLS to {key} failed: {exc}", reason=f"tls_{exc.reason}") from exc
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def _originate(
+        self, key: str, sock: socket.socket, ctx: ssl.SSLContext, sni: str
+    ) -> Stream:
+        """TLS to a service outside the mesh, verified for `sni` (see _external.py)."""
+        try:
+            tls_sock = ctx.wrap_socket(sock, do_handshake_on_connect=False, server_hostname=sni)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            sock.close()
+            raise ConnectFailed(f"TLS setup failed: {exc}", reason="tls_error") from exc
+        stream = TlsStream(tls_sock)
+        try:
+            with trio.move_on_after(self.timeouts.connect) as scope:
+                await stream.handshake()
+            if scope.cancelled_caught:
+                raise TlsRefused(
+                    f"no TLS handshake within {self.timeouts.connect:g}s", "handshake_timeout"
+                )
+            self.metrics.add(self.metrics.handshakes, ("egress", "full"))
+        except TlsRefused as exc:
+            stream.close()
+            self.metrics.add(self.metrics.tls_failures, ("egress", exc.reason))
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                detail = (
+                    f"certificate verify failed: {cause.verify_message} (the ExternalService's "
+                    "spec.tls.caBundle, or the system's roots, must vouch for it)"
+                )
+            else:
+                detail = str(exc)
+            raise ConnectFailed(
+                f"TLS to {sni} at {key} failed: {detail}", reason=f"tls_{exc.reason}"
+            ) from exc
         except BaseException:
             stream.close()
             raise
@@ -264,6 +319,67 @@ class Cluster:
                 self.balancer.release(endpoint)
                 raise
             return Lease(self, endpoint, pool, conn, fresh=True)
+
+    async def acquire_h2(self, tried: list[Endpoint]) -> H2Lease | Lease:
+        """A stream's endpoint and HTTP/2 connection (balanced per stream: each request picks
+        its endpoint). An endpoint whose sidecar did not agree to `h2` in ALPN (an older one)
+        gets an HTTP/1.1 `Lease` instead."""
+        last: ConnectFailed | None = None
+        while True:
+            now = trio.current_time()
+            endpoint = self.balancer.pick(now, tried)
+            if endpoint is None:
+                raise self._exhausted(tried, last)
+            tried.append(endpoint)
+            self.balancer.start(endpoint)
+            session = self.h2.usable(endpoint.key)
+            opening = self.h2.opening.get(endpoint.key)
+            if session is None and opening is not None:
+                # Another stream is connecting to this endpoint: share its connection rather
+                # than start a handshake per stream (a burst of calls would open dozens).
+                try:
+                    await opening.wait()
+                except BaseException:
+                    self.balancer.release(endpoint)
+                    raise
+                session = self.h2.usable(endpoint.key)
+            if session is not None:
+                return H2Lease(self, endpoint, session)
+            pool = self.pools[endpoint.key]
+            opened = self.h2.opening[endpoint.key] = trio.Event()
+            pool.active += 1  # a slot, while it is not known whether h2 or HTTP/1.1 follows
+            reserved = True
+            started = trio.current_time()
+            try:
+                conn = await self._open(endpoint.key, self.addresses[endpoint.key], h2=True)
+                if isinstance(conn, TlsStream) and conn.alpn != ALPN_H2:
+                    return Lease(self, endpoint, pool, conn, fresh=True)
+                pool.release(None, reusable=False, now=trio.current_time())
+                reserved = False
+                session = await self.h2.open(endpoint.key, conn, self.spawn)
+            except ConnectFailed as exc:
+                now = trio.current_time()
+                if reserved:
+                    pool.release(None, reusable=False, now=now)
+                if self.balancer.finish(endpoint, now, now - started, ok=False, transport=True):
+                    self.metrics.add(self.metrics.ejections, self.name)
+                self.metrics.add(self.metrics.upstream_failures, (self.name, exc.reason))
+                last = exc
+                if not _retry.may_retry(
+                    _retry.CONNECT, attempt=len(tried), idempotent=True, replayable=True
+                ):
+                    raise self._exhausted(tried, last) from exc
+                continue
+            except BaseException:
+                if reserved:
+                    pool.release(None, reusable=False, now=trio.current_time())
+                self.balancer.release(endpoint)
+                raise
+            finally:
+                if self.h2.opening.get(endpoint.key) is opened:
+                    del self.h2.opening[endpoint.key]
+                opened.set()
+            return H2Lease(self, endpoint, session)
 
     def _exhausted(self, tried: list[Endpoint], last: ConnectFailed | None) -> Exception:
         if last is not None:

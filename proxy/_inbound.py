@@ -14,6 +14,9 @@ What reaches the application depends only on the declared inbound protocol:
   header name is stripped (`_hop_by_hop.strip_identity`) and the proxy sets its own. Requests
   are authorized one by one (403 with `x-weft-denied`). CONNECT is refused (405): the inbound
   port serves an application, it is no proxy.
+- `http2`/`grpc`: the application speaks h2c. ALPN offers `h2` then `http/1.1`; an `h2`
+  connection (or, without ALPN, the HTTP/2 preface) is served by `H2Connection`, each stream
+  authorized like an HTTP/1.1 request and forwarded to the application as h2c.
 - `tcp`: authorized once (refused by closing), then spliced both ways with an idle timeout.
 """
 
@@ -28,12 +31,14 @@ import trio
 from ca import SpiffeId
 
 from ._authorize import InboundRouter, allow_connection
-from ._detect import Protocol, detect
+from ._detect import Protocol
 from ._errors import HttpError, StreamClosed, TlsRefused, UpstreamError
 from ._http_forward import HttpConnection
+from ._outbound import serve_h2, sniff
+from ._snapshot import H2_PROTOCOLS
 from ._splice import Counter, splice
 from ._stream import TlsStream
-from ._tls import ALPN_HTTP1, peer_identity
+from ._tls import ALPN_H2, ALPN_HTTP1, peer_identity
 
 if TYPE_CHECKING:
     from ._listener_host import ListenerHost
@@ -56,10 +61,10 @@ async def serve_inbound(runtime: ListenerHost, sock: socket.socket) -> None:
         sock.close()
         return
     metrics = runtime.metrics
+    h2_app = config.snapshot.inbound.protocol in H2_PROTOCOLS
+    context = config.tls.server_h2 if h2_app and config.tls.server_h2 else config.tls.server
     try:
-        tls_sock = config.tls.server.wrap_socket(
-            sock, server_side=True, do_handshake_on_connect=False
-        )
+        tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     except OSError:
         sock.close()
         return
@@ -99,12 +104,19 @@ async def _after_handshake(runtime: ListenerHost, stream: TlsStream, identity: S
     if inbound.protocol == "tcp":
         await _serve_opaque(runtime, stream, identity)
         return
+    h2_app = inbound.protocol in H2_PROTOCOLS
+    if stream.alpn == ALPN_H2 and h2_app:
+        await _serve_h2(runtime, stream, identity, b"")
+        return
     if stream.alpn == ALPN_HTTP1:
         await _serve_http(runtime, stream, identity, b"")
         return
-    found, first = await _sniff(runtime, stream)
+    found, first = await sniff(stream, runtime.options.detect_timeout)
     if found is Protocol.HTTP1:
         await _serve_http(runtime, stream, identity, first)
+        return
+    if found is Protocol.HTTP2 and h2_app:
+        await _serve_h2(runtime, stream, identity, first)
         return
     metrics = runtime.metrics
     if found is None:
@@ -127,20 +139,11 @@ async def _after_handshake(runtime: ListenerHost, stream: TlsStream, identity: S
     await _serve_http(runtime, stream, identity, b"", refusal=refusal)
 
 
-async def _sniff(runtime: ListenerHost, stream: TlsStream) -> tuple[Protocol | None, bytes]:
-    """The protocol the client's first bytes start, or None if it did not say within
-    `detect_timeout` (with what it did send)."""
-    buf = b""
-    with trio.move_on_after(runtime.options.detect_timeout):
-        while True:
-            data = await stream.recv()
-            if not data:  # the client is done sending: decide on what it sent
-                return detect(buf) or Protocol.OPAQUE, buf
-            buf += data
-            found = detect(buf)
-            if found is not None:
-                return found, buf
-    return None, buf
+async def _serve_h2(
+    runtime: ListenerHost, stream: TlsStream, identity: SpiffeId, preface: bytes
+) -> None:
+    router = InboundRouter(identity, runtime.metrics, lambda: runtime.config)
+    await serve_h2(runtime, stream, router, "inbound", preface)
 
 
 async def _serve_http(

@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._http_forward import HttpConnection, HttpOptions
 
 if TYPE_CHECKING:
+    from ._h2_forward import H2Connection
+
+if TYPE_CHECKING:
     from ._authz import Authorizer
     from ._cluster import Cluster
+    from ._egress import Egress
     from ._metrics import Metrics
     from ._retry_budget import RetryBudget
     from ._snapshot import Snapshot
@@ -48,9 +52,10 @@ class ListenerHost(Protocol):
     metrics: Metrics
     tap: Tap
     config: Config | None
-    connections: set[HttpConnection]
+    connections: set[HttpConnection | H2Connection]
     draining: bool
     budgets: dict[str, RetryBudget]  # per upstream
+    egress: Egress  # hosts that are not mesh upstreams (forward proxy)
 
     def background(self, task: Any, *args: Any) -> None:
         """Start a task that outlives the request that asked for it (a mirrored copy)."""

@@ -44,6 +44,9 @@ _NB = len(BUCKETS) + 1  # the last slot is +Inf
 CLASSES = ("error", "1xx", "2xx", "3xx", "4xx", "5xx")  # index = status // 100; 0: no response
 
 
+MAX_GRPC_METHODS = 200  # per (direction, peer)
+
+
 class HttpStats:
     """Request/response numbers of one (direction, peer, route); touched on every request.
 
@@ -87,7 +90,13 @@ class Metrics:
         self.proxy_errors: dict[tuple[str, str], int] = {}  # (direction, reason): own answers
         self.faults: dict[tuple[str, str, str], int] = {}  # (upstream, route, delay|abort)
         self.mirrors: dict[tuple[str, str], int] = {}  # (mirror upstream, result)
+        # gRPC calls by (direction, peer, method, grpc_status, classification); the method
+        # label is bounded per peer (`grpc_method`).
+        self.grpc: dict[tuple[str, str, str, str, str], int] = {}
+        self._grpc_methods: dict[tuple[str, str], set[str]] = {}
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
+        # host -> refusals in registry-only mode; _egress caps the distinct hosts it names.
+        self.egress_refused: dict[str, int] = {}
         # (direction, peer service) -> the SPIFFE ID it presented: what an edge view shows
         # as the caller's verified identity (one entry per calling service, so bounded).
         self.peer_ids: dict[tuple[str, str], str] = {}
@@ -102,6 +111,17 @@ class Metrics:
         if stats is None:
             stats = self._http[key] = HttpStats()
         return stats
+
+    def grpc_method(self, direction: str, peer: str, method: str) -> str:
+        """`method` as a label, or `other` once a peer has shown `MAX_GRPC_METHODS`: a client
+        inventing method names cannot grow the metrics without bound."""
+        seen = self._grpc_methods.setdefault((direction, peer), set())
+        if method in seen:
+            return method
+        if len(seen) >= MAX_GRPC_METHODS:
+            return "other"
+        seen.add(method)
+        return method
 
     @staticmethod
     def add(table: dict[Any, int], key: Any, amount: int = 1) -> None:
@@ -141,7 +161,9 @@ class Metrics:
             "proxy_errors": [[*k, v] for k, v in self.proxy_errors.items()],
             "faults": [[*k, v] for k, v in self.faults.items()],
             "mirrors": [[*k, v] for k, v in self.mirrors.items()],
+            "grpc": [[*k, v] for k, v in self.grpc.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
+            "egress_refused": [[k, v] for k, v in self.egress_refused.items()],
             "peer_ids": [[*k, v, 1] for k, v in self.peer_ids.items()],
             "gauges": self.gauges(),
         }
@@ -281,6 +303,14 @@ class _DumpCollector(Collector):
         )
         yield _family(
             CounterMetricFamily,
+            p + "egress_refused",
+            "Forward-proxy requests to undeclared hosts refused in registry-only mode "
+            "(hosts past the first 64 are counted as 'other')",
+            ["host"],
+            dump.get("egress_refused", []),
+        )
+        yield _family(
+            CounterMetricFamily,
             p + "upstream_failures",
             "Attempts to an upstream endpoint that failed",
             ["upstream", "reason"],
@@ -341,6 +371,13 @@ class _DumpCollector(Collector):
             "Copies of requests sent to a mirror, by result",
             ["upstream", "result"],
             dump.get("mirrors", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "grpc_responses",
+            "gRPC calls by method and grpc-status (classification: success or failure)",
+            ["direction", "peer", "method", "grpc_status", "classification"],
+            dump.get("grpc", []),
         )
         yield _family(
             CounterMetricFamily,

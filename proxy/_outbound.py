@@ -7,6 +7,11 @@
 
 Both: accept → route → balance (`Cluster.acquire`: endpoint, pooled mTLS connection, the
 server's SPIFFE ID checked) → forward (`HttpConnection` or `splice`).
+
+An `http2`/`grpc` upstream's own listener also takes h2c: the first bytes decide
+(`_detect`), the HTTP/2 connection preface going to `H2Connection` (`_h2_forward`), where
+each stream is balanced on its own; anything else is HTTP/1.1 as before. (The forward-proxy
+listener is HTTP/1.1 only.)
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
+import trio
+
+from ._detect import Protocol, detect
 from ._errors import HttpError, UpstreamError
 from ._h1 import Head
-from ._http_forward import HttpConnection, Reject, Route
+from ._h2_forward import H2Connection
+from ._http_forward import HttpConnection, Reject, Route, Router
 from ._route import route_forward
+from ._snapshot import H2_PROTOCOLS
 from ._splice import Counter, splice
 from ._stream import Stream
 
@@ -31,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("weft.proxy")
 
 
-async def _serve_http(runtime: ListenerHost, stream: Stream, router) -> None:  # type: ignore[no-untyped-def]
+async def _serve_http(runtime: ListenerHost, stream: Stream, router, first: bytes = b"") -> None:  # type: ignore[no-untyped-def]
     connection = HttpConnection(
         stream,
         router,
@@ -45,7 +55,7 @@ async def _serve_http(runtime: ListenerHost, stream: Stream, router) -> None:  #
     try:
         if runtime.draining:
             connection.drain()
-        await connection.serve()
+        await connection.serve(first)
     finally:
         runtime.connections.discard(connection)
         runtime.metrics.closed("outbound", "http")
@@ -106,9 +116,55 @@ async def serve_upstream(runtime: ListenerHost, sock: socket.socket, name: str) 
             decided[0], decided[1] = current, result
             return result
 
-        await _serve_http(runtime, stream, route)
+        first = b""
+        if upstream.protocol in H2_PROTOCOLS:
+            found, first = await sniff(stream, runtime.options.detect_timeout)
+            if found is Protocol.HTTP2:
+                await serve_h2(runtime, stream, route, "outbound", first)
+                return
+        await _serve_http(runtime, stream, route, first)
     finally:
         stream.close()
+
+
+async def serve_h2(
+    runtime: ListenerHost, stream: Stream, router: Router, direction: str, preface: bytes
+) -> None:
+    """An HTTP/2 connection (h2c from the application, or h2 from another sidecar)."""
+    connection = H2Connection(
+        stream,
+        router,
+        direction=direction,
+        options=runtime.options.http,
+        observer=runtime.tap,
+        metrics=runtime.metrics,
+        budget=runtime.budgets.get,
+    )
+    runtime.metrics.opened(direction, "h2")
+    runtime.connections.add(connection)
+    try:
+        if runtime.draining:
+            connection.drain()
+        await connection.serve(preface)
+    finally:
+        runtime.connections.discard(connection)
+        runtime.metrics.closed(direction, "h2")
+
+
+async def sniff(stream: Stream, timeout: float) -> tuple[Protocol | None, bytes]:
+    """The protocol the client's first bytes start (`_detect`), and those bytes; None if it
+    did not say within `timeout`."""
+    buf = b""
+    with trio.move_on_after(timeout):
+        while True:
+            data = await stream.recv()
+            if not data:  # the client is done sending: decide on what it sent
+                return detect(buf) or Protocol.OPAQUE, buf
+            buf += data
+            found = detect(buf)
+            if found is not None:
+                return found, buf
+    return None, buf
 
 
 async def _serve_tcp(runtime: ListenerHost, stream: Stream, name: str) -> None:
@@ -153,7 +209,15 @@ async def serve_forward_proxy(runtime: ListenerHost, sock: socket.socket) -> Non
         target = route_forward(head)  # HttpError (400) for a malformed target
         current = runtime.config
         upstream = current.snapshot.upstream(target.upstream) if current else None
-        cluster = current.clusters.get(target.upstream) if current else None
+        if current is not None and upstream is None:
+            # Not a mesh service: a declared external host, a refusal or a passthrough.
+            decided = runtime.egress.resolve(current, target.upstream, head)
+            if isinstance(decided, Route | Reject):
+                if isinstance(decided, Route) and not target.connect:
+                    decided.target = target.target or None
+                return decided
+            upstream = decided
+        cluster = current.clusters.get(upstream.name) if current and upstream else None
         if current is None or upstream is None or cluster is None:
             known = ", ".join(u.name for u in current.snapshot.upstreams) if current else ""
             version = current.snapshot.version if current else "none"

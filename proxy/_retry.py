@@ -33,6 +33,12 @@ MAX_REPLAY_BYTES = 64 * 1024  # Linkerd's MAX_BUFFERED_BYTES
 CONNECT = "connect"
 TLS = "tls"
 NO_RESPONSE = "no_response"
+# HTTP/2 (`_h2_exchange`): the peer refused the stream or left it unprocessed under GOAWAY
+# (nothing was processed: safe like a failed connect, if the proxy holds the whole request);
+# a gRPC UNAVAILABLE with no message (paid from the retry budget).
+REFUSED = "refused_stream"
+GOAWAY = "goaway"
+UNAVAILABLE = "grpc_unavailable"
 
 # Route retry conditions.
 ON_5XX = "5xx"

@@ -22,7 +22,10 @@ from . import _report as report
 from ._accrual import AccrualPolicy
 from ._authz import Authorizer
 from ._cluster import Cluster, EndpointAddress
+from ._egress import Egress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
+from ._external import origination
+from ._h2_forward import H2Connection
 from ._http_forward import HttpConnection
 from ._inbound import serve_inbound
 from ._listener_host import Config as Config
@@ -30,7 +33,7 @@ from ._listener_host import RuntimeOptions as RuntimeOptions
 from ._metrics import Metrics
 from ._outbound import serve_forward_proxy, serve_upstream
 from ._retry_budget import RetryBudget
-from ._snapshot import Snapshot, decode_document, parse_snapshot
+from ._snapshot import H2_PROTOCOLS, Snapshot, decode_document, parse_snapshot
 from ._source import ApplyResult
 from ._stream import accept, bind_listener
 from ._tap import Tap
@@ -85,10 +88,11 @@ class Runtime:
         self.config: Config | None = None
         self.clusters: dict[str, Cluster] = {}
         self.budgets: dict[str, RetryBudget] = {}  # per upstream; kept across snapshots
+        self.egress = Egress(metrics)
         self.mirrors_in_flight = 0
         self.app: Cluster | None = None
         self.listeners: dict[ListenerKey, ListenerHandle] = {}
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[HttpConnection | H2Connection] = set()
         self.applied: ApplyResult | None = None
         self.last_result: ApplyResult | None = None
         self.draining = False
@@ -114,6 +118,7 @@ class Runtime:
             conns.cancel_scope.deadline = self._drain_deadline
         for cluster in self.clusters.values():
             cluster.close()
+        self.egress.close()
         if self.app is not None:
             self.app.close()
 
@@ -227,6 +232,9 @@ class Runtime:
                     accrual=upstream.accrual,
                     opaque=upstream.protocol == "tcp",
                 )
+                cluster.h2_upstream = upstream.protocol in H2_PROTOCOLS
+                cluster.spawn = self.spawn
+                cluster.origination = origination(upstream.external)
                 clusters[cluster_key] = cluster
             old_budget = self.budgets.get(upstream.name)
             if old_budget is None or old_budget.policy != upstream.table.budget:
@@ -254,6 +262,8 @@ class Runtime:
                 # belongs to the callers' side, where there are other endpoints to go to.
                 accrual=_NEVER_EJECT,
             )
+            self.app.h2_upstream = inbound.protocol in H2_PROTOCOLS
+            self.app.spawn = self.spawn
         elif self.app is not None:
             self.app.close()
             self.app = None
@@ -326,6 +336,12 @@ class Runtime:
                 handle.sock.close()
             raise
         return handles, fresh
+
+    def spawn(self, task: Any, *args: Any) -> None:
+        """Start a task that lives as long as the connections do (an HTTP/2 connection's
+        reader, shared by the requests multiplexed on it)."""
+        if self._conn_nursery is not None:
+            self._conn_nursery.start_soon(task, *args)
 
     def background(self, task: Any, *args: Any) -> None:
         """Start a task that outlives the request that asked for it (a mirrored copy)."""
@@ -417,6 +433,7 @@ class Runtime:
             now = trio.current_time()
             for cluster in self.clusters.values():
                 cluster.reap(now)
+            self.egress.reap(now)
             if self.app is not None:
                 self.app.reap(now)
             self.tap.flush()

@@ -19,6 +19,7 @@ from ca import SpiffeId
 from ._accrual import AccrualPolicy
 from ._authz import Rule, check_source
 from ._errors import SnapshotError
+from ._external import External, external_of
 from ._intentions import Intentions
 from ._intentions import build as build_intentions
 from ._route_table import RouteTable, build_table
@@ -27,9 +28,12 @@ from ._schema import snapshot_validator
 SCHEMA_V1 = "weft.proxy.snapshot/v1"
 SCHEMA_V2 = "weft.proxy.snapshot/v2"
 SCHEMA_V3 = "weft.proxy.snapshot/v3"
-SCHEMA_ID = SCHEMA_V3
+SCHEMA_V4 = "weft.proxy.snapshot/v4"
+SCHEMA_ID = SCHEMA_V4
 _V2_UPSTREAM_FIELDS = ("routes", "precedence", "retry_budget")
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+HTTP_PROTOCOLS = frozenset({"http", "http2", "grpc"})  # balanced per request, routed
+H2_PROTOCOLS = frozenset({"http2", "grpc"})  # spoken in HTTP/2
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
 
@@ -68,7 +72,7 @@ class Endpoint:
     address: str
     port: int
     weight: int
-    identity: SpiffeId
+    identity: SpiffeId | None  # None: an external service's address (no sidecar, no mTLS)
     subsets: frozenset[str] = frozenset()
 
     @property
@@ -89,6 +93,7 @@ class Upstream:
     pool: PoolPolicy
     accrual: AccrualPolicy
     table: RouteTable
+    external: External | None = None  # v4: a service outside the mesh
 
     def subsets(self) -> set[str]:
         return {name for e in self.endpoints for name in e.subsets}
@@ -116,6 +121,7 @@ class Snapshot:
     intentions: Intentions | None  # v3; None: the service's own authorization alone decides
     upstreams: tuple[Upstream, ...]
     forward_proxy: Listen | None
+    outbound: str  # v4: allow-any | registry-only (the forward proxy's undeclared hosts)
     document: dict[str, Any]
     digest: str  # sha256 of the canonical JSON, to tell a changed document from a resent one
 
@@ -124,6 +130,15 @@ class Snapshot:
             if upstream.name == name:
                 return upstream
         return None
+
+    def external_hosts(self) -> dict[str, list[Upstream]]:
+        """Each external host and its upstreams (one per declared port), in document order."""
+        out: dict[str, list[Upstream]] = {}
+        for upstream in self.upstreams:
+            if upstream.external is not None:
+                for host in upstream.external.hosts:
+                    out.setdefault(host, []).append(upstream)
+        return out
 
 
 def _timeouts(doc: dict[str, Any] | None) -> Timeouts:
@@ -234,7 +249,7 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
 
     intentions = None
     if "intentions" in doc:
-        if doc["schema"] != SCHEMA_V3:
+        if doc["schema"] not in (SCHEMA_V3, SCHEMA_V4):
             problems.append(f"intentions: needs schema {SCHEMA_V3!r}")
         intentions = build_intentions(doc["intentions"], own, problems)
 
@@ -295,6 +310,38 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
                 table=table,
             )
         )
+    if doc.get("external") or "outbound" in doc:
+        if doc["schema"] != SCHEMA_V4:
+            problems.append(f"external, outbound: need schema {SCHEMA_V4!r}")
+        for i, e in enumerate(doc.get("external", [])):
+            path = f"external[{i}]"
+            if e["name"] in seen:
+                problems.append(f"{path}.name: {e['name']!r} is also an upstream or external")
+            seen.add(e["name"])
+            upstreams.append(
+                Upstream(
+                    name=e["name"],
+                    protocol="http" if e["protocol"] in ("http", "https") else "tcp",
+                    address="",
+                    port=None,  # reached through the forward proxy and routes only
+                    balancer=e.get("balancer", "p2c_ewma"),
+                    endpoints=tuple(
+                        Endpoint(address, e["port"], 1, None) for address in e["addresses"]
+                    ),
+                    timeouts=_timeouts(e.get("timeouts")),
+                    pool=_pool(e.get("pool")),
+                    accrual=_accrual(e.get("failure_accrual"), f"{path}.failure_accrual", problems),
+                    table=build_table(
+                        e["name"],
+                        e.get("routes"),
+                        precedence=e.get("precedence", "order"),
+                        budget=e.get("retry_budget"),
+                        path=f"{path}.",
+                        problems=problems,
+                    ),
+                    external=external_of(e, path, problems),
+                )
+            )
     by_name = {u.name: u for u in upstreams}
     for i, u in enumerate(upstreams):
         if u.table.implicit:
@@ -306,8 +353,15 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
                     f"upstreams[{i}].routes: backend {ref.upstream!r} is not an upstream of this "
                     "snapshot"
                 )
-            elif target.protocol != "http":
+            elif target.protocol not in HTTP_PROTOCOLS or (
+                target.external is not None and target.external.protocol not in ("http", "https")
+            ):
                 problems.append(f"upstreams[{i}].routes: backend {ref.upstream!r} is not HTTP")
+            elif (target.protocol in H2_PROTOCOLS) != (u.protocol in H2_PROTOCOLS):
+                problems.append(
+                    f"upstreams[{i}].routes: backend {ref.upstream!r} speaks {target.protocol}, "
+                    f"which {u.name!r} ({u.protocol}) cannot carry: both HTTP/1.1 or both HTTP/2"
+                )
 
     forward = None
     if "forward_proxy" in doc:
@@ -327,6 +381,7 @@ def parse_snapshot(raw: bytes | str | dict[str, Any]) -> Snapshot:
         intentions=intentions,
         upstreams=tuple(upstreams),
         forward_proxy=forward,
+        outbound=doc.get("outbound", "allow-any"),
         document=doc,
         digest=hashlib.sha256(canonical).hexdigest(),
     )

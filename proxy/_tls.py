@@ -25,6 +25,7 @@ from ._errors import TlsSetupError
 from ._snapshot import TlsFiles
 
 ALPN_HTTP1 = "http/1.1"
+ALPN_H2 = "h2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,10 @@ class TlsMaterial:
     client_http: ssl.SSLContext
     client_tcp: ssl.SSLContext
     leaf: CertInfo
+    # HTTP/2 (`http2`/`grpc` services): offer `h2` first and HTTP/1.1 after it, so a peer
+    # that does not speak h2 (an older sidecar) still gets the HTTP/1.1 it knows.
+    server_h2: ssl.SSLContext | None = None
+    client_h2: ssl.SSLContext | None = None
 
 
 def _context(side: int, files: TlsFiles, alpn: list[str] | None) -> ssl.SSLContext:
@@ -221,6 +226,10 @@ def load_tls(files: TlsFiles, identity: SpiffeId) -> TlsMaterial:
     server = _context(ssl.PROTOCOL_TLS_SERVER, files, [ALPN_HTTP1])
     client_http = _context(ssl.PROTOCOL_TLS_CLIENT, files, [ALPN_HTTP1])
     client_tcp = _context(ssl.PROTOCOL_TLS_CLIENT, files, None)
+    server_h2 = _context(ssl.PROTOCOL_TLS_SERVER, files, [ALPN_H2, ALPN_HTTP1])
+    client_h2 = _context(ssl.PROTOCOL_TLS_CLIENT, files, [ALPN_H2, ALPN_HTTP1])
     if files_signature(files) != signature:
         raise TlsSetupError("tls: the files changed while they were being read; retrying later")
-    return TlsMaterial(files, signature, server, client_http, client_tcp, leaf)
+    return TlsMaterial(
+        files, signature, server, client_http, client_tcp, leaf, server_h2, client_h2
+    )

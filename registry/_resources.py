@@ -12,6 +12,8 @@ Four kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
     Subset           a named set of a service's instances, chosen by tags and/or meta
     Gateway          the hosts an ingress gateway serves; Routes with `gateway` route them
                      (`_gateway_resources`, docs/gateway.md)
+    ExternalService  a destination outside the mesh (hosts, ports, addresses, TLS
+                     origination) that sidecars may call by name (docs/egress.md)
 
 `validate_all` checks a batch of documents as a whole and returns every problem, each naming
 the document (by index) and the field path, e.g.
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._decode import parse_duration
+from ._external_service import check_spec as _external_spec
 from ._gateway_resources import check_hosts, cross_check, gateway_route_rules, gateway_spec
 from ._resource_checks import (
     MAX_ATTEMPTS,
@@ -56,7 +59,8 @@ from ._resource_checks import (
 )
 
 API_VERSION = "weft.dev/v1"
-KINDS = ("Route", "ServiceDefaults", "Subset", "Gateway")
+KINDS = ("Route", "ServiceDefaults", "Subset", "Gateway", "ExternalService")
+OUTBOUND_MODES = ("allow-any", "registry-only")
 
 # -- policies --------------------------------------------------------------------------------
 
@@ -290,6 +294,11 @@ def _connection_pool(value: Any, path: str, out: Problems) -> None:
     check_object(value, path, out, fields)
 
 
+def _outbound(value: Any, path: str, out: Problems) -> None:
+    if value not in OUTBOUND_MODES:
+        out.add(path, f"{value!r}: use one of {', '.join(OUTBOUND_MODES)}")
+
+
 def _defaults_spec(value: Any, path: str, out: Problems) -> None:
     fields = {
         **_POLICY_FIELDS,
@@ -297,6 +306,12 @@ def _defaults_spec(value: Any, path: str, out: Problems) -> None:
         "balancer": _balancer,
         "failureAccrual": _failure_accrual,
         "connectionPool": _connection_pool,
+        # The service's own sidecar: may it call hosts no ExternalService declares?
+        "outbound": lambda v, p, o: (
+            None
+            if v in OUTBOUND_MODES
+            else o.add(p, f"{v!r}: use one of {', '.join(OUTBOUND_MODES)}")
+        ),
     }
     check_object(value, path, out, fields)
 
@@ -327,6 +342,7 @@ _SPECS: dict[str, Checker] = {
     "ServiceDefaults": _defaults_spec,
     "Subset": _subset_spec,
     "Gateway": gateway_spec,
+    "ExternalService": _external_spec,
 }
 
 
@@ -386,7 +402,8 @@ def check_document(doc: Any) -> list[str]:
         out.add("(document)", f"expected an object, got {type_name(doc)}")
         return out.items
     check_object(doc, "", out, fields, required=("apiVersion", "kind", "metadata", "spec"))
-    if kind == "ServiceDefaults" and not out.items:
+    if kind in ("ServiceDefaults", "ExternalService") and not out.items:
+        # A sidecar calls an ExternalService by this name (routes' backends), as a service.
         check_service(doc["metadata"]["name"], ".metadata.name", out)
     return [item.lstrip(".") for item in out.items]
 
@@ -421,6 +438,7 @@ def validate_all(
     seen: dict[tuple[str, str], int] = {}
     route_for: dict[str, str] = {}
     subset_for: dict[tuple[str, str], str] = {}
+    host_for: dict[str, str] = {}  # an external host belongs to one ExternalService
     batch_keys = {(r.kind, r.name) for r in resources}
     for r in stored:
         if (r.kind, r.name) in batch_keys:
@@ -429,6 +447,8 @@ def validate_all(
             route_for[r.spec["service"]] = r.name
         elif r.kind == "Subset":
             subset_for[(r.spec["service"], r.spec["subset"])] = r.name
+        elif r.kind == "ExternalService":
+            host_for.update((h, r.name) for h in r.spec["hosts"])
     for i, r in indexed:
         where = describe(i, r.doc)
         key = (r.kind, r.name)
@@ -450,6 +470,14 @@ def validate_all(
                     f"{where}: spec.subset: subset {pair[1]!r} of {pair[0]!r} is already "
                     f"defined by Subset {other!r}"
                 )
+        elif r.kind == "ExternalService":
+            for j, host in enumerate(r.spec["hosts"]):
+                other = host_for.setdefault(host, r.name)
+                if other != r.name:
+                    problems.append(
+                        f"{where}: spec.hosts[{j}]: {host!r} is already declared by "
+                        f"ExternalService {other!r}"
+                    )
     problems.extend(
         cross_check(
             [(describe(i, r.doc), r.doc) for i, r in indexed],

@@ -39,7 +39,7 @@ KINDS = (
 _IDENTITY = re.compile(r"spiffe://[a-z0-9._-]{1,255}/ns/[a-z0-9-]{1,63}/svc/[a-z0-9-]{1,63}")
 MAX_TEXT = 4096
 MAX_COUNT = 2**31 - 1  # SuccessBeforePassing and friends are Go ints in Consul
-PROTOCOLS = ("http", "tcp")
+PROTOCOLS = ("http", "http2", "grpc", "tcp")  # http2/grpc: HTTP/2 through the sidecars
 
 # A check in the native shape (the API's instances, the agent's service definitions).
 CHECK_SHAPE: dict[str, F] = {

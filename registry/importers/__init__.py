@@ -1,8 +1,9 @@
 """Importers: other meshes' traffic resources, as they are written, into Weft's
-(`weft.dev/v1` Route, ServiceDefaults, Subset, Gateway). Pure; see docs/importers.md.
+(`weft.dev/v1` Route, ServiceDefaults, Subset, Gateway, ExternalService). Pure; see
+docs/importers.md.
 
-Linkerd ServiceProfile, Istio VirtualService and DestinationRule, Gateway API HTTPRoute (the
-GAMMA mesh form) and SMI TrafficSplit. Each field not honoured is a warning naming it
+Linkerd ServiceProfile, Istio VirtualService, DestinationRule and ServiceEntry, Gateway API
+HTTPRoute (the GAMMA mesh form) and SMI TrafficSplit. Each field not honoured is a warning naming it
 (`VirtualService reviews: http[0].corsPolicy is not supported and is ignored`); a deliberate
 difference from the anchor (Istio's implicit retries, made explicit and safe) is a note.
 """

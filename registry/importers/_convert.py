@@ -6,7 +6,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _gateway_api, _gateways, _istio, _istio_destination, _linkerd, _smi
+from . import (
+    _gateway_api,
+    _gateways,
+    _istio,
+    _istio_destination,
+    _istio_service_entry,
+    _linkerd,
+    _smi,
+)
 from ._names import Naming, rule_name
 from ._notes import Notes
 
@@ -29,6 +37,10 @@ _IMPORTERS: dict[tuple[str, str], Importer] = {
     },
     **{
         (f"networking.istio.io/{v}", "Gateway"): _gateways.convert_istio_gateway
+        for v in ("v1", "v1beta1", "v1alpha3")
+    },
+    **{
+        (f"networking.istio.io/{v}", "ServiceEntry"): _istio_service_entry.convert_service_entry
         for v in ("v1", "v1beta1", "v1alpha3")
     },
     **{

@@ -83,7 +83,7 @@ SCHEMAS: dict[str, Schema] = {
             "address": {"type": "string"},
             "node_address": {"type": "string"},
             "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "protocol": {"enum": ["http", "tcp"]},
+            "protocol": {"enum": ["http", "http2", "grpc", "tcp"]},
             "tags": {"type": "array", "items": {"type": "string"}},
             "meta": {"type": "object", "additionalProperties": {"type": "string"}},
             "weights": {

@@ -56,7 +56,7 @@ def test_a_full_definition_parses() -> None:
     [
         ('name = "web"', "port", "is required"),
         ('name = "web"\nport = 99999', "port", "1-65535"),
-        ('name = "web"\nport = 1\nprotocol = "udp"', "protocol", "http, tcp"),
+        ('name = "web"\nport = 1\nprotocol = "udp"', "protocol", "http, http2, grpc, tcp"),
         (
             'name = "web"\nport = 1\n[[upstreams]]\nservice = "x"\nlocal_port = 2',
             "upstreams",
@@ -163,6 +163,33 @@ def test_snapshot_matches_the_proxy_schema() -> None:
     files = CertFiles(Path("/c/web.crt"), Path("/c/web.key"), Path("/c/bundle.pem"))
     doc = build(d, SpiffeId("td", "default", "web"), files, {}, version=1)
     jsonschema.validate(doc, json.loads(proxy_schema.read_text()))
+
+
+def test_a_grpc_service_compiles_to_http2_on_both_sides() -> None:
+    """The service's declared protocol reaches its own inbound (h2c to the app) and its
+    callers' upstreams (h2 between the sidecars), and the document is one the proxy takes."""
+    import json
+
+    import jsonschema
+
+    d = parse("web.toml", WEB.replace("port = 8080", 'port = 8080\nprotocol = "grpc"', 1))
+    files = CertFiles(Path("/c/web.crt"), Path("/c/web.key"), Path("/c/bundle.pem"))
+    billing = [
+        {
+            "address": "10.0.0.2",
+            "node_address": "10.0.0.2",
+            "sidecar_port": 21000,
+            "identity": "spiffe://td/ns/default/svc/billing",
+            "status": "passing",
+            "weights": {"passing": 1},
+            "protocol": "http2",
+        }
+    ]
+    doc = build(d, SpiffeId("td", "default", "web"), files, {"billing": billing}, version=1)
+    assert doc["inbound"]["protocol"] == "grpc"
+    assert [up["protocol"] for up in doc["upstreams"]] == ["http2"]
+    schema = Path(__file__).resolve().parents[2] / "proxy" / "snapshot.schema.json"
+    jsonschema.validate(doc, json.loads(schema.read_text()))
 
 
 async def test_publisher_versions_only_grow_and_only_on_change() -> None:

@@ -269,3 +269,21 @@ def test_v2_routes_must_name_http_upstreams_of_the_document() -> None:
         "upstreams[0].routes: backend 'elsewhere' is not an upstream of this snapshot" in problems
     )
     assert "upstreams[1].routes: an opaque TCP upstream has no HTTP routes" in problems
+
+
+def test_http2_and_grpc_protocols_parse_and_routes_do_not_mix_http_versions() -> None:
+    doc = full_doc()
+    doc["schema"] = "weft.proxy.snapshot/v2"
+    doc["inbound"]["protocol"] = "grpc"
+    doc["upstreams"][0]["protocol"] = "http2"
+    snapshot = parse_snapshot(json.dumps(doc))
+    assert snapshot.inbound is not None and snapshot.inbound.protocol == "grpc"
+    assert snapshot.upstream("b").protocol == "http2"  # type: ignore[union-attr]
+    doc["upstreams"].append(
+        {"name": "old", "protocol": "http", "endpoints": [], "routes": [{"name": "r"}]}
+    )
+    doc["upstreams"][-1]["routes"][0]["backends"] = [{"upstream": "b"}]
+    problems = problems_of(doc)
+    assert any(
+        "backend 'b' speaks http2, which 'old' (http) cannot carry" in p for p in problems
+    ), problems

@@ -1,9 +1,10 @@
-"""`weft apply -f FILE|DIR|-`: store traffic resources (Route, ServiceDefaults, Subset, Gateway).
+"""`weft apply -f FILE|DIR|-`: store traffic resources (Route, ServiceDefaults, Subset,
+Gateway, ExternalService; docs/gateway.md, docs/egress.md).
 
 Other meshes' documents are accepted as written (Linkerd ServiceProfile, Istio
-VirtualService and DestinationRule, Gateway API or Linkerd HTTPRoute, SMI TrafficSplit with
-its HTTPRouteGroups) and imported (docs/importers.md): what Weft cannot honour is a warning,
-or with --strict a refusal.
+VirtualService, DestinationRule and ServiceEntry, Gateway API or Linkerd HTTPRoute, SMI
+TrafficSplit with its HTTPRouteGroups) and imported (docs/importers.md): what Weft cannot
+honour is a warning, or with --strict a refusal.
 
 The whole set is checked first, here and again by the server, and stored in one transaction
 or not at all: a bad file changes nothing and the error names the file, the document and the

@@ -11,7 +11,7 @@ from ._resource_files import load
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("delete", help="remove stored traffic resources")
-    parser.add_argument("kind", nargs="?", help="Route, ServiceDefaults or Subset")
+    parser.add_argument("kind", nargs="?", help="Route, ServiceDefaults, Subset or ExternalService")
     parser.add_argument("name", nargs="?")
     parser.add_argument(
         "-f",
