@@ -93,9 +93,11 @@ def encode_span(
     ]
     parts += [_len(9, _key_value(k, v)) for k, v in attributes]
     if status != STATUS_UNSET:
-        body = (_len(2, message.encode("utf-8", "replace")) if message else b"") + _tag(
-            3, _VARINT
-        ) + _varint(status)
+        body = (
+            (_len(2, message.encode("utf-8", "replace")) if message else b"")
+            + _tag(3, _VARINT)
+            + _varint(status)
+        )
         parts.append(_len(15, body))
     parts.append(_tag(16, _FIXED32) + struct.pack("<I", 0x100 | 1))  # has-remote-parent known
     return b"".join(parts)

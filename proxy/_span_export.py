@@ -51,8 +51,15 @@ class Span:
         "trace_id",
     )
 
-    def __init__(self, trace_id: bytes, span_id: bytes, parent_id: bytes | None, kind: int,
-                 head: Head, client_id: str | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_id: bytes | None,
+        kind: int,
+        head: Head,
+        client_id: str | None,
+    ) -> None:
         self.trace_id, self.span_id, self.parent_id = trace_id, span_id, parent_id
         self.kind = kind
         self.method = head.method.decode("latin-1")
@@ -112,8 +119,16 @@ class Span:
 class SpanExporter:
     """Bounded queue → batches → POST /v1/traces (protobuf), off the request path."""
 
-    def __init__(self, url: str, service: Callable[[], str], *, max_queue: int = 2048,
-                 batch: int = 512, interval: float = 1.0, timeout: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        service: Callable[[], str],
+        *,
+        max_queue: int = 2048,
+        batch: int = 512,
+        interval: float = 1.0,
+        timeout: float = 5.0,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http(s):// collector URL")
@@ -122,7 +137,12 @@ class SpanExporter:
         self.tls = parts.scheme == "https"
         self.path = parts.path if parts.path not in ("", "/") else "/v1/traces"
         self.service = service
-        self.max_queue, self.batch, self.interval, self.timeout = max_queue, batch, interval, timeout
+        self.max_queue, self.batch, self.interval, self.timeout = (
+            max_queue,
+            batch,
+            interval,
+            timeout,
+        )
         self.queue: deque[Span] = deque()
         self.dropped = 0  # spans that found the queue full
         self.exported = 0
@@ -182,13 +202,15 @@ class SpanExporter:
                         break
                     reply += data
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            log.warning("span export failed", extra={"kv": {"collector": self.host,
-                                                            "error": str(exc)}})  # fmt: skip
+            log.warning(
+                "span export failed", extra={"kv": {"collector": self.host, "error": str(exc)}}
+            )
             return False
         status = reply.split(b" ", 2)[1:2]
         if not status or not status[0].startswith(b"2"):
-            log.warning("collector refused spans",
-                        extra={"kv": {"reply": reply[:100].decode("latin-1")}})  # fmt: skip
+            log.warning(
+                "collector refused spans", extra={"kv": {"reply": reply[:100].decode("latin-1")}}
+            )
             return False
         return True
 
@@ -207,9 +229,7 @@ class Tracer:
         if decision is None or not decision.sampled:
             return None
         kind = otlp.KIND_CLIENT if outbound else otlp.KIND_SERVER
-        return Span(
-            decision.trace_id, decision.span_id, decision.parent_id, kind, head, client_id
-        )
+        return Span(decision.trace_id, decision.span_id, decision.parent_id, kind, head, client_id)
 
     def end(self, span: Span, route: str, attempt: int) -> None:
         span.end_ns = time.time_ns()

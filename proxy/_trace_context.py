@@ -176,9 +176,7 @@ class Decision:
     headers: list[tuple[bytes, bytes]]
 
 
-def decide(
-    head: Head, *, start: bool, rate: float, rng: random.Random = _ids
-) -> Decision | None:
+def decide(head: Head, *, start: bool, rate: float, rng: random.Random = _ids) -> Decision | None:
     """The context to forward, or None to leave the request's headers as they are.
 
     `start`: whether this hop may start a trace (outbound); `rate`: the share of new traces

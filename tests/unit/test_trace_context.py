@@ -57,8 +57,14 @@ def test_b3_single_and_multi_are_honoured_and_answered_in_kind() -> None:
     sent = _sent(head)
     assert sent["x-b3-traceid"] == [TID] and sent["x-b3-parentspanid"] == [SID]
     assert sent["x-b3-spanid"] == [decision.span_id.decode()]
-    assert decide(_head(f"X-B3-TraceId: {TID}", f"X-B3-SpanId: {SID}", "X-B3-Sampled: 0"),
-                  start=True, rate=1.0) is None  # fmt: skip
+    assert (
+        decide(
+            _head(f"X-B3-TraceId: {TID}", f"X-B3-SpanId: {SID}", "X-B3-Sampled: 0"),
+            start=True,
+            rate=1.0,
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
