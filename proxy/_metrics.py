@@ -88,6 +88,7 @@ class Metrics:
         self.faults: dict[tuple[str, str, str], int] = {}  # (upstream, route, delay|abort)
         self.mirrors: dict[tuple[str, str], int] = {}  # (mirror upstream, result)
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
+        self.spans: dict[str, int] = {}  # exported | dropped (queue full) | failed (collector)
         # (direction, peer service) -> the SPIFFE ID it presented: what an edge view shows
         # as the caller's verified identity (one entry per calling service, so bounded).
         self.peer_ids: dict[tuple[str, str], str] = {}
@@ -142,6 +143,7 @@ class Metrics:
             "faults": [[*k, v] for k, v in self.faults.items()],
             "mirrors": [[*k, v] for k, v in self.mirrors.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
+            "spans": [[k, v] for k, v in self.spans.items()],
             "peer_ids": [[*k, v, 1] for k, v in self.peer_ids.items()],
             "gauges": self.gauges(),
         }
@@ -341,6 +343,14 @@ class _DumpCollector(Collector):
             "Copies of requests sent to a mirror, by result",
             ["upstream", "result"],
             dump.get("mirrors", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "spans",
+            "Trace spans by result: exported, dropped (the export queue was full), failed "
+            "(the collector did not take them)",
+            ["result"],
+            dump.get("spans", []),
         )
         yield _family(
             CounterMetricFamily,

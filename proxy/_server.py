@@ -168,6 +168,7 @@ async def serve(
             tracer = runtime.options.http.tracer
             if tracer is not None:
                 tracer.exporter.service = lambda: _service_name(runtime)
+                tracer.exporter.counts = runtime.metrics.spans
                 nursery.start_soon(tracer.exporter.run)
             if settings.ready_file is not None and write_ready:
                 write_ready_file(settings.ready_file, info)

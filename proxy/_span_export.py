@@ -144,14 +144,29 @@ class SpanExporter:
             timeout,
         )
         self.queue: deque[Span] = deque()
-        self.dropped = 0  # spans that found the queue full
-        self.exported = 0
-        self.failed = 0  # spans in batches the collector did not take
+        # exported | dropped (the queue was full) | failed (the collector did not take them);
+        # `serve` shares the proxy's metrics table here, so /metrics shows them.
+        self.counts: dict[str, int] = {}
         self._wake = trio.Event()
+
+    @property
+    def exported(self) -> int:
+        return self.counts.get("exported", 0)
+
+    @property
+    def dropped(self) -> int:
+        return self.counts.get("dropped", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
+
+    def _count(self, result: str, n: int) -> None:
+        self.counts[result] = self.counts.get(result, 0) + n
 
     def add(self, span: Span) -> None:
         if len(self.queue) >= self.max_queue:
-            self.dropped += 1
+            self._count("dropped", 1)
             return
         self.queue.append(span)
         if len(self.queue) >= self.batch:
@@ -176,10 +191,7 @@ class SpanExporter:
             ok = False
             with trio.move_on_after(self.timeout):
                 ok = await self._post(body)
-            if ok:
-                self.exported += len(spans)
-            else:
-                self.failed += len(spans)
+            self._count("exported" if ok else "failed", len(spans))
 
     async def _post(self, body: bytes) -> bool:
         head = (

@@ -129,6 +129,12 @@ def test_one_request_through_web_api_prices_is_one_trace_with_parent_links(tmp_p
             whole = [s for s in receiver.spans() if s.trace_id == started[0].trace_id]
             assert {s.service for s in whole} <= {"web", "api", "prices"}
             assert receiver.bad == 0
+            # the sidecar counts what it exported, on its /metrics
+            admin = re.search(r"curl -s (127\.0\.0\.1:\d+)/metrics", dev.log())
+            assert admin is not None
+            metrics = httpx.get(f"http://{admin.group(1)}/metrics", timeout=10).text
+            exported = re.search(r'weft_proxy_spans_total\{result="exported"\} (\S+)', metrics)
+            assert exported is not None and float(exported.group(1)) >= 2
             # Tracing every request, a sidecar stays small (the issue's budget: 40 MB).
             pids = _proxy_pids(dev.pid)
             assert len(pids) == 3
