@@ -298,6 +298,10 @@ def parsers() -> dict[str, float]:
     return out
 
 
+def _added(us: float, base_us: float) -> str:
+    return "-" if base_us != base_us else f"{(us - base_us) / 1000:+.3f} ms"  # NaN: no direct
+
+
 TARGETS = ("direct", "weft", "weft-traced", "weft-routes", "haproxy")
 
 
@@ -542,7 +546,7 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         print(
             f"| {name} | {rps:,.0f} | {cpu:.3f} | {rate:,.0f}/s "
             f"| {p50 / 1000:.3f} ms | {p99 / 1000:.3f} ms "
-            f"| {(p50 - direct50) / 1000:+.3f} ms | {(p99 - direct99) / 1000:+.3f} ms |"
+            f"| {_added(p50, direct50)} | {_added(p99, direct99)} |"
         )
     print()
     print("One connection, one request per millisecond (added = proxied minus direct):")
@@ -555,7 +559,7 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         p50, p99 = med(ser[name], "p50_us"), med(ser[name], "p99_us")
         print(
             f"| {name} | {p50 / 1000:.3f} ms | {p99 / 1000:.3f} ms "
-            f"| {(p50 - serial50) / 1000:+.3f} ms | {(p99 - serial99) / 1000:+.3f} ms |"
+            f"| {_added(p50, serial50)} | {_added(p99, serial99)} |"
         )
     print()
     print("| proxy | RSS now | RSS peak |")
