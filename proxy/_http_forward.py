@@ -343,13 +343,20 @@ class HttpConnection:
             elapsed = time.perf_counter() - started if started else 0.0
             stats.observe(status, elapsed, head.size if head else 0, len(data))
         if head is not None and (self.observer.active or self.span is not None):
-            self.publish(head, status, started, None, reason)
+            self.publish(head, status, started, None, reason, label=label)
 
     def publish(
-        self, head: Head, status: int, started: float, lease: Lease | None, error: str = ""
+        self,
+        head: Head,
+        status: int,
+        started: float,
+        lease: Lease | None,
+        error: str = "",
+        *,
+        label: str = "",
     ) -> None:
         if self.span is not None:
-            self.span.record(status, lease, error)
+            self.span.record(status, lease, label)
             if not self.observer.active:
                 return
         self.observer.publish(

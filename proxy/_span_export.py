@@ -97,10 +97,10 @@ class Span:
                 attrs.append(("weft.peer.identity", address.identity.uri))
         if self.client_id:  # inbound: the caller's verified SPIFFE ID
             attrs.append(("weft.peer.identity", self.client_id))
-        if self.error:
+        failed = not self.status or self.status >= 500
+        if self.error:  # the proxy answered itself: its reason label (no_route, timeout, ...)
             attrs.append(("error.type", self.error))
-        failed = not self.status or self.status >= 500 or bool(self.error)
-        if failed and "error.type" not in dict(attrs):
+        elif failed:
             attrs.append(("error.type", str(self.status) if self.status else "no_response"))
         route = f" {self.route}" if self.route else ""
         return otlp.encode_span(
