@@ -4,6 +4,9 @@
     weft         wrk → Weft sidecar A → mTLS (TLS 1.3, SPIFFE IDs) → Weft sidecar B → nginx
     weft-routes  the same, A with 20 routes (the request matches the last), a retry policy
                  on each, the retry budget and per-route metrics (snapshot schema v2)
+    weft-traced  the weft path with tracing on (both sidecars export OTLP to a collector,
+                 nginx answering POST /v1/traces) sampling 1 % of new traces: against `weft`
+                 (tracing off) in the same run
     haproxy      wrk → HAProxy A → mTLS (TLS 1.3, verified both ways) → HAProxy B → nginx
 
 For each: throughput at saturation (wrk, closed loop), latency at about 1,000 req/s (wrk paced
@@ -14,6 +17,7 @@ the proxied percentile minus the direct one. Runs are interleaved and repeated; 
 reported. Also: HTTP head parse + serialize with httptools (what the proxy uses) against h11.
 
     scripts/bootstrap bench && .venv/bin/python bench/proxy.py [--duration 10] [--repeat 3]
+        [--targets weft,weft-traced]   (a subset: a short run on a shared machine)
     .venv/bin/python bench/proxy.py --h2-only            # just the HTTP/2 (gRPC) comparison
 
 Then the same for HTTP/2: gRPC-shaped unary calls from h2load through Weft (`protocol: grpc`:
@@ -85,6 +89,7 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{ root {dir}/www; try_files /1k =404; }}
+    location = /v1/traces {{ return 200; }}
   }}
 }}
 """
@@ -300,6 +305,13 @@ def parsers() -> dict[str, float]:
     return out
 
 
+def _added(us: float, base_us: float) -> str:
+    return "-" if base_us != base_us else f"{(us - base_us) / 1000:+.3f} ms"  # NaN: no direct
+
+
+TARGETS = ("direct", "weft", "weft-traced", "weft-routes", "haproxy")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -309,7 +321,16 @@ def main() -> int:
     parser.add_argument("--h2-only", action="store_true", help="only the HTTP/2 (gRPC) comparison")
     parser.add_argument("--h2-clients", type=int, default=8, help="h2load connections")
     parser.add_argument("--h2-streams", type=int, default=10, help="h2load streams per connection")
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated subset of {', '.join(TARGETS)} (the summary lines whose "
+        "paths ran are printed)",
+    )
     args = parser.parse_args()
+    args.targets = [t for t in args.targets.split(",") if t]
+    if not args.targets or set(args.targets) - set(TARGETS):
+        parser.error(f"--targets: choose among {', '.join(TARGETS)}")
     for tool in ("wrk", "nginx", "haproxy", "h2load"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             print(f"{tool} is missing: run scripts/bootstrap bench", file=sys.stderr)
@@ -407,9 +428,30 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     weft_ar = stack.start(
         "weft-ar", [*weft, "--snapshot", str(work / "weft-ar.json"), "--admin", "127.0.0.1:0"]
     )
-    wait_port(b_port)
-    wait_port(a_port)
-    wait_port(ar_port)
+    # The same pair with tracing: sidecar A starts 1 % of traces, B continues them.
+    tb_port, ta_port = free_port(), free_port()
+    snap_tb = {**snap_b, "inbound": {**snap_b["inbound"], "port": tb_port}}  # type: ignore[dict-item]
+    snap_ta = json.loads(json.dumps(snap_a))
+    snap_ta["upstreams"][0]["port"] = ta_port
+    snap_ta["upstreams"][0]["endpoints"][0]["port"] = tb_port
+    tracing = [
+        "--trace-collector",
+        f"http://127.0.0.1:{nginx_port}/v1/traces",
+        "--trace-sampling",
+        "0.01",
+    ]
+    for name, doc in (("weft-tb", snap_tb), ("weft-ta", snap_ta)):
+        (work / f"{name}.json").write_text(json.dumps(doc))
+    weft_tb = stack.start(
+        "weft-tb",
+        [*weft, *tracing, "--snapshot", str(work / "weft-tb.json"), "--admin", "127.0.0.1:0"],
+    )
+    weft_ta = stack.start(
+        "weft-ta",
+        [*weft, *tracing, "--snapshot", str(work / "weft-ta.json"), "--admin", "127.0.0.1:0"],
+    )
+    for port in (b_port, a_port, ar_port, tb_port, ta_port):
+        wait_port(port)
 
     # HAProxy
     hb_port, ha_port = free_port(), free_port()
@@ -440,9 +482,13 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     targets = {
         "direct": (nginx_port, []),
         "weft": (a_port, [weft_a.pid, weft_b.pid]),
+        "weft-traced": (ta_port, [weft_ta.pid, weft_tb.pid]),
         "weft-routes": (ar_port, [weft_ar.pid, weft_b.pid]),
         "haproxy": (ha_port, [hap_a.pid, hap_b.pid]),
     }
+    targets = {name: targets[name] for name in TARGETS if name in args.targets}
+    if "weft-traced" in targets and "weft" not in targets:
+        targets = {"weft": (a_port, [weft_a.pid, weft_b.pid]), **targets}
     for name, (port, _) in targets.items():  # every path answers, and warms up
         out = subprocess.run(
             ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/"],
@@ -490,10 +536,15 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         "weft-a": rss_mib(weft_a.pid),
         "weft-b": rss_mib(weft_b.pid),
         "weft-a-routes": rss_mib(weft_ar.pid),
+        "weft-a-traced": rss_mib(weft_ta.pid),
+        "weft-b-traced": rss_mib(weft_tb.pid),
         "haproxy-a": rss_mib(hap_a.pid),
         "haproxy-b": rss_mib(hap_b.pid),
     }
-    direct50, direct99 = med(lat["direct"], "p50_us"), med(lat["direct"], "p99_us")
+    has = set(targets)
+    # "added" latencies are against the direct path; without it they are not printed.
+    direct50 = med(lat["direct"], "p50_us") if "direct" in has else float("nan")
+    direct99 = med(lat["direct"], "p99_us") if "direct" in has else float("nan")
     print()
     print(f"## Proxy (bench/proxy.py, {args.repeat} runs of {args.duration:g}s, medians)")
     print()
@@ -509,55 +560,63 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         print(
             f"| {name} | {rps:,.0f} | {cpu:.3f} | {rate:,.0f}/s "
             f"| {p50 / 1000:.3f} ms | {p99 / 1000:.3f} ms "
-            f"| {(p50 - direct50) / 1000:+.3f} ms | {(p99 - direct99) / 1000:+.3f} ms |"
+            f"| {_added(p50, direct50)} | {_added(p99, direct99)} |"
         )
     print()
     print("One connection, one request per millisecond (added = proxied minus direct):")
     print()
     print("| path | p50 | p99 | added p50 | added p99 |")
     print("|---|---:|---:|---:|---:|")
-    serial50, serial99 = med(ser["direct"], "p50_us"), med(ser["direct"], "p99_us")
+    serial50 = med(ser["direct"], "p50_us") if "direct" in has else float("nan")
+    serial99 = med(ser["direct"], "p99_us") if "direct" in has else float("nan")
     for name in targets:
         p50, p99 = med(ser[name], "p50_us"), med(ser[name], "p99_us")
         print(
             f"| {name} | {p50 / 1000:.3f} ms | {p99 / 1000:.3f} ms "
-            f"| {(p50 - serial50) / 1000:+.3f} ms | {(p99 - serial99) / 1000:+.3f} ms |"
+            f"| {_added(p50, serial50)} | {_added(p99, serial99)} |"
         )
     print()
     print("| proxy | RSS now | RSS peak |")
     print("|---|---:|---:|")
     for name, (now, peak) in rss.items():
         print(f"| {name} | {now:.1f} MiB | {peak:.1f} MiB |")
-    # Runs are interleaved, so each run's weft and haproxy figures saw the same machine:
-    # the median of the per-run ratios is steadier than the ratio of the medians.
-    ratio_rps = statistics.median(
-        w["rps"] / h["rps"] for w, h in zip(sat["weft"], sat["haproxy"], strict=True)
-    )
-    ratios = ", ".join(
-        f"{w['rps'] / h['rps']:.2f}" for w, h in zip(sat["weft"], sat["haproxy"], strict=True)
-    )
-    ratio_cpu = med(sat["weft"], "cpu_per_1k") / med(sat["haproxy"], "cpu_per_1k")
-    added99 = (med(lat["weft"], "p99_us") - direct99) / 1000
-    haproxy99 = (med(lat["haproxy"], "p99_us") - direct99) / 1000
-    serial_added99 = (med(ser["weft"], "p99_us") - serial99) / 1000
-    worst_rss = max(rss["weft-a"][1], rss["weft-b"][1], rss["weft-a-routes"][1])
-    # Routes against no routes, run by run (same machine state, same B sidecar).
-    routes_rps = statistics.median(
-        r["rps"] / w["rps"] for r, w in zip(sat["weft-routes"], sat["weft"], strict=True)
-    )
-    routes_added99 = (med(lat["weft-routes"], "p99_us") - med(lat["weft"], "p99_us")) / 1000
     print()
-    print(f"Weft/HAProxy throughput ratio: {ratio_rps:.2f} (target >= 0.35; per run: {ratios})")
-    print(f"Weft/HAProxy CPU per request:  {ratio_cpu:.2f}x")
-    print(
-        f"Weft added p99 at ~1,000 req/s: {added99:.3f} ms (target < 2 ms; "
-        f"HAProxy: {haproxy99:.3f} ms; one connection, 1 req/ms: {serial_added99:.3f} ms)"
-    )
+
+    def per_run(a: str, b: str) -> tuple[float, str]:
+        """Runs are interleaved, so each run's two figures saw the same machine: the median
+        of the per-run ratios is steadier than the ratio of the medians."""
+        ratios = [x["rps"] / y["rps"] for x, y in zip(sat[a], sat[b], strict=True)]
+        return statistics.median(ratios), ", ".join(f"{r:.2f}" for r in ratios)
+
+    if {"weft", "haproxy"} <= has:
+        ratio_rps, ratios = per_run("weft", "haproxy")
+        ratio_cpu = med(sat["weft"], "cpu_per_1k") / med(sat["haproxy"], "cpu_per_1k")
+        print(f"Weft/HAProxy throughput ratio: {ratio_rps:.2f} (target >= 0.35; per run: {ratios})")
+        print(f"Weft/HAProxy CPU per request:  {ratio_cpu:.2f}x")
+    if {"weft", "haproxy", "direct"} <= has:
+        added99 = (med(lat["weft"], "p99_us") - direct99) / 1000
+        haproxy99 = (med(lat["haproxy"], "p99_us") - direct99) / 1000
+        serial_added99 = (med(ser["weft"], "p99_us") - serial99) / 1000
+        print(
+            f"Weft added p99 at ~1,000 req/s: {added99:.3f} ms (target < 2 ms; "
+            f"HAProxy: {haproxy99:.3f} ms; one connection, 1 req/ms: {serial_added99:.3f} ms)"
+        )
+    worst_rss = max(peak for name, (_, peak) in rss.items() if name.startswith("weft"))
     print(f"Weft peak RSS per proxy:       {worst_rss:.1f} MiB (target < 40 MiB)")
-    print(
-        f"20 routes + retry budget vs no routes: throughput {routes_rps:.2f}x (target >= 0.90), "
-        f"paced p99 {routes_added99:+.3f} ms (target <= +0.3 ms)"
-    )
+    if {"weft", "weft-routes"} <= has:
+        routes_rps, _ = per_run("weft-routes", "weft")
+        routes_added99 = (med(lat["weft-routes"], "p99_us") - med(lat["weft"], "p99_us")) / 1000
+        print(
+            f"20 routes + retry budget vs no routes: throughput {routes_rps:.2f}x "
+            f"(target >= 0.90), paced p99 {routes_added99:+.3f} ms (target <= +0.3 ms)"
+        )
+    if {"weft", "weft-traced"} <= has:
+        traced_rps, traced_runs = per_run("weft-traced", "weft")
+        traced_added99 = (med(lat["weft-traced"], "p99_us") - med(lat["weft"], "p99_us")) / 1000
+        print(
+            f"Tracing at 1 % vs off: throughput {traced_rps:.2f}x (target >= 0.95; per run: "
+            f"{traced_runs}), paced p99 {traced_added99:+.3f} ms"
+        )
     print(
         "httptools vs h11 (request + response head, parse + serialize): "
         f"{parse['httptools_request'] + parse['httptools_response']:.1f} µs vs "

@@ -438,7 +438,7 @@ class Exchange:
             state.upgraded()
             conn.enter(TUNNEL, float("inf"))
             route.stats.observe(101, time.perf_counter() - self.started, head.size, resp.size)
-            if conn.observer.active:
+            if conn.observer.active or conn.span is not None:
                 conn.publish(head, 101, self.started, lease)
             moved = await splice(
                 conn.down,
@@ -508,7 +508,7 @@ class Exchange:
         route.stats.observe(
             resp.status, time.perf_counter() - self.started, head.size + head.length, sent
         )
-        if conn.observer.active:
+        if conn.observer.active or conn.span is not None:
             conn.publish(head, resp.status, self.started, lease)
         return rest, resp.status < 500, reusable
 
@@ -607,7 +607,7 @@ class Exchange:
             route.stats.observe(200, time.perf_counter() - self.started, head.size, 0)
             conn.state.upgraded()
             conn.enter(TUNNEL, float("inf"))
-            if conn.observer.active:
+            if conn.observer.active or conn.span is not None:
                 conn.publish(head, 200, self.started, lease)
             moved = await splice(
                 conn.down, lease.conn, a_first=buf, idle_timeout=conn.options.tunnel_idle_timeout

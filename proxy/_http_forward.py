@@ -42,6 +42,7 @@ from ._stream import Stream
 
 if TYPE_CHECKING:
     from ._cluster import Lease
+    from ._span_export import Span, Tracer
 
 log = logging.getLogger("weft.proxy")
 
@@ -55,6 +56,8 @@ class HttpOptions:
     # Upgraded (WebSocket) connections, CONNECT tunnels and opaque TCP: closed after this long
     # with no byte either way.
     tunnel_idle_timeout: float = 3600.0
+    # Set only when a collector is configured: None makes no span and touches no header.
+    tracer: Tracer | None = None
 
 
 LINGER_SECONDS = 1.0
@@ -112,6 +115,8 @@ class HttpConnection:
         self.linger = False  # set by an error answer that ends the connection
         # The exchange waiting for its response, for the 504 if it never comes.
         self.waiting: tuple[Head, Route, Lease, float] | None = None
+        self.tracer = options.tracer
+        self.span: Span | None = None  # the exchange in progress's, when sampled
 
     # -- timeouts and shutdown (called from the runtime) ------------------------------------
 
@@ -167,12 +172,27 @@ class HttpConnection:
             first = False
             head, buf = got
             state.request(keep_alive=head.keep_alive)
-            rest = await Exchange(self, head).run(buf)
+            if self.tracer is None:
+                rest = await Exchange(self, head).run(buf)
+            else:
+                rest = await self._traced(head, buf)
             if rest is None or state.state != S.BUSY:
                 return
             if state.response_done() == S.CLOSED:
                 return
             buf = rest
+
+    async def _traced(self, head: Head, buf: bytes) -> bytes | None:
+        """The exchange with its trace context handled and, if sampled, its span made."""
+        tracer = self.tracer
+        assert tracer is not None
+        self.span = span = tracer.begin(head, self.direction, self.client_id)
+        try:
+            return await Exchange(self, head).run(buf)
+        finally:
+            if span is not None:
+                self.span = None
+                tracer.end(span, self.tap_route, self.tap_attempt)
 
     async def _linger(self) -> None:
         """After an error answer, stop sending and read (and drop) what the client still
@@ -322,12 +342,23 @@ class HttpConnection:
         if stats is not None:
             elapsed = time.perf_counter() - started if started else 0.0
             stats.observe(status, elapsed, head.size if head else 0, len(data))
-        if head is not None and self.observer.active:
-            self.publish(head, status, started, None, reason)
+        if head is not None and (self.observer.active or self.span is not None):
+            self.publish(head, status, started, None, reason, label=label)
 
     def publish(
-        self, head: Head, status: int, started: float, lease: Lease | None, error: str = ""
+        self,
+        head: Head,
+        status: int,
+        started: float,
+        lease: Lease | None,
+        error: str = "",
+        *,
+        label: str = "",
     ) -> None:
+        if self.span is not None:
+            self.span.record(status, lease, label)
+            if not self.observer.active:
+                return
         self.observer.publish(
             {
                 "ts": time.time(),

@@ -97,6 +97,7 @@ class Metrics:
         self.snapshots: dict[str, int] = {"applied": 0, "rejected": 0}
         # host -> refusals in registry-only mode; _egress caps the distinct hosts it names.
         self.egress_refused: dict[str, int] = {}
+        self.spans: dict[str, int] = {}  # exported | dropped (queue full) | failed (collector)
         # (direction, peer service) -> the SPIFFE ID it presented: what an edge view shows
         # as the caller's verified identity (one entry per calling service, so bounded).
         self.peer_ids: dict[tuple[str, str], str] = {}
@@ -164,6 +165,7 @@ class Metrics:
             "grpc": [[*k, v] for k, v in self.grpc.items()],
             "snapshots": [[k, v] for k, v in self.snapshots.items()],
             "egress_refused": [[k, v] for k, v in self.egress_refused.items()],
+            "spans": [[k, v] for k, v in self.spans.items()],
             "peer_ids": [[*k, v, 1] for k, v in self.peer_ids.items()],
             "gauges": self.gauges(),
         }
@@ -378,6 +380,14 @@ class _DumpCollector(Collector):
             "gRPC calls by method and grpc-status (classification: success or failure)",
             ["direction", "peer", "method", "grpc_status", "classification"],
             dump.get("grpc", []),
+        )
+        yield _family(
+            CounterMetricFamily,
+            p + "spans",
+            "Trace spans by result: exported, dropped (the export queue was full), failed "
+            "(the collector did not take them)",
+            ["result"],
+            dump.get("spans", []),
         )
         yield _family(
             CounterMetricFamily,

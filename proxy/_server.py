@@ -31,6 +31,7 @@ from ._metrics import Metrics, render
 from ._options import ServeSettings
 from ._runtime import Runtime, RuntimeOptions
 from ._source import FileSource, SnapshotSource
+from ._span_export import SpanExporter, Tracer
 from ._tap import Tap
 
 log = logging.getLogger("weft.proxy")
@@ -80,9 +81,19 @@ class LocalAdmin:
             yield channel
 
 
+def _tracer(settings: ServeSettings) -> Tracer | None:
+    """A tracer when a collector is configured; None costs the request path nothing."""
+    collector = getattr(settings, "trace_collector", "")
+    if not collector:
+        return None
+    exporter = SpanExporter(collector, lambda: "weft-proxy")
+    return Tracer(exporter, getattr(settings, "trace_sampling", 0.01))
+
+
 def runtime_options(settings: ServeSettings, **extra: Any) -> RuntimeOptions:
     return RuntimeOptions(
         http=HttpOptions(
+            tracer=_tracer(settings),
             limits=Limits(settings.max_header_bytes, settings.max_headers),
             header_timeout=settings.header_timeout,
             idle_timeout=settings.idle_timeout,
@@ -154,6 +165,11 @@ async def serve(
             info["version"] = runtime.config.snapshot.version if runtime.config else None
             nursery.start_soon(runtime.maintain, settings.watch_interval)
             nursery.start_soon(runtime.sweep)
+            tracer = runtime.options.http.tracer
+            if tracer is not None:
+                tracer.exporter.service = lambda: _service_name(runtime)
+                tracer.exporter.counts = runtime.metrics.spans
+                nursery.start_soon(tracer.exporter.run)
             if settings.ready_file is not None and write_ready:
                 write_ready_file(settings.ready_file, info)
             # What exists now lives as long as the process: keep the cyclic collector from
@@ -172,10 +188,18 @@ async def serve(
                     await runtime_done.wait()
                     waiter.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
+    tracer = runtime.options.http.tracer
+    if tracer is not None and failure is None:
+        await tracer.exporter.flush()  # what the drained exchanges made (bounded by its timeout)
     if failure is not None:
         raise failure
     log.info("proxy stopped")
     return runtime
+
+
+def _service_name(runtime: Runtime) -> str:
+    config = runtime.config
+    return config.snapshot.identity.service if config is not None else "weft-proxy"
 
 
 async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -20,6 +20,20 @@ import trio
 
 from registry.web import HTTPServer, Request, Response
 
+# What an app in the mesh must copy from the request it serves onto the calls it makes, for
+# the sidecars' spans to join one trace (docs/tracing.md).
+TRACE_HEADERS = (
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "x-request-id",
+)
+
 
 async def run_app(name: str, port: int, upstream: str | None) -> None:
     async with httpx.AsyncClient(timeout=5) as http:
@@ -30,7 +44,8 @@ async def run_app(name: str, port: int, upstream: str | None) -> None:
             body: dict[str, object] = {"service": name, "path": request.path}
             if upstream:
                 try:
-                    resp = await http.get(upstream + request.path)
+                    forward = {h: v for h in TRACE_HEADERS if (v := request.headers.get(h))}
+                    resp = await http.get(upstream + request.path, headers=forward)
                     body["upstream"] = (
                         resp.json()
                         if resp.status_code == 200

@@ -69,6 +69,16 @@ class ProxySettings:
     watch_interval: float = setting(
         1.0, parse=parse_duration, help="how often the snapshot and certificate files are checked"
     )
+    trace_collector: str = setting(
+        "",
+        help="export spans (OTLP/HTTP protobuf) to this collector URL, e.g. "
+        "http://127.0.0.1:4318/v1/traces; empty: no tracing at all (docs/tracing.md)",
+    )
+    trace_sampling: float = setting(
+        0.01,
+        help="share of new traces sampled (0 to 1) when a request comes with no trace "
+        "context; a caller's sampled flag is always respected",
+    )
     access_log: bool = setting(False, help="write one JSON line per request to stdout")
     log_format: str = setting("text", help="log lines as 'text' or 'json'")
     log_level: str = setting("info", help="debug, info, warning or error")
@@ -117,6 +127,22 @@ class ProxySettings:
             raise SettingsError("max_header_bytes", "must be between 1024 and 1048576")
         if not 1 <= self.max_headers <= 1000:
             raise SettingsError("max_headers", "must be between 1 and 1000")
+        if self.trace_collector:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(self.trace_collector)
+            try:
+                url.port  # noqa: B018 - raises on a port that is not a number below 65536
+            except ValueError:
+                url = urlsplit("")
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise SettingsError(
+                    "trace_collector",
+                    f"{self.trace_collector!r} is not an http(s):// URL "
+                    "(example: http://127.0.0.1:4318/v1/traces)",
+                )
+        if not 0.0 <= self.trace_sampling <= 1.0:  # NaN fails both
+            raise SettingsError("trace_sampling", f"{self.trace_sampling} is not between 0 and 1")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log_format", f"{self.log_format!r} is not 'text' or 'json'")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
