@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._h2_session import H2Closed, H2Session
 from ._stream import Stream
 
+# The h2 library (and the session built on it) is imported on first use: a sidecar with no
+# HTTP/2 upstream never loads it, which keeps an HTTP/1.1 sidecar's memory where it was.
 if TYPE_CHECKING:
     from ._balance import Endpoint
     from ._cluster import Cluster
+    from ._h2_session import H2Session
 
 
 class H2Lease:
@@ -72,6 +74,8 @@ class H2Pool:
         return None
 
     async def open(self, key: str, conn: Stream, spawn: Callable[..., None] | None) -> H2Session:
+        from ._h2_session import H2Closed, H2Session
+
         session = H2Session(conn, client=True)
         session.last_used = trio.current_time()
         try:
@@ -87,6 +91,10 @@ class H2Pool:
         return session
 
     def reap(self, now: float, idle_timeout: float) -> None:
+        if not self.sessions:
+            return
+        from ._h2_session import H2Closed
+
         for key, sessions in list(self.sessions.items()):
             keep = []
             for session in sessions:
@@ -103,6 +111,10 @@ class H2Pool:
 
     def close(self) -> None:
         self.closed = True
+        if not self.sessions:
+            return
+        from ._h2_session import H2Closed
+
         for sessions in self.sessions.values():
             for session in sessions:
                 session.close(H2Closed("the cluster is gone"))

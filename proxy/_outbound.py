@@ -25,7 +25,6 @@ import trio
 from ._detect import Protocol, detect
 from ._errors import HttpError, UpstreamError
 from ._h1 import Head
-from ._h2_forward import H2Connection
 from ._http_forward import HttpConnection, Reject, Route, Router
 from ._route import route_forward
 from ._snapshot import H2_PROTOCOLS
@@ -131,6 +130,8 @@ async def serve_h2(
     runtime: ListenerHost, stream: Stream, router: Router, direction: str, preface: bytes
 ) -> None:
     """An HTTP/2 connection (h2c from the application, or h2 from another sidecar)."""
+    from ._h2_forward import H2Connection  # h2 is loaded by the first HTTP/2 connection
+
     connection = H2Connection(
         stream,
         router,

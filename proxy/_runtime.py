@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -25,7 +25,6 @@ from ._cluster import Cluster, EndpointAddress
 from ._egress import Egress
 from ._errors import ListenerError, SnapshotError, TlsSetupError
 from ._external import origination
-from ._h2_forward import H2Connection
 from ._http_forward import HttpConnection
 from ._inbound import serve_inbound
 from ._listener_host import Config as Config
@@ -38,6 +37,9 @@ from ._source import ApplyResult
 from ._stream import accept, bind_listener
 from ._tap import Tap
 from ._tls import Signature, TlsMaterial, files_signature, load_tls
+
+if TYPE_CHECKING:
+    from ._h2_forward import H2Connection  # h2 loads with the first HTTP/2 connection
 
 log = logging.getLogger("weft.proxy")
 
