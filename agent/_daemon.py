@@ -38,7 +38,7 @@ from registry.dns import DNSRelay
 from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
 from registry.web import HTTPServer, Limits
 
-from . import _exposure, _snapshots
+from . import _exposure, _gateway, _snapshots
 from ._api import LocalAPI
 from ._certs import CertManager
 from ._checks import CheckRunner
@@ -178,14 +178,16 @@ class Agent:
     def _apply_sidecars(self) -> None:
         """Certificates and proxies for the sidecars the registry accepted (a service the
         token may not register gets neither: its CSR would be refused too)."""
-        sidecars = [d for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused]
+        accepted = [d for d in self.defs if d.id not in self.registrar.refused]
+        sidecars = [d for d in accepted if d.sidecar_port]
+        proxied = [d for d in accepted if d.proxied]  # sidecars and ingress gateways
         if self.trust_domain:
             self.certs.set_identities(
-                {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in sidecars}
+                {d.id: SpiffeId(self.trust_domain, d.namespace, d.name) for d in proxied}
             )
         self._want_upstreams()
         for proxy_id in list(self.publisher.proxies):
-            if proxy_id not in {d.id for d in sidecars}:
+            if proxy_id not in {d.id for d in proxied}:
                 self.publisher.remove(proxy_id)
         self.supervisor.set_proxies([ProxySpec(d.id, d.admin_port) for d in sidecars])
         self._republish()
@@ -210,14 +212,13 @@ class Agent:
 
     def _want_upstreams(self) -> None:
         resources = self.traffic.resources
-        self.upstreams.want(
-            {
-                s
-                for d in self.defs
-                if d.sidecar_port
-                for s in _snapshots.wanted_services(d, resources)
-            }
-        )
+        self.upstreams.want({s for d in self.defs if d.proxied for s in self._wanted(d, resources)})
+
+    @staticmethod
+    def _wanted(d: ServiceDef, resources: Any) -> set[str]:
+        if d.gateway:
+            return _gateway.services(d, resources)
+        return _snapshots.wanted_services(d, resources)
 
     def _republish(self) -> None:
         if not self.trust_domain:
@@ -229,24 +230,40 @@ class Agent:
         resources = self.traffic.resources
         self._want_upstreams()
         for d in self.defs:
-            if not d.sidecar_port or not self.certs.ready(d.id):
+            if not d.proxied or not self.certs.ready(d.id):
                 continue
-            if any(s not in self.upstreams.known for s in _snapshots.wanted_services(d, resources)):
+            if any(s not in self.upstreams.known for s in self._wanted(d, resources)):
                 continue  # wait for a first answer, rather than publish empty upstreams
-            doc = _snapshots.build(
-                d,
-                SpiffeId(self.trust_domain, d.namespace, d.name),
-                self.certs.files(d.id),
-                self.upstreams.instances,
-                version=0,
-                resources=resources,
-                intentions=view.compile(d.namespace, d.name) if view is not None else None,
-            )
+            identity = SpiffeId(self.trust_domain, d.namespace, d.name)
+            if d.gateway:
+                doc = _gateway.build(
+                    d,
+                    identity,
+                    self.certs.files(d.id),
+                    self.upstreams.instances,
+                    version=0,
+                    resources=resources,
+                )
+            else:
+                doc = self._sidecar_doc(d, identity, resources, view)
             if self.publisher.publish(d.id, doc):
                 log.info(
                     "published snapshot",
                     extra={"kv": {"proxy": d.id, "version": self.publisher.proxies[d.id].version}},
                 )
+
+    def _sidecar_doc(
+        self, d: ServiceDef, identity: SpiffeId, resources: Any, view: Any
+    ) -> dict[str, Any]:
+        return _snapshots.build(
+            d,
+            identity,
+            self.certs.files(d.id),
+            self.upstreams.instances,
+            version=0,
+            resources=resources,
+            intentions=view.compile(d.namespace, d.name) if view is not None else None,
+        )
 
     async def _republish_loop(self) -> None:
         while True:
@@ -324,6 +341,15 @@ class Agent:
                     "certificate_renewals": held.renewals if held else 0,
                     "app_exposed_on": self._exposed.get(d.id, []),
                     "proxy": proxies.get(d.id),
+                }
+            elif d.gateway:
+                published = self.publisher.proxies.get(d.id)
+                entry["gateway"] = {
+                    "identity": self.identity(d),
+                    "snapshot_path": f"/v1/agent/proxy/{d.id}",
+                    "snapshot_version": published.version if published else None,
+                    "applied_version": published.acked_version if published else None,
+                    "last_ack": published.ack if published else None,
                 }
             services.append(entry)
         return {
@@ -432,9 +458,12 @@ class Agent:
     async def _become_ready(self) -> None:
         await self.registrar.synced.wait()
         while not (
-            self.publisher.all_configured()
-            and len(self.publisher.proxies)
-            == sum(1 for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused)
+            # A gateway is not the agent's child: it may start after the agent is ready (its
+            # unit orders itself after the agent's), so readiness waits for sidecars only - and
+            # not for a service the registry refused (it gets no certificate, so no proxy).
+            self.publisher.all_configured(
+                {d.id for d in self.defs if d.sidecar_port and d.id not in self.registrar.refused}
+            )
         ):
             await self.publisher.acked.wait()
         self.ready = True
@@ -539,7 +568,7 @@ class Agent:
                 admin_host=self.config.proxy_admin_host,
             )
             nursery.start_soon(self._watchdog)
-            if any(d.sidecar_port for d in self.defs) and not self.trust_domain:
+            if any(d.proxied for d in self.defs) and not self.trust_domain:
                 self.trust_domain = await self._learn_trust_domain(client)
             self._apply(self.defs)
             for task in (

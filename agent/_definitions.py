@@ -20,6 +20,10 @@
     http = "http://127.0.0.1:8080/health"
     interval = "10s"
 
+An ingress gateway (`weft gateway`, run by its own unit) is declared with `kind =
+"ingress-gateway"`, its public `port`, and no [sidecar]: the agent registers it, keeps its
+certificate and publishes its snapshot (`/v1/agent/proxy/<id>/snapshot`), but does not run it.
+
 Parsing is pure: text in, a ServiceDef out, or a DefinitionError naming the file, the field
 and the rule. Whole-set rules (duplicate names, clashing ports) are checked by `check_set`.
 """
@@ -62,6 +66,7 @@ SHAPE = {
     "port": F("int"),
     "address": F("str"),
     "protocol": F("str"),
+    "kind": F("str"),
     "tags": F("strlist"),
     "meta": F("strmap"),
     "weights": F("obj", {"passing": F("int"), "warning": F("int")}),
@@ -80,6 +85,7 @@ SHAPE = {
     "checks": F("objlist", CHECK_SHAPE),
 }
 CHECK_KINDS = ("ttl", "http", "tcp", "args")
+INGRESS_GATEWAY = "ingress-gateway"
 # The agent runs its checks at the intervals written (the server's minimums are for checks
 # it runs itself); every other rule is the registry's, so a file the agent accepts is one
 # the registry and the check runner accept too.
@@ -128,6 +134,16 @@ class ServiceDef:
     deny: tuple[str, ...] = ()
     upstreams: tuple[UpstreamDef, ...] = ()
     checks: tuple[CheckDef, ...] = ()
+    kind: str = ""  # "" (a service) or "ingress-gateway" (`weft gateway`, docs/gateway.md)
+
+    @property
+    def gateway(self) -> bool:
+        return self.kind == INGRESS_GATEWAY
+
+    @property
+    def proxied(self) -> bool:
+        """The agent keeps a certificate and a snapshot for it (a sidecar or a gateway)."""
+        return bool(self.sidecar_port) or self.gateway
 
     def bound_ports(self) -> list[tuple[str, int]]:
         """(field, port) of every port the mesh binds for this service on the host."""
@@ -175,6 +191,20 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
                 local_port=port(up["local_port"], f"{where}.local_port"),
                 namespace=namespace(up.get("namespace", "default"), f"{where}.namespace"),
             )
+        )
+    service_kind = data.get("kind", "")
+    if service_kind not in ("", INGRESS_GATEWAY):
+        raise DefinitionError(
+            file,
+            "kind",
+            f"{service_kind!r} is not a kind the agent runs (leave it out, or {INGRESS_GATEWAY!r})",
+        )
+    if service_kind and (sidecar or upstreams):
+        raise DefinitionError(
+            file,
+            "sidecar" if sidecar else "upstreams",
+            "an ingress gateway has no sidecar: `weft gateway` calls the services its Gateway "
+            "and Routes name (docs/gateway.md)",
         )
     if upstreams and not sidecar:
         raise DefinitionError(
@@ -243,6 +273,7 @@ def _build(file: str, data: dict[str, Any]) -> ServiceDef:
         deny=tuple(authz.get("deny", ())),
         upstreams=tuple(upstreams),
         checks=tuple(checks),
+        kind=service_kind,
     )
 
 

@@ -76,9 +76,9 @@ class Publisher:
         self.acked.set()
         self.acked = trio.Event()
 
-    def all_configured(self) -> bool:
-        """Every proxy has applied some snapshot (what READY=1 waits for)."""
-        return all(p.acked_version is not None for p in self.proxies.values())
+    def all_configured(self, ids: set[str]) -> bool:
+        """Each of these proxies is published and has applied some snapshot (READY=1)."""
+        return all(i in self.proxies and self.proxies[i].acked_version is not None for i in ids)
 
     def all_applied(self) -> bool:
         return all(p.acked_version == p.version for p in self.proxies.values())

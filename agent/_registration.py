@@ -46,6 +46,8 @@ def instance_body(
         "lease": lease,
         "checks": [dict(c.spec) for c in d.checks],
     }
+    if d.kind:
+        body["kind"] = d.kind
     if d.sidecar_port:
         body["sidecar_port"] = d.sidecar_port
         body["identity"] = identity

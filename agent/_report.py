@@ -65,7 +65,9 @@ def build_report(
                 "applied_version": published.acked_version or 0,
                 "pending_seconds": max(0.0, monotonic - published.published_at) if behind else 0.0,
                 "refused": refused,
-                "running": (running.get(proxy_id) or {}).get("pid") is not None,
+                # A gateway is not the agent's child (its own unit runs it): whether it runs
+                # shows as snapshots applied or not, not as a pid of ours.
+                "running": proxy_id not in running or running[proxy_id].get("pid") is not None,
             }
         )
     certificates = []

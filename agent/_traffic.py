@@ -34,11 +34,19 @@ class Resources:
         self.routes: dict[str, Mapping[str, Any]] = {}
         self.defaults: dict[str, Mapping[str, Any]] = {}
         self.subsets: dict[str, list[Mapping[str, Any]]] = {}
+        self.gateways: dict[str, Mapping[str, Any]] = {}  # Gateway name: its document
+        self.gateway_routes: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
         self.externals: dict[str, Mapping[str, Any]] = {}  # ExternalService by name
         for doc in docs:
             kind, spec = doc.get("kind"), doc.get("spec") or {}
-            if kind == "Route":
+            if kind == "Route" and "gateway" in spec:
+                self.gateway_routes.setdefault(spec["gateway"], []).append(
+                    (doc["metadata"]["name"], spec)
+                )
+            elif kind == "Route":
                 self.routes[spec["service"]] = spec
+            elif kind == "Gateway":
+                self.gateways[doc["metadata"]["name"]] = doc
             elif kind == "ServiceDefaults":
                 self.defaults[doc["metadata"]["name"]] = spec
             elif kind == "Subset":
@@ -67,6 +75,18 @@ class Resources:
             ):
                 out.append(subset["subset"])
         return sorted(out)
+
+
+def budget_fields(defaults: Mapping[str, Any]) -> dict[str, Any]:
+    budget = dict(DEFAULT_BUDGET)
+    given = defaults.get("retryBudget") or {}
+    if "ratio" in given:
+        budget["ratio"] = given["ratio"]
+    if "minPerSecond" in given:
+        budget["min_per_second"] = given["minPerSecond"]
+    if "ttl" in given:
+        budget["ttl_ms"] = _ms(given["ttl"])
+    return budget
 
 
 def _match(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,7 +139,7 @@ def _headers(changes: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: (list(v) if k == "remove" else dict(v)) for k, v in changes.items()}
 
 
-def _rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+def compile_rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": rule["name"]}
     if rule.get("match"):
         out["match"] = [_match(e) for e in rule["match"]]
@@ -201,19 +221,11 @@ def upstream_fields(service: str, resources: Resources) -> dict[str, Any]:
     """The v2 fields of one upstream: routes, precedence, retry budget, and the balancer,
     failure accrual and connection pool its ServiceDefaults choose."""
     defaults = resources.defaults.get(service, {})
-    budget = dict(DEFAULT_BUDGET)
-    given = defaults.get("retryBudget") or {}
-    if "ratio" in given:
-        budget["ratio"] = given["ratio"]
-    if "minPerSecond" in given:
-        budget["min_per_second"] = given["minPerSecond"]
-    if "ttl" in given:
-        budget["ttl_ms"] = _ms(given["ttl"])
-    out: dict[str, Any] = {"retry_budget": budget, **_endpoint_policy(defaults)}
+    out: dict[str, Any] = {"retry_budget": budget_fields(defaults), **_endpoint_policy(defaults)}
     route = resources.routes.get(service)
     fallback = {"name": "default", **_policy({}, defaults)}
     if route is not None:
-        routes = [_rule(rule, defaults) for rule in route["rules"]]
+        routes = [compile_rule(rule, defaults) for rule in route["rules"]]
         if route.get("unmatched", "default") != "reject":
             routes.append(fallback)
         out["routes"] = routes

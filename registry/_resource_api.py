@@ -105,8 +105,8 @@ SCHEMAS: dict[str, Any] = {
     "Resource": {
         "type": "object",
         "description": (
-            "A traffic resource (docs/traffic.md): Route, ServiceDefaults, Subset or "
-            "ExternalService (docs/egress.md)"
+            "A traffic resource (docs/traffic.md): Route, ServiceDefaults, Subset, Gateway "
+            "(docs/gateway.md) or ExternalService (docs/egress.md)"
         ),
         "required": ["apiVersion", "kind", "metadata", "spec"],
         "properties": {
@@ -146,7 +146,7 @@ _BLOCKING = (
     Param("wait", {"type": "string", "example": "30s"}, "Longest wait (default 5m, max 10m)."),
 )
 _KIND_NAME = {
-    "kind": Param("kind", description="Route, ServiceDefaults, Subset or ExternalService"),
+    "kind": Param("kind", description="Route, ServiceDefaults, Subset, Gateway or ExternalService"),
     "name": Param("name", description="The resource's metadata.name"),
 }
 _KIND = {"kind": _KIND_NAME["kind"]}

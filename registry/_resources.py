@@ -10,6 +10,8 @@ Four kinds, each stored under `config/<kind>/<name>` (see docs/traffic.md):
                      and how its callers reach its endpoints: balancer, failure accrual,
                      connection pool
     Subset           a named set of a service's instances, chosen by tags and/or meta
+    Gateway          the hosts an ingress gateway serves; Routes with `gateway` route them
+                     (`_gateway_resources`, docs/gateway.md)
     ExternalService  a destination outside the mesh (hosts, ports, addresses, TLS
                      origination) that sidecars may call by name (docs/egress.md)
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from ._decode import parse_duration
 from ._external_service import check_spec as _external_spec
+from ._gateway_resources import check_hosts, cross_check, gateway_route_rules, gateway_spec
 from ._resource_checks import (
     MAX_ATTEMPTS,
     MAX_BACKENDS,
@@ -56,7 +59,7 @@ from ._resource_checks import (
 )
 
 API_VERSION = "weft.dev/v1"
-KINDS = ("Route", "ServiceDefaults", "Subset", "ExternalService")
+KINDS = ("Route", "ServiceDefaults", "Subset", "Gateway", "ExternalService")
 OUTBOUND_MODES = ("allow-any", "registry-only")
 
 # -- policies --------------------------------------------------------------------------------
@@ -206,6 +209,8 @@ def _rule(value: Any, path: str, out: Problems) -> None:
 def _route_spec(value: Any, path: str, out: Problems) -> None:
     fields: dict[str, Checker] = {
         "service": check_service,
+        "gateway": check_string(NAME, "a Gateway name"),
+        "hosts": check_hosts,
         "precedence": lambda v, p, o: (
             None if v in ("order", "specificity") else o.add(p, f"{v!r}: use order or specificity")
         ),
@@ -214,15 +219,23 @@ def _route_spec(value: Any, path: str, out: Problems) -> None:
         ),
         "rules": check_list(_rule, MAX_RULES, least=1),
     }
-    if not check_object(value, path, out, fields, required=("service", "rules")):
+    if not check_object(value, path, out, fields, required=("rules",)):
         return
+    if "gateway" in value:
+        gateway_route_rules(value, path, out)
+    elif "service" not in value:
+        out.add(f"{path}.service", "is required (or gateway, for a Route at an ingress gateway)")
+    elif "hosts" in value:
+        out.add(f"{path}.hosts", "hosts are matched at a gateway: give gateway too")
+    gateway = "gateway" in value
     rules = value.get("rules")
     if isinstance(rules, list):
         seen: set[str] = set()
         for i, rule in enumerate(rules):
             name = rule.get("name") if isinstance(rule, dict) else None
             if isinstance(name, str):
-                if name in seen or (name == "default" and value.get("unmatched") != "reject"):
+                unmatched = value.get("unmatched", "reject" if gateway else "default")
+                if name in seen or (name == "default" and unmatched != "reject"):
                     why = "is used twice" if name in seen else "is the unmatched route's name"
                     out.add(f"{path}.rules[{i}].name", f"{name!r} {why}")
                 seen.add(name)
@@ -328,6 +341,7 @@ _SPECS: dict[str, Checker] = {
     "Route": _route_spec,
     "ServiceDefaults": _defaults_spec,
     "Subset": _subset_spec,
+    "Gateway": gateway_spec,
     "ExternalService": _external_spec,
 }
 
@@ -429,7 +443,7 @@ def validate_all(
     for r in stored:
         if (r.kind, r.name) in batch_keys:
             continue  # replaced by this batch
-        if r.kind == "Route":
+        if r.kind == "Route" and "service" in r.spec:
             route_for[r.spec["service"]] = r.name
         elif r.kind == "Subset":
             subset_for[(r.spec["service"], r.spec["subset"])] = r.name
@@ -441,7 +455,7 @@ def validate_all(
         if key in seen:
             problems.append(f"{where}: metadata.name: {r.kind} {r.name!r} is given twice")
         seen[key] = i
-        if r.kind == "Route":
+        if r.kind == "Route" and "service" in r.spec:
             other = route_for.setdefault(r.spec["service"], r.name)
             if other != r.name:
                 problems.append(
@@ -464,4 +478,10 @@ def validate_all(
                         f"{where}: spec.hosts[{j}]: {host!r} is already declared by "
                         f"ExternalService {other!r}"
                     )
+    problems.extend(
+        cross_check(
+            [(describe(i, r.doc), r.doc) for i, r in indexed],
+            [r.doc for r in stored if (r.kind, r.name) not in batch_keys],
+        )
+    )
     return resources, problems

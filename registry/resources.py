@@ -2,6 +2,7 @@
 way the server will and the agent reads stored resources with the same rules."""
 
 from ._decode import parse_duration as parse_duration
+from ._gateway_resources import covered as covered
 from ._resources import API_VERSION as API_VERSION
 from ._resources import KINDS as KINDS
 from ._resources import Resource as Resource

@@ -5,7 +5,8 @@ same services, converted together by `registry.importers` (the code `weft apply 
 HTTPRoutes of one Service merge and a TrafficSplit finds its HTTPRouteGroups. Names resolve
 with the adapter's own naming; the names a conversion looked up are recorded, so a cached
 result is reused only while every one of them still resolves the same way (a Service that
-gains a `weft.io/service-name` annotation recomputes what names it).
+gains a `weft.io/service-name` annotation recomputes what names it). A gateway Route (a
+Gateway parent, `gateways:`) is left out with a note: the cluster's Gateways are its own.
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ def convert(
             continue
         first = members[source][0]
         rkey = resource_key(doc)
+        if doc.get("kind") == "Route" and "gateway" in (doc.get("spec") or {}):
+            # The cluster's Gateways belong to its own ingress (Weft does not sync them): only
+            # the mesh half of an object with a Gateway parent or `gateways:` is synced.
+            out.notes.append(
+                f"{describe(first)}: gateway Route {rkey[1]} is not synced (the cluster's "
+                "Gateways belong to its own ingress; only mesh routing is)"
+            )
+            continue
         if rkey in seen:
             # Two objects of one group make one resource (a VirtualService and an HTTPRoute
             # for one service): the first in (kind, namespace, name) order keeps it.

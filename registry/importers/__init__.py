@@ -1,5 +1,6 @@
 """Importers: other meshes' traffic resources, as they are written, into Weft's
-(`weft.dev/v1` Route, ServiceDefaults, Subset, ExternalService). Pure; see docs/importers.md.
+(`weft.dev/v1` Route, ServiceDefaults, Subset, Gateway, ExternalService). Pure; see
+docs/importers.md.
 
 Linkerd ServiceProfile, Istio VirtualService, DestinationRule and ServiceEntry, Gateway API
 HTTPRoute (the GAMMA mesh form) and SMI TrafficSplit. Each field not honoured is a warning naming it

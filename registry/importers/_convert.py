@@ -6,7 +6,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _gateway_api, _istio, _istio_destination, _istio_service_entry, _linkerd, _smi
+from . import (
+    _gateway_api,
+    _gateways,
+    _istio,
+    _istio_destination,
+    _istio_service_entry,
+    _linkerd,
+    _smi,
+)
 from ._names import Naming, rule_name
 from ._notes import Notes
 
@@ -28,11 +36,19 @@ _IMPORTERS: dict[tuple[str, str], Importer] = {
         for v in ("v1", "v1beta1", "v1alpha3")
     },
     **{
+        (f"networking.istio.io/{v}", "Gateway"): _gateways.convert_istio_gateway
+        for v in ("v1", "v1beta1", "v1alpha3")
+    },
+    **{
         (f"networking.istio.io/{v}", "ServiceEntry"): _istio_service_entry.convert_service_entry
         for v in ("v1", "v1beta1", "v1alpha3")
     },
     **{
         (f"gateway.networking.k8s.io/{v}", "HTTPRoute"): _gateway_api.convert_http_route
+        for v in ("v1", "v1beta1")
+    },
+    **{
+        (f"gateway.networking.k8s.io/{v}", "Gateway"): _gateways.convert_api_gateway
         for v in ("v1", "v1beta1")
     },
     # Linkerd's own HTTPRoute (the one its docs use): the Gateway API schema, same importer.
@@ -125,8 +141,10 @@ def _merge_http_routes(result: Imported, docs: Sequence[Any]) -> None:
     groups: dict[str, list[int]] = {}
     for j, (doc, source) in enumerate(zip(result.docs, result.sources, strict=True)):
         origin = docs[source]
-        if doc.get("kind") == "Route" and origin.get("kind") == "HTTPRoute":
-            groups.setdefault(doc["spec"]["service"], []).append(j)
+        # A gateway Route (a Gateway parent) is named after its HTTPRoute and stays its own.
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "Route" and origin.get("kind") == "HTTPRoute" and "service" in spec:
+            groups.setdefault(spec["service"], []).append(j)
     drop: set[int] = set()
     for service, where in groups.items():
         if len(where) < 2:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._gateways import gateway_routes, hosts_of
 from ._linkerd_annotations import rule_policy
 from ._names import rule_name
 from ._notes import Notes
@@ -145,12 +146,13 @@ def _rule(
 def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]]:
     spec = doc.get("spec") or {}
     notes.unknown(spec, "spec", {"parentRefs", "hostnames", "rules"})
-    if spec.get("hostnames"):
-        notes.ignored("spec.hostnames", "is ignored: a mesh route matches its Service's traffic")
     services: list[str] = []
+    gateways: list[str] = []
     own_namespace = (doc.get("metadata") or {}).get("namespace")
     for i, ref in enumerate(spec.get("parentRefs") or []):
-        if ref.get("kind") == "Service" and ref.get("group", "") in ("", "core"):
+        kind = ref.get("kind", "Gateway")
+        group = ref.get("group", "gateway.networking.k8s.io" if kind == "Gateway" else "")
+        if kind == "Service" and group in ("", "core"):
             name = notes.service(ref.get("name"), ref.get("namespace"))
             if name is not None:
                 services.append(name)
@@ -160,14 +162,22 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
                     "is ignored: a consumer route (another namespace's Service) applies to "
                     "every caller in Weft, not only to callers in the route's namespace",
                 )
+        elif kind == "Gateway" and group == "gateway.networking.k8s.io" and ref.get("name"):
+            gateways.append(str(ref["name"]))
+            for key in ("sectionName", "port"):
+                if key in ref:
+                    notes.ignored(f"spec.parentRefs[{i}].{key}")
         else:
             notes.ignored(
                 f"spec.parentRefs[{i}]",
-                f"(kind {ref.get('kind', 'Gateway')}) is not a "
-                "Service: only the mesh (GAMMA) form is imported",
+                f"(kind {kind}) is neither a Service (mesh) nor a Gateway (ingress)",
             )
-    if not services:
-        notes.problem("spec.parentRefs", "no Service parent: nothing in the mesh to route")
+    if spec.get("hostnames") and services and not gateways:
+        notes.ignored("spec.hostnames", "is ignored: a mesh route matches its Service's traffic")
+    if not services and not gateways:
+        notes.problem(
+            "spec.parentRefs", "no Service or Gateway parent: nothing in the mesh to route"
+        )
         return []
     taken: set[str] = set()
     # An unnamed rule is named after its HTTPRoute (Linkerd's `route` metric label), with
@@ -182,7 +192,16 @@ def convert_http_route(doc: dict[str, Any], notes: Notes) -> list[dict[str, Any]
     policy = rule_policy((doc.get("metadata") or {}).get("annotations"), notes)
     for rule in rules:
         rule.update(policy)
-    return [
+    out = gateway_routes(
+        str((doc.get("metadata") or {}).get("name")),
+        gateways,
+        hosts_of(spec.get("hostnames"), notes, "spec.hostnames") or ["*"],
+        rules,
+        {"precedence": "specificity", "unmatched": "reject"},
+        notes,
+        mesh=bool(services),
+    )
+    return out + [
         _doc(
             "Route",
             s,

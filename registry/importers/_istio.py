@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._gateways import gateway_of, gateway_routes, hosts_of
 from ._names import rule_name
 from ._notes import Notes
 
@@ -281,12 +282,16 @@ def convert_virtual_service(doc: dict[str, Any], notes: Notes) -> list[dict[str,
     for key in ("tcp", "tls", "exportTo"):
         if key in spec:
             notes.ignored(f"spec.{key}")
-    gateways = spec.get("gateways") or []
-    if any(g != "mesh" for g in gateways):
+    listed = spec.get("gateways") or []
+    gateways = [g for g in map(gateway_of, listed) if g]
+    if gateways and "mesh" not in listed:
+        # Istio would apply these rules at the gateways only. Weft has always applied them to
+        # the sidecars too (the talk's VirtualService names a gateway and is meant for the
+        # mesh), so both: a Route for each gateway and one for the hosts' services.
         notes.ignored(
             "spec.gateways",
-            "is ignored: the rules apply to every sidecar calling the "
-            "hosts (as with gateways: [mesh])",
+            "without mesh is widened: the rules apply at the gateways and to every sidecar "
+            "calling the hosts (as with gateways: [mesh, ...])",
         )
     for key in ("hosts", "http"):
         if not isinstance(spec.get(key, []), list):
@@ -300,7 +305,14 @@ def convert_virtual_service(doc: dict[str, Any], notes: Notes) -> list[dict[str,
     ]
     if not rules:
         return []
-    out = []
+    out = gateway_routes(
+        str((doc.get("metadata") or {}).get("name")),
+        gateways,
+        hosts_of(spec.get("hosts"), notes, "spec.hosts"),
+        rules,
+        {"precedence": "order"},
+        notes,
+    )
     for j, host in enumerate(spec.get("hosts") or []):
         service = notes.service(host)
         if service is None:
@@ -313,7 +325,7 @@ def convert_virtual_service(doc: dict[str, Any], notes: Notes) -> list[dict[str,
             "rules": rules,
         }
         out.append(_doc("Route", service, spec_out))
-    if not out:
+    if not any("service" in d["spec"] for d in out):
         notes.problem("spec.hosts", "no host names a service")
     return out
 

@@ -316,7 +316,7 @@ def test_end_user_sam_goes_to_details_v1_and_other_requests_get_istios_404(talk:
         golden("destinationrule", "istio-bookinfo-details"),
         golden("virtualservice", "talk-end-user-sam"),
     )
-    assert "spec.gateways is ignored" in said
+    assert "spec.gateways without mesh is widened" in said
     wait_until(
         lambda: talk.routes("details") == ["http-0"],
         timeout=5,

@@ -49,9 +49,9 @@ def test_playbook_syntax_check(playbook: str) -> None:
 
 
 def test_every_role_has_defaults_argument_specs_and_meta() -> None:
-    for role in ("weft_common", "weft_server", "weft_agent", "etcd"):
+    for role in ("weft_common", "weft_server", "weft_agent", "weft_gateway", "etcd"):
         for part in ("defaults/main.yml", "meta/argument_specs.yml", "meta/main.yml",
                      "tasks/main.yml"):  # fmt: skip
             assert (ANSIBLE / "roles" / role / part).is_file(), f"{role}/{part} is missing"
-    for role in ("weft_server", "weft_agent", "etcd"):
+    for role in ("weft_server", "weft_agent", "weft_gateway", "etcd"):
         assert (ANSIBLE / "roles" / role / "handlers/main.yml").is_file(), role

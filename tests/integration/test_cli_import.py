@@ -93,7 +93,13 @@ async def test_apply_mixed_documents_warns_by_field_and_get_shows_the_compiled_r
 async def test_a_document_that_cannot_be_imported_is_refused_by_name(
     server: WeftServer, tmp_path: Path, etcd_client: EtcdClient, prefix: str
 ) -> None:
-    done = cli(server, "apply", "-f", str(GOLDEN / "httproute" / "gateway-only.yaml"))
+    path = tmp_path / "multicluster.yaml"
+    path.write_text(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: foo-route}\n"
+        "spec:\n  parentRefs:\n  - {group: multicluster.x-k8s.io, kind: ServiceImport, name: foo}\n"
+        "  rules:\n  - backendRefs: [{name: foo}]\n"
+    )
+    done = cli(server, "apply", "-f", str(path))
     assert done.returncode == 65
-    assert "HTTPRoute foo-route: spec.parentRefs: no Service parent" in done.stderr
+    assert "HTTPRoute foo-route: spec.parentRefs: no Service or Gateway parent" in done.stderr
     assert await stored_keys(etcd_client, prefix) == []

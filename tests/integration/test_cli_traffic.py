@@ -201,7 +201,7 @@ async def test_the_server_refuses_a_bad_batch_whole_and_checks_against_what_is_s
                     "metadata": {"name": "Bad_Name"},
                     "spec": {"service": "x"},
                 },
-                {"kind": "Gateway"},
+                {"kind": "ServiceEntry"},
             ]
         },
         headers={"X-Weft-Token": server.token or ""},
@@ -214,10 +214,10 @@ async def test_the_server_refuses_a_bad_batch_whole_and_checks_against_what_is_s
     )
     assert "resources[0] (Subset Bad_Name): spec.subset: is required" in problems
     assert (
-        "resources[1] (Gateway ?): kind: 'Gateway' is not a kind (Route, ServiceDefaults, "
-        "Subset, ExternalService)" in problems
+        "resources[1] (ServiceEntry ?): kind: 'ServiceEntry' is not a kind (Route, "
+        "ServiceDefaults, Subset, Gateway, ExternalService)" in problems
     )
-    assert "resources[1] (Gateway ?): apiVersion: is required" in problems
+    assert "resources[1] (ServiceEntry ?): apiVersion: is required" in problems
     assert await stored_keys(etcd_client, prefix) == ["config/Route/reviews"]
 
     # Writing needs an operator token; the Consul-style view reads the same record.

@@ -13,7 +13,11 @@ UNITS = sorted(ROOT.glob("*/systemd/*.service"))
 
 
 def test_units_are_shipped() -> None:
-    assert {u.name for u in UNITS} >= {"weft-agent.service", "weft-server.service"}
+    assert {u.name for u in UNITS} >= {
+        "weft-agent.service",
+        "weft-server.service",
+        "weft-gateway.service",
+    }
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=[u.name for u in UNITS])
@@ -43,13 +47,21 @@ def test_systemd_analyze_verify_is_clean(unit: Path, tmp_path: Path) -> None:
 
 
 def test_every_unit_sets_an_open_file_limit_its_connection_cap_fits_under() -> None:
+    import dataclasses
+
     from agent._config import AgentConfig
     from registry._config import ServerConfig
     from registry.web._admission import FD_RESERVE
+    from weft.cli.gateway import GatewaySettings
 
+    gateway_cap = next(
+        f.default for f in dataclasses.fields(GatewaySettings) if f.name == "max_connections"
+    )
     caps = {
         "weft-server.service": ServerConfig().max_connections,
         "weft-agent.service": AgentConfig().api_max_connections,
+        # a public connection and, while it forwards, its connection to a sidecar
+        "weft-gateway.service": 2 * int(gateway_cap),  # type: ignore[call-overload]
     }
     for unit in UNITS:
         limits = [

@@ -209,3 +209,32 @@ def test_names_resolve_with_the_adapters_naming_and_follow_its_changes() -> None
     names[("reviews", "ns")] = "reviews-renamed"  # the Service got weft.io/service-name
     (route,) = objects.plan().resources().values()
     assert route["metadata"]["name"] == route["spec"]["service"] == "reviews-renamed"
+
+
+def test_an_httproute_with_a_gateway_parent_syncs_only_its_mesh_half() -> None:
+    """The cluster's Gateways are its ingress's: their gateway Routes are not synced (noted);
+    the Service parent's Route is, and a Gateway-only route makes nothing."""
+    objects = TrafficObjects()
+    both = http_route("both", "web", "/b", "1")
+    both["spec"]["parentRefs"].append({"name": "edge"})  # a Gateway, by the defaults
+    both["spec"]["hostnames"] = ["shop.example.com"]
+    both["spec"]["rules"][0]["backendRefs"] = [{"name": "web", "port": 80}]
+    north_south = http_route("north-south", "web", "/n", "2")
+    north_south["spec"]["parentRefs"] = [{"kind": "Gateway", "name": "edge"}]
+    north_south["spec"]["rules"][0]["backendRefs"] = [{"name": "web", "port": 80}]
+    objects.apply(ROUTE, "ADDED", decode(ROUTE, both))
+    objects.apply(ROUTE, "ADDED", decode(ROUTE, north_south))
+    plan = objects.plan()
+    assert list(plan.resources()) == [("Route", "web")]
+    assert "gateway" not in plan.resources()[("Route", "web")]["spec"]
+    assert "makes no Weft resource" in plan.skipped[(("HTTPRoute", "ns", "north-south"),)]
+    notes = plan.compiled[(("HTTPRoute", "ns", "both"),)].notes
+    assert any("gateway Route both-edge is not synced" in n for n in notes), notes
+
+    # No backend: at a Gateway such a rule routes nowhere, yet the mesh half still syncs.
+    del both["spec"]["rules"][0]["backendRefs"]
+    both["metadata"]["resourceVersion"] = "3"
+    objects.apply(ROUTE, "MODIFIED", decode(ROUTE, both))
+    plan = objects.plan()
+    assert list(plan.resources()) == [("Route", "web")]
+    assert (("HTTPRoute", "ns", "both"),) not in plan.skipped

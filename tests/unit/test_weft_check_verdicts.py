@@ -318,3 +318,29 @@ def test_a_report_interval_out_of_bounds_is_refused_naming_the_field() -> None:
             AgentConfig(servers=("http://127.0.0.1:8500",), report_interval=bad).validate()
         assert info.value.field == "report_interval"
     AgentConfig(servers=("http://127.0.0.1:8500",), report_interval=1.0).validate()
+
+
+def test_a_gateway_the_agent_does_not_run_is_not_reported_as_a_dead_proxy() -> None:
+    """`weft gateway` runs in its own unit: the agent has no pid for it, and `weft check`
+    must not call it "not running"; a sidecar of the agent's without a pid still is."""
+    from types import SimpleNamespace
+
+    from agent._publisher import Publisher
+    from agent._report import build_report
+
+    publisher = Publisher()
+    for proxy_id in ("edge", "web-1"):
+        publisher.publish(proxy_id, {"listeners": []})
+    body = build_report(
+        registrar=SimpleNamespace(lease="abc", connected=True),  # type: ignore[arg-type]
+        publisher=publisher,
+        certs=None,
+        running={"web-1": {"pid": None}},  # the supervisor runs sidecars only
+        services={"edge": "edge", "web-1": "web"},
+        sync_interval=60.0,
+        report_interval=10.0,
+        now=NOW,
+        monotonic=NOW,
+        since_sync=3.0,
+    )
+    assert {p["id"]: p["running"] for p in body["proxies"]} == {"edge": True, "web-1": False}

@@ -1,5 +1,5 @@
 """`weft apply -f FILE|DIR|-`: store traffic resources (Route, ServiceDefaults, Subset,
-ExternalService; docs/egress.md).
+Gateway, ExternalService; docs/gateway.md, docs/egress.md).
 
 Other meshes' documents are accepted as written (Linkerd ServiceProfile, Istio
 VirtualService, DestinationRule and ServiceEntry, Gateway API or Linkerd HTTPRoute, SMI

@@ -1,5 +1,5 @@
 """`weft get KIND [NAME]`: show stored traffic resources (Route, ServiceDefaults, Subset,
-ExternalService)."""
+Gateway, ExternalService)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ._output import CommandError, print_table
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("get", help="show stored traffic resources")
-    parser.add_argument("kind", help="Route, ServiceDefaults, Subset, ExternalService (or 'all')")
+    parser.add_argument(
+        "kind", help="Route, ServiceDefaults, Subset, Gateway, ExternalService (or 'all')"
+    )
     parser.add_argument("name", nargs="?", help="one resource; all of the kind if absent")
     parser.add_argument(
         "-o",
@@ -55,6 +57,10 @@ def _target(doc: dict) -> str:  # type: ignore[type-arg]
     spec = doc.get("spec", {})
     if doc["kind"] == "ServiceDefaults":
         return str(doc["metadata"]["name"])
+    if doc["kind"] == "Gateway":
+        return str(spec.get("service") or doc["metadata"]["name"])
+    if "gateway" in spec:  # a Route at a gateway: the Gateway it binds to
+        return f"gateway/{spec['gateway']}"
     if doc["kind"] == "ExternalService":  # what the apps call: host:port/protocol
         ports = ",".join(f"{p['port']}/{p['protocol']}" for p in spec.get("ports", []))
         return f"{','.join(spec.get('hosts', []))}:{ports}"
