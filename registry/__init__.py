@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._config import ServerConfig as ServerConfig
 from ._errors import RegistryError as RegistryError
 from ._model import Status as Status
 from .validation import InvalidInput as InvalidInput
 from .validation import parse_duration as parse_duration
 
 if TYPE_CHECKING:
+    from ._config import ServerConfig as ServerConfig
     from .client import APIError as APIError
     from .client import RegistryClient as RegistryClient
     from .client import ServerUnreachable as ServerUnreachable
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .web import Router as Router
 
 _LAZY = {
+    "ServerConfig": ("_config", "ServerConfig"),
     "APIError": ("client", "APIError"),
     "RegistryClient": ("client", "RegistryClient"),
     "ServerUnreachable": ("client", "ServerUnreachable"),

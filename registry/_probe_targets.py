@@ -23,8 +23,6 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-import httpx
-
 from ._errors import InvalidInput
 
 _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -100,6 +98,10 @@ def http_url(value: str, field: str) -> str:
             raise _fail(field, f"{_shown(value)}: unexpected {_shown(rest)} after the host")
         port_text(rest[1:], field, _shown(value))
     host(host_part, field)
+    # httpx is loaded here, not at import: `weft proxy` parses durations through the
+    # registry's validation and must not carry httpx and its CLI (~5 MB) in every sidecar.
+    import httpx
+
     try:
         httpx.URL(value)
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
