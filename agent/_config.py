@@ -11,6 +11,7 @@ from typing import Any
 
 from registry.validation import parse_duration
 from registry.web import connection_settings_problem
+from weft._settings import parse_workers
 
 from ._errors import ConfigError
 
@@ -107,7 +108,12 @@ class AgentConfig:
     )
     trust_domain: str = opt("", "expected trust domain [default: whatever the CA says]")
     proxy_command: tuple[str, ...] = opt((), "how to start a proxy [default: this weft]")
-    proxy_workers: int = opt(1, "processes per proxy (SO_REUSEPORT)")
+    proxy_workers: int = opt(
+        1,
+        "processes per proxy sharing its listeners (SO_REUSEPORT): a number, or auto for one "
+        "per core",
+        parse=parse_workers,
+    )
     proxy_admin_host: str = opt(
         "127.0.0.1",
         "address the sidecars' admin listeners (/metrics, /tap, /config) bind; 0.0.0.0 lets "

@@ -78,9 +78,7 @@ def summarise(raw: Path, us_per_request: float, top: int) -> str:
 def switches(pid: int) -> tuple[int, int]:
     """(voluntary, involuntary) context switches of a process so far."""
     status = Path(f"/proc/{pid}/status").read_text()
-    found = dict(
-        line.split(":", 1) for line in status.splitlines() if "ctxt_switches" in line
-    )
+    found = dict(line.split(":", 1) for line in status.splitlines() if "ctxt_switches" in line)
     return int(found["voluntary_ctxt_switches"]), int(found["nonvoluntary_ctxt_switches"])
 
 
@@ -191,11 +189,18 @@ def main() -> int:
             (work / f"{name}.json").write_text(json.dumps(docs[name]))
             procs[name] = stack.start(
                 f"weft-{name}",
-                [*(w.replace("{name}", name) for w in weft), "--snapshot", str(work / f"{name}.json"), "--admin", "127.0.0.1:0"],
+                [
+                    *(w.replace("{name}", name) for w in weft),
+                    "--snapshot",
+                    str(work / f"{name}.json"),
+                    "--admin",
+                    "127.0.0.1:0",
+                ],
             )
         wait_port(b_port)
         wait_port(a_port)
         wrk(a_port, connections=args.connections, duration=2)  # warm up
+
         def watcher(name: str, pid: int) -> subprocess.Popen[bytes]:
             if args.strace:
                 cmd = ["strace", "-c", "-f", "-o", str(work / f"{name}.strace"), "-p", str(pid)]
@@ -207,9 +212,7 @@ def main() -> int:
             ]  # fmt: skip
             return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        spies = {
-            name: watcher(name, proc.pid) for name, proc in procs.items() if not args.cprofile
-        }
+        spies = {name: watcher(name, proc.pid) for name, proc in procs.items() if not args.cprofile}
         cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
         cs0 = {name: switches(p.pid) for name, p in procs.items()}
         text = wrk(a_port, connections=args.connections, duration=args.duration)
@@ -226,7 +229,10 @@ def main() -> int:
                 proc.send_signal(signal.SIGTERM)
             for proc in procs.values():
                 proc.wait(timeout=30)
-        print(f"# Profile: {rps:,.0f} req/s through the pair ({args.duration:g} s, wrk -c{args.connections})\n")
+        print(
+            f"# Profile: {rps:,.0f} req/s through the pair "
+            f"({args.duration:g} s, wrk -c{args.connections})\n"
+        )
         for name, label in (("a", "proxy A (outbound)"), ("b", "proxy B (inbound)")):
             us = (cpu1[name] - cpu0[name]) / total * 1e6
             print(f"## {label}\n")

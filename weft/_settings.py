@@ -55,6 +55,20 @@ from registry.validation import parse_duration as parse_duration  # noqa: E402
 from registry.validation import parse_number  # noqa: E402
 
 
+def parse_workers(text: str | int) -> int:
+    """A process count: a whole number, or `auto` for one per core this process may run on."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered == "auto":
+        import os
+
+        return len(os.sched_getaffinity(0)) or 1
+    if not lowered.isdigit():
+        raise ValueError(f"{text!r} is not a number of processes (a whole number, or auto)")
+    return int(lowered)
+
+
 def parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text

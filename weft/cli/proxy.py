@@ -14,6 +14,7 @@ from weft._settings import (
     add_arguments,
     load_settings,
     parse_duration,
+    parse_workers,
     setting,
 )
 
@@ -36,7 +37,12 @@ class ProxySettings:
     admin: str = setting(
         "127.0.0.1:15000", help="admin listener host:port (/ready /live /metrics /config /tap)"
     )
-    workers: int = setting(1, help="processes sharing the listeners with SO_REUSEPORT")
+    workers: int = setting(
+        1,
+        parse=parse_workers,
+        help="processes sharing the listeners with SO_REUSEPORT (a number, or auto: one per "
+        "core this process may run on)",
+    )
     ready_file: Path | None = setting(  # noqa: RUF009
         None, help="write {address, pid, listeners} as JSON here once serving"
     )
