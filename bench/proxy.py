@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._h2_load import section as h2_bench  # noqa: E402
 from tests.harness._pki import TestCA  # noqa: E402  (a test certificate factory)
+from weft._settings import parse_workers  # noqa: E402
 
 PACE_LUA = """
 -- Each connection waits a random 0.5x-1.5x `connections` ms before its next request: on average
@@ -96,7 +97,7 @@ http {{
 
 HAPROXY_CONF = """
 global
-  nbthread 1
+  nbthread {threads}
   maxconn 4096
   ssl-default-bind-options ssl-min-ver TLSv1.3
   ssl-default-server-options ssl-min-ver TLSv1.3
@@ -145,8 +146,18 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of `pid` and of every process in its process group (a `weft proxy --workers N`
+    is a parent and N workers; HAProxy's threads are counted in its own figures)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            _, _, tail = stat.read_text().rpartition(")")
+        except OSError:
+            continue  # gone meanwhile
+        fields = tail.split()
+        if int(stat.parent.name) == pid or int(fields[2]) == pid:  # fields[2]: the group
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -163,8 +174,12 @@ class Stack:
         self.work = work
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], cpus: set[int] | None = None, **kwargs: object
+    ) -> subprocess.Popen[bytes]:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115
+        if cpus:
+            kwargs["preexec_fn"] = lambda: os.sched_setaffinity(0, cpus)
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
         )  # type: ignore[call-overload]
@@ -182,8 +197,13 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+LOAD_CPUS: set[int] | None = None  # --pin: where wrk runs
+
+
 def wrk(port: int, *, connections: int, duration: float, script: Path | None = None) -> str:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    if LOAD_CPUS:
+        args[:0] = ["taskset", "-c", ",".join(map(str, sorted(LOAD_CPUS)))]
     env = dict(os.environ)
     if script is not None:
         args += ["-s", str(script)]
@@ -317,8 +337,22 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="processes per Weft proxy (`weft proxy --workers`, a number or auto) and threads "
+        "per HAProxy (nbthread)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin wrk and nginx to the first CPU and the proxies to the next `--workers` CPUs "
+        "(on a machine with enough cores this shows scaling with workers; on fewer, CPU per "
+        "request is the figure that scales)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--h2-only", action="store_true", help="only the HTTP/2 (gRPC) comparison")
+    parser.add_argument("--no-h2", action="store_true", help="skip the HTTP/2 (gRPC) comparison")
     parser.add_argument("--h2-clients", type=int, default=8, help="h2load connections")
     parser.add_argument("--h2-streams", type=int, default=10, help="h2load streams per connection")
     parser.add_argument(
@@ -329,6 +363,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.targets = [t for t in args.targets.split(",") if t]
+    try:
+        args.workers = parse_workers(args.workers)
+    except ValueError as exc:
+        parser.error(f"--workers: {exc}")
     if not args.targets or set(args.targets) - set(TARGETS):
         parser.error(f"--targets: choose among {', '.join(TARGETS)}")
     for tool in ("wrk", "nginx", "haproxy", "h2load"):
@@ -353,6 +391,22 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         ca = TestCA("weft.bench")
         tls = {name: ca.issue(name).write(work / name) for name in ("a", "b")}
         return h2_section(args, work, stack, nginx, haproxy, ca, tls)
+    global LOAD_CPUS
+    proxy_cpus: set[int] | None = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            print("--pin needs at least two CPUs", file=sys.stderr)
+            return 1
+        LOAD_CPUS = {cpus[0]}
+        proxy_cpus = set(cpus[1 : 1 + args.workers])
+        if len(proxy_cpus) < args.workers:
+            print(
+                f"note: {args.workers} workers share {len(proxy_cpus)} CPU(s) left after the "
+                "load generator's",
+                file=sys.stderr,
+            )
+        print(f"# pinned: wrk and nginx on CPU {cpus[0]}, proxies on {sorted(proxy_cpus)}")
     print("# parsing (µs per head, parse + serialize, best of 3)")
     parse = parsers()
     for name, us in parse.items():
@@ -363,7 +417,7 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     (work / "www" / "1k").write_bytes(b"x" * 1024)
     nginx_port = free_port()
     (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, port=nginx_port))
-    stack.start("nginx", [nginx, "-c", str(work / "nginx.conf")])
+    stack.start("nginx", [nginx, "-c", str(work / "nginx.conf")], cpus=LOAD_CPUS)
     wait_port(nginx_port)
 
     # certificates
@@ -417,16 +471,23 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         for i in range(19)
     ] + [{"name": "rest", "match": [{"path": {"segment_prefix": "/"}}], "retry": retry}]
     weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
+    weft += ["--workers", str(args.workers)]
     for name, doc in (("weft-b", snap_b), ("weft-a", snap_a), ("weft-ar", snap_ar)):
         (work / f"{name}.json").write_text(json.dumps(doc))
     weft_b = stack.start(
-        "weft-b", [*weft, "--snapshot", str(work / "weft-b.json"), "--admin", "127.0.0.1:0"]
+        "weft-b",
+        [*weft, "--snapshot", str(work / "weft-b.json"), "--admin", "127.0.0.1:0"],
+        cpus=proxy_cpus,
     )
     weft_a = stack.start(
-        "weft-a", [*weft, "--snapshot", str(work / "weft-a.json"), "--admin", "127.0.0.1:0"]
+        "weft-a",
+        [*weft, "--snapshot", str(work / "weft-a.json"), "--admin", "127.0.0.1:0"],
+        cpus=proxy_cpus,
     )
     weft_ar = stack.start(
-        "weft-ar", [*weft, "--snapshot", str(work / "weft-ar.json"), "--admin", "127.0.0.1:0"]
+        "weft-ar",
+        [*weft, "--snapshot", str(work / "weft-ar.json"), "--admin", "127.0.0.1:0"],
+        cpus=proxy_cpus,
     )
     # The same pair with tracing: sidecar A starts 1 % of traces, B continues them.
     tb_port, ta_port = free_port(), free_port()
@@ -445,10 +506,12 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     weft_tb = stack.start(
         "weft-tb",
         [*weft, *tracing, "--snapshot", str(work / "weft-tb.json"), "--admin", "127.0.0.1:0"],
+        cpus=proxy_cpus,
     )
     weft_ta = stack.start(
         "weft-ta",
         [*weft, *tracing, "--snapshot", str(work / "weft-ta.json"), "--admin", "127.0.0.1:0"],
+        cpus=proxy_cpus,
     )
     for port in (b_port, a_port, ar_port, tb_port, ta_port):
         wait_port(port)
@@ -459,23 +522,29 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         (work / f"{name}-combined.pem").write_bytes(tls.cert.read_bytes() + tls.key.read_bytes())
     (work / "haproxy-b.cfg").write_text(
         HAPROXY_CONF.format(
+            threads=args.workers,
             body=HAPROXY_B.format(
                 listen=hb_port,
                 upstream=nginx_port,
                 crt=work / "b-combined.pem",
                 bundle=b_tls.bundle,
-            )
+            ),
         )
     )
     (work / "haproxy-a.cfg").write_text(
         HAPROXY_CONF.format(
+            threads=args.workers,
             body=HAPROXY_A.format(
                 listen=ha_port, upstream=hb_port, crt=work / "a-combined.pem", bundle=a_tls.bundle
-            )
+            ),
         )
     )
-    hap_b = stack.start("haproxy-b", [haproxy, "-db", "-f", str(work / "haproxy-b.cfg")])
-    hap_a = stack.start("haproxy-a", [haproxy, "-db", "-f", str(work / "haproxy-a.cfg")])
+    hap_b = stack.start(
+        "haproxy-b", [haproxy, "-db", "-f", str(work / "haproxy-b.cfg")], cpus=proxy_cpus
+    )
+    hap_a = stack.start(
+        "haproxy-a", [haproxy, "-db", "-f", str(work / "haproxy-a.cfg")], cpus=proxy_cpus
+    )
     wait_port(hb_port)
     wait_port(ha_port)
 
@@ -546,7 +615,10 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     direct50 = med(lat["direct"], "p50_us") if "direct" in has else float("nan")
     direct99 = med(lat["direct"], "p99_us") if "direct" in has else float("nan")
     print()
-    print(f"## Proxy (bench/proxy.py, {args.repeat} runs of {args.duration:g}s, medians)")
+    print(
+        f"## Proxy (bench/proxy.py, {args.repeat} runs of {args.duration:g}s, medians; "
+        f"{args.workers} worker(s) per proxy{', pinned' if args.pin else ''})"
+    )
     print()
     print(
         "| path | req/s at saturation | CPU s / 1k req (both proxies) | rate paced "
@@ -626,6 +698,8 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
     errors += [n for n, runs in lat.items() if any(r["errors"] for r in runs)]
     if errors:
         print(f"warning: errors during the runs of {', '.join(sorted(set(errors)))}")
+    if args.no_h2:
+        return 0
     return h2_section(args, work, stack, nginx, haproxy, ca, {"a": a_tls, "b": b_tls})
 
 
