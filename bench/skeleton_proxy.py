@@ -111,8 +111,25 @@ async def skeleton(
             down.close()  # a port probe, or the load generator leaving
 
     async with trio.open_nursery() as nursery:
+        if REACTOR:
+            import proxy._stream as streams
+            from proxy._reactor import Reactor
+
+            reactor = Reactor()
+            trio_closing = streams.notify_closing
+
+            def closing(sock: object) -> None:
+                reactor.notify_closing(sock)  # type: ignore[arg-type]
+                trio_closing(sock)
+
+            streams.wait_readable = reactor.wait_readable  # type: ignore[assignment]
+            streams.notify_closing = closing  # type: ignore[assignment]
+            nursery.start_soon(reactor.run)
         while True:
             nursery.start_soon(one, await accept(listener))
+
+
+REACTOR = False
 
 
 def _contexts(tls: object, ca: TestCA) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -217,6 +234,8 @@ def main() -> int:
         role, listen, upstream, directory = sys.argv[2:6]
         doc = json.loads((Path(directory) / f"{role}-paths.json").read_text())
         server, client = _contexts(_Paths(doc), None)  # type: ignore[arg-type]
+        global REACTOR
+        REACTOR = len(sys.argv) > 6 and sys.argv[6] == "reactor"
         if len(sys.argv) > 6 and sys.argv[6] == "epoll":
             epoll_skeleton(
                 int(listen),
@@ -299,11 +318,15 @@ def main() -> int:
         eb, ea = free_port(), free_port()
         ep_b = stack.start("skel-eb", [*me, "b", str(eb), str(nginx_port), str(work), "epoll"])
         ep_a = stack.start("skel-ea", [*me, "a", str(ea), str(eb), str(work), "epoll"])
-        for port in (sb, sa, wb, wa, eb, ea):
+        rb, ra = free_port(), free_port()
+        re_b = stack.start("skel-rb", [*me, "b", str(rb), str(nginx_port), str(work), "reactor"])
+        re_a = stack.start("skel-ra", [*me, "a", str(ra), str(rb), str(work), "reactor"])
+        for port in (sb, sa, wb, wa, eb, ea, rb, ra):
             wait_port(port)
         paths = {
             "epoll": (ea, [ep_a.pid, ep_b.pid]),
             "skeleton": (sa, [skel_a.pid, skel_b.pid]),
+            "reactor": (ra, [re_a.pid, re_b.pid]),
             "weft": (wa, [procs["weft-a"].pid, procs["weft-b"].pid]),
         }
         for port, _ in paths.values():

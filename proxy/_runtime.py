@@ -34,7 +34,7 @@ from ._outbound import serve_forward_proxy, serve_upstream
 from ._retry_budget import RetryBudget
 from ._snapshot import H2_PROTOCOLS, Snapshot, decode_document, parse_snapshot
 from ._source import ApplyResult
-from ._stream import accept, bind_listener
+from ._stream import accept, bind_listener, run_reactor
 from ._tap import Tap
 from ._tls import Signature, TlsMaterial, files_signature, load_tls
 
@@ -110,14 +110,18 @@ class Runtime:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host listeners and connections until `drain` has finished."""
-        async with trio.open_nursery() as conns:
-            self._conn_nursery = conns
-            with self._listen_scope:
-                async with trio.open_nursery() as listeners:
-                    self._listener_nursery = listeners
-                    task_status.started()
-                    await trio.sleep_forever()
-            conns.cancel_scope.deadline = self._drain_deadline
+        async with trio.open_nursery() as io:
+            if self.options.reactor:
+                await io.start(run_reactor)
+            async with trio.open_nursery() as conns:
+                self._conn_nursery = conns
+                with self._listen_scope:
+                    async with trio.open_nursery() as listeners:
+                        self._listener_nursery = listeners
+                        task_status.started()
+                        await trio.sleep_forever()
+                conns.cancel_scope.deadline = self._drain_deadline
+            io.cancel_scope.cancel()  # the reactor outlives every connection, and no more
         for cluster in self.clusters.values():
             cluster.close()
         self.egress.close()

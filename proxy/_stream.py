@@ -22,9 +22,45 @@ import ssl
 from typing import Any
 
 import trio
-from trio.lowlevel import notify_closing, wait_readable, wait_writable
+from trio.lowlevel import RunVar, wait_writable
+from trio.lowlevel import notify_closing as _trio_notify_closing
+from trio.lowlevel import wait_readable as _trio_wait_readable
 
 from ._errors import ConnectFailed, ListenerError, StreamClosed, TlsRefused
+from ._reactor import Reactor
+
+# The run's Reactor (see `_reactor`), when the runtime started one: streams then wait for
+# readability through it (no `epoll_ctl` per wait); otherwise through trio's IO manager.
+REACTOR: RunVar[Reactor | None] = RunVar("weft_reactor", default=None)
+
+
+async def wait_readable(sock: socket.socket) -> None:
+    reactor = REACTOR.get()
+    if reactor is None:
+        await _trio_wait_readable(sock)
+    else:
+        await reactor.wait_readable(sock)
+
+
+async def run_reactor(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Make a Reactor this run's, and run it until cancelled (streams fall back to trio's
+    waits afterwards)."""
+    reactor = Reactor()
+    REACTOR.set(reactor)
+    try:
+        task_status.started()
+        await reactor.run()
+    finally:
+        REACTOR.set(None)
+
+
+def notify_closing(sock: socket.socket) -> None:
+    """Wake whoever waits on `sock` (in trio's IO manager or the reactor): it is closing."""
+    reactor = REACTOR.get()
+    if reactor is not None:
+        reactor.notify_closing(sock)
+    _trio_notify_closing(sock)
+
 
 RECV_SIZE = 65536
 _FATAL_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -294,7 +330,7 @@ async def accept(listener: socket.socket) -> socket.socket:
         try:
             sock, _ = listener.accept()
         except BlockingIOError:
-            await wait_readable(listener)
+            await _trio_wait_readable(listener)
             continue
         except OSError as exc:
             if exc.errno in _FATAL_ACCEPT:

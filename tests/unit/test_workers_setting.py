@@ -59,3 +59,10 @@ def test_the_agent_passes_auto_on_as_a_count(tmp_path: os.PathLike[str]) -> None
         load_settings(
             AgentConfig, env_prefix="WEFT_AGENT_", flags={"proxy_workers": "many"}, environ={}
         )
+
+
+def test_io_waits_is_reactor_by_default_and_refuses_anything_but_reactor_or_trio() -> None:
+    assert proxy().io_waits == "reactor"
+    assert proxy(io_waits="trio").io_waits == "trio"
+    with pytest.raises(SettingsError, match="io_waits"):
+        proxy(io_waits="epoll")

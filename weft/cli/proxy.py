@@ -43,6 +43,12 @@ class ProxySettings:
         help="processes sharing the listeners with SO_REUSEPORT (a number, or auto: one per "
         "core this process may run on)",
     )
+    io_waits: str = setting(
+        "reactor",
+        help="how connections wait for bytes: reactor (the proxy's own epoll: sockets stay "
+        "registered between waits, no system call per wait) or trio (trio's IO manager, an "
+        "epoll_ctl per wait; a diagnostic fallback)",
+    )
     ready_file: Path | None = setting(  # noqa: RUF009
         None, help="write {address, pid, listeners} as JSON here once serving"
     )
@@ -112,6 +118,8 @@ class ProxySettings:
             parse_address(self.admin)
         except ValueError as exc:
             raise SettingsError("admin", str(exc)) from None
+        if self.io_waits not in ("reactor", "trio"):
+            raise SettingsError("io_waits", f"{self.io_waits!r} is not reactor or trio")
         if not 1 <= self.workers <= 256:
             raise SettingsError("workers", f"{self.workers} is not between 1 and 256")
         for name in (
