@@ -34,7 +34,7 @@ from ._reactor import Reactor
 REACTOR: RunVar[Reactor | None] = RunVar("weft_reactor", default=None)
 
 
-async def wait_readable(sock: socket.socket) -> None:
+async def wait_readable(sock: Any) -> None:
     reactor = REACTOR.get()
     if reactor is None:
         await _trio_wait_readable(sock)
