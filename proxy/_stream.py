@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -63,6 +64,7 @@ def notify_closing(sock: socket.socket) -> None:
 
 
 RECV_SIZE = 65536
+_Waiter = Callable[[Any], Awaitable[None]]
 _FATAL_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
@@ -209,6 +211,7 @@ class TlsStream(Stream):
 
     async def handshake(self) -> None:
         sock = self.sock
+        waiter: _Waiter
         while True:
             try:
                 sock.do_handshake()
@@ -228,6 +231,7 @@ class TlsStream(Stream):
 
     async def recv(self, max_bytes: int = RECV_SIZE) -> bytes:
         sock = self.sock
+        waiter: _Waiter
         while True:
             try:
                 return sock.recv(max_bytes)
@@ -269,6 +273,7 @@ class TlsStream(Stream):
         # Without SSL_MODE_ENABLE_PARTIAL_WRITE a TLS write is all or nothing; after a
         # WANT_* error it is retried with the same bytes.
         sock = self.sock
+        waiter: _Waiter
         while True:
             try:
                 sock.send(data)
