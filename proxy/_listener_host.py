@@ -34,7 +34,7 @@ class RuntimeOptions:
     reuse_port: bool = False
     # Readability waits through the proxy's own epoll (`_reactor`) rather than
     # trio's (one `epoll_ctl` per wait); `io_waits = "trio"` turns it off.
-    reactor: bool = True
+    reactor: bool = False
     # Workers: the ports the parent reserved for listeners the snapshot binds to port 0.
     port_overrides: dict[str, int] = field(default_factory=dict)
 

@@ -101,7 +101,7 @@ def runtime_options(settings: ServeSettings, **extra: Any) -> RuntimeOptions:
             tunnel_idle_timeout=settings.tunnel_idle_timeout,
         ),
         detect_timeout=settings.detect_timeout,
-        reactor=getattr(settings, "io_waits", "reactor") == "reactor",
+        reactor=getattr(settings, "io_waits", "trio") == "reactor",
         **extra,
     )
 

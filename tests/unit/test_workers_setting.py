@@ -61,8 +61,8 @@ def test_the_agent_passes_auto_on_as_a_count(tmp_path: os.PathLike[str]) -> None
         )
 
 
-def test_io_waits_is_reactor_by_default_and_refuses_anything_but_reactor_or_trio() -> None:
-    assert proxy().io_waits == "reactor"
-    assert proxy(io_waits="trio").io_waits == "trio"
+def test_io_waits_is_trio_by_default_and_refuses_anything_but_reactor_or_trio() -> None:
+    assert proxy().io_waits == "trio"
+    assert proxy(io_waits="reactor").io_waits == "reactor"
     with pytest.raises(SettingsError, match="io_waits"):
         proxy(io_waits="epoll")

@@ -44,7 +44,7 @@ class ProxySettings:
         "core this process may run on)",
     )
     io_waits: str = setting(
-        "reactor",
+        "trio",
         help="how connections wait for bytes: reactor (the proxy's own epoll: sockets stay "
         "registered between waits, no system call per wait) or trio (trio's IO manager, an "
         "epoll_ctl per wait; a diagnostic fallback)",
