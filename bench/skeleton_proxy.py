@@ -132,7 +132,7 @@ async def skeleton(
 REACTOR = False
 
 
-def _contexts(tls: object, ca: TestCA) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def _contexts(tls: object) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.minimum_version = ssl.TLSVersion.TLSv1_3
     server.load_cert_chain(tls.cert, tls.key)  # type: ignore[attr-defined]
@@ -233,7 +233,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         role, listen, upstream, directory = sys.argv[2:6]
         doc = json.loads((Path(directory) / f"{role}-paths.json").read_text())
-        server, client = _contexts(_Paths(doc), None)  # type: ignore[arg-type]
+        server, client = _contexts(_Paths(doc))
         global REACTOR
         REACTOR = len(sys.argv) > 6 and sys.argv[6] == "reactor"
         if len(sys.argv) > 6 and sys.argv[6] == "epoll":

@@ -33,7 +33,7 @@ class RuntimeOptions:
     detect_timeout: float = 10.0
     reuse_port: bool = False
     # Readability waits through the proxy's own epoll (`_reactor`) rather than
-    # trio's (one `epoll_ctl` per wait); `io_waits = "trio"` turns it off.
+    # trio's (one `epoll_ctl` per wait); opt-in with `io_waits = "reactor"` (docs/proxy.md).
     reactor: bool = False
     # Workers: the ports the parent reserved for listeners the snapshot binds to port 0.
     port_overrides: dict[str, int] = field(default_factory=dict)
