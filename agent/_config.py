@@ -11,7 +11,7 @@ from typing import Any
 
 from registry.validation import parse_duration
 from registry.web import connection_settings_problem
-from weft._settings import parse_workers
+from weft._settings import MAX_WORKERS, parse_workers
 
 from ._errors import ConfigError
 
@@ -177,8 +177,8 @@ class AgentConfig:
             raise ConfigError(
                 "proxy_admin_host", f"{self.proxy_admin_host!r} is not an IP address"
             ) from None
-        if self.proxy_workers < 1:
-            raise ConfigError("proxy_workers", "must be at least 1")
+        if not 1 <= self.proxy_workers <= MAX_WORKERS:
+            raise ConfigError("proxy_workers", f"must be between 1 and {MAX_WORKERS}")
         if self.log_format not in ("text", "json"):
             raise ConfigError("log_format", "must be text or json")
         if self.node_name:

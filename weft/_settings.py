@@ -54,16 +54,19 @@ def setting(
 from registry.validation import parse_duration as parse_duration  # noqa: E402
 from registry.validation import parse_number  # noqa: E402
 
+MAX_WORKERS = 256  # processes per proxy: more than any host's cores Weft has been run on
+
 
 def parse_workers(text: str | int) -> int:
-    """A process count: a whole number, or `auto` for one per core this process may run on."""
+    """A process count: a whole number, or `auto` for one per core this process may run on
+    (at most MAX_WORKERS: a larger host gets MAX_WORKERS rather than a refusal)."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text
     lowered = str(text).strip().lower()
     if lowered == "auto":
         import os
 
-        return len(os.sched_getaffinity(0)) or 1
+        return min(len(os.sched_getaffinity(0)) or 1, MAX_WORKERS)
     if not lowered.isdigit():
         raise ValueError(f"{text!r} is not a number of processes (a whole number, or auto)")
     return int(lowered)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from agent import AgentConfig
-from weft._settings import SettingsError, load_settings
+from weft._settings import MAX_WORKERS, SettingsError, load_settings
 from weft.cli.proxy import ProxySettings
 
 CORES = len(os.sched_getaffinity(0))
@@ -48,6 +48,30 @@ def test_anything_else_is_refused_naming_the_setting(bad: str) -> None:
 def test_zero_workers_is_refused() -> None:
     with pytest.raises(SettingsError, match="workers"):
         proxy(workers="0")
+
+
+def test_auto_on_a_host_with_more_cores_than_the_limit_takes_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No host here has 300 cores: the count the kernel reports is the one thing replaced.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(300)))
+    assert proxy(workers="auto").workers == MAX_WORKERS
+    config = load_settings(
+        AgentConfig, env_prefix="WEFT_AGENT_", flags={"proxy_workers": "auto"}, environ={}
+    )
+    assert config.proxy_workers == MAX_WORKERS
+
+
+def test_an_explicit_count_above_the_limit_is_refused_naming_it() -> None:
+    with pytest.raises(SettingsError, match=f"workers.*between 1 and {MAX_WORKERS}"):
+        proxy(workers=str(MAX_WORKERS + 1))
+    with pytest.raises(Exception, match="proxy_workers"):
+        load_settings(
+            AgentConfig,
+            env_prefix="WEFT_AGENT_",
+            flags={"proxy_workers": str(MAX_WORKERS + 1)},
+            environ={},
+        )
 
 
 def test_the_agent_passes_auto_on_as_a_count(tmp_path: os.PathLike[str]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from weft._settings import (
     EX_USAGE,
+    MAX_WORKERS,
     SettingsError,
     add_arguments,
     load_settings,
@@ -120,8 +121,8 @@ class ProxySettings:
             raise SettingsError("admin", str(exc)) from None
         if self.io_waits not in ("reactor", "trio"):
             raise SettingsError("io_waits", f"{self.io_waits!r} is not reactor or trio")
-        if not 1 <= self.workers <= 256:
-            raise SettingsError("workers", f"{self.workers} is not between 1 and 256")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise SettingsError("workers", f"{self.workers} is not between 1 and {MAX_WORKERS}")
         for name in (
             "drain_grace",
             "header_timeout",
