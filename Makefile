@@ -1,5 +1,5 @@
 # The two commands a newcomer needs are the first two targets.
-.PHONY: dev test lint bench soak test-hosts clean
+.PHONY: dev test lint bench soak test-hosts test-reactor clean
 
 # Packages whose types mypy checks in `make test` (tests and bench are not type-checked).
 TYPED = registry ca proxy agent weft k8s-adapter/k8s_adapter
@@ -34,6 +34,11 @@ test-hosts:     ## every slow test: systemd hosts, Ansible, certificate rotation
 	@scripts/bootstrap hosts
 	@scripts/testhost-root build >/dev/null
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
+
+test-reactor:   ## the proxy and gateway suites again, every proxy on the opt-in reactor (~2 min)
+	@scripts/bootstrap test
+	WEFT_PROXY_IO_WAITS=reactor .venv/bin/python -m pytest -q -p no:cacheprovider \
+		tests/integration/test_proxy_*.py tests/integration/test_gateway.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .ruff_cache

@@ -150,7 +150,10 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(run_runtime)
-        info: dict[str, Any] = {"pid": os.getpid()}
+        info: dict[str, Any] = {
+            "pid": os.getpid(),
+            "io_waits": getattr(settings, "io_waits", "trio"),
+        }
         result = await nursery.start(source.run, runtime.apply)
         if not result.accepted:
             status = 69 if "cannot listen" in result.reason else 64
@@ -177,7 +180,14 @@ async def serve(
             # walking it again and again (a full pass over it is a latency spike).
             gc.freeze()
             log.info(
-                "proxy serving", extra={"kv": {"admin": info.get("admin"), "pid": info["pid"]}}
+                "proxy serving",
+                extra={
+                    "kv": {
+                        "admin": info.get("admin"),
+                        "pid": info["pid"],
+                        "io_waits": info["io_waits"],
+                    }
+                },
             )
             task_status.started(info)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +28,9 @@ from .test_proxy_support import (
     Mesh,
     ProxyProc,
     proxies,
+    raw_exchange,
     run_quietly,
+    status_of,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -221,6 +225,13 @@ def _mesh_client(world: World) -> httpx.Client:
     return httpx.Client(verify=ctx, trust_env=False, timeout=10)
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def test_workers_share_the_listeners_with_so_reuseport(world: World) -> None:
     doc = world.mesh.snapshot("b", app_port=world.app.port)
     b2 = ProxyProc(world.root, "b-workers", doc, "--workers", "2")
@@ -267,6 +278,98 @@ def test_workers_share_the_listeners_with_so_reuseport(world: World) -> None:
         with _mesh_client(world) as c:
             assert c.get(url).status_code == 200
     assert b2.proc.popen.returncode == 0
+
+
+def test_the_opt_in_reactor_carries_a_pair_and_holds_against_hostile_clients(
+    world: World,
+) -> None:
+    """`--io-waits reactor` on both sidecars: keep-alive and concurrent traffic arrive whole,
+    and a reset, a smuggling attempt, a slowloris and a pipeliner that never reads are handled
+    as on trio's waits (the full corpus on the reactor: `make test-reactor`)."""
+    doc = world.mesh.snapshot("b", app_port=world.app.port)
+    b_r = ProxyProc(world.root, "b-reactor", doc, "--io-waits", "reactor")
+    with proxies(b_r):
+        ups = [world.mesh.upstream("b", [b_r.inbound_port])]
+        a_doc = world.mesh.snapshot("a", upstreams=ups)
+        a_r = ProxyProc(
+            world.root, "a-reactor", a_doc, "--io-waits", "reactor", "--header-timeout", "1s"
+        )
+        with proxies(a_r):
+            assert a_r.info["io_waits"] == b_r.info["io_waits"] == "reactor"
+            port = a_r.listener("upstream/b")
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(trust_env=False, timeout=10) as c:  # one keep-alive connection
+                for i in range(100):
+                    r = c.get(f"{base}/k{i}")
+                    assert r.status_code == 200 and r.json()["path"] == f"/k{i}"
+                echoed = c.post(f"{base}/echo", content=b"x" * 300_000).json()
+                assert echoed["length"] == 300_000
+            errors: list[BaseException] = []
+
+            def caller(n: int) -> None:
+                try:
+                    with httpx.Client(trust_env=False, timeout=10) as c:
+                        for i in range(25):
+                            assert c.get(f"{base}/c{n}/{i}").json()["path"] == f"/c{n}/{i}"
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert not errors, errors
+            before = len(world.app.seen)
+            # a caller that resets while its answer is on the way
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /sleep?s=0.3 HTTP/1.1\r\nHost: b\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            # a smuggling attempt: refused, and nothing of it reaches the app
+            smuggle = (
+                b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 4\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+            )
+            assert status_of(raw_exchange(port, smuggle)) == 400
+            # slowloris: an unfinished head is answered 408 at the header timeout
+            started = time.monotonic()
+            answer = raw_exchange(port, b"GET /slow HTTP/1.1\r\nHost: b\r\n", timeout=6)
+            assert status_of(answer) == 408 and time.monotonic() - started < 5
+            wait_until(
+                lambda: any(x.target == "/sleep?s=0.3" for x in world.app.seen[before:]),
+                what="the reset caller's request to have reached the app",
+            )
+            # a pipeliner that never reads its answers (100 KB each): the proxy stops
+            # reading it once its answers back up, rather than buffer them, and serves others
+            hog = socket.socket()
+            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            hog.connect(("127.0.0.1", port))
+            hog.setblocking(False)
+            request = (
+                b"GET /chunked?parts=1&size=100000 HTTP/1.1\r\nHost: b\r\nX-Pad: "
+                + b"p" * 4000
+                + b"\r\n\r\n"
+            )
+            sent = 0
+            deadline = time.monotonic() + 30
+            while sent < 5_000 * len(request) and time.monotonic() < deadline:
+                if not select.select([], [hog], [], 1.0)[1]:
+                    break  # a second with no room: the proxy stopped reading this caller
+                try:
+                    sent += hog.send(request)
+                except BlockingIOError:
+                    continue
+            assert sent < 5_000 * len(request), "the proxy kept reading a caller that never reads"
+            assert _rss_mib(a_r.info["pid"]) < 100
+            with httpx.Client(trust_env=False, timeout=10) as c:
+                assert c.get(f"{base}/after").status_code == 200
+            hogged = sum(x.target.startswith("/chunked") for x in world.app.seen[before:])
+            assert 0 < hogged <= 200, hogged
+            hog.close()
+            assert not any(x.target in ("/smuggled", "/slow") for x in world.app.seen[before:])
+            assert a_r.proc.popen.poll() is None and b_r.proc.popen.poll() is None
+            assert get(a_r, "/still") == 200
 
 
 @pytest.mark.parametrize(
