@@ -6,6 +6,8 @@
                  epoll, a socket registered once): against `weft` (trio's waits) in the same run
     weft-routes  the same, A with 20 routes (the request matches the last), a retry policy
                  on each, the retry budget and per-route metrics (snapshot schema v2)
+    weft-base    the weft path run from another checkout (`--base DIR`, say a `git worktree` of
+                 the commit before a change): before and after a change in the same run
     weft-traced  the weft path with tracing on (both sidecars export OTLP to a collector,
                  nginx answering POST /v1/traces) sampling 1 % of new traces: against `weft`
                  (tracing off) in the same run
@@ -331,7 +333,15 @@ def _added(us: float, base_us: float) -> str:
     return "-" if base_us != base_us else f"{(us - base_us) / 1000:+.3f} ms"  # NaN: no direct
 
 
-TARGETS = ("direct", "weft", "weft-reactor", "weft-traced", "weft-routes", "haproxy")
+TARGETS = (
+    "direct",
+    "weft",
+    "weft-base",
+    "weft-reactor",
+    "weft-traced",
+    "weft-routes",
+    "haproxy",
+)
 
 
 def main() -> int:
@@ -363,8 +373,21 @@ def main() -> int:
         help=f"comma-separated subset of {', '.join(TARGETS)} (the summary lines whose "
         "paths ran are printed)",
     )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of Weft (e.g. `git worktree add /tmp/base HEAD~1`) whose proxies "
+        "run as the `weft-base` target: before and after a change, interleaved in one run",
+    )
     args = parser.parse_args()
     args.targets = [t for t in args.targets.split(",") if t]
+    if args.base is None:
+        args.targets = [t for t in args.targets if t != "weft-base"]
+    elif not (args.base / "proxy" / "__init__.py").is_file():
+        parser.error(f"--base: {args.base} is not a checkout of Weft (no proxy/__init__.py)")
+    elif "weft-base" not in args.targets:
+        args.targets.append("weft-base")
     try:
         args.workers = parse_workers(args.workers)
     except ValueError as exc:
@@ -510,6 +533,30 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         [*weft, *reactor_waits, "--snapshot", str(work / "weft-ia.json"), "--admin", "127.0.0.1:0"],
         cpus=proxy_cpus,
     )
+    # The same pair from another checkout (`--base`): its code first on the import path.
+    weft_bb = weft_ba = None
+    bb_port, ba_port = free_port(), free_port()
+    if args.base is not None:
+        snap_bb = {**snap_b, "inbound": {**snap_b["inbound"], "port": bb_port}}  # type: ignore[dict-item]
+        snap_ba = json.loads(json.dumps(snap_a))
+        snap_ba["upstreams"][0]["port"] = ba_port
+        snap_ba["upstreams"][0]["endpoints"][0]["port"] = bb_port
+        base_env = {**os.environ, "PYTHONPATH": str(args.base.resolve())}
+        for name, doc in (("weft-bb", snap_bb), ("weft-ba", snap_ba)):
+            (work / f"{name}.json").write_text(json.dumps(doc))
+            proc = stack.start(
+                name,
+                [*weft, "--snapshot", str(work / f"{name}.json"), "--admin", "127.0.0.1:0"],
+                cpus=proxy_cpus,
+                cwd=args.base,
+                env=base_env,
+            )
+            if name == "weft-bb":
+                weft_bb = proc
+            else:
+                weft_ba = proc
+        wait_port(bb_port)
+        wait_port(ba_port)
     # The same pair with tracing: sidecar A starts 1 % of traces, B continues them.
     tb_port, ta_port = free_port(), free_port()
     snap_tb = {**snap_b, "inbound": {**snap_b["inbound"], "port": tb_port}}  # type: ignore[dict-item]
@@ -577,6 +624,8 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         "weft-reactor": (ia_port, [weft_ia.pid, weft_ib.pid]),
         "haproxy": (ha_port, [hap_a.pid, hap_b.pid]),
     }
+    if weft_ba is not None and weft_bb is not None:
+        targets["weft-base"] = (ba_port, [weft_ba.pid, weft_bb.pid])
     targets = {name: targets[name] for name in TARGETS if name in args.targets}
     if "weft-traced" in targets and "weft" not in targets:
         targets = {"weft": (a_port, [weft_a.pid, weft_b.pid]), **targets}
@@ -710,6 +759,13 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         print(
             f"Reactor vs trio's waits: throughput {reactor_rps:.2f}x (per run: {reactor_runs}), "
             f"CPU per request {reactor_cpu:.2f}x"
+        )
+    if {"weft", "weft-base"} <= has:
+        change_rps, change_runs = per_run("weft", "weft-base")
+        change_cpu = med(sat["weft"], "cpu_per_1k") / med(sat["weft-base"], "cpu_per_1k")
+        print(
+            f"This tree vs --base {args.base}: throughput {change_rps:.2f}x (per run: "
+            f"{change_runs}), CPU per request {change_cpu:.2f}x"
         )
     if {"weft-reactor", "haproxy"} <= has:
         after_rps, after_runs = per_run("weft-reactor", "haproxy")
