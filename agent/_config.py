@@ -178,7 +178,9 @@ class AgentConfig:
                 "proxy_admin_host", f"{self.proxy_admin_host!r} is not an IP address"
             ) from None
         if not 1 <= self.proxy_workers <= MAX_WORKERS:
-            raise ConfigError("proxy_workers", f"must be between 1 and {MAX_WORKERS}")
+            raise ConfigError(
+                "proxy_workers", f"{self.proxy_workers} is not between 1 and {MAX_WORKERS}"
+            )
         if self.log_format not in ("text", "json"):
             raise ConfigError("log_format", "must be text or json")
         if self.node_name:

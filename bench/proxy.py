@@ -369,9 +369,9 @@ def main() -> int:
     parser.add_argument("--h2-streams", type=int, default=10, help="h2load streams per connection")
     parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
-        help=f"comma-separated subset of {', '.join(TARGETS)} (the summary lines whose "
-        "paths ran are printed)",
+        default=None,
+        help=f"comma-separated subset of {', '.join(TARGETS)} (default: all; weft-base only "
+        "with --base; the summary lines whose paths ran are printed)",
     )
     parser.add_argument(
         "--base",
@@ -381,8 +381,11 @@ def main() -> int:
         "run as the `weft-base` target: before and after a change, interleaved in one run",
     )
     args = parser.parse_args()
-    args.targets = [t for t in args.targets.split(",") if t]
+    chosen = args.targets is not None
+    args.targets = [t for t in (args.targets or ",".join(TARGETS)).split(",") if t]
     if args.base is None:
+        if chosen and "weft-base" in args.targets:
+            parser.error("--targets weft-base needs --base DIR (the checkout to compare with)")
         args.targets = [t for t in args.targets if t != "weft-base"]
     elif not (args.base / "proxy" / "__init__.py").is_file():
         parser.error(f"--base: {args.base} is not a checkout of Weft (no proxy/__init__.py)")
@@ -514,74 +517,40 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         [*weft, "--snapshot", str(work / "weft-ar.json"), "--admin", "127.0.0.1:0"],
         cpus=proxy_cpus,
     )
-    # The same pair on the opt-in reactor (`--io-waits reactor`): what it gains over the default.
-    ib_port, ia_port = free_port(), free_port()
-    snap_ib = {**snap_b, "inbound": {**snap_b["inbound"], "port": ib_port}}  # type: ignore[dict-item]
-    snap_ia = json.loads(json.dumps(snap_a))
-    snap_ia["upstreams"][0]["port"] = ia_port
-    snap_ia["upstreams"][0]["endpoints"][0]["port"] = ib_port
-    reactor_waits = ["--io-waits", "reactor"]
-    for name, doc in (("weft-ib", snap_ib), ("weft-ia", snap_ia)):
-        (work / f"{name}.json").write_text(json.dumps(doc))
-    weft_ib = stack.start(
-        "weft-ib",
-        [*weft, *reactor_waits, "--snapshot", str(work / "weft-ib.json"), "--admin", "127.0.0.1:0"],
-        cpus=proxy_cpus,
-    )
-    weft_ia = stack.start(
-        "weft-ia",
-        [*weft, *reactor_waits, "--snapshot", str(work / "weft-ia.json"), "--admin", "127.0.0.1:0"],
-        cpus=proxy_cpus,
-    )
-    # The same pair from another checkout (`--base`): its code first on the import path.
-    weft_bb = weft_ba = None
-    bb_port, ba_port = free_port(), free_port()
-    if args.base is not None:
-        snap_bb = {**snap_b, "inbound": {**snap_b["inbound"], "port": bb_port}}  # type: ignore[dict-item]
-        snap_ba = json.loads(json.dumps(snap_a))
-        snap_ba["upstreams"][0]["port"] = ba_port
-        snap_ba["upstreams"][0]["endpoints"][0]["port"] = bb_port
-        base_env = {**os.environ, "PYTHONPATH": str(args.base.resolve())}
-        for name, doc in (("weft-bb", snap_bb), ("weft-ba", snap_ba)):
+
+    def start_pair(
+        tag: str, extra: list[str], **popen: Any
+    ) -> tuple[int, subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        """Another A → B pair like weft-a/weft-b, on ports of its own, once both listen:
+        (A's port, A, B)."""
+        pb_port, pa_port = free_port(), free_port()
+        doc_b = json.loads(json.dumps(snap_b))
+        doc_b["inbound"]["port"] = pb_port
+        doc_a = json.loads(json.dumps(snap_a))
+        doc_a["upstreams"][0]["port"] = pa_port
+        doc_a["upstreams"][0]["endpoints"][0]["port"] = pb_port
+        procs = []
+        for side, doc in (("b", doc_b), ("a", doc_a)):
+            name = f"weft-{tag}{side}"
             (work / f"{name}.json").write_text(json.dumps(doc))
-            proc = stack.start(
-                name,
-                [*weft, "--snapshot", str(work / f"{name}.json"), "--admin", "127.0.0.1:0"],
-                cpus=proxy_cpus,
-                cwd=args.base,
-                env=base_env,
-            )
-            if name == "weft-bb":
-                weft_bb = proc
-            else:
-                weft_ba = proc
-        wait_port(bb_port)
-        wait_port(ba_port)
+            args_ = [*weft, *extra, "--snapshot", str(work / f"{name}.json")]
+            args_ += ["--admin", "127.0.0.1:0"]
+            procs.append(stack.start(name, args_, cpus=proxy_cpus, **popen))
+        wait_port(pb_port)
+        wait_port(pa_port)
+        return pa_port, procs[1], procs[0]
+
+    # The same pair on the opt-in reactor (`--io-waits reactor`): what it gains over the default.
+    ia_port, weft_ia, weft_ib = start_pair("i", ["--io-waits", "reactor"])
     # The same pair with tracing: sidecar A starts 1 % of traces, B continues them.
-    tb_port, ta_port = free_port(), free_port()
-    snap_tb = {**snap_b, "inbound": {**snap_b["inbound"], "port": tb_port}}  # type: ignore[dict-item]
-    snap_ta = json.loads(json.dumps(snap_a))
-    snap_ta["upstreams"][0]["port"] = ta_port
-    snap_ta["upstreams"][0]["endpoints"][0]["port"] = tb_port
-    tracing = [
-        "--trace-collector",
-        f"http://127.0.0.1:{nginx_port}/v1/traces",
-        "--trace-sampling",
-        "0.01",
-    ]
-    for name, doc in (("weft-tb", snap_tb), ("weft-ta", snap_ta)):
-        (work / f"{name}.json").write_text(json.dumps(doc))
-    weft_tb = stack.start(
-        "weft-tb",
-        [*weft, *tracing, "--snapshot", str(work / "weft-tb.json"), "--admin", "127.0.0.1:0"],
-        cpus=proxy_cpus,
-    )
-    weft_ta = stack.start(
-        "weft-ta",
-        [*weft, *tracing, "--snapshot", str(work / "weft-ta.json"), "--admin", "127.0.0.1:0"],
-        cpus=proxy_cpus,
-    )
-    for port in (b_port, a_port, ar_port, tb_port, ta_port, ib_port, ia_port):
+    tracing = ["--trace-collector", f"http://127.0.0.1:{nginx_port}/v1/traces"]
+    ta_port, weft_ta, weft_tb = start_pair("t", [*tracing, "--trace-sampling", "0.01"])
+    # The same pair from another checkout (`--base`): its code first on the import path.
+    base_pair = None
+    if args.base is not None:
+        base_env = {**os.environ, "PYTHONPATH": str(args.base.resolve())}
+        base_pair = start_pair("b", [], cwd=args.base, env=base_env)
+    for port in (b_port, a_port, ar_port):
         wait_port(port)
 
     # HAProxy
@@ -624,7 +593,8 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
         "weft-reactor": (ia_port, [weft_ia.pid, weft_ib.pid]),
         "haproxy": (ha_port, [hap_a.pid, hap_b.pid]),
     }
-    if weft_ba is not None and weft_bb is not None:
+    if base_pair is not None:
+        ba_port, weft_ba, weft_bb = base_pair
         targets["weft-base"] = (ba_port, [weft_ba.pid, weft_bb.pid])
     targets = {name: targets[name] for name in TARGETS if name in args.targets}
     if "weft-traced" in targets and "weft" not in targets:
@@ -753,27 +723,18 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
             f"20 routes + retry budget vs no routes: throughput {routes_rps:.2f}x "
             f"(target >= 0.90), paced p99 {routes_added99:+.3f} ms (target <= +0.3 ms)"
         )
+
+    def versus(a: str, b: str) -> str:
+        rps, runs = per_run(a, b)
+        cpu = med(sat[a], "cpu_per_1k") / med(sat[b], "cpu_per_1k")
+        return f"throughput {rps:.2f}x (per run: {runs}), CPU per request {cpu:.2f}x"
+
     if {"weft", "weft-reactor"} <= has:
-        reactor_rps, reactor_runs = per_run("weft-reactor", "weft")
-        reactor_cpu = med(sat["weft-reactor"], "cpu_per_1k") / med(sat["weft"], "cpu_per_1k")
-        print(
-            f"Reactor vs trio's waits: throughput {reactor_rps:.2f}x (per run: {reactor_runs}), "
-            f"CPU per request {reactor_cpu:.2f}x"
-        )
+        print(f"Reactor vs trio's waits: {versus('weft-reactor', 'weft')}")
     if {"weft", "weft-base"} <= has:
-        change_rps, change_runs = per_run("weft", "weft-base")
-        change_cpu = med(sat["weft"], "cpu_per_1k") / med(sat["weft-base"], "cpu_per_1k")
-        print(
-            f"This tree vs --base {args.base}: throughput {change_rps:.2f}x (per run: "
-            f"{change_runs}), CPU per request {change_cpu:.2f}x"
-        )
+        print(f"This tree vs --base {args.base}: {versus('weft', 'weft-base')}")
     if {"weft-reactor", "haproxy"} <= has:
-        after_rps, after_runs = per_run("weft-reactor", "haproxy")
-        after_cpu = med(sat["weft-reactor"], "cpu_per_1k") / med(sat["haproxy"], "cpu_per_1k")
-        print(
-            f"Weft (reactor)/HAProxy: throughput {after_rps:.2f} (per run: {after_runs}), "
-            f"CPU per request {after_cpu:.2f}x"
-        )
+        print(f"Weft (reactor)/HAProxy: {versus('weft-reactor', 'haproxy')}")
     if {"weft", "weft-traced"} <= has:
         traced_rps, traced_runs = per_run("weft-traced", "weft")
         traced_added99 = (med(lat["weft-traced"], "p99_us") - med(lat["weft"], "p99_us")) / 1000

@@ -65,7 +65,9 @@ def test_auto_on_a_host_with_more_cores_than_the_limit_takes_the_limit(
 def test_an_explicit_count_above_the_limit_is_refused_naming_it() -> None:
     with pytest.raises(SettingsError, match=f"workers.*between 1 and {MAX_WORKERS}"):
         proxy(workers=str(MAX_WORKERS + 1))
-    with pytest.raises(Exception, match="proxy_workers"):
+    with pytest.raises(
+        SettingsError, match=f"proxy_workers.*257 is not between 1 and {MAX_WORKERS}"
+    ):
         load_settings(
             AgentConfig,
             env_prefix="WEFT_AGENT_",
