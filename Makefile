@@ -8,11 +8,16 @@ dev:            ## run the demo mesh locally (installs what it needs first)
 	@scripts/bootstrap dev
 	@.venv/bin/weft dev
 
+# `make test` runs the files on up to two pytest-xdist workers (one per core, at most two: the
+# suite is mostly waiting on subprocesses and sockets, and each worker has its own etcd).
+# A file stays on one worker, so module fixtures are built once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto --maxprocesses 2
+
 test:           ## run the whole test suite (installs what it needs first)
 	@scripts/bootstrap test
 	.venv/bin/ruff check .
 	.venv/bin/mypy $(TYPED)
-	.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint:
 	@scripts/bootstrap dev
