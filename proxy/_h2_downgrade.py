@@ -77,7 +77,7 @@ async def via_http1(exchange: StreamExchange, lease: Lease) -> str | None:
                     for name, value in event.headers
                     if name not in HOP_BY_HOP and name not in (b"transfer-encoding", b"host")
                 ]
-                await down.send_headers(sid, out_headers)
+                await down.send_headers(sid, exchange.response_headers(out_headers))
                 exchange.head_sent = True
                 exchange.status = status
             elif isinstance(event, h11.Data):

@@ -31,22 +31,26 @@ import h2.events
 import h2.exceptions
 import trio
 
-from . import _grpc, _retry
-from ._attempts import Attempts
+from . import _fault, _grpc, _retry
+from ._attempts import Attempts, rng
 from ._errors import StreamClosed, UpstreamError
 from ._h1 import NO_BODY, Head
 from ._h2_downgrade import via_http1
 from ._h2_pool import H2Lease
 from ._h2_session import H2Closed, H2Session, Headers, Inbox
+from ._header_mods import apply_to_pairs
 from ._http_exchange import _ids
 from ._http_plan import Route
 from ._route_match import RequestView
+from ._timeout import PER_TRY, RESPONSE, TimeoutPolicy, attempt_deadline
 
 if TYPE_CHECKING:
     from ._cluster import Cluster, Lease
     from ._h2_forward import H2Connection
 
 RETRY = "retry"
+_NO_TIMEOUTS = TimeoutPolicy()
+_PER_TRY_TIMEOUT = "per_try_timeout"  # a `may_retry` kind: the route's retry policy decides
 _REQUEST_ID = b"x-request-id"
 _NOT_FORWARDED = frozenset({b"host"})  # :authority says it in HTTP/2
 
@@ -110,6 +114,8 @@ class StreamExchange:
             self.rule = rule
         self.route = route
         route.stats.requests += 1
+        if self.rule is not None and self.rule.fault is not None and await self._inject():
+            return
         await self._prefetch()
         total = None
         if self.rule is not None and self.rule.timeout.total is not None:
@@ -141,6 +147,34 @@ class StreamExchange:
             await self._attempts()
         if scope.cancelled_caught:
             await self._timed_out(total or 0.0)
+
+    async def _inject(self) -> bool:
+        """The route's fault, when drawn: its delay first, then its abort, answered here (a
+        gRPC caller gets the status's gRPC code) and never forwarded nor retried. True when
+        the request was answered."""
+        rule, route = self.rule, self.route
+        decision = _fault.decide(rule.fault, rng)
+        metrics = route.metrics
+        assert metrics is not None
+        if decision.delay:
+            metrics.add(metrics.faults, (route.peer, rule.name, "delay"))
+            await trio.sleep(decision.delay)
+        if decision.abort:
+            metrics.add(metrics.faults, (route.peer, rule.name, "abort"))
+            await self._fail(
+                decision.abort,
+                f"fault injected by route {rule.name!r} of upstream {route.peer!r}",
+                error="fault",
+            )
+            return True
+        return False
+
+    def response_headers(self, headers: Headers) -> Headers:
+        """The response head with the route's response header changes made."""
+        rule = self.rule
+        if rule is None or rule.response_headers.empty:
+            return headers
+        return apply_to_pairs(headers, rule.response_headers)
 
     @property
     def replayable(self) -> bool:
@@ -203,6 +237,8 @@ class StreamExchange:
         if kind in (_retry.REFUSED, _retry.GOAWAY):
             metrics.add(metrics.retries, (route.peer, name, kind))
             return True
+        if kind == _PER_TRY_TIMEOUT:
+            return self.attempts is not None and self.attempts.retry(timed_out=True)
         if kind == _retry.UNAVAILABLE:
             budget = route.budget or self.conn.budget(route.peer)
             if budget is not None and not budget.withdraw(trio.current_time()):
@@ -351,23 +387,34 @@ class StreamExchange:
 
     async def _relay(self, lease: H2Lease, uid: int, uinbox: Inbox) -> str | None:
         cluster, down, sid = lease.cluster, self.down, self.stream_id
-        response_by = min(self.deadline, trio.current_time() + cluster.timeouts.response)
+        policy = self.rule.timeout if self.rule is not None else _NO_TIMEOUTS
+        limit = attempt_deadline(
+            policy, self.deadline, trio.current_time(), cluster.timeouts.response
+        )
         event: Any = None
-        with trio.move_on_at(response_by):
+        with trio.move_on_at(limit.at):
             event = await uinbox.get()
             while isinstance(event, h2.events.InformationalResponseReceived):
                 event = await uinbox.get()
         if event is None:
             lease.done(ok=False)
             cluster.metrics.add(cluster.metrics.upstream_failures, (cluster.name, "timeout"))
+            if limit.kind == PER_TRY and self.may_retry(_PER_TRY_TIMEOUT):
+                return RETRY  # this attempt's stream is reset on the way out
+            if limit.kind == PER_TRY:
+                assert policy.per_try is not None
+                what = f"within the route's per-try limit of {policy.per_try:g}s"
+            elif limit.kind == RESPONSE:
+                what = f"within {cluster.timeouts.response:g}s"
+            else:
+                what = "before the call's deadline"
             await self._fail(
                 504,
-                f"upstream {cluster.name!r} endpoint {lease.endpoint.key} sent no response "
-                f"within {cluster.timeouts.response:g}s",
+                f"upstream {cluster.name!r} endpoint {lease.endpoint.key} sent no response {what}",
                 error="timeout",
             )
             return None
-        headers = list(event.headers)
+        headers = self.response_headers(list(event.headers))
         status = int(_get(headers, b":status") or b"0")
         ended = event.stream_ended is not None
         held: list[Any] = []

@@ -85,3 +85,16 @@ def apply_to(
     kept = [h for h in headers if h[0] not in dropped]
     kept.extend((n.lower(), n, v) for n, v in mods.added)
     return kept
+
+
+def apply_to_pairs(
+    headers: list[tuple[bytes, bytes]], mods: HeaderMods
+) -> list[tuple[bytes, bytes]]:
+    """An HTTP/2 header list's (lower name, value) pairs with the changes made; pseudo-headers
+    (`:status`) are never dropped and stay first."""
+    if mods.empty:
+        return headers
+    dropped = mods.dropped
+    kept = [h for h in headers if h[0][:1] == b":" or h[0] not in dropped]
+    kept.extend((n.lower(), v) for n, v in mods.added)
+    return kept

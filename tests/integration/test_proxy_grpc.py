@@ -229,3 +229,155 @@ def test_the_proxy_enforces_grpc_timeout_itself(world: World) -> None:
     sock.close()
     assert status == b"4"  # DEADLINE_EXCEEDED, though the server would answer after 3 s
     assert 0.25 < elapsed < 1.5, elapsed
+
+
+# -- routes on gRPC: faults, per-try timeouts, response header changes ------------------------
+
+
+def _hang_then(answer: bytes, hang: float) -> Any:
+    def handler(request: bytes, context: Any) -> bytes:
+        until = time.monotonic() + hang
+        while time.monotonic() < until and context.is_active():
+            time.sleep(0.02)
+        return answer
+
+    return handler
+
+
+def routed_server(name: str, hang: float) -> tuple[grpc.Server, int]:
+    """`Unary` echoes with the instance's name; `Hang` answers after `hang` seconds."""
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(lambda req, ctx: name.encode() + b":" + req),
+        "Hang": grpc.unary_unary_rpc_method_handler(_hang_then(name.encode(), hang)),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+ROUTES = [
+    {
+        "name": "chaos-abort",
+        "match": [{"headers": [{"name": "x-chaos", "exact": "abort"}]}],
+        "fault": {"abort": {"status": 503, "percent": 100}},
+    },
+    {
+        "name": "chaos-delay",
+        "match": [{"headers": [{"name": "x-chaos", "exact": "delay"}]}],
+        "fault": {"delay": {"ms": 400, "percent": 100}},
+    },
+    {
+        "name": "hang",
+        "match": [{"path": {"exact": f"/{SERVICE}/Hang"}}],
+        "per_try_ms": 300,
+        "retry": {"attempts": 2, "on": ["timeout"]},
+    },
+    {
+        "name": "default",
+        "response_headers": {"add": {"x-route": "default"}, "remove": ["x-instance"]},
+    },
+]
+
+
+@dataclass
+class Routed:
+    a: ProxyProc
+    channel: grpc.Channel
+
+    def call(self, method: str, request: bytes, **kwargs: Any) -> Any:
+        return self.channel.unary_unary(f"/{SERVICE}/{method}").with_call(request, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
+    """Two instances behind routes, balanced round robin: `stuck` takes 3 s to answer `Hang`,
+    `quick` answers it at once."""
+    root = tmp_path_factory.mktemp("grpc-routes")
+    mesh = Mesh(root)
+    stuck_app, stuck_port = routed_server("stuck", hang=3.0)
+    quick_app, quick_port = routed_server("quick", hang=0.0)
+    try:
+        stuck, quick = (
+            ProxyProc(root, name, mesh.snapshot("echo", app_port=port, protocol="grpc"))
+            for name, port in (("stuck", stuck_port), ("quick", quick_port))
+        )
+        with proxies(stuck, quick):
+            echo = mesh.upstream(
+                "echo",
+                [stuck.inbound_port, quick.inbound_port],
+                protocol="grpc",
+                balancer="round_robin",
+                routes=ROUTES,
+                failure_accrual={"consecutive_failures": 1000},
+            )
+            doc = mesh.snapshot("web", upstreams=[echo])
+            doc["schema"] = "weft.proxy.snapshot/v2"  # routes need it
+            a = ProxyProc(root, "a", doc)
+            with proxies(a):
+                channel = grpc.insecure_channel(
+                    f"127.0.0.1:{a.listener('upstream/echo')}", options=_NO_PROXY
+                )
+                try:
+                    yield Routed(a, channel)
+                finally:
+                    channel.close()
+    finally:
+        stuck_app.stop(0)
+        quick_app.stop(0)
+
+
+def test_a_routes_fault_abort_reaches_a_grpc_caller_as_its_status_and_no_instance(
+    routed: Routed,
+) -> None:
+    served_before = routed.a.metric("weft_proxy_grpc_responses_total", grpc_status="0")
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError) as caught:
+            routed.call("Unary", b"x", timeout=10, metadata=[("x-chaos", "abort")])
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # 503's gRPC code
+        assert "fault injected by route 'chaos-abort'" in (caught.value.details() or "")
+    assert (
+        routed.a.metric(
+            "weft_proxy_faults_injected_total", upstream="echo", route="chaos-abort", fault="abort"
+        )
+        == 3
+    )
+    # nothing was forwarded: no call came back from an instance
+    assert routed.a.metric("weft_proxy_grpc_responses_total", grpc_status="0") == served_before
+
+
+def test_a_routes_fault_delay_holds_a_grpc_call_then_forwards_it(routed: Routed) -> None:
+    started = time.monotonic()
+    answer, _ = routed.call("Unary", b"late", timeout=10, metadata=[("x-chaos", "delay")])
+    elapsed = time.monotonic() - started
+    assert answer in (b"stuck:late", b"quick:late")
+    assert elapsed >= 0.4, elapsed
+    assert (
+        routed.a.metric(
+            "weft_proxy_faults_injected_total", upstream="echo", route="chaos-delay", fault="delay"
+        )
+        >= 1
+    )
+
+
+def test_a_per_try_timeout_sends_a_stuck_grpc_call_to_the_other_instance(routed: Routed) -> None:
+    """Round robin puts every other first attempt on `stuck` (3 s): the route's 300 ms per-try
+    limit ends it and the retry on timeout gets `quick`'s answer, well before 3 s."""
+    for _ in range(4):
+        started = time.monotonic()
+        answer, _ = routed.call("Hang", b"", timeout=10)
+        elapsed = time.monotonic() - started
+        assert answer == b"quick"
+        assert elapsed < 2.0, elapsed
+    assert (
+        routed.a.metric("weft_proxy_retries_total", upstream="echo", route="hang", reason="timeout")
+        >= 1
+    )
+
+
+def test_a_routes_response_header_changes_reach_a_grpc_caller(routed: Routed) -> None:
+    answer, call = routed.call("Unary", b"h", timeout=10)
+    assert answer in (b"stuck:h", b"quick:h")
+    metadata = dict(call.initial_metadata())
+    assert metadata.get("x-route") == "default"

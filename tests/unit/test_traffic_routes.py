@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from proxy._h1 import Limits, parse_request_head
-from proxy._header_mods import apply_to, build_mods
+from proxy._header_mods import apply_to, apply_to_pairs, build_mods
 from proxy._response_class import ResponseClass, is_failure
 from proxy._route_match import RequestView, compile_match
 from proxy._route_table import build_table
@@ -174,6 +174,13 @@ def test_header_changes_set_add_remove() -> None:
     ]
     out = apply_to(headers, mods)
     assert [(n, v) for n, _, v in out] == [(b"x-tag", b"a"), (b"x-env", b"prod"), (b"x-tag", b"b")]
+
+
+def test_http2_header_changes_keep_the_pseudo_headers_first() -> None:
+    mods = build_mods({"set": {"X-Env": "prod"}, "remove": ["x-debug"]})
+    headers = [(b":status", b"200"), (b"x-env", b"dev"), (b"x-debug", b"1"), (b"x-a", b"1")]
+    out = apply_to_pairs(headers, mods)
+    assert out == [(b":status", b"200"), (b"x-a", b"1"), (b"x-env", b"prod")]
 
 
 @pytest.mark.parametrize(
