@@ -34,7 +34,7 @@ from ._outbound import serve_forward_proxy, serve_upstream
 from ._retry_budget import RetryBudget
 from ._snapshot import H2_PROTOCOLS, Snapshot, decode_document, parse_snapshot
 from ._source import ApplyResult
-from ._stream import accept, bind_listener, run_reactor
+from ._stream import accept, bind_listener, run_reactor, use_trio_waits
 from ._tap import Tap
 from ._tls import Signature, TlsMaterial, files_signature, load_tls
 
@@ -113,6 +113,8 @@ class Runtime:
         async with trio.open_nursery() as io:
             if self.options.reactor:
                 await io.start(run_reactor)
+            else:
+                use_trio_waits()
             async with trio.open_nursery() as conns:
                 self._conn_nursery = conns
                 with self._listen_scope:
