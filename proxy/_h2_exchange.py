@@ -36,11 +36,14 @@ from ._attempts import Attempts, rng
 from ._errors import StreamClosed, UpstreamError
 from ._h1 import NO_BODY, Head
 from ._h2_downgrade import via_http1
+from ._h2_mirror import send_h2_copy
 from ._h2_pool import H2Lease
 from ._h2_session import H2Closed, H2Session, Headers, Inbox
 from ._header_mods import apply_to_pairs
 from ._http_exchange import _ids
 from ._http_plan import Route
+from ._mirror import should_mirror
+from ._mirror_copy import in_flight
 from ._route_match import RequestView
 from ._timeout import PER_TRY, RESPONSE, TimeoutPolicy, attempt_deadline
 
@@ -169,6 +172,22 @@ class StreamExchange:
             return True
         return False
 
+    def _mirror(self, headers: Headers) -> None:
+        """Start a fire-and-forget copy (`_h2_mirror`) if the route mirrors this request and
+        it is held whole."""
+        rule, route = self.rule, self.route
+        metrics = route.metrics
+        if route.background is None or metrics is None or not (self.complete and self.replayable):
+            return
+        why = should_mirror(rule.mirror, rng, in_flight())
+        cluster = route.clusters.get(rule.mirror.cluster_key)
+        if why or cluster is None:
+            if why == "overloaded":
+                metrics.add(metrics.mirrors, (rule.mirror.cluster_key, "skipped_overloaded"))
+            return
+        body = [data for data, _ in self.body]
+        route.background(send_h2_copy, cluster, list(headers), body, self.trailers, metrics)
+
     def response_headers(self, headers: Headers) -> Headers:
         """The response head with the route's response header changes made."""
         rule = self.rule
@@ -287,9 +306,12 @@ class StreamExchange:
             # (a unary call); otherwise its body is sent beside the wait for the answer, so
             # an upstream that answers without reading (an early error) is heard at once.
             at_once = only_head or (self.complete and held <= up.new_stream_window())
-            await up.send_headers(uid, self.request_headers(), end=only_head, flush=at_once)
+            headers = self.request_headers()
+            await up.send_headers(uid, headers, end=only_head, flush=at_once)
             if at_once and not only_head:
                 await self._send_held(up, uid)
+            if self.attempt == 1 and self.rule is not None and self.rule.mirror is not None:
+                self._mirror(headers)
             if not self.acked:
                 self.acked = True
                 await self.down.ack(self.stream_id, sum(n for _, n in self.body))

@@ -9,6 +9,8 @@ written, on its own connection lease from the mirror's cluster, and its answer's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import trio
@@ -32,31 +34,48 @@ def in_flight() -> int:
     return _Count.in_flight
 
 
-async def send_copy(cluster: Cluster, parts: list[bytes], method: bytes, metrics: Metrics) -> None:
+class Outcome:
+    """What became of one copy: the `result` label of the mirrored-requests metric."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result = "error"
+
+
+@contextmanager
+def copies() -> Iterator[Outcome]:
+    """One copy in flight (`in_flight`, which `should_mirror` bounds) while the block runs."""
     _Count.in_flight += 1
-    result = "error"
     try:
-        with trio.move_on_after(COPY_TIMEOUT) as scope:
-            lease = await cluster.acquire([])
-            try:
-                for part in parts:
-                    await lease.conn.send_all(part)
-                buf = b""
-                while (n := find_head(buf, _LIMITS)) <= 0:
-                    data = await lease.conn.recv_later()
-                    if not data:
-                        raise ProxyError("the mirror closed the connection before answering")
-                    buf += data
-                status = parse_response_head(buf[:n], method, _LIMITS).status
-                result = f"{status // 100}xx"
-                lease.done(ok=status < 500, reusable=False)
-            except BaseException:
-                lease.done(ok=False, reusable=False)
-                raise
-        if scope.cancelled_caught:
-            result = "timeout"
-    except ProxyError:
-        result = "error"
+        yield Outcome()
     finally:
         _Count.in_flight -= 1
-        metrics.add(metrics.mirrors, (cluster.name, result))
+
+
+async def send_copy(cluster: Cluster, parts: list[bytes], method: bytes, metrics: Metrics) -> None:
+    with copies() as outcome:
+        try:
+            with trio.move_on_after(COPY_TIMEOUT) as scope:
+                lease = await cluster.acquire([])
+                try:
+                    for part in parts:
+                        await lease.conn.send_all(part)
+                    buf = b""
+                    while (n := find_head(buf, _LIMITS)) <= 0:
+                        data = await lease.conn.recv_later()
+                        if not data:
+                            raise ProxyError("the mirror closed the connection before answering")
+                        buf += data
+                    status = parse_response_head(buf[:n], method, _LIMITS).status
+                    outcome.result = f"{status // 100}xx"
+                    lease.done(ok=status < 500, reusable=False)
+                except BaseException:
+                    lease.done(ok=False, reusable=False)
+                    raise
+            if scope.cancelled_caught:
+                outcome.result = "timeout"
+        except ProxyError:
+            outcome.result = "error"
+        finally:
+            metrics.add(metrics.mirrors, (cluster.name, outcome.result))

@@ -244,10 +244,20 @@ def _hang_then(answer: bytes, hang: float) -> Any:
     return handler
 
 
-def routed_server(name: str, hang: float) -> tuple[grpc.Server, int]:
-    """`Unary` echoes with the instance's name; `Hang` answers after `hang` seconds."""
+def routed_server(
+    name: str, hang: float, seen: list[bytes] | None = None
+) -> tuple[grpc.Server, int]:
+    """`Unary` echoes with the instance's name (after `hang` seconds when `seen` is given,
+    noting each request there); `Hang` answers after `hang` seconds."""
+
+    def unary(request: bytes, context: Any) -> bytes:
+        if seen is not None:
+            seen.append(request)
+            return _hang_then(b"", hang)(request, context) + name.encode() + b":" + request
+        return name.encode() + b":" + request
+
     handlers = {
-        "Unary": grpc.unary_unary_rpc_method_handler(lambda req, ctx: name.encode() + b":" + req),
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Hang": grpc.unary_unary_rpc_method_handler(_hang_then(name.encode(), hang)),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -275,6 +285,11 @@ ROUTES = [
         "retry": {"attempts": 2, "on": ["timeout"]},
     },
     {
+        "name": "mirrored",
+        "match": [{"headers": [{"name": "x-mirror", "exact": "1"}]}],
+        "mirror": {"upstream": "shadow", "percent": 100},
+    },
+    {
         "name": "default",
         "response_headers": {"add": {"x-route": "default"}, "remove": ["x-instance"]},
     },
@@ -285,6 +300,7 @@ ROUTES = [
 class Routed:
     a: ProxyProc
     channel: grpc.Channel
+    shadow_seen: list[bytes]
 
     def call(self, method: str, request: bytes, **kwargs: Any) -> Any:
         return self.channel.unary_unary(f"/{SERVICE}/{method}").with_call(request, **kwargs)
@@ -298,12 +314,18 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
     mesh = Mesh(root)
     stuck_app, stuck_port = routed_server("stuck", hang=3.0)
     quick_app, quick_port = routed_server("quick", hang=0.0)
+    shadow_seen: list[bytes] = []
+    shadow_app, shadow_port = routed_server("shadow", hang=2.0, seen=shadow_seen)
     try:
-        stuck, quick = (
-            ProxyProc(root, name, mesh.snapshot("echo", app_port=port, protocol="grpc"))
-            for name, port in (("stuck", stuck_port), ("quick", quick_port))
+        stuck, quick, shadow = (
+            ProxyProc(root, name, mesh.snapshot(service, app_port=port, protocol="grpc"))
+            for name, service, port in (
+                ("stuck", "echo", stuck_port),
+                ("quick", "echo", quick_port),
+                ("shadow", "shadow", shadow_port),
+            )
         )
-        with proxies(stuck, quick):
+        with proxies(stuck, quick, shadow):
             echo = mesh.upstream(
                 "echo",
                 [stuck.inbound_port, quick.inbound_port],
@@ -312,7 +334,8 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
                 routes=ROUTES,
                 failure_accrual={"consecutive_failures": 1000},
             )
-            doc = mesh.snapshot("web", upstreams=[echo])
+            mirror = mesh.upstream("shadow", [shadow.inbound_port], protocol="grpc", listen=False)
+            doc = mesh.snapshot("web", upstreams=[echo, mirror])
             doc["schema"] = "weft.proxy.snapshot/v2"  # routes need it
             a = ProxyProc(root, "a", doc)
             with proxies(a):
@@ -320,12 +343,13 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
                     f"127.0.0.1:{a.listener('upstream/echo')}", options=_NO_PROXY
                 )
                 try:
-                    yield Routed(a, channel)
+                    yield Routed(a, channel, shadow_seen)
                 finally:
                     channel.close()
     finally:
         stuck_app.stop(0)
         quick_app.stop(0)
+        shadow_app.stop(0)
 
 
 def test_a_routes_fault_abort_reaches_a_grpc_caller_as_its_status_and_no_instance(
@@ -381,3 +405,25 @@ def test_a_routes_response_header_changes_reach_a_grpc_caller(routed: Routed) ->
     assert answer in (b"stuck:h", b"quick:h")
     metadata = dict(call.initial_metadata())
     assert metadata.get("x-route") == "default"
+
+
+def test_a_mirrored_grpc_call_reaches_the_shadow_and_the_caller_never_waits_for_it(
+    routed: Routed,
+) -> None:
+    """The shadow takes 2 s to answer; the caller gets the real answer at once, and the shadow
+    receives the same call."""
+    started = time.monotonic()
+    answer, _ = routed.call("Unary", b"copy-me", timeout=10, metadata=[("x-mirror", "1")])
+    elapsed = time.monotonic() - started
+    assert answer in (b"stuck:copy-me", b"quick:copy-me")
+    assert elapsed < 1.5, elapsed
+    deadline = time.monotonic() + 10
+    while b"copy-me" not in routed.shadow_seen:
+        assert time.monotonic() < deadline, "the shadow never got the copy"
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while (
+        routed.a.metric("weft_proxy_mirrored_requests_total", upstream="shadow", result="2xx") < 1
+    ):
+        assert time.monotonic() < deadline, routed.a.metrics()
+        time.sleep(0.1)
