@@ -162,7 +162,10 @@ def compile_rule(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[s
                 "percent": fault["delay"]["percent"],
             }
         if "abort" in fault:
-            compiled["abort"] = dict(fault["abort"])
+            abort = fault["abort"]
+            compiled["abort"] = {"status": abort["status"], "percent": abort["percent"]}
+            if "grpcStatus" in abort:
+                compiled["abort"]["grpc_status"] = abort["grpcStatus"]
         out["fault"] = compiled
     rewrite = rule.get("rewrite")
     if rewrite:

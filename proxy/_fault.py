@@ -17,6 +17,7 @@ class FaultPolicy:
     delay_percent: float = 0.0
     abort_status: int = 0
     abort_percent: float = 0.0
+    abort_grpc: int = 0  # the gRPC code a gRPC caller gets (0: the HTTP status's own)
 
     @property
     def active(self) -> bool:
@@ -29,6 +30,7 @@ class FaultPolicy:
 class FaultDecision:
     delay: float  # seconds to wait first (0: none)
     abort: int  # status to answer instead of forwarding (0: forward)
+    grpc: int = 0  # the gRPC code for a gRPC caller (0: the one the status maps to)
 
 
 NONE = FaultDecision(0.0, 0)
@@ -43,4 +45,4 @@ def decide(policy: FaultPolicy, rng: random.Random) -> FaultDecision:
     abort = policy.abort_status if policy.abort_status and _hit(policy.abort_percent, rng) else 0
     if not delay and not abort:
         return NONE
-    return FaultDecision(delay, abort)
+    return FaultDecision(delay, abort, policy.abort_grpc if abort else 0)

@@ -168,6 +168,7 @@ class StreamExchange:
                 decision.abort,
                 f"fault injected by route {rule.name!r} of upstream {route.peer!r}",
                 error="fault",
+                grpc_code=decision.grpc,
             )
             return True
         return False
@@ -528,7 +529,9 @@ class StreamExchange:
         stats: Any = None,
         error: str = "",
         peer: str = "",
+        grpc_code: int = 0,
     ) -> None:
+        """Answer the caller here; a gRPC caller gets `grpc_code`, or the status's gRPC code."""
         if self.head_sent:
             await self.down.reset(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             return
@@ -536,7 +539,7 @@ class StreamExchange:
         stats = stats or (route.stats if route is not None else None)
         self.head_sent = True
         if self.grpc:
-            self.grpc_status = _grpc.from_http(status)
+            self.grpc_status = grpc_code or _grpc.from_http(status)
         await self.conn.reply_error(
             self.stream_id,
             status,
@@ -547,6 +550,7 @@ class StreamExchange:
             self.head,
             error=error,
             peer=peer or (route.peer if route is not None else ""),
+            grpc_code=grpc_code,
         )
 
     async def _timed_out(self, total: float) -> None:

@@ -204,13 +204,14 @@ class H2Connection:
         headers: list[tuple[bytes, bytes]] | None = None,
         error: str = "",
         peer: str = "",
+        grpc_code: int = 0,
     ) -> None:
         label = error or _ERRORS.get(status, "proxy_error")
         self.metrics.add(self.metrics.proxy_errors, (self.direction, label))
         extra = [(PROXY_ERROR, label.encode()), *(headers or ())]
         body = b""
         if grpc:
-            code = _grpc.from_http(status)
+            code = grpc_code or _grpc.from_http(status)
             out = _grpc.trailers_only(code, f"weft-proxy: {reason}", extra)
             if peer and head is not None:
                 self.count_grpc(peer, head, str(code))

@@ -123,6 +123,7 @@ def _fault(doc: dict[str, Any] | None) -> FaultPolicy | None:
         delay_percent=float(delay.get("percent", 0)),
         abort_status=int(abort.get("status", 0)),
         abort_percent=float(abort.get("percent", 0)),
+        abort_grpc=int(abort.get("grpc_status", 0)),
     )
     return policy if policy.active else None
 

@@ -89,6 +89,7 @@ def _fault(value: Any, path: str, out: Problems) -> None:
     delay: dict[str, Checker] = {"fixed": check_duration, "percent": _percent}
     abort: dict[str, Checker] = {
         "status": check_number(200, 599, integer=True),
+        "grpcStatus": check_number(1, 16, integer=True),
         "percent": _percent,
     }
     fields: dict[str, Checker] = {

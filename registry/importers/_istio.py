@@ -98,13 +98,54 @@ def _fault(fault: dict[str, Any], path: str, notes: Notes) -> dict[str, Any] | N
     abort = fault.get("abort")
     if isinstance(abort, dict):
         # `percent` is the integer field before `percentage`; Istio's own samples still use it.
-        notes.unknown(abort, f"{path}.abort", {"httpStatus", "percentage", "percent"})
+        notes.unknown(abort, f"{path}.abort", {"httpStatus", "grpcStatus", "percentage", "percent"})
+        percent = _percent(abort.get("percentage"), abort.get("percent"))
         if "httpStatus" in abort:
-            out["abort"] = {
-                "status": abort["httpStatus"],
-                "percent": _percent(abort.get("percentage"), abort.get("percent")),
-            }
+            out["abort"] = {"status": abort["httpStatus"], "percent": percent}
+        elif "grpcStatus" in abort:
+            code = _GRPC_CODES.get(str(abort["grpcStatus"]).upper())
+            if code is None:
+                notes.problem(
+                    f"{path}.abort.grpcStatus",
+                    f"{abort['grpcStatus']!r} is not a gRPC status name (UNAVAILABLE, ...)",
+                )
+            else:
+                # HTTP/1.1 callers get the code's HTTP equivalent (Envoy's mapping).
+                out["abort"] = {"status": _GRPC_TO_HTTP[code], "grpcStatus": code}
+                out["abort"]["percent"] = percent
     return out or None
+
+
+# gRPC status names (Istio's `grpcStatus` takes the name, e.g. UNAVAILABLE) and the HTTP
+# status Envoy answers each with (grpc/doc/statuscodes.md; Envoy's grpcToHttpStatus).
+_GRPC_CODES = {
+    name: i
+    for i, name in enumerate(
+        [
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ]
+    )
+    if i
+}
+_GRPC_TO_HTTP = dict(
+    enumerate([200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401])
+)
 
 
 # Istio's default retry conditions (also what `retries` without `retryOn` retries on):

@@ -274,6 +274,11 @@ ROUTES = [
         "fault": {"abort": {"status": 503, "percent": 100}},
     },
     {
+        "name": "chaos-exhausted",
+        "match": [{"headers": [{"name": "x-chaos", "exact": "exhausted"}]}],
+        "fault": {"abort": {"status": 429, "grpc_status": 8, "percent": 100}},
+    },
+    {
         "name": "chaos-delay",
         "match": [{"headers": [{"name": "x-chaos", "exact": "delay"}]}],
         "fault": {"delay": {"ms": 400, "percent": 100}},
@@ -369,6 +374,12 @@ def test_a_routes_fault_abort_reaches_a_grpc_caller_as_its_status_and_no_instanc
     )
     # nothing was forwarded: no call came back from an instance
     assert routed.a.metric("weft_proxy_grpc_responses_total", grpc_status="0") == served_before
+
+
+def test_a_fault_abort_with_a_grpc_status_reaches_the_caller_as_that_code(routed: Routed) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        routed.call("Unary", b"x", timeout=10, metadata=[("x-chaos", "exhausted")])
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # not 429's UNAVAILABLE
 
 
 def test_a_routes_fault_delay_holds_a_grpc_call_then_forwards_it(routed: Routed) -> None:

@@ -38,6 +38,7 @@ spec:
   - name: canary
     match: [{headers: [{name: x-canary, exact: "1"}]}]
     backends: [{service: books, subset: v2}]
+    fault: {abort: {status: 429, grpcStatus: 8, percent: 1}}
   - name: book
     match: [{method: GET, path: {segmentPrefix: /books}}]
     perTryTimeout: 100ms
@@ -105,6 +106,7 @@ def test_resources_compile_to_a_v2_snapshot_the_proxy_accepts() -> None:
     canary, book, default = books["routes"]
     # the service's defaults fill in what a rule does not say
     assert canary["timeout_ms"] == 2000 and canary["retry"]["on"] == ["5xx", "timeout"]
+    assert canary["fault"] == {"abort": {"status": 429, "percent": 1, "grpc_status": 8}}
     assert book["per_try_ms"] == 100 and book["fault"] == {"delay": {"ms": 50, "percent": 1}}
     assert book["match"] == [{"method": "GET", "path": {"segment_prefix": "/books"}}]
     assert book["rewrite"] == {"prefix": "/catalog"}
@@ -124,6 +126,8 @@ def test_resources_compile_to_a_v2_snapshot_the_proxy_accepts() -> None:
         return rule.name if rule else ""
 
     assert route("GET /books/1 HTTP/1.1\nHost: b\nx-canary: 1\n\n") == "book"  # more specific
+    canary_fault = next(r for _, r in table.entries if r.name == "canary").fault
+    assert canary_fault is not None and canary_fault.abort_grpc == 8  # gRPC callers get it
     rewrite = next(r for _, r in table.entries if r.name == "book").rewrite
     assert rewrite is not None and rewrite.apply(b"/books/1?x") == b"/catalog/1?x"
     assert route("GET /x HTTP/1.1\nHost: b\nx-canary: 1\n\n") == "canary"

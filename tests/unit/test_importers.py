@@ -131,6 +131,18 @@ def test_a_rule_with_a_fault_gets_no_timeout_and_no_retries_as_in_istio() -> Non
     assert "Istio enables no retries on a rule with a fault" in implicit.notes[0]
 
 
+def test_an_abort_with_a_grpc_status_keeps_the_code_for_grpc_callers() -> None:
+    fault = {"abort": {"grpcStatus": "RESOURCE_EXHAUSTED", "percentage": {"value": 25}}}
+    rule = convert([virtual_service({"fault": fault})]).docs[0]["spec"]["rules"][0]
+    # HTTP/1.1 callers get the code's HTTP status (429, as Envoy answers it)
+    assert rule["fault"] == {"abort": {"status": 429, "grpcStatus": 8, "percent": 25.0}}
+    bad = convert([virtual_service({"fault": {"abort": {"grpcStatus": "NOPE"}}})])
+    assert bad.problems == [
+        "VirtualService ratings: http[0].fault.abort.grpcStatus: 'NOPE' is not a gRPC status "
+        "name (UNAVAILABLE, ...)"
+    ]
+
+
 def destination_rule(policy: dict) -> dict:  # type: ignore[type-arg]
     return {
         "apiVersion": "networking.istio.io/v1",

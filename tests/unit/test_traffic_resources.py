@@ -58,6 +58,10 @@ def defaults(**spec: Any) -> dict[str, Any]:
         (route(retries={"attempts": 11}), "retries.attempts: 11 is outside 0..10"),
         (route(fault={"abort": {"status": 503, "percent": 101}}), "percent: 101 is outside"),
         (route(fault={}), "give a delay, an abort or both"),
+        (
+            route(fault={"abort": {"status": 503, "grpcStatus": 0, "percent": 1}}),
+            "spec.rules[0].fault.abort.grpcStatus: 0 is outside 1..16",
+        ),
         (route(requestHeaders={"set": {"x-weft-client-id": "x"}}), "managed by the proxy"),
         (route(requestHeaders={"set": {"x-a": "1\r\nx-b: 2"}}), "without CR or LF"),
         (route(responseClasses=[{"status": {"min": 500, "max": 400}}]), "max: 400 is below"),
