@@ -75,12 +75,14 @@ class Attempts:
     def attempt_deadline(self, response: float) -> AttemptDeadline:
         return attempt_deadline(self.rule.timeout, self.deadline, trio.current_time(), response)
 
-    def retry(self, *, status: int = 0, timed_out: bool = False) -> bool:
+    def retry(self, *, status: int = 0, timed_out: bool = False, grpc_status: int = 0) -> bool:
         """May the request be tried again after this outcome? Takes from the budget if so."""
         policy = self.rule.retry
         if policy is None or not self.eligible or self.made > policy.attempts:
             return False
-        reason = _retry.retry_reason(policy, status=status, timed_out=timed_out)
+        reason = _retry.retry_reason(
+            policy, status=status, timed_out=timed_out, grpc_status=grpc_status
+        )
         if not reason or trio.current_time() >= self.deadline:
             return False
         key = (self.upstream, self.rule.name)

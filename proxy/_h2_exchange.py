@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 RETRY = "retry"
 _NO_TIMEOUTS = TimeoutPolicy()
 _PER_TRY_TIMEOUT = "per_try_timeout"  # a `may_retry` kind: the route's retry policy decides
+_GRPC_STATUS = "grpc_status"  # likewise, on the gRPC conditions (`_retry.GRPC_CONDITIONS`)
 _REQUEST_ID = b"x-request-id"
 _NOT_FORWARDED = frozenset({b"host"})  # :authority says it in HTTP/2
 
@@ -245,7 +246,7 @@ class StreamExchange:
                 return
             tried = [] if self.attempts is not None else tried
 
-    def may_retry(self, kind: str, status: int = 0) -> bool:
+    def may_retry(self, kind: str, status: int = 0, grpc_status: int = 0) -> bool:
         """May this request go out again after `kind` of failure? Counts the retry if so."""
         route = self.route
         metrics = route.cluster.metrics
@@ -259,6 +260,8 @@ class StreamExchange:
             return True
         if kind == _PER_TRY_TIMEOUT:
             return self.attempts is not None and self.attempts.retry(timed_out=True)
+        if kind == _GRPC_STATUS:
+            return self.attempts is not None and self.attempts.retry(grpc_status=grpc_status)
         if kind == _retry.UNAVAILABLE:
             budget = route.budget or self.conn.budget(route.peer)
             if budget is not None and not budget.withdraw(trio.current_time()):
@@ -449,9 +452,16 @@ class StreamExchange:
                 held.append(nxt)
                 if isinstance(nxt, h2.events.TrailersReceived):
                     self.grpc_status = _grpc.status_of(list(nxt.headers))
-            unavailable = self.grpc_status == _grpc.UNAVAILABLE and not any(
-                isinstance(e, h2.events.DataReceived) for e in held
-            )
+            no_message = not any(isinstance(e, h2.events.DataReceived) for e in held)
+            if (
+                no_message
+                and self.grpc_status
+                and self.attempts is not None
+                and self.may_retry(_GRPC_STATUS, grpc_status=self.grpc_status)
+            ):
+                lease.done(ok=False)  # the route retries on this code
+                return RETRY
+            unavailable = self.grpc_status == _grpc.UNAVAILABLE and no_message
             if unavailable and self.may_retry(_retry.UNAVAILABLE):
                 lease.done(ok=False)
                 return RETRY

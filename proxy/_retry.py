@@ -45,7 +45,18 @@ ON_5XX = "5xx"
 ON_GATEWAY_ERROR = "gateway-error"
 ON_TIMEOUT = "timeout"
 ON_RESET = "reset"  # no response at all (closed or reset), beyond the transport rule above
-CONDITIONS = frozenset({ON_5XX, ON_GATEWAY_ERROR, ON_TIMEOUT, ON_RESET})
+# gRPC conditions (Istio's and Envoy's `retry-on` gRPC tokens): the call's grpc-status, for
+# an answer that carried no response message (Trailers-Only, or trailers straight after the
+# head). HTTP/1.1 requests never meet them.
+GRPC_CONDITIONS = {
+    "cancelled": 1,
+    "deadline-exceeded": 4,
+    "resource-exhausted": 8,
+    "internal": 13,
+    "unavailable": 14,
+}
+_GRPC_NAMES = {code: name for name, code in GRPC_CONDITIONS.items()}
+CONDITIONS = frozenset({ON_5XX, ON_GATEWAY_ERROR, ON_TIMEOUT, ON_RESET, *GRPC_CONDITIONS})
 GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
@@ -77,8 +88,13 @@ def eligible(policy: RetryPolicy | None, *, idempotent: bool, body_bytes: int | 
     return body_bytes is not None and body_bytes <= MAX_REPLAY_BYTES
 
 
-def retry_reason(policy: RetryPolicy, *, status: int = 0, timed_out: bool = False) -> str:
+def retry_reason(
+    policy: RetryPolicy, *, status: int = 0, timed_out: bool = False, grpc_status: int = 0
+) -> str:
     """The metric reason if this outcome is one the policy retries, else ''."""
+    if grpc_status:
+        name = _GRPC_NAMES.get(grpc_status, "")
+        return name if name in policy.on else ""
     if timed_out:
         return "timeout" if ON_TIMEOUT in policy.on else ""
     if status == 0:

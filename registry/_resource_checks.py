@@ -45,7 +45,18 @@ PROTECTED_HEADERS = frozenset(
         "host",
     }
 )
-RETRY_CONDITIONS = ("5xx", "gateway-error", "timeout", "reset")
+RETRY_CONDITIONS = (
+    "5xx",
+    "gateway-error",
+    "timeout",
+    "reset",
+    # gRPC calls: the grpc-status of an answer with no response message
+    "cancelled",
+    "deadline-exceeded",
+    "resource-exhausted",
+    "internal",
+    "unavailable",
+)
 
 
 @dataclass

@@ -22,6 +22,12 @@ _RETRY_ON = {
     "refused-stream": "reset",
     "reset": "reset",
     "retriable-4xx": 409,
+    # gRPC: the grpc-status of an answer without a response message
+    "cancelled": "cancelled",
+    "deadline-exceeded": "deadline-exceeded",
+    "resource-exhausted": "resource-exhausted",
+    "internal": "internal",
+    "unavailable": "unavailable",
 }
 
 
@@ -150,7 +156,7 @@ _GRPC_TO_HTTP = dict(
 
 # Istio's default retry conditions (also what `retries` without `retryOn` retries on):
 # connect-failure, refused-stream, unavailable, cancelled, retriable-status-codes with 503.
-_DEFAULT_ON: list[Any] = ["reset", 503]
+_DEFAULT_ON: list[Any] = ["reset", "unavailable", "cancelled", 503]
 
 
 def _retries(retries: Any, path: str, notes: Notes) -> dict[str, Any]:
@@ -159,7 +165,8 @@ def _retries(retries: Any, path: str, notes: Notes) -> dict[str, Any]:
             path,
             "absent: Istio would retry twice on connect-failure, refused-stream, "
             "unavailable, cancelled and 503, POSTs included; imported explicitly as "
-            "retries {attempts: 2, retryOn: [reset, 503]} for idempotent requests only",
+            "retries {attempts: 2, retryOn: [reset, unavailable, cancelled, 503]} for "
+            "idempotent requests only",
         )
         return {"attempts": 2, "retryOn": list(_DEFAULT_ON)}
     notes.unknown(

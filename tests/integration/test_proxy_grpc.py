@@ -248,7 +248,8 @@ def routed_server(
     name: str, hang: float, seen: list[bytes] | None = None
 ) -> tuple[grpc.Server, int]:
     """`Unary` echoes with the instance's name (after `hang` seconds when `seen` is given,
-    noting each request there); `Hang` answers after `hang` seconds."""
+    noting each request there); `Hang` answers after `hang` seconds; `Busy` answers
+    RESOURCE_EXHAUSTED on `stuck`."""
 
     def unary(request: bytes, context: Any) -> bytes:
         if seen is not None:
@@ -256,8 +257,14 @@ def routed_server(
             return _hang_then(b"", hang)(request, context) + name.encode() + b":" + request
         return name.encode() + b":" + request
 
+    def busy(request: bytes, context: Any) -> bytes:
+        if name == "stuck":
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too busy")
+        return name.encode()
+
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Busy": grpc.unary_unary_rpc_method_handler(busy),
         "Hang": grpc.unary_unary_rpc_method_handler(_hang_then(name.encode(), hang)),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -288,6 +295,11 @@ ROUTES = [
         "match": [{"path": {"exact": f"/{SERVICE}/Hang"}}],
         "per_try_ms": 300,
         "retry": {"attempts": 2, "on": ["timeout"]},
+    },
+    {
+        "name": "busy",
+        "match": [{"path": {"exact": f"/{SERVICE}/Busy"}}],
+        "retry": {"attempts": 2, "on": ["resource-exhausted"]},
     },
     {
         "name": "mirrored",
@@ -438,3 +450,19 @@ def test_a_mirrored_grpc_call_reaches_the_shadow_and_the_caller_never_waits_for_
     ):
         assert time.monotonic() < deadline, routed.a.metrics()
         time.sleep(0.1)
+
+
+def test_a_route_retrying_on_resource_exhausted_takes_a_grpc_call_to_the_other_instance(
+    routed: Routed,
+) -> None:
+    """`stuck` answers every `Busy` call RESOURCE_EXHAUSTED, and round robin sends it every
+    other first attempt: the route's gRPC retry condition tries `quick`, so no caller sees it."""
+    for _ in range(6):
+        answer, _ = routed.call("Busy", b"", timeout=10)
+        assert answer == b"quick"
+    assert (
+        routed.a.metric(
+            "weft_proxy_retries_total", upstream="echo", route="busy", reason="resource-exhausted"
+        )
+        >= 2
+    )

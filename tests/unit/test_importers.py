@@ -98,8 +98,17 @@ def rule_of(doc: dict) -> dict:  # type: ignore[type-arg]
 def test_istio_retries_without_retry_on_keep_istios_default_conditions() -> None:
     # Istio starts from its default policy and overrides only what `retries` says.
     rule = rule_of(virtual_service({"retries": {"attempts": 3, "perTryTimeout": "2s"}}))
-    assert rule["retries"] == {"attempts": 3, "retryOn": ["reset", 503]}
+    assert rule["retries"] == {
+        "attempts": 3,
+        "retryOn": ["reset", "unavailable", "cancelled", 503],
+    }
     assert rule["perTryTimeout"] == "2s"
+
+
+def test_istios_grpc_retry_tokens_are_grpc_conditions() -> None:
+    tokens = "unavailable,resource-exhausted,deadline-exceeded,internal,cancelled"
+    rule = rule_of(virtual_service({"retries": {"attempts": 2, "retryOn": tokens}}))
+    assert rule["retries"]["retryOn"] == tokens.split(",")
 
 
 def test_envoys_5xx_also_retries_a_failed_connection_and_codes_need_no_token() -> None:

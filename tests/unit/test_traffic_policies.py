@@ -117,6 +117,24 @@ def test_retry_conditions(
 
 
 @pytest.mark.parametrize(
+    ("on", "grpc_status", "reason"),
+    [
+        ({"unavailable"}, 14, "unavailable"),
+        ({"resource-exhausted", "internal"}, 13, "internal"),
+        ({"cancelled"}, 4, ""),  # DEADLINE_EXCEEDED is another condition
+        ({"5xx", "gateway-error"}, 14, ""),  # HTTP conditions never take a gRPC status
+        ({"deadline-exceeded"}, 4, "deadline-exceeded"),
+        ({"unavailable"}, 99, ""),
+    ],
+)
+def test_grpc_retry_conditions_match_the_calls_grpc_status(
+    on: set[str], grpc_status: int, reason: str
+) -> None:
+    policy = RetryPolicy(on=frozenset(on))
+    assert retry_reason(policy, grpc_status=grpc_status) == reason
+
+
+@pytest.mark.parametrize(
     ("total", "per_try", "response", "now", "at", "kind"),
     [
         (None, None, 30.0, 0.0, 30.0, RESPONSE),  # no route timeout: the upstream's limit
