@@ -2,8 +2,9 @@
 
 `HttpConnection.serve` reads a request head, asks the route layer where it goes (`router`:
 authorization and upstream choice live there) and hands the request to an `Exchange`
-(`_http_exchange`), which leases an upstream connection and moves both messages. Only heads
-are parsed; bodies stream through. The connection's life follows `ConnState`.
+(`_http_exchange`, its response side in `_http_respond`), which leases an upstream connection
+and moves both messages. Only heads are parsed; bodies stream through. The connection's life
+follows `ConnState`.
 
 Timeouts cost nothing per request: a connection only records which phase it is in and when
 that phase expires (`phase`, `deadline`), and the runtime's sweeper (`Runtime.sweep`, every
