@@ -8,6 +8,8 @@ Wiring only; each job lives in its own module:
     _intention_watch, _intentions   the mesh's intentions, compiled per sidecar
     _supervisor   one proxy per sidecar       _api           the local HTTP API
     _notify       systemd READY / WATCHDOG / STATUS
+    _join         token, node address, the CA to trust (file or fingerprint), trust domain
+    _status       the local API's status document and the STATUS= line
     _report       what `weft check` learns about this host, sent to the servers
 
 Start: load and check everything (bad config exits 64), trust the CA (bundle or fingerprint),
@@ -21,28 +23,24 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
-import ssl
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import trio
 
-from ca import SpiffeId, fingerprint_sha256
+from ca import SpiffeId
 from registry.checks import Status
-from registry.client import APIError, RegistryClient, ServerUnreachable
+from registry.client import RegistryClient
 from registry.dns import DNSRelay
-from registry.lifecycle import Backoff, serve_until_signalled, write_atomic, write_ready_file
+from registry.lifecycle import serve_until_signalled, write_ready_file
 from registry.web import HTTPServer, Limits
 
 from . import _exposure, _gateway, _snapshots
 from ._api import LocalAPI
 from ._certs import CertManager
 from ._checks import CheckRunner
-from ._config import AgentConfig, normalise_fingerprint
+from ._config import AgentConfig
 from ._definitions import (
     DefinitionError,
     ServiceDef,
@@ -50,8 +48,8 @@ from ._definitions import (
     port_is_free,
     ports_in_use,
 )
-from ._errors import ConfigError
 from ._intention_watch import IntentionWatcher
+from ._join import bundle_file, discover_node_address, learn_trust_domain
 from ._metrics_push import MetricsPusher, Target
 from ._notify import Notifier
 from ._publisher import Publisher
@@ -59,37 +57,11 @@ from ._registration import Registrar
 from ._report import Reporter, build_report
 from ._resource_watch import ResourceWatcher
 from ._screen import Screen
+from ._status import status_document, status_line
 from ._supervisor import ProxySpec, ProxySupervisor
 from ._upstreams import UpstreamWatcher
 
 log = logging.getLogger("weft.agent")
-
-
-def read_token(config: AgentConfig) -> str:
-    if config.token:
-        return config.token
-    try:
-        token = Path(config.token_file).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(
-            "token_file", f"cannot read {config.token_file}: {exc.strerror}"
-        ) from None
-    if not token:
-        raise ConfigError("token_file", f"{config.token_file} is empty")
-    return token
-
-
-def discover_node_address(server: str) -> str:
-    """The local address the kernel would use to reach the first server."""
-    url = urlsplit(server)
-    host = url.hostname or "127.0.0.1"
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.connect((host, url.port or 80))
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
 
 
 class Agent:
@@ -108,61 +80,9 @@ class Agent:
         self.dns_address = ""  # host:port of the DNS relay, when dns_listen is set
         self.client: RegistryClient | None = None
         self.screen = Screen()
-        self._exposed: dict[str, list[str]] = {}  # service id -> non-loopback app addresses
+        self.exposed: dict[str, list[str]] = {}  # service id -> non-loopback app addresses
 
-    # -- trust ---------------------------------------------------------------------------------
-
-    async def _bundle_file(self) -> str | None:
-        """The CA bundle to verify the servers with: given, or fetched and pinned."""
-        if self.config.ca_file:
-            return self.config.ca_file
-        if not self.config.ca_fingerprint:
-            return None
-        pinned = self.data / "ca.pem"
-        want = normalise_fingerprint(self.config.ca_fingerprint)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        backoff = Backoff(initial=0.5, maximum=10.0)
-        async with httpx.AsyncClient(verify=ctx, timeout=10) as http:
-            while True:
-                for server in self.config.servers:
-                    try:
-                        resp = await http.get(server.rstrip("/") + "/v1/ca/roots")
-                        roots = resp.json()["roots"] if resp.status_code == 200 else []
-                    except (httpx.HTTPError, ValueError, KeyError):
-                        roots = []
-                    for root in roots:
-                        if (
-                            normalise_fingerprint(fingerprint_sha256(root["certificate_pem"]))
-                            == want
-                        ):
-                            write_atomic(
-                                pinned, "".join(r["certificate_pem"] for r in roots).encode()
-                            )
-                            log.info(
-                                "joined: the CA root matches the pinned fingerprint",
-                                extra={"kv": {"server": server}},
-                            )
-                            return str(pinned)
-                    if roots:
-                        raise ConfigError(
-                            "ca_fingerprint",
-                            f"{server} serves a CA whose roots "
-                            "do not match the fingerprint; refusing to join",
-                        )
-                self.notifier.status("waiting for a server to show its CA")
-                await trio.sleep(backoff.next())
-
-    async def _learn_trust_domain(self, client: RegistryClient) -> str:
-        backoff = Backoff(initial=0.5, maximum=10.0)
-        while True:
-            try:
-                roots, _ = await client.ca_roots()
-                return str(roots["trust_domain"])
-            except (APIError, ServerUnreachable) as exc:
-                self.notifier.status(f"waiting for the CA: {exc}")
-                log.info("waiting for the CA (%s)", exc)
-                await trio.sleep(backoff.next())
+    # -- identity ------------------------------------------------------------------------------
 
     def identity(self, d: ServiceDef) -> str:
         return SpiffeId(self.trust_domain, d.namespace, d.name).uri if self.trust_domain else ""
@@ -206,7 +126,7 @@ class Agent:
             return
         log.info("reloaded service definitions", extra={"kv": {"services": len(defs)}})
         self._apply(defs)
-        self.notifier.send("READY=1", f"STATUS={self._status_line()}")
+        self.notifier.send("READY=1", f"STATUS={status_line(self)}")
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -302,86 +222,10 @@ class Agent:
             return {}  # the registry takes 64 meta pairs; the user's own come first
         return {"weft_metrics": admin}
 
-    # -- status --------------------------------------------------------------------------------
-
-    def _status_line(self) -> str:
-        proxies = len(self.publisher.proxies)
-        applied = sum(1 for p in self.publisher.proxies.values() if p.acked_version)
-        state = "registered" if self.registrar.connected else "registry unreachable"
-        return f"{len(self.defs)} services {state}; {applied}/{proxies} proxies configured"
+    # -- status and reports --------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        services = []
-        checks = self.checks.snapshot()
-        proxies = self.supervisor.describe()
-        for d in self.defs:
-            entry: dict[str, Any] = {
-                "id": d.id,
-                "name": d.name,
-                "port": d.port,
-                "file": d.file,
-                "checks": {c.id: checks.get(c.id, {}) for c in d.checks},
-            }
-            if d.sidecar_port:
-                published = self.publisher.proxies.get(d.id)
-                held = self.certs.held.get(d.id)
-                entry["sidecar"] = {
-                    "port": d.sidecar_port,
-                    "identity": self.identity(d),
-                    "snapshot_version": published.version if published else None,
-                    "applied_version": published.acked_version if published else None,
-                    "last_ack": published.ack if published else None,
-                    "certificate_not_after": held.not_after.isoformat()
-                    if held and held.not_after
-                    else None,
-                    "certificate_serial": held.serial if held else None,
-                    "certificate_renew_at": held.renew_at.isoformat()
-                    if held and held.renew_at
-                    else None,
-                    "certificate_renewals": held.renewals if held else 0,
-                    "app_exposed_on": self._exposed.get(d.id, []),
-                    "proxy": proxies.get(d.id),
-                }
-            elif d.gateway:
-                published = self.publisher.proxies.get(d.id)
-                entry["gateway"] = {
-                    "identity": self.identity(d),
-                    "snapshot_path": f"/v1/agent/proxy/{d.id}",
-                    "snapshot_version": published.version if published else None,
-                    "applied_version": published.acked_version if published else None,
-                    "last_ack": published.ack if published else None,
-                }
-            services.append(entry)
-        return {
-            "node": self.node,
-            "node_address": self.node_address,
-            "servers": list(self.config.servers),
-            "connected": self.registrar.connected,
-            "lease": self.registrar.lease,
-            "ready": self.ready,
-            "trust_domain": self.trust_domain,
-            "metrics": {
-                "interval": self.config.metrics_interval,
-                "pushed": self.metrics.pushed,
-                "refused": self.metrics.refused or None,
-            },
-            "services": services,
-            "intentions": self._intentions_status(),
-            "refused": dict(self.registrar.refused),
-            "dropped_instances": {
-                f"{service}/{reason}": n for (service, reason), n in self.screen.dropped.items()
-            },
-        }
-
-    def _intentions_status(self) -> dict[str, Any] | None:
-        view = self.intentions.view if hasattr(self, "intentions") else None
-        if view is None:
-            return None
-        return {
-            "default": view.default,
-            "count": len(view.intentions),
-            "rejected": dict(view.rejected),  # compiled as deny from their source, see logs
-        }
+        return status_document(self)
 
     def _report(self, now: float) -> dict[str, Any]:
         return build_report(
@@ -430,7 +274,7 @@ class Agent:
             if not d.sidecar_port:
                 continue
             found = _exposure.exposed(sockets, d.port)
-            if found and found != self._exposed.get(d.id):
+            if found and found != self.exposed.get(d.id):
                 log.warning(
                     "%s's application listens on %s port %d, so it can be called without its "
                     "sidecar (no mTLS, no authorization); bind it to 127.0.0.1 "
@@ -440,7 +284,7 @@ class Agent:
                     d.port,
                     extra={"kv": {"service": d.name, "addresses": found, "port": d.port}},
                 )
-            self._exposed[d.id] = found
+            self.exposed[d.id] = found
 
     async def _watch_exposure(self) -> None:
         while True:
@@ -467,7 +311,7 @@ class Agent:
         ):
             await self.publisher.acked.wait()
         self.ready = True
-        line = self._status_line()
+        line = status_line(self)
         self.notifier.ready(line)
         log.info("ready", extra={"kv": {"status": line}})
         if self.config.ready_file:
@@ -482,10 +326,10 @@ class Agent:
             )
         while True:  # keep STATUS= current for `systemctl status`
             await trio.sleep(5)
-            self.notifier.status(self._status_line())
+            self.notifier.status(status_line(self))
 
     async def run(self) -> None:
-        bundle = await self._bundle_file()
+        bundle = await bundle_file(self.config, self.data, self.notifier)
         # A hung server must cost one keepalive, not the lease: each request gets a third of
         # the TTL, so the agent fails over to the next server with time to spare.
         client = RegistryClient(
@@ -569,7 +413,7 @@ class Agent:
             )
             nursery.start_soon(self._watchdog)
             if any(d.proxied for d in self.defs) and not self.trust_domain:
-                self.trust_domain = await self._learn_trust_domain(client)
+                self.trust_domain = await learn_trust_domain(client, self.notifier)
             self._apply(self.defs)
             for task in (
                 self.registrar.run,
