@@ -185,6 +185,13 @@ def test_bad_agent_config_exits_64(tmp_path) -> None:
     assert result.returncode == 64 and "servers" in result.stderr
 
 
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (R, S, T for stopped, ...)."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 def test_notify_ready_and_watchdog_and_a_hung_loop_stops_pinging(
     server: WeftServer, make_agent, tmp_path
 ) -> None:
@@ -218,6 +225,16 @@ def test_notify_ready_and_watchdog_and_a_hung_loop_stops_pinging(
         pings = [t for t, m in messages if "WATCHDOG=1" in m and t > ready_at]
         assert len(pings) >= 6  # every 0.2 s (half of WATCHDOG_USEC)
         agent.proc.signal(signal.SIGSTOP)  # a hung main loop
+        # A ping sent just before the stop may still sit in the socket: once the process is
+        # stopped for sure, take what is queued, then listen.
+        wait_until(lambda: _state(agent.proc.pid) == "T", timeout=10, what="the agent stopped")
+        sock.setblocking(False)
+        try:
+            while True:
+                sock.recv(4096)
+        except BlockingIOError:
+            pass
+        sock.settimeout(0.2)
         messages.clear()
         receive_for(1.5)
         assert not any("WATCHDOG=1" in m for _, m in messages)
