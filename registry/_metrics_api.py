@@ -33,7 +33,7 @@ from ._endpoints import Area, Body, Param, json_reply, ref
 from ._errors import Forbidden, InvalidInput, TooManyRequests
 from ._etcd_types import Delete, KeyValue, Put
 from ._metrics_sample import PushLimits, decode_push, encode_sample
-from ._metrics_window import Sample, aggregate, inbound_open, parse_window, pick
+from ._metrics_window import Sample, aggregate, inbound_open, newest_samples, parse_window, pick
 from ._validate import service_name
 from .web import Request, Response, Router
 
@@ -399,14 +399,7 @@ async def metrics_proxies(ctx: Context, request: Request) -> Response:
     service = _optional_service(request, "service")
     now = ctx.clock()
     out = []
-    for node, slots in sorted(ctx.mirror.metric_samples.items()):
-        if not slots:
-            continue
-        newest = max(slots.values(), key=lambda kv: kv.mod_revision)
-        try:
-            sample = Sample.from_json(newest.value)
-        except (ValueError, KeyError, TypeError):
-            continue
+    for node, sample in newest_samples(ctx.mirror.metric_samples):
         for p in sample.proxies:
             if service is not None and p["service"] != service:
                 continue

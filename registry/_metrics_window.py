@@ -17,12 +17,15 @@ Semantics (docs/observability.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import InvalidInput
 from ._numbers import parse_duration
+
+if TYPE_CHECKING:
+    from ._etcd_types import KeyValue
 
 T = TypeVar("T")
 MIN_WINDOW = 10.0
@@ -214,3 +217,18 @@ def _sort_key(key: Any) -> tuple[str, ...]:
 
 def inbound_open(proxy: dict[str, Any]) -> int:
     return sum(n for d, n in proxy.get("open", []) if d == "inbound")
+
+
+def newest_samples(
+    held: Mapping[str, Mapping[str, KeyValue]],
+) -> Iterator[tuple[str, Sample]]:
+    """Each node's newest readable sample (by etcd revision), nodes in name order; a sample
+    that no longer decodes is passed over."""
+    for node, slots in sorted(held.items()):
+        if not slots:
+            continue
+        newest = max(slots.values(), key=lambda kv: kv.mod_revision)
+        try:
+            yield node, Sample.from_json(newest.value)
+        except (ValueError, KeyError, TypeError):
+            continue

@@ -22,7 +22,7 @@ from ._context import Context
 from ._endpoints import Area, Param, json_reply
 from ._errors import InvalidInput, TooManyRequests
 from ._metrics_api import SCHEMAS
-from ._metrics_window import Sample
+from ._metrics_window import newest_samples
 from ._numbers import parse_duration
 from ._validate import instance_id, service_name
 from .web import Request, Response, Router
@@ -43,14 +43,7 @@ def mount(router: Router, ctx: Context) -> None:
 def proxies_of(ctx: Context, service: str, instance: str | None) -> list[dict[str, Any]]:
     """The service's proxies with an admin address, from each node's newest sample."""
     out = []
-    for node, slots in sorted(ctx.mirror.metric_samples.items()):
-        if not slots:
-            continue
-        newest = max(slots.values(), key=lambda kv: kv.mod_revision)
-        try:
-            sample = Sample.from_json(newest.value)
-        except (ValueError, KeyError, TypeError):
-            continue
+    for node, sample in newest_samples(ctx.mirror.metric_samples):
         for p in sample.proxies:
             if p["service"] != service or not p.get("admin"):
                 continue
