@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,9 +18,46 @@ from ._wait import wait_until
 VENV_BIN = Path(sys.executable).parent
 
 
+_LOWEST = 10000
+_handed_out: set[int] = set()
+_draw = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(family: socket.AddressFamily, host: str, port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):  # a DNS listener takes both
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just proved free (for daemons that cannot report a port-0 bind)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    """A port the kernel just proved free, for TCP and UDP (for daemons that cannot report a
+    port-0 bind).
+
+    Drawn at random from below the ephemeral range: the kernel never gives those ports to an
+    outgoing connection or to another port-0 bind, so nothing but another `free_port` caller
+    (another test worker, say) can take it before the daemon binds it, and the random draw
+    over ~20,000 ports makes that unlikely. A port is handed out once per process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    high = _ephemeral_low()
+    if high - _LOWEST >= 1000:
+        for _ in range(200):
+            port = _draw.randrange(_LOWEST, high)
+            if port not in _handed_out and _bindable(family, host, port):
+                _handed_out.add(port)
+                return port
+    with socket.socket(family) as s:  # an unusual port range: the kernel's choice
         s.bind((host, 0))
         return s.getsockname()[1]
 
