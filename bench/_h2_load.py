@@ -13,12 +13,22 @@ and a `grpc-status: 0` trailer, so the proxies see and classify real trailers. C
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from bench._pairs import (
+    combined_pem,
+    cpu_seconds,
+    free_port,
+    snapshots,
+    start_pair,
+    start_weft_pair,
+    wait_port,
+    weft_command,
+)
 
 NGINX_H2 = """
 worker_processes 1;
@@ -131,12 +141,8 @@ def run_h2(
     *,
     nginx: str,
     haproxy: str,
-    weft: list[str],
+    ca: Any,
     tls: dict[str, Any],
-    spiffe: Any,
-    free_port: Any,
-    wait_port: Any,
-    cpu_seconds: Any,
     duration: float,
     repeat: int,
     clients: int,
@@ -151,43 +157,19 @@ def run_h2(
     wait_port(nginx_port)
 
     b_port, a_port = free_port(), free_port()
-    snap_b = {
-        "schema": "weft.proxy.snapshot/v2",
-        "version": 1,
-        "identity": spiffe("b"),
-        "tls": tls["b"].as_snapshot(),
-        "inbound": {
-            "address": "127.0.0.1",
-            "port": b_port,
-            "protocol": "grpc",
-            "app": {"port": nginx_port},
-        },
-    }
-    snap_a = {
-        "schema": "weft.proxy.snapshot/v2",
-        "version": 1,
-        "identity": spiffe("a"),
-        "tls": tls["a"].as_snapshot(),
-        "upstreams": [
-            {
-                "name": "b",
-                "port": a_port,
-                "protocol": "grpc",
-                "endpoints": [{"address": "127.0.0.1", "port": b_port, "identity": spiffe("b")}],
-            }
-        ],
-    }
-    pids: dict[str, list[int]] = {"direct": []}
-    for name, doc in (("weft-h2-b", snap_b), ("weft-h2-a", snap_a)):
-        (work / f"{name}.json").write_text(json.dumps(doc))
-        proc = stack.start(
-            name, [*weft, "--snapshot", str(work / f"{name}.json"), "--admin", "127.0.0.1:0"]
-        )
-        pids.setdefault("weft", []).append(proc.pid)
-    wait_port(b_port)
-    wait_port(a_port)
+    docs = snapshots(
+        ca,
+        tls,
+        a_port=a_port,
+        b_port=b_port,
+        app_port=nginx_port,
+        schema="weft.proxy.snapshot/v2",
+        protocol="grpc",
+    )
+    weft = start_weft_pair(stack, docs, command=weft_command(), names=("weft-h2-a", "weft-h2-b"))
 
     hb_port, ha_port = free_port(), free_port()
+    sides = {}
     for side, listen, upstream in (("b", hb_port, nginx_port), ("a", ha_port, hb_port)):
         template = HAPROXY_H2_B if side == "b" else HAPROXY_H2_A
         cfg = work / f"haproxy-h2-{side}.cfg"
@@ -201,12 +183,11 @@ def run_h2(
                 )
             )
         )
-        proc = stack.start(f"haproxy-h2-{side}", [haproxy, "-db", "-f", str(cfg)])
-        pids.setdefault("haproxy", []).append(proc.pid)
-    wait_port(hb_port)
-    wait_port(ha_port)
+        sides[side] = (f"haproxy-h2-{side}", [haproxy, "-db", "-f", str(cfg)])
+    hap = start_pair(stack, a=sides["a"], b=sides["b"], a_port=ha_port, b_port=hb_port)
+    pids: dict[str, list[int]] = {"direct": [], "weft": weft.pids, "haproxy": hap.pids}
 
-    ports = {"direct": nginx_port, "weft": a_port, "haproxy": ha_port}
+    ports = {"direct": nginx_port, "weft": weft.a_port, "haproxy": hap.a_port}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
     for name, port in ports.items():  # warm up; every path must answer
         warm = h2load(port, body, clients=2, streams=4, duration=1, cpu=lambda: 0.0)
@@ -259,36 +240,17 @@ def report(
 
 
 def section(
-    args: Any,
-    work: Path,
-    stack: Any,
-    nginx: str,
-    haproxy: str,
-    ca: Any,
-    tls: dict[str, Any],
-    free_port: Any,
-    wait_port: Any,
-    cpu_seconds: Any,
+    args: Any, work: Path, stack: Any, nginx: str, haproxy: str, ca: Any, tls: dict[str, Any]
 ) -> int:
     """bench/proxy.py's HTTP/2 part: certificates combined for HAProxy, the run, the report."""
-    import sys
-
-    for name, files in tls.items():
-        combined = work / f"{name}-combined.pem"
-        if not combined.exists():
-            combined.write_bytes(files.cert.read_bytes() + files.key.read_bytes())
-    weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
+    combined_pem(work, tls)
     result = run_h2(
         work,
         stack,
         nginx=nginx,
         haproxy=haproxy,
-        weft=weft,
+        ca=ca,
         tls=tls,
-        spiffe=ca.spiffe,
-        free_port=free_port,
-        wait_port=wait_port,
-        cpu_seconds=cpu_seconds,
         duration=args.duration,
         repeat=args.repeat,
         clients=args.h2_clients,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import pstats
 import shlex
 import shutil
@@ -29,8 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proxy import NGINX_CONF, Stack, cpu_seconds, free_port, wait_port, wrk  # noqa: E402
-from tests.harness._pki import TestCA  # noqa: E402
+from bench._load import requests_in, wrk  # noqa: E402
+from bench._pairs import (  # noqa: E402
+    Stack,
+    certificates,
+    cpu_seconds,
+    free_port,
+    snapshots,
+    start_nginx,
+    start_weft_pair,
+    weft_command,
+)
 
 
 def frames_of(line: str) -> tuple[list[str], int]:
@@ -146,59 +154,18 @@ def main() -> int:
     work.chmod(0o755)
     stack = Stack(work)
     try:
-        (work / "www").mkdir()
-        (work / "www" / "1k").write_bytes(b"x" * 1024)
-        nginx_port = free_port()
-        (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, port=nginx_port))
-        stack.start("nginx", [nginx, "-c", str(work / "nginx.conf")])
-        wait_port(nginx_port)
-        ca = TestCA("weft.bench")
-        a_tls, b_tls = ca.issue("a").write(work / "a"), ca.issue("b").write(work / "b")
+        nginx_port = start_nginx(stack, nginx)
+        ca, tls = certificates(work)
         b_port, a_port = free_port(), free_port()
-        docs = {
-            "b": {
-                "schema": "weft.proxy.snapshot/v1",
-                "version": 1,
-                "identity": ca.spiffe("b"),
-                "tls": b_tls.as_snapshot(),
-                "inbound": {"address": "127.0.0.1", "port": b_port, "app": {"port": nginx_port}},
-            },
-            "a": {
-                "schema": "weft.proxy.snapshot/v1",
-                "version": 1,
-                "identity": ca.spiffe("a"),
-                "tls": a_tls.as_snapshot(),
-                "upstreams": [
-                    {
-                        "name": "b",
-                        "port": a_port,
-                        "protocol": "http",
-                        "endpoints": [
-                            {"address": "127.0.0.1", "port": b_port, "identity": ca.spiffe("b")}
-                        ],
-                    }
-                ],
-            },
-        }
-        weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
+        docs = snapshots(ca, tls, a_port=a_port, b_port=b_port, app_port=nginx_port)
+        weft = weft_command()
         if args.cprofile:
             weft[1:1] = ["-m", "cProfile", "-o", str(work / "{name}.pstats")]
         weft += shlex.split(args.proxy_args)
-        procs = {}
-        for name in ("b", "a"):
-            (work / f"{name}.json").write_text(json.dumps(docs[name]))
-            procs[name] = stack.start(
-                f"weft-{name}",
-                [
-                    *(w.replace("{name}", name) for w in weft),
-                    "--snapshot",
-                    str(work / f"{name}.json"),
-                    "--admin",
-                    "127.0.0.1:0",
-                ],
-            )
-        wait_port(b_port)
-        wait_port(a_port)
+        pair = start_weft_pair(
+            stack, docs, command=lambda side: [w.replace("{name}", side) for w in weft]
+        )
+        procs = {"b": pair.b, "a": pair.a}
         wrk(a_port, connections=args.connections, duration=2)  # warm up
 
         def watcher(name: str, pid: int) -> subprocess.Popen[bytes]:
@@ -222,13 +189,10 @@ def main() -> int:
             if args.strace:
                 spy_proc.send_signal(signal.SIGINT)
             spy_proc.wait(timeout=args.duration + 30)
-        total = int(text.split(" requests in", 1)[0].split()[-1])
+        total = requests_in(text)
         rps = total / args.duration
         if args.cprofile:
-            for proc in procs.values():
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs.values():
-                proc.wait(timeout=30)
+            pair.stop(timeout=30)  # cProfile writes its figures at exit
         print(
             f"# Profile: {rps:,.0f} req/s through the pair "
             f"({args.duration:g} s, wrk -c{args.connections})\n"

@@ -34,10 +34,21 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proxy import NGINX_CONF, Stack, cpu_seconds, free_port, wait_port, wrk  # noqa: E402
+from bench._load import requests_in, wrk  # noqa: E402
+from bench._pairs import (  # noqa: E402
+    Pair,
+    Stack,
+    certificates,
+    cpu_seconds,
+    free_port,
+    snapshots,
+    start_nginx,
+    start_pair,
+    start_weft_pair,
+    weft_command,
+)
 from proxy._errors import StreamClosed, TlsRefused  # noqa: E402
 from proxy._stream import Stream, TlsStream, accept, bind_listener, connect  # noqa: E402
-from tests.harness._pki import TestCA  # noqa: E402
 
 
 def _body_length(head: bytes) -> int:
@@ -262,72 +273,43 @@ def main() -> int:
     work.chmod(0o755)
     stack = Stack(work)
     try:
-        (work / "www").mkdir()
-        (work / "www" / "1k").write_bytes(b"x" * 1024)
-        nginx_port = free_port()
-        (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, port=nginx_port))
-        stack.start("nginx", [nginx, "-c", str(work / "nginx.conf")])
-        wait_port(nginx_port)
-        ca = TestCA("weft.bench")
-        tls = {name: ca.issue(name).write(work / name) for name in ("a", "b")}
+        nginx_port = start_nginx(stack, nginx)
+        ca, tls = certificates(work)
         for name, paths in tls.items():
             (work / f"{name}-paths.json").write_text(
                 json.dumps(
                     {"cert": str(paths.cert), "key": str(paths.key), "bundle": str(paths.bundle)}
                 )
             )
-        # the skeleton pair
-        sb, sa = free_port(), free_port()
         me = [sys.executable, str(Path(__file__).resolve()), "--child"]
-        skel_b = stack.start("skel-b", [*me, "b", str(sb), str(nginx_port), str(work)])
-        skel_a = stack.start("skel-a", [*me, "a", str(sa), str(sb), str(work)])
-        # the real pair, as bench/proxy.py starts it
-        wb, wa = free_port(), free_port()
-        snaps = {
-            "weft-b": {
-                "schema": "weft.proxy.snapshot/v1",
-                "version": 1,
-                "identity": ca.spiffe("b"),
-                "tls": tls["b"].as_snapshot(),
-                "inbound": {"address": "127.0.0.1", "port": wb, "app": {"port": nginx_port}},
-            },
-            "weft-a": {
-                "schema": "weft.proxy.snapshot/v1",
-                "version": 1,
-                "identity": ca.spiffe("a"),
-                "tls": tls["a"].as_snapshot(),
-                "upstreams": [
-                    {
-                        "name": "b",
-                        "port": wa,
-                        "protocol": "http",
-                        "endpoints": [
-                            {"address": "127.0.0.1", "port": wb, "identity": ca.spiffe("b")}
-                        ],
-                    }
-                ],
-            },
-        }
-        weft = [sys.executable, "-m", "weft", "proxy", "--log-level", "warning"]
-        procs = {}
-        for name, doc in snaps.items():
-            (work / f"{name}.json").write_text(json.dumps(doc))
-            procs[name] = stack.start(
-                name, [*weft, "--snapshot", str(work / f"{name}.json"), "--admin", "127.0.0.1:0"]
+
+        def skeleton_pair(tag: str, *mode: str) -> Pair:
+            """A pair of this script's skeletons (`--child`), `skel-{tag}a` and `skel-{tag}b`."""
+            b_port, a_port = free_port(), free_port()
+            return start_pair(
+                stack,
+                b=(f"skel-{tag}b", [*me, "b", str(b_port), str(nginx_port), str(work), *mode]),
+                a=(f"skel-{tag}a", [*me, "a", str(a_port), str(b_port), str(work), *mode]),
+                a_port=a_port,
+                b_port=b_port,
+                wait=False,
             )
-        eb, ea = free_port(), free_port()
-        ep_b = stack.start("skel-eb", [*me, "b", str(eb), str(nginx_port), str(work), "epoll"])
-        ep_a = stack.start("skel-ea", [*me, "a", str(ea), str(eb), str(work), "epoll"])
-        rb, ra = free_port(), free_port()
-        re_b = stack.start("skel-rb", [*me, "b", str(rb), str(nginx_port), str(work), "reactor"])
-        re_a = stack.start("skel-ra", [*me, "a", str(ra), str(rb), str(work), "reactor"])
-        for port in (sb, sa, wb, wa, eb, ea, rb, ra):
-            wait_port(port)
+
+        # the skeleton pair; below, the same without trio (epoll) and on the reactor
+        skel = skeleton_pair("")
+        # the real pair, as bench/proxy.py starts it
+        b_port, a_port = free_port(), free_port()
+        docs = snapshots(ca, tls, a_port=a_port, b_port=b_port, app_port=nginx_port)
+        weft = start_weft_pair(stack, docs, command=weft_command(), wait=False)
+        epoll = skeleton_pair("e", "epoll")
+        reactor = skeleton_pair("r", "reactor")
+        for pair in (skel, weft, epoll, reactor):
+            pair.wait()
         paths = {
-            "epoll": (ea, [ep_a.pid, ep_b.pid]),
-            "skeleton": (sa, [skel_a.pid, skel_b.pid]),
-            "reactor": (ra, [re_a.pid, re_b.pid]),
-            "weft": (wa, [procs["weft-a"].pid, procs["weft-b"].pid]),
+            "epoll": (epoll.a_port, epoll.pids),
+            "skeleton": (skel.a_port, skel.pids),
+            "reactor": (reactor.a_port, reactor.pids),
+            "weft": (weft.a_port, weft.pids),
         }
         for port, _ in paths.values():
             wrk(port, connections=args.connections, duration=2)  # warm up, and it answers
@@ -337,7 +319,7 @@ def main() -> int:
                 cpu0 = sum(cpu_seconds(p) for p in pids)
                 text = wrk(port, connections=args.connections, duration=args.duration)
                 cpu1 = sum(cpu_seconds(p) for p in pids)
-                total = int(text.split(" requests in", 1)[0].split()[-1])
+                total = requests_in(text)
                 if "Non-2xx" in text or "Socket errors" in text:
                     print(f"warning: errors on {name}:\n{text}", file=sys.stderr)
                 us = (cpu1 - cpu0) / total * 1e6 / 2
