@@ -147,8 +147,18 @@ def main() -> int:
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(spy).exists() or not shutil.which("wrk"):
-        print("py-spy or wrk is missing: run scripts/bootstrap bench", file=sys.stderr)
+    sampling = not (args.strace or args.cprofile)
+    missing = [
+        name
+        for name, there in (
+            ("wrk", shutil.which("wrk")),
+            ("py-spy", Path(spy).exists() or not sampling),
+            ("strace", shutil.which("strace") or not args.strace),
+        )
+        if not there
+    ]
+    if missing:
+        print(f"{', '.join(missing)} missing: run scripts/bootstrap bench", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="weft-profile-"))
     work.chmod(0o755)
