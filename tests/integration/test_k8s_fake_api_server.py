@@ -280,3 +280,83 @@ def test_traffic_crds_are_discovered_listed_and_watched_once_installed(fake: Fak
     thread.join()
     assert [t for t in seen if t != "BOOKMARK"] == ["MODIFIED", "DELETED", "ADDED"]
     assert "BOOKMARK" in seen
+
+
+def _http_route(group: str, version: str, service: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "apiVersion": f"{group}/{version}",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "books"},
+        "spec": {"parentRefs": [{"group": "core", "kind": "Service", "name": service}]},
+    }
+
+
+def test_two_groups_with_one_plural_are_two_resources(fake: FakeKube, api) -> None:
+    """Gateway API's and Linkerd's `httproutes` share a plural: like a real API server, the
+    fake keeps them apart by group, so objects of one name live in both and each path, list
+    and watch sees only its own group's."""
+    custom = client.CustomObjectsApi(api)
+    gateway = ("gateway.networking.k8s.io", "v1")
+    linkerd = ("policy.linkerd.io", "v1beta3")
+    fake.install_crds("httproutes.gateway.networking.k8s.io", "httproutes.policy.linkerd.io")
+    for group, version in (gateway, linkerd):
+        (served,) = custom.get_api_resources(group, version).resources
+        assert (served.name, served.kind) == ("httproutes", "HTTPRoute")
+    fake.ensure_namespace("shop")
+    custom.create_namespaced_custom_object(
+        *gateway, "shop", "httproutes", _http_route(*gateway, "web")
+    )
+    custom.create_namespaced_custom_object(
+        *linkerd, "shop", "httproutes", _http_route(*linkerd, "api")
+    )
+
+    for (group, version), service in ((gateway, "web"), (linkerd, "api")):
+        got = custom.get_namespaced_custom_object(group, version, "shop", "httproutes", "books")
+        assert got["apiVersion"] == f"{group}/{version}"
+        assert got["spec"]["parentRefs"][0]["name"] == service
+        listed = custom.list_cluster_custom_object(group, version, "httproutes")
+        assert [i["spec"]["parentRefs"][0]["name"] for i in listed["items"]] == [service]
+    # A body of the other group is refused on this group's path, as the API server does.
+    with pytest.raises(ApiException) as wrong:
+        custom.create_namespaced_custom_object(
+            *linkerd,
+            "shop",
+            "httproutes",
+            {**_http_route(*gateway, "web"), "metadata": {"name": "x"}},
+        )
+    assert wrong.value.status == 400
+
+    rv = custom.list_cluster_custom_object(*linkerd, "httproutes")["metadata"]["resourceVersion"]
+    seen: list[tuple[str, str]] = []
+
+    def change_later() -> None:
+        wait_until(lambda: fake.active_watches("httproutes.policy.linkerd.io") == 1, what="watch")
+        custom.delete_namespaced_custom_object(*gateway, "shop", "httproutes", "books")
+        custom.delete_namespaced_custom_object(*linkerd, "shop", "httproutes", "books")
+
+    thread = threading.Thread(target=change_later)
+    thread.start()
+    stream = watch.Watch().stream(
+        custom.list_cluster_custom_object,
+        *linkerd,
+        "httproutes",
+        resource_version=rv,
+        timeout_seconds=5,
+    )
+    for event in stream:
+        seen.append((event["type"], event["object"]["apiVersion"]))
+        if event["type"] == "DELETED":
+            break
+    thread.join()
+    assert seen == [("DELETED", "policy.linkerd.io/v1beta3")]  # not the Gateway API's
+    with pytest.raises(ApiException) as missing:
+        custom.get_namespaced_custom_object(*gateway, "shop", "httproutes", "books")
+    assert missing.value.status == 404
+    assert missing.value.body and '"group":"gateway.networking.k8s.io"' in missing.value.body
+
+    # A plural two served groups share is ambiguous to the test's own calls: it must say which.
+    with pytest.raises(ValueError) as ambiguous:
+        fake.list("httproutes")
+    assert "httproutes.gateway.networking.k8s.io, httproutes.policy.linkerd.io" in str(
+        ambiguous.value
+    )

@@ -1,7 +1,8 @@
 """Traffic CRDs converted per target service, under the adapter's own names: a real `weft
 k8s-adapter` against the fake API server, syncing into a real `weft server` on real etcd.
 Two HTTPRoutes on one Service make one merged Route (read back through the API), and deleting
-one recomputes it; a VirtualService for `reviews` in namespace `bookinfo` routes what the
+one recomputes it; Linkerd's HTTPRoute and the Gateway API's, served side by side, each make
+their own Route; a VirtualService for `reviews` in namespace `bookinfo` routes what the
 adapter registered for that Service, whatever its name template or annotation says."""
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ def catalog(server: WeftServer) -> set[str]:
     return set(resp.json())
 
 
-def http_route(name: str, path: str) -> dict[str, Any]:
+def http_route(
+    name: str, path: str, service: str = "web", group: str = "gateway.networking.k8s.io/v1"
+) -> dict[str, Any]:
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
+        "apiVersion": group,
         "kind": "HTTPRoute",
         "metadata": {"name": name, "namespace": "shop"},
         "spec": {
-            "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
+            "parentRefs": [{"group": "core", "kind": "Service", "name": service, "port": 80}],
             "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}]}],
         },
     }
@@ -56,7 +59,7 @@ def rule_names(server: WeftServer, route: str) -> list[str] | None:
 def test_two_httproutes_on_one_service_sync_as_one_merged_route(
     fake: FakeKube, server: WeftServer, adapters: Adapters
 ) -> None:
-    fake.install_crds("httproutes")
+    fake.install_crds("httproutes.gateway.networking.k8s.io")
     fake.add_service("shop", "web", replicas=1)
     adapter = adapters.start()  # the default template: `web` in `shop` is `web-shop`
     fake.apply("httproutes", http_route("books", "/books"))
@@ -78,6 +81,53 @@ def test_two_httproutes_on_one_service_sync_as_one_merged_route(
         timeout=10,
         what=f"the Route recomputed without the deleted HTTPRoute:\n{adapter.tail()}",
     )
+
+
+GATEWAY_ROUTES = "httproutes.gateway.networking.k8s.io"
+LINKERD_ROUTES = "httproutes.policy.linkerd.io"
+
+
+def test_linkerds_httproute_and_the_gateway_apis_of_one_name_sync_side_by_side(
+    fake: FakeKube, server: WeftServer, adapters: Adapters
+) -> None:
+    """Both HTTPRoute CRDs served at once (they share the plural `httproutes`), an object of
+    each named `shop/books`: each makes its own Route, and deleting one takes only its Route."""
+    fake.install_crds(GATEWAY_ROUTES, LINKERD_ROUTES)
+    fake.add_service("shop", "web", replicas=1)
+    fake.add_service("shop", "api", replicas=1)
+    adapter = adapters.start()
+    fake.apply(GATEWAY_ROUTES, http_route("books", "/books", service="web"))
+    linkerd = http_route("books", "/v1", service="api", group="policy.linkerd.io/v1beta3")
+    linkerd["metadata"]["annotations"] = {"timeout.linkerd.io/request": "2s"}
+    fake.apply(LINKERD_ROUTES, linkerd)
+    wait_until(
+        lambda: {("Route", "web-shop"), ("Route", "api-shop")} <= set(resources(server)),
+        timeout=15,
+        what=f"a Route from each HTTPRoute:\n{adapter.tail()}",
+    )
+    synced = resources(server)
+    web, api = synced[("Route", "web-shop")], synced[("Route", "api-shop")]
+    assert web["metadata"]["labels"]["weft.io/k8s-object"] == "HTTPRoute shop/books"
+    assert api["metadata"]["labels"]["weft.io/k8s-object"] == (
+        "HTTPRoute.policy.linkerd.io shop/books"
+    )
+    assert [r["match"] for r in web["spec"]["rules"]] == [[{"path": {"segmentPrefix": "/books"}}]]
+    assert [r["match"] for r in api["spec"]["rules"]] == [[{"path": {"segmentPrefix": "/v1"}}]]
+    assert [r.get("timeout") for r in api["spec"]["rules"]] == ["2s"]  # Linkerd's annotation
+    assert {web["metadata"]["source"], api["metadata"]["source"]} == {"k8s/c1"}
+    assert adapter.status()["traffic"]["watched"] == {
+        "HTTPRoute": "gateway.networking.k8s.io/v1",
+        "HTTPRoute.policy.linkerd.io": "policy.linkerd.io/v1beta3",
+    }
+
+    fake.delete(LINKERD_ROUTES, "shop", "books")
+    wait_until(
+        lambda: ("Route", "api-shop") not in resources(server),
+        timeout=10,
+        what=f"the Linkerd HTTPRoute's Route removed with it:\n{adapter.tail()}",
+    )
+    assert resources(server)[("Route", "web-shop")] == web  # untouched, not even rewritten
+    assert fake.get(GATEWAY_ROUTES, "shop", "books")["spec"]["parentRefs"][0]["name"] == "web"
 
 
 def test_a_virtualservice_routes_what_the_adapter_registered_under_its_own_template(

@@ -13,6 +13,10 @@ bearer-token authentication.
 Tests drive the cluster through methods: `add_service` (a Deployment-like set of pods, whose
 EndpointSlices this fake maintains as the EndpointSlice controller would), `scale`,
 `set_ready`, `compact`, `cut_watches`, `inject` (raw bytes into live watches), `put_raw`.
+Objects are stored per group and plural, as on a real API server, so Linkerd's HTTPRoute and
+the Gateway API's are served side by side. Methods name a resource as kubectl does: by its
+plural (`pods`, `virtualservices`) when one served resource has it, else qualified by its
+group (`httproutes.policy.linkerd.io`); an ambiguous plural is an error naming the choices.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from ._adapter import Adapters, K8sAdapter, adapter_token
 from ._crds import TRAFFIC_CRDS, crd
-from ._http import ActiveWatch, decode_continue, encode_continue, serve
+from ._http import ActiveWatch, decode_continue, encode_continue, parse_path, serve
 from ._store import ApiError, Obj, Store, gone
 from ._validate import validate
 from ._workloads import Workloads
@@ -144,14 +148,23 @@ class FakeKube(Workloads):
             self.requests.append(RequestRecord(method, path, query, ua, time.monotonic()))
 
     def writes(self, *, resource: str | None = None, user_agent: str = "") -> list[RequestRecord]:
+        wanted = self._qualified(resource)
         with self._lock:
-            return [
-                r
-                for r in self.requests
-                if r.method in ("POST", "PUT", "DELETE", "PATCH")
-                and (resource is None or f"/{resource}" in r.path)
-                and user_agent in r.user_agent
-            ]
+            records = list(self.requests)
+        return [
+            r
+            for r in records
+            if r.method in ("POST", "PUT", "DELETE", "PATCH")
+            and (wanted is None or self._resource_of(r.path) == wanted)
+            and user_agent in r.user_agent
+        ]
+
+    def _resource_of(self, path: str) -> str | None:
+        route = parse_path(path, self.store.resources)
+        return route.resource.qualified if route else None
+
+    def _qualified(self, resource: str | None) -> str | None:
+        return self.store.resource(resource).qualified if resource else None
 
     def watch_started(self, watch: ActiveWatch) -> None:
         with self._lock:
@@ -162,15 +175,17 @@ class FakeKube(Workloads):
             self._watches.discard(watch)
 
     def active_watches(self, resource: str | None = None) -> int:
+        wanted = self._qualified(resource)
         with self._lock:
-            return sum(1 for w in self._watches if resource is None or w.resource == resource)
+            return sum(1 for w in self._watches if wanted is None or w.resource == wanted)
 
     def cut_watches(self, mode: str = "close", resource: str | None = None) -> int:
         """End live watches: `close` cleanly, `reset` the connection, or send half an event
         first (`garbage`). Returns how many were cut."""
         assert mode in ("close", "reset", "garbage"), mode
+        wanted = self._qualified(resource)
         with self._lock:
-            chosen = [w for w in self._watches if resource is None or w.resource == resource]
+            chosen = [w for w in self._watches if wanted is None or w.resource == wanted]
         with self.store.cond:
             for w in chosen:
                 w.cut = mode
@@ -184,8 +199,9 @@ class FakeKube(Workloads):
         data = line.encode() if isinstance(line, str) else line
         if not data.endswith(b"\n"):
             data += b"\n"
+        wanted = self._qualified(resource)
         with self._lock:
-            chosen = [w for w in self._watches if w.resource == resource]
+            chosen = [w for w in self._watches if w.resource == wanted]
         with self.store.cond:
             for w in chosen:
                 w.injected.append(data)
@@ -223,11 +239,11 @@ class FakeKube(Workloads):
     # -- objects -----------------------------------------------------------------------------
 
     def validate(self, resource: str, obj: Obj) -> str | None:
-        return validate(resource, obj)
+        return validate(self.store.resource(resource).qualified, obj)
 
     def allocate(self, resource: str, obj: Obj, old: Obj | None) -> None:
         """A Service's cluster IP: allocated on create, kept (and immutable) on update."""
-        if resource != "services":
+        if self.store.resource(resource).qualified != "services":
             return
         spec = obj.setdefault("spec", {})
         old_ip = ((old or {}).get("spec") or {}).get("clusterIP")
@@ -255,7 +271,7 @@ class FakeKube(Workloads):
 
     def apply(self, resource: str, obj: Obj) -> Obj:
         """Create or replace `obj` (as a controller would), bumping its resourceVersion."""
-        namespaced = self.store.resources[resource].namespaced
+        namespaced = self.store.resource(resource).namespaced
         namespace = obj["metadata"].get("namespace", "") if namespaced else ""
         try:
             return self.store.create(resource, namespace, copy.deepcopy(obj))
@@ -272,10 +288,12 @@ class FakeKube(Workloads):
     def put_raw(self, resource: str, namespace: str, obj: Obj) -> Obj:
         return self.store.put_raw(resource, namespace, copy.deepcopy(obj))
 
-    def install_crds(self, *plurals: str, version: str | None = None) -> None:
-        """Serve these traffic CRDs (default: all of them) from now on, with list/watch."""
-        for plural in plurals or tuple(TRAFFIC_CRDS):
-            self.store.install(crd(plural, version))
+    def install_crds(self, *names: str, version: str | None = None) -> None:
+        """Serve these traffic CRDs (default: all of them) from now on, with list/watch.
+        A name is a plural one CRD alone has (`virtualservices`), else qualified by its group
+        (`httproutes.gateway.networking.k8s.io`, `httproutes.policy.linkerd.io`)."""
+        for name in names or tuple(TRAFFIC_CRDS):
+            self.store.install(crd(name, version))
 
     def ensure_namespace(self, name: str) -> None:
         try:

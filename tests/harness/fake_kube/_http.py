@@ -4,7 +4,10 @@
     GET    /api/v1/namespaces/{ns}/{plural}                list or watch in a namespace
     POST   /api/v1/namespaces/{ns}/{plural}                create
     GET|PUT|DELETE /api/v1/namespaces/{ns}/{plural}/{name} read, replace, delete
-    ...and the same under /apis/{group}/{version}/ (EndpointSlices, Leases)
+    ...and the same under /apis/{group}/{version}/ (EndpointSlices, Leases, CRDs)
+
+A path names a resource by group, version and plural; the object behind it is the one of
+that group and plural whatever the version (two groups' `httproutes` are two resources).
 
 Lists honour `limit`/`continue` (a consistent snapshot; 410 once compacted) and label and
 field selectors; watches honour `resourceVersion`, `allowWatchBookmarks` and
@@ -33,6 +36,7 @@ from ._store import (
     field_matches,
     gone,
     parse_selector,
+    qualified,
     selector_matches,
 )
 
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
 
 @dataclass(eq=False)
 class ActiveWatch:
-    resource: str
+    resource: str  # Resource.qualified
     namespace: str | None
     user_agent: str
     cut: str = ""  # "", "close", "reset" or "garbage"
@@ -72,8 +76,8 @@ def parse_path(path: str, resources: dict[str, Resource] = RESOURCES) -> Route |
         rest = ["namespaces", rest[1]]
     if not rest or len(rest) > 2:
         return None
-    res = resources.get(rest[0])
-    if res is None or res.group != group or res.version != version:
+    res = resources.get(qualified(rest[0], group))
+    if res is None or res.version != version:
         return None
     if res.namespaced != (namespace is not None) and len(rest) == 2:
         return None
@@ -212,12 +216,12 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST" and (route.namespace is not None or not res.namespaced):
                 obj = self._checked_body(res, route)
                 self._require_namespace(route)
-                self.fake.allocate(res.plural, obj, None)
-                self._send_json(201, store.create(res.plural, ns or "", obj))
+                self.fake.allocate(res.qualified, obj, None)
+                self._send_json(201, store.create(res.qualified, ns or "", obj))
                 return
         else:
             if method == "GET":
-                self._send_json(200, store.get(res.plural, ns or "", route.name))
+                self._send_json(200, store.get(res.qualified, ns or "", route.name))
                 return
             if method == "PUT":
                 obj = self._checked_body(res, route)
@@ -228,11 +232,12 @@ class Handler(BaseHTTPRequestHandler):
                         f"the name of the object ({obj['metadata'].get('name')}) does not match "
                         f"the name on the URL ({route.name})",
                     )
-                self.fake.allocate(res.plural, obj, store.get(res.plural, ns or "", route.name))
-                self._send_json(200, store.update(res.plural, ns or "", obj))
+                old = store.get(res.qualified, ns or "", route.name)
+                self.fake.allocate(res.qualified, obj, old)
+                self._send_json(200, store.update(res.qualified, ns or "", obj))
                 return
             if method == "DELETE":
-                self._send_json(200, store.delete(res.plural, ns or "", route.name))
+                self._send_json(200, store.delete(res.qualified, ns or "", route.name))
                 return
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on this resource")
 
@@ -265,7 +270,7 @@ class Handler(BaseHTTPRequestHandler):
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request",
             )
-        error = self.fake.validate(res.plural, obj)
+        error = self.fake.validate(res.qualified, obj)
         if error:
             raise ApiError(
                 422,
@@ -307,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
         if token:
             rv, items, start = self.fake.continue_list(token)
         else:
-            rv, items = self.fake.store.list(res.plural, route.namespace, self._matcher(query))
+            rv, items = self.fake.store.list(res.qualified, route.namespace, self._matcher(query))
             start = 0
         meta: Obj = {"resourceVersion": str(rv)}
         page = items[start:]
@@ -347,7 +352,7 @@ class Handler(BaseHTTPRequestHandler):
         with store.cond:
             if raw_rv in ("", "0"):
                 # No version: the current state as synthetic ADDED events, then changes.
-                _, items = store.list(res.plural, route.namespace, match)
+                _, items = store.list(res.qualified, route.namespace, match)
                 backlog = [_event_line("ADDED", obj) for obj in items]
                 pos = store.rv
             else:
@@ -364,7 +369,7 @@ class Handler(BaseHTTPRequestHandler):
                     pos = -1
                 else:
                     pos = rv
-        watch = ActiveWatch(res.plural, route.namespace, ua)
+        watch = ActiveWatch(res.qualified, route.namespace, ua)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -471,7 +476,7 @@ def _error_line(exc: ApiError) -> bytes:
 
 def _filtered(event: Event, route: Route, match) -> bytes | None:  # type: ignore[no-untyped-def]
     """The event as this watch sees it: objects entering or leaving its selector."""
-    if event.resource != route.resource.plural:
+    if event.resource != route.resource.qualified:
         return None
     if route.namespace is not None and event.namespace != route.namespace:
         return None

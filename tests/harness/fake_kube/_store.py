@@ -3,6 +3,12 @@
 Like the real API server (and etcd under it), every write bumps one cluster-wide
 resourceVersion, watches replay history after the version a client holds, and a compaction
 forgets history so an older version answers 410 Gone ("Expired").
+
+Objects are stored per resource, and a resource is its group and plural, not its version
+(the API server keeps one object whatever version it is read at), so Linkerd's HTTPRoute
+(`httproutes.policy.linkerd.io`) and the Gateway API's (`httproutes.gateway.networking.k8s.io`)
+are two resources that share a plural. Callers name a resource as kubectl does (`resolve`):
+qualified by its group, or by its plural alone when only one served resource has it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +39,34 @@ class Resource:
 
     @property
     def qualified(self) -> str:
-        """`leases.coordination.k8s.io`, as API server messages name a resource."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
+        """`leases.coordination.k8s.io`, as API server messages name a resource: what it is
+        stored under (the same at every version)."""
+        return qualified(self.plural, self.group)
+
+
+def qualified(plural: str, group: str) -> str:
+    return f"{plural}.{group}" if group else plural
+
+
+def resolve(resources: Mapping[str, Resource], name: str) -> Resource:
+    """The resource `name` names among `resources` (keyed by `qualified`), as kubectl reads a
+    resource name: `httproutes.policy.linkerd.io`, or a plural (`pods`, `virtualservices`) that
+    only one of them has. A plural two groups share names neither: the test must say which."""
+    found = resources.get(name)
+    if found is not None:
+        return found
+    same = sorted(key for key, r in resources.items() if r.plural == name)
+    if len(same) == 1:
+        return resources[same[0]]
+    if not same:
+        raise KeyError(f"no resource {name!r} is served (is its CRD installed?)")
+    raise ValueError(
+        f"{name!r} is the plural of {len(same)} resources: name one of {', '.join(same)}"
+    )
 
 
 RESOURCES = {
-    r.plural: r
+    r.qualified: r
     for r in (
         Resource("pods", "Pod", "", "v1"),
         Resource("services", "Service", "", "v1"),
@@ -86,7 +114,7 @@ def gone(rv: int, oldest: int) -> ApiError:
 class Event:
     rv: int
     type: str  # ADDED, MODIFIED, DELETED
-    resource: str
+    resource: str  # Resource.qualified
     namespace: str
     name: str
     obj: Obj
@@ -145,17 +173,25 @@ class Store:
         self.cond = threading.Condition()
         self.rv = 1
         self.oldest = 0  # history holds every event with rv > oldest
-        # Built-in kinds, plus the custom resources a test installs (`install`).
+        # Built-in kinds, plus the custom resources a test installs (`install`); both dicts
+        # are keyed by Resource.qualified.
         self.resources: dict[str, Resource] = dict(RESOURCES)
         self.objects: dict[str, dict[Key, Obj]] = {name: {} for name in RESOURCES}
         self.history: list[Event] = []
         self._uids = itertools.count(1)
 
-    def install(self, resource: Resource) -> None:
-        """Serve a custom resource from now on (a CustomResourceDefinition applied)."""
+    def resource(self, name: str) -> Resource:
+        """The served resource `name` names (see `resolve`)."""
         with self.cond:
-            self.resources[resource.plural] = resource
-            self.objects.setdefault(resource.plural, {})
+            return resolve(self.resources, name)
+
+    def install(self, resource: Resource) -> None:
+        """Serve a custom resource from now on (a CustomResourceDefinition applied). Served
+        at another version than before, its objects stay and read at the new one."""
+        with self.cond:
+            self.resources[resource.qualified] = resource
+            for obj in self.objects.setdefault(resource.qualified, {}).values():
+                obj["apiVersion"] = resource.api_version
 
     def served(self, group: str, version: str) -> list[Resource]:
         with self.cond:
@@ -165,9 +201,10 @@ class Store:
 
     def get(self, resource: str, namespace: str, name: str) -> Obj:
         with self.cond:
-            obj = self.objects[resource].get((namespace, name))
+            res = self.resource(resource)
+            obj = self.objects[res.qualified].get((namespace, name))
             if obj is None:
-                raise not_found(self.resources[resource], name)
+                raise not_found(res, name)
             return copy.deepcopy(obj)
 
     def list(
@@ -177,9 +214,10 @@ class Store:
         match: Callable[[Obj], bool] = lambda _: True,
     ) -> tuple[int, list[Obj]]:
         with self.cond:
+            objects = self.objects[self.resource(resource).qualified]
             items = [
                 copy.deepcopy(obj)
-                for (ns, _), obj in sorted(self.objects[resource].items())
+                for (ns, _), obj in sorted(objects.items())
                 if (namespace is None or ns == namespace) and match(obj)
             ]
             return self.rv, items
@@ -203,8 +241,7 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def _stamp(self, resource: str, obj: Obj, old: Obj | None) -> Obj:
-        res = self.resources[resource]
+    def _stamp(self, res: Resource, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
         obj["kind"] = res.kind
         obj["apiVersion"] = res.api_version
@@ -222,77 +259,83 @@ class Store:
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         return obj
 
-    def _record(self, type_: str, resource: str, key: Key, obj: Obj, old: Obj | None) -> None:
-        self.history.append(Event(self.rv, type_, resource, key[0], key[1], obj, old))
+    def _record(self, type_: str, res: Resource, key: Key, obj: Obj, old: Obj | None) -> None:
+        self.history.append(Event(self.rv, type_, res.qualified, key[0], key[1], obj, old))
         self.cond.notify_all()
 
     def create(self, resource: str, namespace: str, obj: Obj) -> Obj:
         with self.cond:
+            res = self.resource(resource)
+            objects = self.objects[res.qualified]
             name = obj["metadata"]["name"]
             key = (namespace, name)
-            if key in self.objects[resource]:
+            if key in objects:
                 raise ApiError(
                     409,
                     "AlreadyExists",
-                    f'{self.resources[resource].qualified} "{name}" already exists',
-                    {"name": name, "kind": resource},
+                    f'{res.qualified} "{name}" already exists',
+                    details(res, name),
                 )
-            if self.resources[resource].namespaced:
+            if res.namespaced:
                 obj["metadata"]["namespace"] = namespace
-            stored = self._stamp(resource, obj, None)
-            self.objects[resource][key] = stored
-            self._record("ADDED", resource, key, stored, None)
+            stored = self._stamp(res, obj, None)
+            objects[key] = stored
+            self._record("ADDED", res, key, stored, None)
             return copy.deepcopy(stored)
 
     def update(self, resource: str, namespace: str, obj: Obj) -> Obj:
         with self.cond:
+            res = self.resource(resource)
+            objects = self.objects[res.qualified]
             name = obj["metadata"]["name"]
             key = (namespace, name)
-            old = self.objects[resource].get(key)
+            old = objects.get(key)
             if old is None:
-                raise not_found(self.resources[resource], name)
+                raise not_found(res, name)
             wanted = obj["metadata"].get("resourceVersion")
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise ApiError(
                     409,
                     "Conflict",
-                    "Operation cannot be fulfilled on "
-                    f'{self.resources[resource].qualified} "{name}": '
+                    f'Operation cannot be fulfilled on {res.qualified} "{name}": '
                     "the object has been modified; please apply your changes to the latest "
                     "version and try again",
-                    {"name": name, "kind": resource},
+                    details(res, name),
                 )
-            if self.resources[resource].namespaced:
+            if res.namespaced:
                 obj["metadata"]["namespace"] = namespace
-            stored = self._stamp(resource, obj, old)
-            self.objects[resource][key] = stored
-            self._record("MODIFIED", resource, key, stored, old)
+            stored = self._stamp(res, obj, old)
+            objects[key] = stored
+            self._record("MODIFIED", res, key, stored, old)
             return copy.deepcopy(stored)
 
     def delete(self, resource: str, namespace: str, name: str) -> Obj:
         with self.cond:
+            res = self.resource(resource)
             key = (namespace, name)
-            old = self.objects[resource].pop(key, None)
+            old = self.objects[res.qualified].pop(key, None)
             if old is None:
-                raise not_found(self.resources[resource], name)
+                raise not_found(res, name)
             self.rv += 1
             gone_obj = copy.deepcopy(old)
             gone_obj["metadata"]["resourceVersion"] = str(self.rv)
-            self._record("DELETED", resource, key, gone_obj, old)
+            self._record("DELETED", res, key, gone_obj, old)
             return copy.deepcopy(gone_obj)
 
     def put_raw(self, resource: str, namespace: str, obj: Obj) -> Obj:
         """Store `obj` as given (only metadata stamped): how tests plant malformed objects."""
         with self.cond:
+            res = self.resource(resource)
+            objects = self.objects[res.qualified]
             name = (obj.get("metadata") or {}).get("name", f"raw-{self.rv + 1}")
             obj.setdefault("metadata", {})["name"] = name
             key = (namespace, name)
-            old = self.objects[resource].get(key)
+            old = objects.get(key)
             self.rv += 1
             stored = copy.deepcopy(obj)
             stored["metadata"]["resourceVersion"] = str(self.rv)
-            self.objects[resource][key] = stored
-            self._record("ADDED" if old is None else "MODIFIED", resource, key, stored, old)
+            objects[key] = stored
+            self._record("ADDED" if old is None else "MODIFIED", res, key, stored, old)
             return copy.deepcopy(stored)
 
     def compact(self) -> int:
@@ -306,7 +349,8 @@ class Store:
 
     def iter_objects(self, resource: str) -> Iterator[Obj]:
         with self.cond:
-            items = [copy.deepcopy(o) for o in self.objects[resource].values()]
+            objects = self.objects[self.resource(resource).qualified]
+            items = [copy.deepcopy(o) for o in objects.values()]
         yield from items
 
 
@@ -315,5 +359,13 @@ def not_found(resource: Resource, name: str) -> ApiError:
         404,
         "NotFound",
         f'{resource.qualified} "{name}" not found',
-        {"name": name, "kind": resource.plural},
+        details(resource, name),
     )
+
+
+def details(resource: Resource, name: str) -> Obj:
+    """A Status's `details` for one object: its group is said unless it is the core API's."""
+    out: Obj = {"name": name, "kind": resource.plural}
+    if resource.group:
+        out["group"] = resource.group
+    return out

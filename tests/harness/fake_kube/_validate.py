@@ -17,6 +17,8 @@ _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def validate(resource: str, obj: Obj) -> str | None:
+    """What is wrong with `obj` as a `resource` (its qualified name, `leases.coordination.k8s.io`),
+    or None."""
     meta = obj.get("metadata") or {}
     name = meta.get("name", "")
     for key, value in (meta.get("labels") or {}).items():
@@ -26,8 +28,8 @@ def validate(resource: str, obj: Obj) -> str | None:
             return 'metadata.labels: Invalid value: "": name part must be non-empty'
     check = {
         "services": _service,
-        "endpointslices": _endpoint_slice,
-        "leases": _lease,
+        "endpointslices.discovery.k8s.io": _endpoint_slice,
+        "leases.coordination.k8s.io": _lease,
         "namespaces": _namespace,
         "pods": _pod,
     }.get(resource)
