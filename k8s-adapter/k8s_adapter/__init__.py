@@ -4,8 +4,9 @@ A Deployment in each cluster (or `weft k8s-adapter` outside one) lists and watch
 EndpointSlices and Pods, and keeps the registry's entries of source `k8s/<cluster>` equal to
 them with diffed, batched writes; with `--to-k8s` it publishes registry services as
 selector-less Services and EndpointSlices. It also watches the other meshes' traffic CRDs
-(VirtualService, DestinationRule, ServiceProfile, HTTPRoute, TrafficSplit) where the cluster
-serves them and keeps the Weft resources they compile into in the registry, under its source.
+(VirtualService, DestinationRule, ServiceEntry, ServiceProfile, HTTPRoute and Linkerd's
+HTTPRoute, TrafficSplit, HTTPRouteGroup) where the cluster serves them and keeps the Weft
+resources they compile into in the registry, under its source.
 Replicas elect one writer with a Lease.
 
 Pure cores (no sockets, no clock): `_selection`, `_naming`, `_mapping`, `_entry`, `_diff`,

@@ -1,6 +1,7 @@
 """The other meshes' traffic CRDs the adapter watches, and what they compile into. Pure.
 
     VirtualService, DestinationRule   networking.istio.io   v1, v1beta1, v1alpha3
+    ServiceEntry (ExternalService)    networking.istio.io   v1, v1beta1, v1alpha3
     ServiceProfile                    linkerd.io            v1alpha2
     HTTPRoute                         gateway.networking.k8s.io  v1, v1beta1
     HTTPRoute (Linkerd's own)         policy.linkerd.io     v1beta3, v1beta2, v1beta1
@@ -8,7 +9,8 @@
     HTTPRouteGroup                    specs.smi-spec.io     v1alpha4 ... v1alpha1
 
 Each kind is watched at the first of its versions the cluster serves (the API server converts
-between served versions, so one is enough).
+between served versions, so one is enough). Gateways (Istio's, the Gateway API's) are not
+watched: the cluster's Gateways belong to its own ingress.
 
 Objects are converted in groups, one group per set of target services: every object that
 makes a resource for a service (each object converted alone tells which), and the
@@ -19,7 +21,8 @@ member recomputes the group. A group that fails is skipped whole (every member n
 reason) and never changes the registry: a group that was good and turns bad keeps its last
 good resources (as the informer keeps the last good version of an object that comes back
 undecodable); only deletion removes them. Names resolve with the adapter's naming (the
-`--name-template` and `weft.io/service-name` it registers Services under).
+`--name-template` and `weft.io/service-name` it registers Services under); a ServiceEntry
+names no Service of the cluster, so its ExternalService keeps the ServiceEntry's own name.
 Two objects of a group that make the same Weft resource: the first in (kind, namespace,
 name) order keeps it and the other is skipped for it, as the Service name mapping does.
 """
@@ -68,6 +71,7 @@ TRAFFIC_KINDS = (
     CrdKind(
         "DestinationRule", "destinationrules", "networking.istio.io", ("v1", "v1beta1", "v1alpha3")
     ),
+    CrdKind("ServiceEntry", "serviceentries", "networking.istio.io", ("v1", "v1beta1", "v1alpha3")),
     CrdKind("ServiceProfile", "serviceprofiles", "linkerd.io", ("v1alpha2",)),
     CrdKind("HTTPRoute", "httproutes", "gateway.networking.k8s.io", ("v1", "v1beta1")),
     CrdKind(

@@ -1,13 +1,15 @@
 """Istio's traffic CRDs in a cluster steer VM sidecars: the fake API server serves a
 VirtualService and a DestinationRule, a real `weft k8s-adapter` syncs them into a real `weft
 server` on real etcd, and a VM agent's real sidecar obeys them within 3 s (and forgets them
-within 3 s of their deletion). Bad objects and operator-applied resources are left alone."""
+within 3 s of their deletion). Bad objects and operator-applied resources are left alone.
+A ServiceEntry is an ExternalService in the registry within 3 s, and gone as fast once deleted."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -374,3 +376,119 @@ def test_an_operator_takes_a_synced_resource_over_by_changing_it(
     wait_until(lambda: ("Route", "other") in resources(server), timeout=10, what="later sync")
     assert resources(server)[("Route", "reviews")] == taken
     assert adapter.status()["traffic"]["resources"] == 1
+
+
+def service_entry(name: str, *hosts: str, port: int = 443, protocol: str = "TLS") -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": name, "namespace": "bookinfo"},
+        "spec": {
+            "hosts": list(hosts),
+            "location": "MESH_EXTERNAL",
+            "ports": [{"number": port, "name": protocol.lower(), "protocol": protocol}],
+            "resolution": "DNS",
+        },
+    }
+
+
+def test_a_serviceentry_in_the_cluster_is_an_externalservice_in_the_registry_until_deleted(
+    fake: FakeKube, server: WeftServer, adapters: Adapters
+) -> None:
+    fake.install_crds("serviceentries")
+    adapter = adapters.start()
+    adapter.wait_in_sync()
+
+    started = time.monotonic()
+    fake.apply("serviceentries", service_entry("payments", "api.payments.example.com"))
+    wait_until(
+        lambda: ("ExternalService", "payments") in resources(server),
+        timeout=10,
+        interval=0.05,
+        what=f"the ServiceEntry's ExternalService in the registry:\n{adapter.tail()}",
+    )
+    took = time.monotonic() - started
+    assert took < 3.0, f"the ServiceEntry took {took:.2f}s to reach the registry"
+    synced = resources(server)[("ExternalService", "payments")]
+    assert synced["spec"] == {
+        "hosts": ["api.payments.example.com"],
+        "ports": [{"port": 443, "protocol": "tls"}],
+        "resolution": "dns",
+    }
+    assert synced["metadata"]["source"] == "k8s/c1"
+    assert synced["metadata"]["labels"]["weft.io/k8s-object"] == "ServiceEntry bookinfo/payments"
+    assert adapter.status()["traffic"]["watched"]["ServiceEntry"] == "networking.istio.io/v1"
+
+    # Changed in the cluster, changed in the registry.
+    fake.apply(
+        "serviceentries",
+        service_entry("payments", "api.payments.example.com", "eu.payments.example.com"),
+    )
+    wait_until(
+        lambda: (
+            resources(server)[("ExternalService", "payments")]["spec"]["hosts"]
+            == ["api.payments.example.com", "eu.payments.example.com"]
+        ),
+        timeout=10,
+        what=f"the ServiceEntry's new host in the registry:\n{adapter.tail()}",
+    )
+
+    started = time.monotonic()
+    fake.delete("serviceentries", "bookinfo", "payments")
+    wait_until(
+        lambda: ("ExternalService", "payments") not in resources(server),
+        timeout=10,
+        interval=0.05,
+        what=f"the ExternalService removed with its ServiceEntry:\n{adapter.tail()}",
+    )
+    took = time.monotonic() - started
+    assert took < 3.0, f"the deletion took {took:.2f}s to reach the registry"
+    assert resources(server) == {}
+
+
+def test_a_serviceentry_leaves_an_operators_externalservice_alone_and_goes_when_it_vanishes(
+    fake: FakeKube, server: WeftServer, adapters: Adapters
+) -> None:
+    operator = {
+        "apiVersion": "weft.dev/v1",
+        "kind": "ExternalService",
+        "metadata": {"name": "stripe"},
+        "spec": {"hosts": ["api.stripe.com"], "ports": [{"port": 443, "protocol": "https"}]},
+    }
+    httpx.post(
+        f"{server.url}/v1/resources",
+        json={"resources": [operator]},
+        headers=server.headers(),
+        timeout=10,
+    ).raise_for_status()
+    before = resources(server)[("ExternalService", "stripe")]
+    fake.install_crds("serviceentries")
+    fake.apply("serviceentries", service_entry("stripe", "api.stripe.com"))
+    fake.apply(
+        "serviceentries", service_entry("maps", "maps.example.com", port=80, protocol="HTTP")
+    )
+    first = adapters.start("--resync", "2s")
+    wait_until(
+        lambda: ("ExternalService", "maps") in resources(server),
+        timeout=10,
+        what=f"the other ServiceEntry synced:\n{first.tail()}",
+    )
+    wait_until(
+        lambda: "ServiceEntry bookinfo/stripe skipped" in first.log(),
+        timeout=5,
+        what="the ServiceEntry that would replace the operator's skipped",
+    )
+    assert "ExternalService stripe belongs to an operator" in first.log()
+    assert resources(server)[("ExternalService", "stripe")] == before
+    first.stop()
+
+    fake.delete("serviceentries", "bookinfo", "maps")  # while no adapter runs
+    fake.delete("serviceentries", "bookinfo", "stripe")
+    second = adapters.start("--resync", "2s")
+    wait_until(
+        lambda: ("ExternalService", "maps") not in resources(server),
+        timeout=10,
+        what=f"the vanished ServiceEntry's ExternalService removed:\n{second.tail()}",
+    )
+    second.wait_in_sync()
+    assert resources(server) == {("ExternalService", "stripe"): before}

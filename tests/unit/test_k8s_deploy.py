@@ -82,6 +82,7 @@ def test_traffic_crds_are_granted_exactly_get_list_watch_and_nothing_more() -> N
     expected = {
         ("networking.istio.io", "virtualservices"),
         ("networking.istio.io", "destinationrules"),
+        ("networking.istio.io", "serviceentries"),
         ("linkerd.io", "serviceprofiles"),
         ("gateway.networking.k8s.io", "httproutes"),
         ("policy.linkerd.io", "httproutes"),

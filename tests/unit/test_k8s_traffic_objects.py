@@ -12,6 +12,7 @@ from k8s_adapter._traffic_objects import TRAFFIC_KINDS, TrafficObjects, watch_ki
 KINDS = {(c.group, c.name): c for c in TRAFFIC_KINDS}
 VS = watch_kind(KINDS[("networking.istio.io", "VirtualService")], "v1")
 DR = watch_kind(KINDS[("networking.istio.io", "DestinationRule")], "v1")
+SE = watch_kind(KINDS[("networking.istio.io", "ServiceEntry")], "v1")
 ROUTE = watch_kind(KINDS[("gateway.networking.k8s.io", "HTTPRoute")], "v1")
 LINKERD_ROUTE = watch_kind(KINDS[("policy.linkerd.io", "HTTPRoute")], "v1beta3")
 SPLIT = watch_kind(KINDS[("split.smi-spec.io", "TrafficSplit")], "v1alpha4")
@@ -209,6 +210,30 @@ def test_names_resolve_with_the_adapters_naming_and_follow_its_changes() -> None
     names[("reviews", "ns")] = "reviews-renamed"  # the Service got weft.io/service-name
     (route,) = objects.plan().resources().values()
     assert route["metadata"]["name"] == route["spec"]["service"] == "reviews-renamed"
+
+
+def entry(rv: str, *hosts: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "payments", "namespace": "ns", "resourceVersion": rv},
+        "spec": {
+            "hosts": list(hosts),
+            "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+            "resolution": "DNS",
+        },
+    }
+
+
+def test_a_serviceentry_makes_an_externalservice_of_its_own_name_gone_with_it() -> None:
+    """A ServiceEntry names no Service of the cluster: the adapter's naming does not rename
+    its ExternalService, which `weft apply -f` of the same document would also make."""
+    objects = TrafficObjects(naming=lambda name, ns: f"{name}-{ns}")
+    objects.apply(SE, "ADDED", decode(SE, entry("1", "api.payments.example.com")))
+    (made,) = objects.plan().resources().values()
+    assert (made["kind"], made["metadata"]["name"]) == ("ExternalService", "payments")
+    assert made["spec"]["hosts"] == ["api.payments.example.com"]
+    assert made["metadata"]["labels"]["weft.io/k8s-object"] == "ServiceEntry ns/payments"
+    objects.apply(SE, "DELETED", decode(SE, entry("2", "api.payments.example.com")))
+    assert objects.plan().resources() == {}
 
 
 def test_an_httproute_with_a_gateway_parent_syncs_only_its_mesh_half() -> None:

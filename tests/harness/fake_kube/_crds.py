@@ -15,6 +15,7 @@ TRAFFIC_CRDS = {
     for r in (
         Resource("virtualservices", "VirtualService", "networking.istio.io", "v1"),
         Resource("destinationrules", "DestinationRule", "networking.istio.io", "v1"),
+        Resource("serviceentries", "ServiceEntry", "networking.istio.io", "v1"),
         Resource("serviceprofiles", "ServiceProfile", "linkerd.io", "v1alpha2"),
         Resource("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1"),
         Resource("httproutes", "HTTPRoute", "policy.linkerd.io", "v1beta3"),
