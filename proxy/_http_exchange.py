@@ -246,7 +246,6 @@ class Exchange(Responder):
         tried: list[Endpoint] = []
         attempt = 0
         first_error: UpstreamError | None = None
-        idempotent = head.idempotent or head.get(b"idempotency-key") is not None
         while True:
             attempt += 1
             if attempts is not None:
@@ -327,6 +326,8 @@ class Exchange(Responder):
                     reason=reason,
                 )
                 first_error = first_error or error
+                # (idempotent as `run` decided; only a transport failure needs it here)
+                idempotent = head.idempotent or head.get(b"idempotency-key") is not None
                 if mover is None and _retry.may_retry(
                     kind, attempt=attempt, idempotent=idempotent, replayable=True
                 ):
