@@ -25,7 +25,9 @@ def agent_status(fleet: Fleet, name: str) -> dict:
 
 def test_agent_unit_ready_watchdog_and_reload(start_host, etcd, prefix, tmp_path) -> None:
     fleet = Fleet(start_host, etcd, prefix, tmp_path)
-    fleet.write_inventory()
+    # Agent tokens are scoped to their services: the token may also register `extra`, the
+    # definition the reload below adds (else the registry refuses it, as it should).
+    fleet.write_inventory(weft_agent_token_services=["api", "web", "extra"])
     run = fleet.run("site.yml")
     assert run.returncode == 0, run.explain()
     host = fleet.beta
