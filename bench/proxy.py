@@ -279,36 +279,39 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
             stack, snaps, command=command, names=names, cpus=proxy_cpus, **kwargs
         )
 
+    # Only the pairs a chosen target needs run: an idle proxy still wakes up (its deadline
+    # sweeper), on the proxies' CPUs.
+    wanted = set(args.targets)
     plain_docs = docs()
     plain = start("", [], plain_docs, wait=False)
-    # Sidecar A with routes, in front of the same sidecar B.
-    ar_port = free_port()
-    doc_ar = routed(plain_docs["a"], ar_port)
-    weft_ar = stack.start("weft-ar", weft_args(stack, "weft-ar", doc_ar, weft), cpus=proxy_cpus)
-    # The same pair on the opt-in reactor (`--io-waits reactor`): what it gains over the default.
-    reactor = start("i", ["--io-waits", "reactor"], docs())
-    # The same pair with tracing: sidecar A starts 1 % of traces, B continues them.
-    tracing = ["--trace-collector", f"http://127.0.0.1:{nginx_port}/v1/traces"]
-    traced = start("t", [*tracing, "--trace-sampling", "0.01"], docs())
+    targets: dict[str, tuple[int, list[int]]] = {
+        "direct": (nginx_port, []),
+        "weft": (plain.a_port, plain.pids),
+    }
+    if "weft-routes" in wanted:  # sidecar A with routes, in front of the same sidecar B
+        ar_port = free_port()
+        doc_ar = routed(plain_docs["a"], ar_port)
+        weft_ar = stack.start("weft-ar", weft_args(stack, "weft-ar", doc_ar, weft), cpus=proxy_cpus)
+        targets["weft-routes"] = (ar_port, [weft_ar.pid, plain.b.pid])
+    if "weft-reactor" in wanted:  # the pair on the opt-in reactor (`--io-waits reactor`)
+        reactor = start("i", ["--io-waits", "reactor"], docs())
+        targets["weft-reactor"] = (reactor.a_port, reactor.pids)
+    if "weft-traced" in wanted:  # with tracing: sidecar A starts 1 % of traces, B continues
+        tracing = ["--trace-collector", f"http://127.0.0.1:{nginx_port}/v1/traces"]
+        traced = start("t", [*tracing, "--trace-sampling", "0.01"], docs())
+        targets["weft-traced"] = (traced.a_port, traced.pids)
     # The same pair from another checkout (`--base`): its code first on the import path.
     base = None
     if args.base is not None:
         base_env = {**os.environ, "PYTHONPATH": str(args.base.resolve())}
         base = start("b", [], docs(), cwd=args.base, env=base_env)
     plain.wait()
-    wait_port(ar_port)
+    if "weft-routes" in targets:
+        wait_port(targets["weft-routes"][0])
     hap = start_haproxy_pair(
         stack, haproxy, tls, app_port=nginx_port, threads=args.workers, cpus=proxy_cpus
     )
-
-    targets = {
-        "direct": (nginx_port, []),
-        "weft": (plain.a_port, plain.pids),
-        "weft-traced": (traced.a_port, traced.pids),
-        "weft-routes": (ar_port, [weft_ar.pid, plain.b.pid]),
-        "weft-reactor": (reactor.a_port, reactor.pids),
-        "haproxy": (hap.a_port, hap.pids),
-    }
+    targets["haproxy"] = (hap.a_port, hap.pids)
     if base is not None:
         targets["weft-base"] = (base.a_port, base.pids)
     targets = {name: targets[name] for name in TARGETS if name in args.targets}
@@ -354,15 +357,13 @@ def run(args: argparse.Namespace, work: Path, stack: Stack, nginx: str, haproxy:
                 flush=True,
             )
 
-    rss = {
-        "weft-a": rss_mib(plain.a.pid),
-        "weft-b": rss_mib(plain.b.pid),
-        "weft-a-routes": rss_mib(weft_ar.pid),
-        "weft-a-traced": rss_mib(traced.a.pid),
-        "weft-b-traced": rss_mib(traced.b.pid),
-        "haproxy-a": rss_mib(hap.a.pid),
-        "haproxy-b": rss_mib(hap.b.pid),
-    }
+    rss = {"weft-a": rss_mib(plain.a.pid), "weft-b": rss_mib(plain.b.pid)}
+    if "weft-routes" in targets:
+        rss["weft-a-routes"] = rss_mib(weft_ar.pid)
+    if "weft-traced" in targets:
+        rss["weft-a-traced"] = rss_mib(traced.a.pid)
+        rss["weft-b-traced"] = rss_mib(traced.b.pid)
+    rss["haproxy-a"], rss["haproxy-b"] = rss_mib(hap.a.pid), rss_mib(hap.b.pid)
     report(args, targets, sat, lat, ser, rss, parse)
     if args.no_h2:
         return 0
